@@ -1,0 +1,91 @@
+//! Typed configuration, read once at start. Handlers never read the environment.
+
+use std::env;
+
+/// Limits and policies of the chat service (PROTOCOL.md sections 3 and 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Sends per user per fixed 60 s window; 0 disables the limit.
+    pub rate_limit_per_min: u32,
+    /// Message retention in days; 0 keeps messages forever.
+    pub retention_days: u32,
+    /// Members a group may hold, creator included.
+    pub max_group_members: u32,
+    /// Receipt, typing and presence events fan out only in conversations this small.
+    pub event_fanout_max_members: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_min: 100,
+            retention_days: 365,
+            max_group_members: 1000,
+            event_fanout_max_members: 100,
+        }
+    }
+}
+
+/// A variable that is set but does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name} = {value:?}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+impl Limits {
+    /// Reads `CHAT_RATE_LIMIT_PER_MIN`, `CHAT_RETENTION_DAYS`, `CHAT_MAX_GROUP_MEMBERS` and
+    /// `CHAT_EVENT_FANOUT_MAX_MEMBERS`, keeping the defaults for unset ones.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Limits::default();
+        Ok(Self {
+            rate_limit_per_min: env_u32("CHAT_RATE_LIMIT_PER_MIN", d.rate_limit_per_min)?,
+            retention_days: env_u32("CHAT_RETENTION_DAYS", d.retention_days)?,
+            max_group_members: env_u32("CHAT_MAX_GROUP_MEMBERS", d.max_group_members)?.max(1),
+            event_fanout_max_members: env_u32(
+                "CHAT_EVENT_FANOUT_MAX_MEMBERS",
+                d.event_fanout_max_members,
+            )?,
+        })
+    }
+
+    /// The oldest timestamp still retained at `now_ms` (`i64::MIN` when kept forever).
+    pub fn retention_cutoff(&self, now_ms: i64) -> i64 {
+        if self.retention_days == 0 {
+            i64::MIN
+        } else {
+            now_ms - i64::from(self.retention_days) * 86_400_000
+        }
+    }
+}
+
+/// Reads an unsigned integer variable, `default` when unset or empty.
+pub fn env_u32(name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    match env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(default),
+        Ok(v) => v.trim().parse().map_err(|_| ConfigError {
+            name,
+            value: v,
+            reason: "expected a non-negative integer",
+        }),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Reads a boolean flag (`1`/`true`/`yes`/`on`), false when unset.
+pub fn env_flag(name: &'static str) -> Result<bool, ConfigError> {
+    match env::var(name) {
+        Err(_) => Ok(false),
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "0" | "false" | "no" | "off" => Ok(false),
+            "1" | "true" | "yes" | "on" => Ok(true),
+            _ => Err(ConfigError {
+                name,
+                value: v,
+                reason: "expected 1 or 0",
+            }),
+        },
+    }
+}

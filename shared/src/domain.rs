@@ -1,0 +1,162 @@
+//! Pure rules of the chat: no I/O, each one unit-tested.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::ChatError;
+use crate::ids::{ConversationId, Millis, Seq, UserId};
+use crate::ports::{ConversationCursor, ConversationKind, ConversationRecord};
+
+/// Length of a fixed rate-limit window.
+pub const RATE_WINDOW_MS: Millis = 60_000;
+/// Typing throttle: at most `TYPING_MAX_PER_WINDOW` `isTyping: true` per window.
+pub const TYPING_WINDOW_MS: Millis = 1000;
+/// See [`TYPING_WINDOW_MS`].
+pub const TYPING_MAX_PER_WINDOW: u32 = 2;
+/// Conversation objects list their members up to this many.
+pub const INLINE_MEMBERS_MAX: u64 = 100;
+/// Longest push body, in characters.
+pub const PUSH_BODY_MAX_CHARS: usize = 100;
+
+/// The start of the fixed rate window holding `now`.
+pub fn rate_window_start(now: Millis) -> Millis {
+    now - now.rem_euclid(RATE_WINDOW_MS)
+}
+
+/// The `RATE_LIMITED` error for a send counted as number `count` in the window at
+/// `window_start`, or `None` when it is allowed. A limit of 0 disables limiting.
+pub fn rate_limit(count: u64, limit: u32, window_start: Millis, now: Millis) -> Option<ChatError> {
+    (limit > 0 && count > u64::from(limit)).then(|| ChatError::RateLimited {
+        retry_after_ms: (window_start + RATE_WINDOW_MS - now).max(1),
+    })
+}
+
+/// New receipt positions: monotonic, clamped to `last_seq`, and read implies delivered.
+pub fn advance_positions(
+    current: (Seq, Seq),
+    last_seq: Seq,
+    delivered: Option<Seq>,
+    read: Option<Seq>,
+) -> (Seq, Seq) {
+    let (mut delivered_up_to, mut read_up_to) = current;
+    if let Some(r) = read {
+        read_up_to = read_up_to.max(r.min(last_seq));
+    }
+    if let Some(d) = delivered {
+        delivered_up_to = delivered_up_to.max(d.min(last_seq));
+    }
+    (delivered_up_to.max(read_up_to), read_up_to)
+}
+
+/// The push title: the sender, prefixed by the group name in groups.
+pub fn push_title(conversation: &ConversationRecord, sender: &UserId) -> String {
+    match (conversation.kind, &conversation.name) {
+        (ConversationKind::Group, Some(name)) => format!("{name}: {sender}"),
+        _ => sender.to_string(),
+    }
+}
+
+/// The push body: the text cut to at most 100 characters at a character boundary.
+pub fn push_body(text: &str) -> String {
+    text.chars().take(PUSH_BODY_MAX_CHARS).collect()
+}
+
+/// Validates a group name: 1-100 characters, not only whitespace.
+pub fn group_name(name: &str) -> Result<String, ChatError> {
+    let n = name.chars().count();
+    if n == 0 || n > 100 || name.trim().is_empty() {
+        return Err(ChatError::Invalid("name must be 1-100 characters".into()));
+    }
+    Ok(name.to_owned())
+}
+
+/// A fresh, unguessable conversation id.
+pub fn new_conversation_id() -> ConversationId {
+    ConversationId::parse(format!("c_{}", uuid::Uuid::new_v4().simple()))
+        .expect("generated ids are valid")
+}
+
+/// A fresh message id.
+pub fn new_message_id() -> String {
+    format!("m_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Encodes a conversation-list cursor (opaque to clients).
+pub fn encode_conversation_cursor(c: &ConversationCursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", c.last_message_at, c.conversation_id))
+}
+
+/// Decodes a conversation-list cursor.
+pub fn decode_conversation_cursor(s: &str) -> Result<ConversationCursor, ChatError> {
+    let bad = || ChatError::Invalid("cursor is not valid".into());
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?).map_err(|_| bad())?;
+    let (at, id) = raw.split_once(':').ok_or_else(bad)?;
+    Ok(ConversationCursor {
+        last_message_at: at.parse().map_err(|_| bad())?,
+        conversation_id: ConversationId::parse(id).map_err(|_| bad())?,
+    })
+}
+
+/// Encodes a member-list cursor (the last user id of the page).
+pub fn encode_member_cursor(user: &UserId) -> String {
+    URL_SAFE_NO_PAD.encode(user.as_str())
+}
+
+/// Decodes a member-list cursor.
+pub fn decode_member_cursor(s: &str) -> Result<UserId, ChatError> {
+    let bad = || ChatError::Invalid("cursor is not valid".into());
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?).map_err(|_| bad())?;
+    UserId::parse(raw).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_never_move_back_and_are_clamped() {
+        // GIVEN positions (5, 3) in a conversation at seq 10
+        // WHEN a lower delivered and a higher-than-last read arrive
+        let p = advance_positions((5, 3), 10, Some(2), Some(99));
+        // THEN read is clamped to 10 and delivered follows read
+        assert_eq!(p, (10, 10));
+        assert_eq!(advance_positions((5, 3), 10, Some(4), None), (5, 3));
+        assert_eq!(advance_positions((5, 3), 10, None, Some(7)), (7, 7));
+    }
+
+    #[test]
+    fn rate_windows_are_fixed_minutes() {
+        assert_eq!(rate_window_start(125_000), 120_000);
+        assert!(rate_limit(3, 3, 120_000, 125_000).is_none());
+        let err = rate_limit(4, 3, 120_000, 125_000).unwrap();
+        assert_eq!(err.retry_after_ms(), Some(55_000));
+        assert!(rate_limit(1_000_000, 0, 0, 0).is_none());
+    }
+
+    #[test]
+    fn push_body_cuts_at_character_boundaries() {
+        let text = "é".repeat(150);
+        assert_eq!(push_body(&text).chars().count(), 100);
+        assert_eq!(push_body("hi"), "hi");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = ConversationCursor {
+            last_message_at: 17,
+            conversation_id: ConversationId::parse("c_1").unwrap(),
+        };
+        assert_eq!(decode_conversation_cursor(&encode_conversation_cursor(&c)).unwrap(), c);
+        assert!(decode_conversation_cursor("!!").is_err());
+        let u = UserId::parse("bob").unwrap();
+        assert_eq!(decode_member_cursor(&encode_member_cursor(&u)).unwrap(), u);
+    }
+
+    #[test]
+    fn group_names_are_checked() {
+        assert!(group_name("Team").is_ok());
+        assert!(group_name("").is_err());
+        assert!(group_name("   ").is_err());
+        assert!(group_name(&"n".repeat(101)).is_err());
+    }
+}

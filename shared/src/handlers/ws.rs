@@ -1,0 +1,155 @@
+//! WebSocket routes: `$connect`, `$disconnect`, and one function per client action
+//! (`send`, `read`, `delivered`, `typing`, `heartbeat`). [`frame`] parses a frame and
+//! dispatches it; it is what every message route calls.
+
+use crate::auth::bearer;
+use crate::error::ChatError;
+use crate::ids::{ConversationId, DeviceId, Seq, UserId};
+use crate::protocol::{
+    Action, ClientFrame, HEARTBEAT_INTERVAL_MS, MAX_FRAME_BYTES, SendRequest, ServerFrame,
+};
+use crate::service::Chat;
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionContext {
+    pub connection_id: String,
+    pub user_id: UserId,
+}
+
+/// What `$connect` gets: the upgrade request's credentials and device.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectRequest<'a> {
+    pub connection_id: &'a str,
+    /// The `token` query parameter.
+    pub token: Option<&'a str>,
+    /// The `Authorization` header, for native clients.
+    pub authorization: Option<&'a str>,
+    /// The `deviceId` query parameter.
+    pub device_id: Option<&'a str>,
+}
+
+/// Authenticates the upgrade and records the connection. `UNAUTHORIZED` means refuse
+/// the handshake with 401; `INVALID_MESSAGE` (bad deviceId) with 400.
+pub async fn connect(chat: &Chat, req: ConnectRequest<'_>) -> Result<UserId, ChatError> {
+    let token = req.token.or_else(|| req.authorization.and_then(bearer));
+    let user = chat.authenticate(token)?;
+    let device = req.device_id.map(DeviceId::parse).transpose()?;
+    chat.connect(req.connection_id, &user, device).await?;
+    Ok(user)
+}
+
+/// `$disconnect`: forgets the connection (presence goes offline with the last one).
+pub async fn disconnect(chat: &Chat, connection_id: &str) -> Result<(), ChatError> {
+    chat.disconnect(connection_id).await
+}
+
+/// Handles one client text frame and returns the frame that answers it, if any.
+pub async fn frame(chat: &Chat, ctx: &ConnectionContext, text: &str) -> Option<ServerFrame> {
+    if let Err(e) = chat.touch(&ctx.connection_id).await {
+        tracing::warn!(error = %e, "could not record connection liveness");
+    }
+    if text.len() > MAX_FRAME_BYTES {
+        return Some(ServerFrame::error(
+            None,
+            None,
+            &ChatError::PayloadTooLarge("frames are limited to 32 KiB"),
+        ));
+    }
+    let parsed = match ClientFrame::parse(text) {
+        Ok(f) => f,
+        Err(e) => {
+            return Some(ServerFrame::error(
+                e.request_id,
+                e.client_message_id,
+                &e.error,
+            ));
+        }
+    };
+    let rid = parsed.request_id;
+    match parsed.action {
+        Action::Send(req) => Some(send(chat, ctx, rid, req).await),
+        Action::Read {
+            conversation_id,
+            up_to_seq,
+        } => receipt(chat, ctx, rid, &conversation_id, None, Some(up_to_seq)).await,
+        Action::Delivered {
+            conversation_id,
+            up_to_seq,
+        } => receipt(chat, ctx, rid, &conversation_id, Some(up_to_seq), None).await,
+        Action::Typing {
+            conversation_id,
+            is_typing,
+        } => typing(chat, ctx, rid, &conversation_id, is_typing).await,
+        Action::Heartbeat => Some(heartbeat(chat, rid)),
+    }
+}
+
+/// `send`: always answered, with `message.ack` or an `error` carrying the clientMessageId.
+pub async fn send(
+    chat: &Chat,
+    ctx: &ConnectionContext,
+    request_id: Option<String>,
+    req: SendRequest,
+) -> ServerFrame {
+    let cmid = req.client_message_id.as_str().to_owned();
+    match chat.send(&ctx.user_id, Some(&ctx.connection_id), req).await {
+        Ok(ack) => ServerFrame::Ack { request_id, ack },
+        Err(e) => error_frame(request_id, Some(cmid), e),
+    }
+}
+
+/// `read` and `delivered`.
+pub async fn receipt(
+    chat: &Chat,
+    ctx: &ConnectionContext,
+    request_id: Option<String>,
+    conversation: &ConversationId,
+    delivered: Option<Seq>,
+    read: Option<Seq>,
+) -> Option<ServerFrame> {
+    let result = chat
+        .receipts(&ctx.user_id, Some(&ctx.connection_id), conversation, delivered, read)
+        .await;
+    answer(request_id, result.map(|_| ()))
+}
+
+/// `typing`.
+pub async fn typing(
+    chat: &Chat,
+    ctx: &ConnectionContext,
+    request_id: Option<String>,
+    conversation: &ConversationId,
+    is_typing: bool,
+) -> Option<ServerFrame> {
+    let result = chat
+        .typing(&ctx.user_id, Some(&ctx.connection_id), conversation, is_typing)
+        .await;
+    answer(request_id, result)
+}
+
+/// `heartbeat`: always answered.
+pub fn heartbeat(chat: &Chat, request_id: Option<String>) -> ServerFrame {
+    ServerFrame::HeartbeatAck {
+        request_id,
+        server_time: chat.now(),
+        heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+    }
+}
+
+/// `ok` when the client asked for an answer, errors always.
+fn answer(request_id: Option<String>, result: Result<(), ChatError>) -> Option<ServerFrame> {
+    match result {
+        Ok(()) => request_id.map(|r| ServerFrame::Ok {
+            request_id: Some(r),
+        }),
+        Err(e) => Some(error_frame(request_id, None, e)),
+    }
+}
+
+fn error_frame(request_id: Option<String>, cmid: Option<String>, e: ChatError) -> ServerFrame {
+    if let ChatError::Store(inner) = &e {
+        tracing::error!(error = %inner, source = ?std::error::Error::source(inner), "request failed");
+    }
+    ServerFrame::error(request_id, cmid, &e)
+}

@@ -1,0 +1,479 @@
+//! The wire format (PROTOCOL.md): client frames with their validation, server frames,
+//! and the JSON objects shared by WebSocket and HTTP.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{ChatError, ErrorCode};
+use crate::ids::{ClientMessageId, ConversationId, Millis, Seq, UserId};
+
+/// Largest WebSocket frame a client may send (API Gateway's limit).
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+/// Largest frame the local server reads at all; bigger ones close the socket (1009).
+pub const MAX_READ_FRAME_BYTES: usize = 1024 * 1024;
+/// Largest HTTP request body.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Largest `requestId`.
+pub const MAX_REQUEST_ID_CHARS: usize = 64;
+/// Message text limits, in Unicode scalar values.
+pub const MAX_TEXT_CHARS: usize = 4000;
+/// How long a typing state lasts unless renewed.
+pub const TYPING_EXPIRES_MS: i64 = 5000;
+/// How often clients heartbeat while in the foreground.
+pub const HEARTBEAT_INTERVAL_MS: i64 = 60_000;
+/// A connection is live while its last frame is younger than this (2.5 heartbeats).
+pub const LIVENESS_MS: i64 = HEARTBEAT_INTERVAL_MS * 5 / 2;
+
+/// Message content. v1 knows only text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Content {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: String,
+}
+
+impl Content {
+    /// Validates a client-supplied content object.
+    pub fn parse(value: &Value) -> Result<Self, ChatError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| invalid("content must be an object"))?;
+        match obj.get("type").and_then(Value::as_str) {
+            Some("text") => {}
+            Some(_) => return Err(invalid("only content type \"text\" is supported")),
+            None => return Err(invalid("content.type is required")),
+        }
+        let text = obj
+            .get("text")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("content.text must be a string"))?;
+        let n = text.chars().count();
+        if n == 0 || n > MAX_TEXT_CHARS {
+            return Err(invalid("content.text must be 1-4000 characters"));
+        }
+        Ok(Content {
+            kind: "text".into(),
+            text: text.to_owned(),
+        })
+    }
+}
+
+fn invalid(msg: &str) -> ChatError {
+    ChatError::Invalid(msg.to_owned())
+}
+
+/// A validated send, from a WebSocket frame or an HTTP body.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub conversation_id: ConversationId,
+    pub client_message_id: ClientMessageId,
+    pub content: Content,
+    pub reply_to: Option<Seq>,
+}
+
+/// What a client frame asks for.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Send(SendRequest),
+    Read {
+        conversation_id: ConversationId,
+        up_to_seq: Seq,
+    },
+    Delivered {
+        conversation_id: ConversationId,
+        up_to_seq: Seq,
+    },
+    Typing {
+        conversation_id: ConversationId,
+        is_typing: bool,
+    },
+    Heartbeat,
+}
+
+/// A parsed client frame.
+#[derive(Debug, Clone)]
+pub struct ClientFrame {
+    pub request_id: Option<String>,
+    pub action: Action,
+}
+
+/// A frame that could not be parsed, with what is needed to answer it.
+#[derive(Debug)]
+pub struct FrameError {
+    pub request_id: Option<String>,
+    pub client_message_id: Option<String>,
+    pub error: ChatError,
+}
+
+/// Reads a field of an object: required or optional, with a type check.
+pub(crate) struct Fields<'a>(pub &'a Map<String, Value>);
+
+impl Fields<'_> {
+    pub fn str(&self, name: &str) -> Result<&str, ChatError> {
+        match self.0.get(name) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(ChatError::Invalid(format!("{name} must be a string"))),
+            None => Err(ChatError::Invalid(format!("{name} is required"))),
+        }
+    }
+
+    pub fn seq(&self, name: &str) -> Result<Seq, ChatError> {
+        match self.0.get(name) {
+            Some(v) => seq_value(name, v),
+            None => Err(ChatError::Invalid(format!("{name} is required"))),
+        }
+    }
+
+    pub fn opt_seq(&self, name: &str) -> Result<Option<Seq>, ChatError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => seq_value(name, v).map(Some),
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool, ChatError> {
+        match self.0.get(name) {
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(ChatError::Invalid(format!("{name} must be a boolean"))),
+            None => Err(ChatError::Invalid(format!("{name} is required"))),
+        }
+    }
+
+    pub fn conversation_id(&self) -> Result<ConversationId, ChatError> {
+        Ok(ConversationId::parse(self.str("conversationId")?)?)
+    }
+}
+
+fn seq_value(name: &str, v: &Value) -> Result<Seq, ChatError> {
+    v.as_u64().ok_or_else(|| {
+        ChatError::Invalid(format!("{name} must be an integer >= 0"))
+    })
+}
+
+/// Parses a `send` body: shared by the WebSocket frame and `POST .../messages`.
+pub fn parse_send(
+    fields: &Map<String, Value>,
+    conversation_id: ConversationId,
+) -> Result<SendRequest, ChatError> {
+    let f = Fields(fields);
+    let client_message_id = ClientMessageId::parse(f.str("clientMessageId")?)?;
+    let content = Content::parse(
+        fields
+            .get("content")
+            .ok_or_else(|| invalid("content is required"))?,
+    )?;
+    let reply_to = f.opt_seq("replyTo")?;
+    if reply_to == Some(0) {
+        return Err(invalid("replyTo must be a seq >= 1"));
+    }
+    Ok(SendRequest {
+        conversation_id,
+        client_message_id,
+        content,
+        reply_to,
+    })
+}
+
+impl ClientFrame {
+    /// Parses and validates one text frame.
+    pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+        let fail = |request_id: Option<String>, cmid: Option<String>, error| FrameError {
+            request_id,
+            client_message_id: cmid,
+            error,
+        };
+        let value: Value = serde_json::from_str(text)
+            .map_err(|_| fail(None, None, invalid("frame is not valid JSON")))?;
+        let Value::Object(obj) = value else {
+            return Err(fail(None, None, invalid("frame must be a JSON object")));
+        };
+        let request_id = match obj.get("requestId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.chars().count() <= MAX_REQUEST_ID_CHARS => {
+                Some(s.clone())
+            }
+            Some(_) => {
+                return Err(fail(
+                    None,
+                    None,
+                    invalid("requestId must be a string of at most 64 characters"),
+                ));
+            }
+        };
+        let action = obj.get("action").and_then(Value::as_str);
+        let cmid = (action == Some("send"))
+            .then(|| obj.get("clientMessageId").and_then(Value::as_str))
+            .flatten()
+            .map(str::to_owned);
+        Self::parse_action(action, &obj)
+            .map(|action| ClientFrame {
+                request_id: request_id.clone(),
+                action,
+            })
+            .map_err(|error| fail(request_id, cmid, error))
+    }
+
+    fn parse_action(action: Option<&str>, obj: &Map<String, Value>) -> Result<Action, ChatError> {
+        let f = Fields(obj);
+        Ok(match action {
+            Some("send") => Action::Send(parse_send(obj, f.conversation_id()?)?),
+            Some("read") => Action::Read {
+                conversation_id: f.conversation_id()?,
+                up_to_seq: f.seq("upToSeq")?,
+            },
+            Some("delivered") => Action::Delivered {
+                conversation_id: f.conversation_id()?,
+                up_to_seq: f.seq("upToSeq")?,
+            },
+            Some("typing") => Action::Typing {
+                conversation_id: f.conversation_id()?,
+                is_typing: f.bool("isTyping")?,
+            },
+            Some("heartbeat") => Action::Heartbeat,
+            Some(other) => {
+                return Err(ChatError::Invalid(format!(
+                    "unknown action {:?}",
+                    other.chars().take(32).collect::<String>()
+                )));
+            }
+            None => return Err(invalid("action is required and must be a string")),
+        })
+    }
+}
+
+/// A message as clients see it (history, sync, and `message.new` without `type`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub conversation_id: ConversationId,
+    pub message_id: String,
+    pub seq: Seq,
+    pub sender_id: UserId,
+    pub client_message_id: String,
+    pub content: Content,
+    pub reply_to: Option<Seq>,
+    pub timestamp: Millis,
+}
+
+/// A member entry of a conversation object or the members list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub user_id: UserId,
+    pub role: &'static str,
+    pub delivered_up_to: Seq,
+    pub read_up_to: Seq,
+}
+
+/// A conversation as one member sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    pub conversation_id: ConversationId,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: Option<String>,
+    pub created_at: Millis,
+    pub first_seq: Seq,
+    pub last_seq: Seq,
+    pub last_message_at: Millis,
+    pub member_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberView>>,
+    pub muted: bool,
+    pub unread_count: u64,
+}
+
+/// The answer to a send.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ack {
+    pub conversation_id: ConversationId,
+    pub client_message_id: String,
+    pub message_id: String,
+    pub seq: Seq,
+    pub timestamp: Millis,
+    pub duplicate: bool,
+}
+
+/// A member's receipt positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Positions {
+    pub delivered_up_to: Seq,
+    pub read_up_to: Seq,
+}
+
+/// Frames the server sends.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type")]
+pub enum ServerFrame {
+    #[serde(rename = "message.ack")]
+    Ack {
+        #[serde(rename = "requestId")]
+        request_id: Option<String>,
+        #[serde(flatten)]
+        ack: Ack,
+    },
+    #[serde(rename = "message.new")]
+    MessageNew(MessageView),
+    #[serde(rename = "receipt", rename_all = "camelCase")]
+    Receipt {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        delivered_up_to: Seq,
+        read_up_to: Seq,
+        timestamp: Millis,
+    },
+    #[serde(rename = "typing", rename_all = "camelCase")]
+    Typing {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        is_typing: bool,
+        expires_in_ms: i64,
+    },
+    #[serde(rename = "presence", rename_all = "camelCase")]
+    Presence {
+        user_id: UserId,
+        status: PresenceStatus,
+        last_seen: Option<Millis>,
+        at: Millis,
+    },
+    #[serde(rename = "conversation.new")]
+    ConversationNew { conversation: ConversationView },
+    #[serde(rename = "conversation.updated")]
+    ConversationUpdated { conversation: ConversationView },
+    #[serde(rename = "conversation.removed", rename_all = "camelCase")]
+    ConversationRemoved { conversation_id: ConversationId },
+    #[serde(rename = "heartbeat.ack", rename_all = "camelCase")]
+    HeartbeatAck {
+        request_id: Option<String>,
+        server_time: Millis,
+        heartbeat_interval_ms: i64,
+    },
+    #[serde(rename = "ok", rename_all = "camelCase")]
+    Ok { request_id: Option<String> },
+    #[serde(rename = "error", rename_all = "camelCase")]
+    Error {
+        request_id: Option<String>,
+        client_message_id: Option<String>,
+        code: ErrorCode,
+        message: String,
+        retry_after_ms: Option<i64>,
+    },
+}
+
+impl ServerFrame {
+    /// The `error` frame for a failure.
+    pub fn error(
+        request_id: Option<String>,
+        client_message_id: Option<String>,
+        err: &ChatError,
+    ) -> Self {
+        ServerFrame::Error {
+            request_id,
+            client_message_id,
+            code: err.code(),
+            message: err.to_string(),
+            retry_after_ms: err.retry_after_ms(),
+        }
+    }
+
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server frames always serialize")
+    }
+}
+
+/// Online or offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceStatus {
+    Online,
+    Offline,
+}
+
+/// The HTTP error body.
+pub fn error_body(err: &ChatError) -> Value {
+    serde_json::json!({
+        "error": {
+            "code": err.code(),
+            "message": err.to_string(),
+            "retryAfterMs": err.retry_after_ms(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(text: &str) -> FrameError {
+        ClientFrame::parse(text).expect_err("frame should be refused")
+    }
+
+    #[test]
+    fn a_valid_send_parses() {
+        let f = ClientFrame::parse(
+            r#"{"action":"send","requestId":"r1","conversationId":"c_1","clientMessageId":"m1","content":{"type":"text","text":"hi"},"replyTo":3}"#,
+        )
+        .unwrap();
+        assert_eq!(f.request_id.as_deref(), Some("r1"));
+        let Action::Send(s) = f.action else { panic!() };
+        assert_eq!(s.reply_to, Some(3));
+        assert_eq!(s.content.text, "hi");
+    }
+
+    #[test]
+    fn errors_keep_the_request_and_client_message_ids() {
+        let e = parse_err(
+            r#"{"action":"send","requestId":"r1","conversationId":"c_1","clientMessageId":"m1","content":{"type":"image","text":"x"}}"#,
+        );
+        assert_eq!(e.request_id.as_deref(), Some("r1"));
+        assert_eq!(e.client_message_id.as_deref(), Some("m1"));
+        assert_eq!(e.error.code(), ErrorCode::InvalidMessage);
+    }
+
+    #[test]
+    fn malformed_frames_are_invalid() {
+        for text in [
+            "not json",
+            "[1,2]",
+            "42",
+            r#"{"requestId":"r"}"#,
+            r#"{"action":"dance"}"#,
+            r#"{"action":"read","conversationId":"c_1","upToSeq":-1}"#,
+            r#"{"action":"read","conversationId":"c_1","upToSeq":1.5}"#,
+            r#"{"action":"read","conversationId":"c_1","upToSeq":"3"}"#,
+            r#"{"action":"typing","conversationId":"c_1","isTyping":"yes"}"#,
+            r#"{"action":"heartbeat","requestId":7}"#,
+        ] {
+            assert_eq!(
+                parse_err(text).error.code(),
+                ErrorCode::InvalidMessage,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_length_counts_scalar_values() {
+        let ok = format!(
+            r#"{{"action":"send","conversationId":"c","clientMessageId":"m","content":{{"type":"text","text":"{}"}}}}"#,
+            "😀".repeat(4000)
+        );
+        assert!(ClientFrame::parse(&ok).is_ok());
+        let too_long = ok.replacen("😀", "😀😀", 1);
+        assert!(ClientFrame::parse(&too_long).is_err());
+    }
+
+    #[test]
+    fn error_frames_carry_every_field() {
+        let f = ServerFrame::error(None, None, &ChatError::no_conversation()).to_json();
+        let v: Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["code"], "NOT_FOUND");
+        assert!(v["requestId"].is_null() && v["retryAfterMs"].is_null());
+        assert!(v.as_object().unwrap().contains_key("clientMessageId"));
+    }
+}

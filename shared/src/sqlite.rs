@@ -1,0 +1,1241 @@
+//! The SQLite adapter of the [`Store`] port (bundled SQLite, WAL), plus the local push
+//! outbox and the message change feed that stands in for DynamoDB Streams.
+//!
+//! Writes go through one connection in one thread at a time, so a seq is allocated and
+//! its message, counter, sender positions and outbox row committed in one transaction:
+//! commit order is seq order. The outbox row is emitted on the change feed while the
+//! writer is still held, so the feed sees commits in order too; rows are removed only
+//! after fan-out, so a crash between commit and fan-out is replayed at the next start.
+//!
+//! Durability: WAL with `synchronous=NORMAL`. A commit is in the OS before the ack, so it
+//! survives the process being killed (`kill -9`); a power loss may lose the last commits
+//! (set `CHAT_SQLITE_SYNC=full` to fsync every commit).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use tokio::sync::mpsc;
+
+use crate::domain::advance_positions;
+use crate::error::StoreError;
+use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
+use crate::ports::{
+    AddMembersOutcome, AppendOutcome, ConnectionRecord, ConversationCursor, ConversationKind,
+    ConversationRecord, DeviceRecord, MemberRecord, MessageQuery, MessageRecord,
+    NewConversation, NewMessage, Platform, PushError, PushNotification, PushSender,
+    ReceiptUpdate, RemovedMember, Role, Store, StoreResult,
+};
+use crate::protocol::{Content, Positions};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS conversations (
+    id              TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    name            TEXT,
+    created_at      INTEGER NOT NULL,
+    last_seq        INTEGER NOT NULL DEFAULT 0,
+    last_message_at INTEGER NOT NULL,
+    member_count    INTEGER NOT NULL,
+    direct_pair     TEXT UNIQUE
+);
+CREATE TABLE IF NOT EXISTS members (
+    conversation_id TEXT NOT NULL,
+    user_id         TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    joined_at       INTEGER NOT NULL,
+    join_order      INTEGER NOT NULL,
+    delivered_up_to INTEGER NOT NULL,
+    read_up_to      INTEGER NOT NULL,
+    muted           INTEGER NOT NULL DEFAULT 0,
+    typing_window   INTEGER NOT NULL DEFAULT 0,
+    typing_count    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, conversation_id);
+CREATE TABLE IF NOT EXISTS messages (
+    conversation_id   TEXT NOT NULL,
+    seq               INTEGER NOT NULL,
+    message_id        TEXT NOT NULL,
+    sender_id         TEXT NOT NULL,
+    client_message_id TEXT NOT NULL,
+    content           TEXT NOT NULL,
+    reply_to          INTEGER,
+    timestamp         INTEGER NOT NULL,
+    origin_connection TEXT,
+    PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
+    ON messages (conversation_id, sender_id, client_message_id);
+CREATE INDEX IF NOT EXISTS messages_by_time ON messages (timestamp);
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL,
+    seq             INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS connections (
+    id            TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL,
+    device_id     TEXT,
+    connected_at  INTEGER NOT NULL,
+    last_frame_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS connections_by_user ON connections (user_id);
+CREATE TABLE IF NOT EXISTS users (
+    user_id   TEXT PRIMARY KEY,
+    last_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices (
+    user_id    TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    platform   TEXT NOT NULL,
+    token      TEXT NOT NULL,
+    endpoint   TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS devices_by_token ON devices (platform, token);
+CREATE TABLE IF NOT EXISTS rate_windows (
+    user_id      TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    count        INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS push_outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id         TEXT NOT NULL,
+    device_id       TEXT NOT NULL,
+    platform        TEXT NOT NULL,
+    title           TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    seq             INTEGER NOT NULL,
+    message_id      TEXT NOT NULL,
+    badge           INTEGER NOT NULL,
+    timestamp       INTEGER NOT NULL
+);
+"#;
+
+/// A message committed but not yet fanned out, with its outbox row id.
+pub type FeedItem = (i64, MessageRecord);
+
+/// How hard commits are pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives a killed process (WAL, `synchronous=NORMAL`).
+    #[default]
+    Process,
+    /// Also survives power loss (`synchronous=FULL`).
+    PowerLoss,
+}
+
+struct Inner {
+    path: PathBuf,
+    durability: Durability,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    feed: Mutex<Option<mpsc::UnboundedSender<FeedItem>>>,
+}
+
+/// The SQLite store. Clones share the same database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+/// A push as recorded in the local outbox (`GET /dev/push-outbox`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxPush {
+    pub user_id: String,
+    pub device_id: String,
+    pub platform: String,
+    pub notification: PushNotification,
+}
+
+fn err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::new(context, e)
+}
+
+fn open_connection(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Process => "NORMAL",
+            Durability::PowerLoss => "FULL",
+        },
+    )?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let writer = open_connection(&path, durability).map_err(err("open database"))?;
+        writer
+            .execute_batch(SCHEMA)
+            .map_err(err("create schema"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                durability,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+                feed: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Subscribes to the change feed: every message committed from now on, in commit
+    /// order. Call [`SqliteStore::pending_feed`] first to get what an earlier process left.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<FeedItem> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.inner.feed.lock().expect("feed lock") = Some(tx);
+        rx
+    }
+
+    /// Messages committed but never fanned out (outbox rows), oldest first.
+    pub async fn pending_feed(&self) -> StoreResult<Vec<FeedItem>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT o.id, {MESSAGE_COLUMNS} FROM outbox o JOIN messages m
+                 ON m.conversation_id = o.conversation_id AND m.seq = o.seq ORDER BY o.id"
+            ))?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, message_at(r, 1)?)))?;
+            rows.collect()
+        })
+        .await
+        .map_err(err("read outbox"))
+    }
+
+    /// Marks outbox rows as fanned out.
+    pub async fn ack_feed(&self, ids: Vec<i64>) -> StoreResult<()> {
+        self.write(move |tx| {
+            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute([id])?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(err("ack outbox"))
+    }
+
+    /// Forgets every connection of an earlier process (their sockets died with it) and
+    /// records their users' last-seen times.
+    pub async fn clear_connections(&self) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO users (user_id, last_seen)
+                 SELECT user_id, MAX(last_frame_at) FROM connections GROUP BY user_id
+                 ON CONFLICT (user_id) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+                [],
+            )?;
+            tx.execute("DELETE FROM connections", [])?;
+            Ok(())
+        })
+        .await
+        .map_err(err("clear connections"))
+    }
+
+    /// The local push outbox, oldest first.
+    pub async fn pushes(&self) -> StoreResult<Vec<OutboxPush>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT user_id, device_id, platform, title, body, conversation_id, seq,
+                        message_id, badge, timestamp FROM push_outbox ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(OutboxPush {
+                    user_id: r.get(0)?,
+                    device_id: r.get(1)?,
+                    platform: r.get(2)?,
+                    notification: PushNotification {
+                        title: r.get(3)?,
+                        body: r.get(4)?,
+                        conversation_id: conversation_id_at(r, 5)?,
+                        seq: r.get(6)?,
+                        message_id: r.get(7)?,
+                        badge: r.get(8)?,
+                        timestamp: r.get(9)?,
+                    },
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+        .map_err(err("read push outbox"))
+    }
+
+    /// Runs `f` in a write transaction on the writer, off the async threads. `after`
+    /// runs once the transaction committed, while the writer is still held.
+    async fn write_then<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+        after: impl FnOnce(&Inner, &T) + Send + 'static,
+    ) -> rusqlite::Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            after(&inner, &out);
+            Ok(out)
+        })
+        .await
+        .expect("store task panicked")
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    ) -> rusqlite::Result<T> {
+        self.write_then(f, |_, _| {}).await
+    }
+
+    /// Runs `f` on a pooled read connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> rusqlite::Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().expect("reader pool").pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&inner.path, inner.durability)?,
+            };
+            let out = f(&conn);
+            inner.readers.lock().expect("reader pool").push(conn);
+            out
+        })
+        .await
+        .expect("store task panicked")
+    }
+}
+
+const CONVERSATION_COLUMNS: &str =
+    "c.id, c.kind, c.name, c.created_at, c.last_seq, c.last_message_at, c.member_count";
+const MEMBER_COLUMNS: &str =
+    "m.conversation_id, m.user_id, m.role, m.joined_at, m.delivered_up_to, m.read_up_to, m.muted";
+const MESSAGE_COLUMNS: &str = "m.conversation_id, m.seq, m.message_id, m.sender_id, \
+     m.client_message_id, m.content, m.reply_to, m.timestamp, m.origin_connection";
+
+fn bad_value(i: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+}
+
+fn user_at(r: &Row<'_>, i: usize) -> rusqlite::Result<UserId> {
+    UserId::parse(r.get::<_, String>(i)?).map_err(|e| bad_value(i, e))
+}
+
+fn conversation_id_at(r: &Row<'_>, i: usize) -> rusqlite::Result<ConversationId> {
+    ConversationId::parse(r.get::<_, String>(i)?).map_err(|e| bad_value(i, e))
+}
+
+fn conversation_at(r: &Row<'_>, i: usize) -> rusqlite::Result<ConversationRecord> {
+    let kind: String = r.get(i + 1)?;
+    Ok(ConversationRecord {
+        id: conversation_id_at(r, i)?,
+        kind: ConversationKind::parse(&kind)
+            .ok_or_else(|| bad_value(i + 1, crate::ids::InvalidValue(kind)))?,
+        name: r.get(i + 2)?,
+        created_at: r.get(i + 3)?,
+        last_seq: r.get(i + 4)?,
+        last_message_at: r.get(i + 5)?,
+        member_count: r.get(i + 6)?,
+    })
+}
+
+fn member_at(r: &Row<'_>, i: usize) -> rusqlite::Result<MemberRecord> {
+    let role: String = r.get(i + 2)?;
+    Ok(MemberRecord {
+        conversation_id: conversation_id_at(r, i)?,
+        user_id: user_at(r, i + 1)?,
+        role: Role::parse(&role).ok_or_else(|| bad_value(i + 2, crate::ids::InvalidValue(role)))?,
+        joined_at: r.get(i + 3)?,
+        delivered_up_to: r.get(i + 4)?,
+        read_up_to: r.get(i + 5)?,
+        muted: r.get(i + 6)?,
+    })
+}
+
+fn message_at(r: &Row<'_>, i: usize) -> rusqlite::Result<MessageRecord> {
+    let content: String = r.get(i + 5)?;
+    Ok(MessageRecord {
+        conversation_id: conversation_id_at(r, i)?,
+        seq: r.get(i + 1)?,
+        message_id: r.get(i + 2)?,
+        sender_id: user_at(r, i + 3)?,
+        client_message_id: r.get(i + 4)?,
+        content: serde_json::from_str::<Content>(&content).map_err(|e| bad_value(i + 5, e))?,
+        reply_to: r.get(i + 6)?,
+        timestamp: r.get(i + 7)?,
+        origin_connection: r.get(i + 8)?,
+    })
+}
+
+fn connection_at(r: &Row<'_>) -> rusqlite::Result<ConnectionRecord> {
+    let device: Option<String> = r.get(2)?;
+    Ok(ConnectionRecord {
+        connection_id: r.get(0)?,
+        user_id: user_at(r, 1)?,
+        device_id: device
+            .map(|d| DeviceId::parse(d).map_err(|e| bad_value(2, e)))
+            .transpose()?,
+        connected_at: r.get(3)?,
+        last_frame_at: r.get(4)?,
+    })
+}
+
+fn device_at(r: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    let platform: String = r.get(2)?;
+    Ok(DeviceRecord {
+        user_id: user_at(r, 0)?,
+        device_id: DeviceId::parse(r.get::<_, String>(1)?).map_err(|e| bad_value(1, e))?,
+        platform: Platform::parse(&platform)
+            .ok_or_else(|| bad_value(2, crate::ids::InvalidValue(platform)))?,
+        token: r.get(3)?,
+        endpoint: r.get(4)?,
+        updated_at: r.get(5)?,
+    })
+}
+
+/// `?,?,?` for `n` values starting at placeholder `first`.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn strings(users: &[UserId]) -> Vec<String> {
+    users.iter().map(|u| u.as_str().to_owned()).collect()
+}
+
+fn membership_tx(
+    c: &Connection,
+    conversation: &str,
+    user: &str,
+) -> rusqlite::Result<Option<(ConversationRecord, MemberRecord)>> {
+    c.prepare_cached(&format!(
+        "SELECT {CONVERSATION_COLUMNS}, {MEMBER_COLUMNS} FROM conversations c
+         JOIN members m ON m.conversation_id = c.id WHERE c.id = ?1 AND m.user_id = ?2"
+    ))?
+    .query_row(params![conversation, user], |r| {
+        Ok((conversation_at(r, 0)?, member_at(r, 7)?))
+    })
+    .optional()
+}
+
+fn conversation_tx(c: &Connection, id: &str) -> rusqlite::Result<Option<ConversationRecord>> {
+    c.prepare_cached(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1"
+    ))?
+    .query_row([id], |r| conversation_at(r, 0))
+    .optional()
+}
+
+fn insert_member(
+    tx: &Transaction<'_>,
+    conversation: &str,
+    user: &str,
+    role: Role,
+    now: Millis,
+    last_seq: Seq,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "INSERT INTO members (conversation_id, user_id, role, joined_at, join_order,
+                              delivered_up_to, read_up_to)
+         VALUES (?1, ?2, ?3, ?4,
+                 (SELECT COALESCE(MAX(join_order), 0) + 1 FROM members WHERE conversation_id = ?1),
+                 ?5, ?5)
+         ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![conversation, user, role.as_str(), now, last_seq])
+}
+
+fn create_conversation_tx(
+    tx: &Transaction<'_>,
+    new: &NewConversation,
+    direct_pair: Option<&str>,
+) -> rusqlite::Result<ConversationRecord> {
+    tx.execute(
+        "INSERT INTO conversations (id, kind, name, created_at, last_seq, last_message_at,
+                                    member_count, direct_pair)
+         VALUES (?1, ?2, ?3, ?4, 0, ?4, ?5, ?6)",
+        params![
+            new.id.as_str(),
+            new.kind.as_str(),
+            new.name,
+            new.now,
+            new.members.len() as i64,
+            direct_pair
+        ],
+    )?;
+    for (i, user) in new.members.iter().enumerate() {
+        let role = if i == 0 && new.kind == ConversationKind::Group {
+            Role::Admin
+        } else {
+            Role::Member
+        };
+        insert_member(tx, new.id.as_str(), user.as_str(), role, new.now, 0)?;
+    }
+    Ok(ConversationRecord {
+        id: new.id.clone(),
+        kind: new.kind,
+        name: new.name.clone(),
+        created_at: new.now,
+        last_seq: 0,
+        last_message_at: new.now,
+        member_count: new.members.len() as u64,
+    })
+}
+
+fn find_by_client_id_tx(
+    c: &Connection,
+    conversation: &str,
+    sender: &str,
+    cmid: &str,
+) -> rusqlite::Result<Option<MessageRecord>> {
+    c.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m
+         WHERE m.conversation_id = ?1 AND m.sender_id = ?2 AND m.client_message_id = ?3"
+    ))?
+    .query_row(params![conversation, sender, cmid], |r| message_at(r, 0))
+    .optional()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_group(&self, new: &NewConversation) -> StoreResult<ConversationRecord> {
+        let new = new.clone();
+        self.write(move |tx| create_conversation_tx(tx, &new, None))
+            .await
+            .map_err(err("create group"))
+    }
+
+    async fn create_direct(
+        &self,
+        new: &NewConversation,
+    ) -> StoreResult<(ConversationRecord, bool)> {
+        let new = new.clone();
+        self.write(move |tx| {
+            let mut pair = strings(&new.members);
+            pair.sort();
+            let pair = pair.join("\n");
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM conversations WHERE direct_pair = ?1",
+                    [&pair],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match existing {
+                Some(id) => Ok((
+                    conversation_tx(tx, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+                    false,
+                )),
+                None => Ok((create_conversation_tx(tx, &new, Some(&pair))?, true)),
+            }
+        })
+        .await
+        .map_err(err("create direct conversation"))
+    }
+
+    async fn membership(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<(ConversationRecord, MemberRecord)>> {
+        let (conversation, user) = (conversation.clone(), user.clone());
+        self.read(move |c| membership_tx(c, conversation.as_str(), user.as_str()))
+            .await
+            .map_err(err("read membership"))
+    }
+
+    async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<ConversationRecord>> {
+        let id = id.clone();
+        self.read(move |c| conversation_tx(c, id.as_str()))
+            .await
+            .map_err(err("read conversation"))
+    }
+
+    async fn members(
+        &self,
+        conversation: &ConversationId,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> StoreResult<Vec<MemberRecord>> {
+        let conversation = conversation.clone();
+        let after = after.map(|u| u.as_str().to_owned());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members m
+                 WHERE m.conversation_id = ?1 AND (?2 IS NULL OR m.user_id > ?2)
+                 ORDER BY m.user_id LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(params![conversation.as_str(), after, limit], |r| {
+                member_at(r, 0)
+            })?;
+            rows.collect()
+        })
+        .await
+        .map_err(err("read members"))
+    }
+
+    async fn user_conversations(
+        &self,
+        user: &UserId,
+        after: Option<&ConversationCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
+        let user = user.clone();
+        let after = after.cloned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {CONVERSATION_COLUMNS}, {MEMBER_COLUMNS} FROM members m
+                 JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.user_id = ?1
+                   AND (?2 IS NULL OR c.last_message_at < ?2
+                        OR (c.last_message_at = ?2 AND c.id > ?3))
+                 ORDER BY c.last_message_at DESC, c.id ASC LIMIT ?4"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    user.as_str(),
+                    after.as_ref().map(|a| a.last_message_at),
+                    after.as_ref().map(|a| a.conversation_id.as_str().to_owned()),
+                    limit
+                ],
+                |r| Ok((conversation_at(r, 0)?, member_at(r, 7)?)),
+            )?;
+            rows.collect()
+        })
+        .await
+        .map_err(err("read user conversations"))
+    }
+
+    async fn add_members(
+        &self,
+        conversation: &ConversationId,
+        users: &[UserId],
+        now: Millis,
+        max: u64,
+    ) -> StoreResult<AddMembersOutcome> {
+        let conversation = conversation.clone();
+        let users = users.to_vec();
+        self.write(move |tx| {
+            let Some(conv) = conversation_tx(tx, conversation.as_str())? else {
+                return Ok(AddMembersOutcome::Added(Vec::new()));
+            };
+            let mut fresh = Vec::new();
+            for user in &users {
+                let exists = membership_tx(tx, conversation.as_str(), user.as_str())?.is_some();
+                if !exists && !fresh.contains(user) {
+                    fresh.push(user.clone());
+                }
+            }
+            if conv.member_count + fresh.len() as u64 > max {
+                return Ok(AddMembersOutcome::OverCap);
+            }
+            for user in &fresh {
+                insert_member(tx, conversation.as_str(), user.as_str(), Role::Member, now, conv.last_seq)?;
+            }
+            tx.execute(
+                "UPDATE conversations SET member_count = member_count + ?2 WHERE id = ?1",
+                params![conversation.as_str(), fresh.len() as i64],
+            )?;
+            Ok(AddMembersOutcome::Added(fresh))
+        })
+        .await
+        .map_err(err("add members"))
+    }
+
+    async fn remove_member(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<RemovedMember>> {
+        let (conversation, user) = (conversation.clone(), user.clone());
+        self.write(move |tx| {
+            let cid = conversation.as_str();
+            if tx.execute(
+                "DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2",
+                params![cid, user.as_str()],
+            )? == 0
+            {
+                return Ok(None);
+            }
+            tx.execute(
+                "UPDATE conversations SET member_count = member_count - 1 WHERE id = ?1",
+                [cid],
+            )?;
+            let admins: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM members WHERE conversation_id = ?1 AND role = 'admin'",
+                [cid],
+                |r| r.get(0),
+            )?;
+            let mut promoted = None;
+            if admins == 0 {
+                let next: Option<String> = tx
+                    .query_row(
+                        "SELECT user_id FROM members WHERE conversation_id = ?1
+                         ORDER BY join_order LIMIT 1",
+                        [cid],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(next) = next {
+                    tx.execute(
+                        "UPDATE members SET role = 'admin' WHERE conversation_id = ?1 AND user_id = ?2",
+                        params![cid, next],
+                    )?;
+                    promoted = Some(UserId::parse(next).map_err(|e| bad_value(0, e))?);
+                }
+            }
+            Ok(Some(RemovedMember { promoted }))
+        })
+        .await
+        .map_err(err("remove member"))
+    }
+
+    async fn set_muted(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        muted: bool,
+    ) -> StoreResult<bool> {
+        let (conversation, user) = (conversation.clone(), user.clone());
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "UPDATE members SET muted = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
+                params![conversation.as_str(), user.as_str(), muted],
+            )? == 1)
+        })
+        .await
+        .map_err(err("set muted"))
+    }
+
+    async fn users_sharing_conversation(
+        &self,
+        user: &UserId,
+        candidates: &[UserId],
+    ) -> StoreResult<Vec<UserId>> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let user = user.clone();
+        let candidates = strings(candidates);
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT DISTINCT o.user_id FROM members me
+                 JOIN members o ON o.conversation_id = me.conversation_id
+                 WHERE me.user_id = ?1 AND o.user_id IN ({})",
+                placeholders(2, candidates.len())
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let values = std::iter::once(user.as_str().to_owned()).chain(candidates);
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| user_at(r, 0))?;
+            rows.collect()
+        })
+        .await
+        .map_err(err("read shared users"))
+    }
+
+    async fn contacts(&self, user: &UserId, max_members: u64) -> StoreResult<Vec<UserId>> {
+        let user = user.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT o.user_id FROM members me
+                 JOIN conversations c ON c.id = me.conversation_id
+                 JOIN members o ON o.conversation_id = me.conversation_id
+                 WHERE me.user_id = ?1 AND c.member_count <= ?2 AND o.user_id != ?1",
+            )?;
+            let rows = stmt.query_map(params![user.as_str(), max_members as i64], |r| {
+                user_at(r, 0)
+            })?;
+            rows.collect()
+        })
+        .await
+        .map_err(err("read contacts"))
+    }
+
+    async fn append_message(&self, message: &NewMessage) -> StoreResult<AppendOutcome> {
+        let m = message.clone();
+        self.write_then(
+            move |tx| {
+                let cid = m.conversation_id.as_str();
+                let sender = m.sender_id.as_str();
+                if let Some(original) = find_by_client_id_tx(tx, cid, sender, &m.client_message_id)? {
+                    return Ok((None, AppendOutcome::Duplicate(original)));
+                }
+                let Some((conv, _)) = membership_tx(tx, cid, sender)? else {
+                    return Ok((None, AppendOutcome::NotMember));
+                };
+                let seq = conv.last_seq + 1;
+                let timestamp = m.now.max(conv.last_message_at);
+                let content = serde_json::to_string(&m.content)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                tx.prepare_cached(
+                    "INSERT INTO messages (conversation_id, seq, message_id, sender_id,
+                         client_message_id, content, reply_to, timestamp, origin_connection)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    cid,
+                    seq,
+                    m.message_id,
+                    sender,
+                    m.client_message_id,
+                    content,
+                    m.reply_to,
+                    timestamp,
+                    m.origin_connection
+                ])?;
+                tx.prepare_cached(
+                    "UPDATE conversations SET last_seq = ?2, last_message_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![cid, seq, timestamp])?;
+                tx.prepare_cached(
+                    "UPDATE members SET delivered_up_to = ?3, read_up_to = ?3
+                     WHERE conversation_id = ?1 AND user_id = ?2",
+                )?
+                .execute(params![cid, sender, seq])?;
+                tx.prepare_cached("INSERT INTO outbox (conversation_id, seq) VALUES (?1, ?2)")?
+                    .execute(params![cid, seq])?;
+                let outbox_id = tx.last_insert_rowid();
+                let record = MessageRecord {
+                    conversation_id: m.conversation_id.clone(),
+                    seq,
+                    message_id: m.message_id.clone(),
+                    sender_id: m.sender_id.clone(),
+                    client_message_id: m.client_message_id.clone(),
+                    content: m.content.clone(),
+                    reply_to: m.reply_to,
+                    timestamp,
+                    origin_connection: m.origin_connection.clone(),
+                };
+                Ok((Some(outbox_id), AppendOutcome::Stored(record)))
+            },
+            |inner, (outbox_id, outcome)| {
+                if let (Some(id), AppendOutcome::Stored(record)) = (outbox_id, outcome)
+                    && let Some(feed) = inner.feed.lock().expect("feed lock").as_ref()
+                {
+                    // A closed feed means the server is stopping: the outbox row stays
+                    // and is replayed at the next start.
+                    let _ = feed.send((*id, record.clone()));
+                }
+            },
+        )
+        .await
+        .map(|(_, outcome)| outcome)
+        .map_err(err("append message"))
+    }
+
+    async fn find_by_client_id(
+        &self,
+        conversation: &ConversationId,
+        sender: &UserId,
+        client_message_id: &str,
+    ) -> StoreResult<Option<MessageRecord>> {
+        let (conversation, sender) = (conversation.clone(), sender.clone());
+        let cmid = client_message_id.to_owned();
+        self.read(move |c| find_by_client_id_tx(c, conversation.as_str(), sender.as_str(), &cmid))
+            .await
+            .map_err(err("find message"))
+    }
+
+    async fn messages(
+        &self,
+        conversation: &ConversationId,
+        q: MessageQuery,
+    ) -> StoreResult<(Vec<MessageRecord>, bool)> {
+        let conversation = conversation.clone();
+        self.read(move |c| {
+            let order = if q.newest { "DESC" } else { "ASC" };
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m
+                 WHERE m.conversation_id = ?1 AND m.seq > ?2 AND m.seq < ?3 AND m.timestamp >= ?4
+                 ORDER BY m.seq {order} LIMIT ?5"
+            ))?;
+            let after = q.after.map_or(0, |s| s as i64);
+            let before = q.before.map_or(i64::MAX, |s| s.min(i64::MAX as u64) as i64);
+            let rows = stmt.query_map(
+                params![
+                    conversation.as_str(),
+                    after,
+                    before,
+                    q.min_timestamp,
+                    i64::from(q.limit) + 1
+                ],
+                |r| message_at(r, 0),
+            )?;
+            let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = messages.len() > q.limit as usize;
+            messages.truncate(q.limit as usize);
+            if q.newest {
+                messages.reverse();
+            }
+            Ok((messages, more))
+        })
+        .await
+        .map_err(err("read messages"))
+    }
+
+    async fn first_retained_seq(
+        &self,
+        conversation: &ConversationId,
+        min_timestamp: Millis,
+    ) -> StoreResult<Option<Seq>> {
+        let conversation = conversation.clone();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT seq FROM messages WHERE conversation_id = ?1 AND timestamp >= ?2
+                 ORDER BY seq LIMIT 1",
+            )?
+            .query_row(params![conversation.as_str(), min_timestamp], |r| r.get(0))
+            .optional()
+        })
+        .await
+        .map_err(err("read first seq"))
+    }
+
+    async fn update_receipts(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        delivered_up_to: Option<Seq>,
+        read_up_to: Option<Seq>,
+    ) -> StoreResult<Option<ReceiptUpdate>> {
+        let (conversation, user) = (conversation.clone(), user.clone());
+        self.write(move |tx| {
+            let Some((conv, me)) = membership_tx(tx, conversation.as_str(), user.as_str())? else {
+                return Ok(None);
+            };
+            let before = (me.delivered_up_to, me.read_up_to);
+            let after = advance_positions(before, conv.last_seq, delivered_up_to, read_up_to);
+            if after != before {
+                tx.prepare_cached(
+                    "UPDATE members SET delivered_up_to = ?3, read_up_to = ?4
+                     WHERE conversation_id = ?1 AND user_id = ?2",
+                )?
+                .execute(params![conversation.as_str(), user.as_str(), after.0, after.1])?;
+            }
+            Ok(Some(ReceiptUpdate {
+                positions: Positions {
+                    delivered_up_to: after.0,
+                    read_up_to: after.1,
+                },
+                changed: after != before,
+            }))
+        })
+        .await
+        .map_err(err("update receipts"))
+    }
+
+    async fn total_unread(&self, user: &UserId) -> StoreResult<u64> {
+        let user = user.clone();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT COALESCE(SUM(MAX(c.last_seq - m.read_up_to, 0)), 0) FROM members m
+                 JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ?1",
+            )?
+            .query_row([user.as_str()], |r| r.get(0))
+        })
+        .await
+        .map_err(err("read unread total"))
+    }
+
+    async fn expire_messages(&self, before: Millis) -> StoreResult<u64> {
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM messages WHERE timestamp < ?1
+                 AND NOT EXISTS (SELECT 1 FROM outbox o
+                                 WHERE o.conversation_id = messages.conversation_id
+                                   AND o.seq = messages.seq)",
+                [before],
+            )? as u64)
+        })
+        .await
+        .map_err(err("expire messages"))
+    }
+
+    async fn typing_permit(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        now: Millis,
+        window_ms: i64,
+        max: u32,
+    ) -> StoreResult<Option<bool>> {
+        let (conversation, user) = (conversation.clone(), user.clone());
+        self.write(move |tx| {
+            let row: Option<(i64, u32)> = tx
+                .prepare_cached(
+                    "SELECT typing_window, typing_count FROM members
+                     WHERE conversation_id = ?1 AND user_id = ?2",
+                )?
+                .query_row(params![conversation.as_str(), user.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let Some((window, count)) = row else {
+                return Ok(None);
+            };
+            let (window, count) = if now - window >= window_ms {
+                (now, 1)
+            } else if count < max {
+                (window, count + 1)
+            } else {
+                return Ok(Some(false));
+            };
+            tx.prepare_cached(
+                "UPDATE members SET typing_window = ?3, typing_count = ?4
+                 WHERE conversation_id = ?1 AND user_id = ?2",
+            )?
+            .execute(params![conversation.as_str(), user.as_str(), window, count])?;
+            Ok(Some(true))
+        })
+        .await
+        .map_err(err("typing throttle"))
+    }
+
+    async fn count_send(&self, user: &UserId, window_start: Millis) -> StoreResult<u64> {
+        let user = user.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO rate_windows (user_id, window_start, count) VALUES (?1, ?2, 1)
+                 ON CONFLICT (user_id) DO UPDATE SET
+                     count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END,
+                     window_start = excluded.window_start
+                 RETURNING count",
+            )?
+            .query_row(params![user.as_str(), window_start], |r| r.get(0))
+        })
+        .await
+        .map_err(err("count send"))
+    }
+
+    async fn put_connection(&self, connection: &ConnectionRecord) -> StoreResult<()> {
+        let c = connection.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO connections (id, user_id, device_id, connected_at, last_frame_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                c.connection_id,
+                c.user_id.as_str(),
+                c.device_id.as_ref().map(|d| d.as_str().to_owned()),
+                c.connected_at,
+                c.last_frame_at
+            ])?;
+            Ok(())
+        })
+        .await
+        .map_err(err("put connection"))
+    }
+
+    async fn connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>> {
+        let id = connection_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, user_id, device_id, connected_at, last_frame_at FROM connections WHERE id = ?1",
+            )?
+            .query_row([id], connection_at)
+            .optional()
+        })
+        .await
+        .map_err(err("read connection"))
+    }
+
+    async fn touch_connection(&self, connection_id: &str, now: Millis) -> StoreResult<()> {
+        let id = connection_id.to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached("UPDATE connections SET last_frame_at = ?2 WHERE id = ?1")?
+                .execute(params![id, now])?;
+            Ok(())
+        })
+        .await
+        .map_err(err("touch connection"))
+    }
+
+    async fn delete_connection(
+        &self,
+        connection_id: &str,
+    ) -> StoreResult<Option<ConnectionRecord>> {
+        let id = connection_id.to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "DELETE FROM connections WHERE id = ?1
+                 RETURNING id, user_id, device_id, connected_at, last_frame_at",
+            )?
+            .query_row([id], connection_at)
+            .optional()
+        })
+        .await
+        .map_err(err("delete connection"))
+    }
+
+    async fn connections_of(&self, users: &[UserId]) -> StoreResult<Vec<ConnectionRecord>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users = strings(users);
+        self.read(move |c| {
+            let mut out = Vec::new();
+            for chunk in users.chunks(500) {
+                let sql = format!(
+                    "SELECT id, user_id, device_id, connected_at, last_frame_at FROM connections
+                     WHERE user_id IN ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(chunk), connection_at)?;
+                for row in rows {
+                    out.push(row?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(err("read connections"))
+    }
+
+    async fn set_last_seen(&self, user: &UserId, at: Millis) -> StoreResult<()> {
+        let user = user.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO users (user_id, last_seen) VALUES (?1, ?2)
+                 ON CONFLICT (user_id) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+            )?
+            .execute(params![user.as_str(), at])?;
+            Ok(())
+        })
+        .await
+        .map_err(err("set last seen"))
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> StoreResult<Vec<(UserId, Millis)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users = strings(users);
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT user_id, last_seen FROM users WHERE user_id IN ({})",
+                placeholders(1, users.len())
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(&users), |r| {
+                Ok((user_at(r, 0)?, r.get(1)?))
+            })?;
+            rows.collect()
+        })
+        .await
+        .map_err(err("read last seen"))
+    }
+
+    async fn put_device(&self, device: &DeviceRecord) -> StoreResult<()> {
+        let d = device.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM devices WHERE platform = ?1 AND token = ?2
+                 AND NOT (user_id = ?3 AND device_id = ?4)",
+                params![d.platform.as_str(), d.token, d.user_id.as_str(), d.device_id.as_str()],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO devices (user_id, device_id, platform, token, endpoint, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    d.user_id.as_str(),
+                    d.device_id.as_str(),
+                    d.platform.as_str(),
+                    d.token,
+                    d.endpoint,
+                    d.updated_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+        .map_err(err("put device"))
+    }
+
+    async fn delete_device(&self, user: &UserId, device: &DeviceId) -> StoreResult<bool> {
+        let (user, device) = (user.clone(), device.clone());
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                params![user.as_str(), device.as_str()],
+            )? == 1)
+        })
+        .await
+        .map_err(err("delete device"))
+    }
+
+    async fn devices_of(&self, users: &[UserId]) -> StoreResult<Vec<DeviceRecord>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users = strings(users);
+        self.read(move |c| {
+            let mut out = Vec::new();
+            for chunk in users.chunks(500) {
+                let sql = format!(
+                    "SELECT user_id, device_id, platform, token, endpoint, updated_at FROM devices
+                     WHERE user_id IN ({}) ORDER BY user_id, device_id",
+                    placeholders(1, chunk.len())
+                );
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(chunk), device_at)?;
+                for row in rows {
+                    out.push(row?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(err("read devices"))
+    }
+}
+
+/// The local stand-in for SNS: pushes are recorded in the database's push outbox.
+#[async_trait]
+impl PushSender for SqliteStore {
+    async fn push(
+        &self,
+        device: &DeviceRecord,
+        n: &PushNotification,
+    ) -> Result<(), PushError> {
+        let (d, n) = (device.clone(), n.clone());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO push_outbox (user_id, device_id, platform, title, body,
+                     conversation_id, seq, message_id, badge, timestamp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                d.user_id.as_str(),
+                d.device_id.as_str(),
+                d.platform.as_str(),
+                n.title,
+                n.body,
+                n.conversation_id.as_str(),
+                n.seq,
+                n.message_id,
+                n.badge,
+                n.timestamp
+            ])?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| PushError::Other(Box::new(e)))
+    }
+}
