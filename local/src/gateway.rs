@@ -1,0 +1,92 @@
+//! The in-process connection gateway: each live socket has a bounded queue of outgoing
+//! frames drained by its writer task. A client that stops reading fills its queue and
+//! is disconnected rather than stalling delivery to anyone else; it recovers by sync.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chat_shared::ports::{ConnectionGateway, GatewayError};
+use tokio::sync::{Notify, mpsc};
+
+/// Frames a connection may have queued before it counts as a slow consumer.
+pub const SEND_QUEUE_FRAMES: usize = 1024;
+
+/// The gateway's handle on one socket.
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    pub frames: mpsc::Sender<Bytes>,
+    /// Notified to close the socket (slow consumer, shutdown, explicit close).
+    pub close: Arc<Notify>,
+}
+
+/// Live sockets of this process by connection id.
+#[derive(Default)]
+pub struct LocalGateway {
+    connections: Mutex<HashMap<String, ConnectionHandle>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("send queue full: slow consumer disconnected")]
+struct QueueFull;
+
+impl LocalGateway {
+    /// Registers a socket; returns the receiving end of its queue and its close signal.
+    pub fn register(&self, connection_id: &str) -> (mpsc::Receiver<Bytes>, ConnectionHandle) {
+        let (tx, rx) = mpsc::channel(SEND_QUEUE_FRAMES);
+        let handle = ConnectionHandle {
+            frames: tx,
+            close: Arc::new(Notify::new()),
+        };
+        self.lock().insert(connection_id.to_owned(), handle.clone());
+        (rx, handle)
+    }
+
+    /// Forgets a socket.
+    pub fn unregister(&self, connection_id: &str) {
+        self.lock().remove(connection_id);
+    }
+
+    /// Asks every socket to close (shutdown).
+    pub fn close_all(&self) {
+        for handle in self.lock().values() {
+            handle.close.notify_one();
+        }
+    }
+
+    /// How many sockets are registered.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ConnectionHandle>> {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handle(&self, connection_id: &str) -> Option<ConnectionHandle> {
+        self.lock().get(connection_id).cloned()
+    }
+}
+
+#[async_trait]
+impl ConnectionGateway for LocalGateway {
+    async fn post(&self, connection_id: &str, frame: Bytes) -> Result<(), GatewayError> {
+        let handle = self.handle(connection_id).ok_or(GatewayError::Gone)?;
+        match handle.frames.try_send(frame) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(GatewayError::Gone),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // The session notices, closes the socket and runs $disconnect.
+                handle.close.notify_one();
+                Err(GatewayError::Other(Box::new(QueueFull)))
+            }
+        }
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
+        let handle = self.handle(connection_id).ok_or(GatewayError::Gone)?;
+        handle.close.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! `chat-local`: the whole chat protocol in one process on a SQLite file.
+//!
+//! `chat-local [--listen ADDR] [--db PATH]` serves; `chat-local token USER` prints a token.
+//! Configuration is PROTOCOL.md section 7; see the README.
+
+mod gateway;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use chat_shared::auth::TokenVerifier;
+use chat_shared::config::{Limits, env_flag};
+use chat_shared::ids::UserId;
+use chat_shared::ports::{Clock, SystemClock};
+use chat_shared::sqlite::{Durability, SqliteStore};
+use chat_shared::Chat;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::gateway::LocalGateway;
+use crate::server::App;
+
+/// The development secret, accepted only while listening on loopback.
+const DEV_SECRET: &str = "chat-local-development-secret";
+
+#[derive(Parser)]
+#[command(name = "chat-local", version, about = "Embedded chat server (WebSocket + HTTP on SQLite)")]
+struct Cli {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    listen: SocketAddr,
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "CHAT_DB", default_value = "./chat.db", global = true)]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Print a token for USER valid for 24 h, signed with the configured secret.
+    Token { user: String },
+}
+
+fn secret(listen: &SocketAddr) -> anyhow::Result<String> {
+    match std::env::var("CHAT_JWT_SECRET") {
+        Ok(s) if !s.is_empty() => Ok(s),
+        _ if listen.ip().is_loopback() => {
+            warn!("CHAT_JWT_SECRET is not set: using the development secret (loopback only)");
+            Ok(DEV_SECRET.to_owned())
+        }
+        _ => bail!("CHAT_JWT_SECRET must be set when listening on a non-loopback address ({listen})"),
+    }
+}
+
+fn verifier(listen: &SocketAddr) -> anyhow::Result<TokenVerifier> {
+    let opt = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    Ok(TokenVerifier::new(
+        secret(listen)?,
+        opt("CHAT_JWT_ISSUER"),
+        opt("CHAT_JWT_AUDIENCE"),
+    ))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token { user }) => {
+            let user = UserId::parse(user).context("invalid user id")?;
+            let token = verifier(&cli.listen)?.issue(&user, SystemClock.now_ms(), 24 * 3600);
+            println!("{token}");
+            Ok(())
+        }
+        None | Some(Command::Serve) => serve(cli).await,
+    }
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
+    let limits = Limits::from_env()?;
+    let durability = match std::env::var("CHAT_SQLITE_SYNC").as_deref() {
+        Ok("full") => Durability::PowerLoss,
+        _ => Durability::Process,
+    };
+    let store = SqliteStore::open(&cli.db, durability)
+        .with_context(|| format!("opening database {}", cli.db.display()))?;
+    let gateway = Arc::new(LocalGateway::default());
+    let app = Arc::new(App {
+        chat: Chat {
+            store: Arc::new(store.clone()),
+            gateway: gateway.clone(),
+            push: Arc::new(store.clone()),
+            clock: Arc::new(SystemClock),
+            limits,
+            tokens: verifier(&cli.listen)?,
+        },
+        store,
+        gateway,
+        dev_endpoints: env_flag("CHAT_DEV_ENDPOINTS")?,
+    });
+    let listener = TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("binding {}", cli.listen))?;
+    let addr = listener.local_addr()?;
+    info!(%addr, db = %cli.db.display(), "chat-local ready");
+    // The one line on stdout: tests and scripts read the bound address from it.
+    println!("listening on {addr}");
+    server::run(listener, app, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

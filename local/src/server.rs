@@ -1,0 +1,336 @@
+//! The embedded server: axum serves `/ws`, the HTTP API and `/health` over the shared
+//! handlers; a fan-out task drains the store's change feed; a sweeper expires messages.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use chat_shared::handlers::{self, ws::ConnectionContext};
+use chat_shared::ids::UserId;
+use chat_shared::ports::Store;
+use chat_shared::protocol::{LIVENESS_MS, MAX_BODY_BYTES, MAX_READ_FRAME_BYTES, ServerFrame};
+use chat_shared::sqlite::{FeedItem, SqliteStore};
+use chat_shared::{Chat, ChatError};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::gateway::LocalGateway;
+
+/// Everything the routes share.
+pub struct App {
+    pub chat: Chat,
+    pub store: SqliteStore,
+    pub gateway: Arc<LocalGateway>,
+    /// Serve `GET /dev/push-outbox` (to loopback callers only).
+    pub dev_endpoints: bool,
+}
+
+/// How often expired messages are deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Fanned-out outbox rows are deleted in batches of at most this many.
+const FEED_ACK_BATCH: usize = 256;
+
+/// Serves until `shutdown` resolves, then closes every socket and finishes the fan-out
+/// of what was already committed.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    app.store.clear_connections().await?;
+    // Replay what an earlier process committed but did not fan out, then follow the feed.
+    let pending = app.store.pending_feed().await?;
+    let feed = app.store.subscribe();
+    if !pending.is_empty() {
+        info!(count = pending.len(), "replaying messages not fanned out before restart");
+    }
+    let fanout = tokio::spawn(fan_out_feed(app.clone(), pending, feed));
+    let sweeper = tokio::spawn(sweep(app.clone()));
+
+    let router = Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/dev/push-outbox", get(push_outbox))
+        .fallback(http_api)
+        .with_state(app.clone());
+    let gateway = app.gateway.clone();
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        info!("shutting down: closing sockets");
+        gateway.close_all();
+    })
+    .await?;
+    sweeper.abort();
+    // Sessions end as their sockets close; give them a moment to run $disconnect.
+    for _ in 0..50 {
+        if app.gateway.len() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.store.close_feed();
+    let _ = tokio::time::timeout(Duration::from_secs(5), fanout).await;
+    Ok(())
+}
+
+/// Fans out the change feed in commit order and deletes outbox rows once done.
+async fn fan_out_feed(app: Arc<App>, pending: Vec<FeedItem>, mut feed: mpsc::UnboundedReceiver<FeedItem>) {
+    let mut batch = pending;
+    loop {
+        if batch.is_empty() {
+            match feed.recv().await {
+                Some(item) => batch.push(item),
+                None => return,
+            }
+        }
+        while batch.len() < FEED_ACK_BATCH {
+            match feed.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let done = match handlers::fanout::handle_batch(&app.chat, &batch, |(_, m)| m).await {
+            Ok(()) => batch.len(),
+            Err((failed, e)) => {
+                warn!(error = %e, "fan-out failed; retrying from that message");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                failed
+            }
+        };
+        let ids: Vec<i64> = batch.drain(..done).map(|(id, _)| id).collect();
+        if !ids.is_empty()
+            && let Err(e) = app.store.ack_feed(ids).await
+        {
+            warn!(error = %e, "could not delete fanned-out outbox rows; they will be replayed");
+        }
+    }
+}
+
+/// Deletes expired messages periodically.
+async fn sweep(app: Arc<App>) {
+    if app.chat.limits.retention_days == 0 {
+        return;
+    }
+    loop {
+        let cutoff = app.chat.limits.retention_cutoff(app.chat.now());
+        match app.store.expire_messages(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => info!(count = n, "expired messages deleted"),
+            Err(e) => warn!(error = %e, "retention sweep failed"),
+        }
+        tokio::time::sleep(SWEEP_EVERY).await;
+    }
+}
+
+fn error_response(e: &ChatError) -> Response {
+    let resp = handlers::http::error_response(e);
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// `GET /ws`: authenticates before upgrading (401 with no socket on failure).
+async fn ws_upgrade(
+    State(app): State<Arc<App>>,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let query = handlers::http::parse_query(uri.query().unwrap_or(""));
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let (token_param, device_param) = (param("token"), param("deviceId"));
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    // Authenticate first so a bad token is 401 whatever else is wrong.
+    let token = token_param.or_else(|| authorization.and_then(chat_shared::auth::bearer));
+    if let Err(e) = app.chat.authenticate(token) {
+        return error_response(&e);
+    }
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let connection_id = uuid::Uuid::new_v4().simple().to_string();
+    // Register the queue before $connect so nothing posted to the new connection is lost.
+    let (frames, handle) = app.gateway.register(&connection_id);
+    let connect = handlers::ws::connect(
+        &app.chat,
+        handlers::ws::ConnectRequest {
+            connection_id: &connection_id,
+            token: token_param,
+            authorization,
+            device_id: device_param,
+        },
+    )
+    .await;
+    let user = match connect {
+        Ok(user) => user,
+        Err(e) => {
+            app.gateway.unregister(&connection_id);
+            return error_response(&e);
+        }
+    };
+    let failed_app = app.clone();
+    let failed_id = connection_id.clone();
+    upgrade
+        .max_message_size(MAX_READ_FRAME_BYTES)
+        .max_frame_size(MAX_READ_FRAME_BYTES)
+        .on_failed_upgrade(move |e| {
+            debug!(error = %e, "websocket upgrade failed");
+            tokio::spawn(async move { end_session(&failed_app, &failed_id).await });
+        })
+        .on_upgrade(move |socket| session(app, socket, connection_id, user, frames, handle))
+}
+
+async fn end_session(app: &App, connection_id: &str) {
+    if let Err(e) = handlers::ws::disconnect(&app.chat, connection_id).await {
+        warn!(error = %e, "disconnect failed");
+    }
+    app.gateway.unregister(connection_id);
+}
+
+/// One socket: a reader running the handlers frame by frame, a writer draining the queue.
+async fn session(
+    app: Arc<App>,
+    socket: WebSocket,
+    connection_id: String,
+    user: UserId,
+    mut frames: mpsc::Receiver<Bytes>,
+    handle: crate::gateway::ConnectionHandle,
+) {
+    debug!(connection.id = %connection_id, user.id = %user, "connected");
+    let (mut sink, mut stream) = socket.split();
+    let (close_tx, mut close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                frame = frames.recv() => match frame {
+                    Some(bytes) => {
+                        let Ok(text) = Utf8Bytes::try_from(bytes) else { continue };
+                        if sink.send(Message::Text(text)).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                close = &mut close_rx => {
+                    if let Ok(frame) = close {
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                    }
+                    let _ = sink.close().await;
+                    return;
+                }
+            }
+        }
+    });
+    let ctx = ConnectionContext {
+        connection_id: connection_id.clone(),
+        user_id: user,
+    };
+    let idle = Duration::from_millis(LIVENESS_MS as u64);
+    let close = loop {
+        let next = tokio::select! {
+            _ = handle.close.notified() => break CloseFrame { code: 1008, reason: "closed by server".into() },
+            next = tokio::time::timeout(idle, stream.next()) => next,
+        };
+        let message = match next {
+            Err(_) => break CloseFrame { code: 1000, reason: "heartbeat timeout".into() },
+            Ok(None) => break CloseFrame { code: 1000, reason: "".into() },
+            Ok(Some(Err(e))) => {
+                debug!(error = %e, "socket read failed");
+                break CloseFrame { code: 1009, reason: "frame too large or malformed".into() };
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        let reply = match message {
+            Message::Text(text) => handlers::ws::frame(&app.chat, &ctx, text.as_str()).await,
+            Message::Binary(_) => Some(ServerFrame::error(
+                None,
+                None,
+                &ChatError::Invalid("frames must be text (UTF-8 JSON)".into()),
+            )),
+            Message::Ping(_) | Message::Pong(_) => {
+                let _ = app.chat.touch(&connection_id).await;
+                None
+            }
+            Message::Close(_) => break CloseFrame { code: 1000, reason: "".into() },
+        };
+        if let Some(reply) = reply
+            && handle.frames.try_send(Bytes::from(reply.to_json())).is_err()
+        {
+            break CloseFrame { code: 1008, reason: "send queue full".into() };
+        }
+    };
+    let _ = close_tx.send(close);
+    end_session(&app, &connection_id).await;
+    drop(handle);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    debug!(connection.id = %connection_id, "disconnected");
+}
+
+/// `GET /dev/push-outbox`: the pushes that would have gone to APNs/FCM (loopback only).
+async fn push_outbox(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if !app.dev_endpoints || !peer.ip().is_loopback() {
+        return error_response(&ChatError::NotFound("no such route"));
+    }
+    match app.store.pushes().await {
+        Ok(pushes) => {
+            let pushes: Vec<_> = pushes
+                .into_iter()
+                .map(|p| {
+                    json!({
+                        "userId": p.user_id,
+                        "deviceId": p.device_id,
+                        "platform": p.platform,
+                        "title": p.notification.title,
+                        "body": p.notification.body,
+                        "data": {
+                            "conversationId": p.notification.conversation_id,
+                            "seq": p.notification.seq,
+                            "messageId": p.notification.message_id,
+                        },
+                        "badge": p.notification.badge,
+                        "timestamp": p.notification.timestamp,
+                    })
+                })
+                .collect();
+            axum::Json(json!({ "pushes": pushes })).into_response()
+        }
+        Err(e) => error_response(&e.into()),
+    }
+}
+
+/// Everything else: the HTTP API, through the shared handler.
+async fn http_api(State(app): State<Arc<App>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(&ChatError::PayloadTooLarge(
+                "request bodies are limited to 256 KiB",
+            ));
+        }
+    };
+    let resp = handlers::http::handle(&app.chat, http::Request::from_parts(parts, body)).await;
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, Body::from(body))
+}
