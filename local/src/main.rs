@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::{Limits, env_flag};
 use chat_shared::ids::UserId;
 use chat_shared::ports::{Clock, SystemClock};
 use chat_shared::sqlite::{Durability, SqliteStore};
-use chat_shared::Chat;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -28,10 +28,19 @@ use crate::server::App;
 const DEV_SECRET: &str = "chat-local-development-secret";
 
 #[derive(Parser)]
-#[command(name = "chat-local", version, about = "Embedded chat server (WebSocket + HTTP on SQLite)")]
+#[command(
+    name = "chat-local",
+    version,
+    about = "Embedded chat server (WebSocket + HTTP on SQLite)"
+)]
 struct Cli {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "CHAT_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     listen: SocketAddr,
     /// SQLite database file (created if missing).
     #[arg(long, env = "CHAT_DB", default_value = "./chat.db", global = true)]
@@ -55,7 +64,9 @@ fn secret(listen: &SocketAddr) -> anyhow::Result<String> {
             warn!("CHAT_JWT_SECRET is not set: using the development secret (loopback only)");
             Ok(DEV_SECRET.to_owned())
         }
-        _ => bail!("CHAT_JWT_SECRET must be set when listening on a non-loopback address ({listen})"),
+        _ => {
+            bail!("CHAT_JWT_SECRET must be set when listening on a non-loopback address ({listen})")
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -54,7 +54,10 @@ pub async fn run(
     let pending = app.store.pending_feed().await?;
     let feed = app.store.subscribe();
     if !pending.is_empty() {
-        info!(count = pending.len(), "replaying messages not fanned out before restart");
+        info!(
+            count = pending.len(),
+            "replaying messages not fanned out before restart"
+        );
     }
     let fanout = tokio::spawn(fan_out_feed(app.clone(), pending, feed));
     let sweeper = tokio::spawn(sweep(app.clone()));
@@ -89,7 +92,11 @@ pub async fn run(
 }
 
 /// Fans out the change feed in commit order and deletes outbox rows once done.
-async fn fan_out_feed(app: Arc<App>, pending: Vec<FeedItem>, mut feed: mpsc::UnboundedReceiver<FeedItem>) {
+async fn fan_out_feed(
+    app: Arc<App>,
+    pending: Vec<FeedItem>,
+    mut feed: mpsc::UnboundedReceiver<FeedItem>,
+) {
     let mut batch = pending;
     loop {
         if batch.is_empty() {
@@ -151,7 +158,12 @@ async fn ws_upgrade(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let query = handlers::http::parse_query(uri.query().unwrap_or(""));
-    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let (token_param, device_param) = (param("token"), param("deviceId"));
     let authorization = headers
         .get(http::header::AUTHORIZATION)
@@ -250,11 +262,24 @@ async fn session(
             next = tokio::time::timeout(idle, stream.next()) => next,
         };
         let message = match next {
-            Err(_) => break CloseFrame { code: 1000, reason: "heartbeat timeout".into() },
-            Ok(None) => break CloseFrame { code: 1000, reason: "".into() },
+            Err(_) => {
+                break CloseFrame {
+                    code: 1000,
+                    reason: "heartbeat timeout".into(),
+                };
+            }
+            Ok(None) => {
+                break CloseFrame {
+                    code: 1000,
+                    reason: "".into(),
+                };
+            }
             Ok(Some(Err(e))) => {
                 debug!(error = %e, "socket read failed");
-                break CloseFrame { code: 1009, reason: "frame too large or malformed".into() };
+                break CloseFrame {
+                    code: 1009,
+                    reason: "frame too large or malformed".into(),
+                };
             }
             Ok(Some(Ok(m))) => m,
         };
@@ -269,12 +294,23 @@ async fn session(
                 let _ = app.chat.touch(&connection_id).await;
                 None
             }
-            Message::Close(_) => break CloseFrame { code: 1000, reason: "".into() },
+            Message::Close(_) => {
+                break CloseFrame {
+                    code: 1000,
+                    reason: "".into(),
+                };
+            }
         };
         if let Some(reply) = reply
-            && handle.frames.try_send(Bytes::from(reply.to_json())).is_err()
+            && handle
+                .frames
+                .try_send(Bytes::from(reply.to_json()))
+                .is_err()
         {
-            break CloseFrame { code: 1008, reason: "send queue full".into() };
+            break CloseFrame {
+                code: 1008,
+                reason: "send queue full".into(),
+            };
         }
     };
     let _ = close_tx.send(close);

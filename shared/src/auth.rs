@@ -58,7 +58,11 @@ impl std::fmt::Debug for TokenVerifier {
 
 impl TokenVerifier {
     /// A verifier for `secret`, with optional expected `iss` and `aud`.
-    pub fn new(secret: impl Into<Vec<u8>>, issuer: Option<String>, audience: Option<String>) -> Self {
+    pub fn new(
+        secret: impl Into<Vec<u8>>,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Self {
         Self {
             secret: secret.into(),
             issuer,
@@ -139,7 +143,8 @@ impl TokenVerifier {
     /// Issues a token for `user` valid for `ttl_secs` from `now_ms`.
     pub fn issue(&self, user: &UserId, now_ms: Millis, ttl_secs: i64) -> String {
         let now = now_ms.div_euclid(1000);
-        let mut claims = serde_json::json!({ "sub": user.as_str(), "iat": now, "exp": now + ttl_secs });
+        let mut claims =
+            serde_json::json!({ "sub": user.as_str(), "iat": now, "exp": now + ttl_secs });
         if let Some(iss) = &self.issuer {
             claims["iss"] = iss.as_str().into();
         }
@@ -192,7 +197,10 @@ mod tests {
         );
         let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
     }
 
     const HS: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
@@ -208,14 +216,54 @@ mod tests {
     fn hostile_tokens_are_refused() {
         let exp = NOW / 1000 + 100;
         let cases = [
-            (signed(r#"{"alg":"none"}"#, &format!(r#"{{"sub":"a","exp":{exp}}}"#), "secret"), TokenError::WrongAlgorithm),
-            (signed(r#"{"alg":"HS512"}"#, &format!(r#"{{"sub":"a","exp":{exp}}}"#), "secret"), TokenError::WrongAlgorithm),
-            (signed(HS, &format!(r#"{{"sub":"a","exp":{exp}}}"#), "other"), TokenError::BadSignature),
-            (signed(HS, r#"{"sub":"a"}"#, "secret"), TokenError::MissingExpiry),
-            (signed(HS, &format!(r#"{{"sub":"a","exp":{}}}"#, NOW / 1000 - 100), "secret"), TokenError::Expired),
-            (signed(HS, &format!(r#"{{"sub":"a","exp":{exp},"nbf":{}}}"#, NOW / 1000 + 100), "secret"), TokenError::NotYetValid),
-            (signed(HS, &format!(r#"{{"sub":"a b","exp":{exp}}}"#), "secret"), TokenError::BadSubject),
-            (signed(HS, &format!(r#"{{"exp":{exp}}}"#), "secret"), TokenError::BadSubject),
+            (
+                signed(
+                    r#"{"alg":"none"}"#,
+                    &format!(r#"{{"sub":"a","exp":{exp}}}"#),
+                    "secret",
+                ),
+                TokenError::WrongAlgorithm,
+            ),
+            (
+                signed(
+                    r#"{"alg":"HS512"}"#,
+                    &format!(r#"{{"sub":"a","exp":{exp}}}"#),
+                    "secret",
+                ),
+                TokenError::WrongAlgorithm,
+            ),
+            (
+                signed(HS, &format!(r#"{{"sub":"a","exp":{exp}}}"#), "other"),
+                TokenError::BadSignature,
+            ),
+            (
+                signed(HS, r#"{"sub":"a"}"#, "secret"),
+                TokenError::MissingExpiry,
+            ),
+            (
+                signed(
+                    HS,
+                    &format!(r#"{{"sub":"a","exp":{}}}"#, NOW / 1000 - 100),
+                    "secret",
+                ),
+                TokenError::Expired,
+            ),
+            (
+                signed(
+                    HS,
+                    &format!(r#"{{"sub":"a","exp":{exp},"nbf":{}}}"#, NOW / 1000 + 100),
+                    "secret",
+                ),
+                TokenError::NotYetValid,
+            ),
+            (
+                signed(HS, &format!(r#"{{"sub":"a b","exp":{exp}}}"#), "secret"),
+                TokenError::BadSubject,
+            ),
+            (
+                signed(HS, &format!(r#"{{"exp":{exp}}}"#), "secret"),
+                TokenError::BadSubject,
+            ),
             ("a.b".to_owned(), TokenError::Malformed),
             ("x".repeat(MAX_TOKEN_BYTES + 1), TokenError::Malformed),
         ];
@@ -228,9 +276,17 @@ mod tests {
     fn issuer_and_audience_are_enforced_when_configured() {
         let v = TokenVerifier::new("secret", Some("me".into()), Some("app".into()));
         let exp = NOW / 1000 + 100;
-        let good = signed(HS, &format!(r#"{{"sub":"a","exp":{exp},"iss":"me","aud":["x","app"]}}"#), "secret");
+        let good = signed(
+            HS,
+            &format!(r#"{{"sub":"a","exp":{exp},"iss":"me","aud":["x","app"]}}"#),
+            "secret",
+        );
         assert!(v.verify(&good, NOW).is_ok());
-        let bad = signed(HS, &format!(r#"{{"sub":"a","exp":{exp},"iss":"me"}}"#), "secret");
+        let bad = signed(
+            HS,
+            &format!(r#"{{"sub":"a","exp":{exp},"iss":"me"}}"#),
+            "secret",
+        );
         assert_eq!(v.verify(&bad, NOW), Err(TokenError::WrongIssuerOrAudience));
     }
 

@@ -89,7 +89,8 @@ pub fn encode_conversation_cursor(c: &ConversationCursor) -> String {
 /// Decodes a conversation-list cursor.
 pub fn decode_conversation_cursor(s: &str) -> Result<ConversationCursor, ChatError> {
     let bad = || ChatError::Invalid("cursor is not valid".into());
-    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?).map_err(|_| bad())?;
+    let raw =
+        String::from_utf8(URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?).map_err(|_| bad())?;
     let (at, id) = raw.split_once(':').ok_or_else(bad)?;
     Ok(ConversationCursor {
         last_message_at: at.parse().map_err(|_| bad())?,
@@ -105,7 +106,8 @@ pub fn encode_member_cursor(user: &UserId) -> String {
 /// Decodes a member-list cursor.
 pub fn decode_member_cursor(s: &str) -> Result<UserId, ChatError> {
     let bad = || ChatError::Invalid("cursor is not valid".into());
-    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?).map_err(|_| bad())?;
+    let raw =
+        String::from_utf8(URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?).map_err(|_| bad())?;
     UserId::parse(raw).map_err(|_| bad())
 }
 
@@ -146,7 +148,10 @@ mod tests {
             last_message_at: 17,
             conversation_id: ConversationId::parse("c_1").unwrap(),
         };
-        assert_eq!(decode_conversation_cursor(&encode_conversation_cursor(&c)).unwrap(), c);
+        assert_eq!(
+            decode_conversation_cursor(&encode_conversation_cursor(&c)).unwrap(),
+            c
+        );
         assert!(decode_conversation_cursor("!!").is_err());
         let u = UserId::parse("bob").unwrap();
         assert_eq!(decode_member_cursor(&encode_member_cursor(&u)).unwrap(), u);

@@ -260,10 +260,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_group(&self, new: &NewConversation) -> StoreResult<ConversationRecord>;
     /// Creates the direct conversation of the pair, or returns the existing one
     /// (`false` when it existed). Exactly one per unordered pair, even under races.
-    async fn create_direct(
-        &self,
-        new: &NewConversation,
-    ) -> StoreResult<(ConversationRecord, bool)>;
+    async fn create_direct(&self, new: &NewConversation)
+    -> StoreResult<(ConversationRecord, bool)>;
     /// A conversation with the caller's membership: `None` when either is missing.
     async fn membership(
         &self,
@@ -448,8 +446,11 @@ pub enum PushError {
 #[async_trait]
 pub trait PushSender: Send + Sync + 'static {
     /// Pushes one notification to one device.
-    async fn push(&self, device: &DeviceRecord, notification: &PushNotification)
-    -> Result<(), PushError>;
+    async fn push(
+        &self,
+        device: &DeviceRecord,
+        notification: &PushNotification,
+    ) -> Result<(), PushError>;
 }
 
 /// The time, injectable for tests.

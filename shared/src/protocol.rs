@@ -145,9 +145,8 @@ impl Fields<'_> {
 }
 
 fn seq_value(name: &str, v: &Value) -> Result<Seq, ChatError> {
-    v.as_u64().ok_or_else(|| {
-        ChatError::Invalid(format!("{name} must be an integer >= 0"))
-    })
+    v.as_u64()
+        .ok_or_else(|| ChatError::Invalid(format!("{name} must be an integer >= 0")))
 }
 
 /// Parses a `send` body: shared by the WebSocket frame and `POST .../messages`.
@@ -189,9 +188,7 @@ impl ClientFrame {
         };
         let request_id = match obj.get("requestId") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.chars().count() <= MAX_REQUEST_ID_CHARS => {
-                Some(s.clone())
-            }
+            Some(Value::String(s)) if s.chars().count() <= MAX_REQUEST_ID_CHARS => Some(s.clone()),
             Some(_) => {
                 return Err(fail(
                     None,

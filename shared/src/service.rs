@@ -16,8 +16,8 @@ use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
 use crate::ports::{
     AddMembersOutcome, AppendOutcome, Clock, ConnectionGateway, ConnectionRecord,
     ConversationCursor, ConversationKind, ConversationRecord, DeviceRecord, GatewayError,
-    MemberRecord, MessageQuery, MessageRecord, NewConversation, NewMessage, Platform,
-    PushError, PushNotification, PushSender, Store,
+    MemberRecord, MessageQuery, MessageRecord, NewConversation, NewMessage, Platform, PushError,
+    PushNotification, PushSender, Store,
 };
 use crate::protocol::{
     Ack, ConversationView, LIVENESS_MS, MemberView, MessageView, Positions, PresenceStatus,
@@ -147,7 +147,9 @@ impl Chat {
                 last_frame_at: now,
             })
             .await?;
-        let others = self.live_connections(std::slice::from_ref(user), now).await?;
+        let others = self
+            .live_connections(std::slice::from_ref(user), now)
+            .await?;
         if others.iter().all(|c| c.connection_id == connection_id) {
             self.announce_presence(user, PresenceStatus::Online, now, now)
                 .await?;
@@ -219,7 +221,12 @@ impl Chat {
     }
 
     /// Posts one frame to many connections, skipping `except`; gone ones are forgotten.
-    async fn post_all(&self, conns: &[ConnectionRecord], frame: &ServerFrame, except: Option<&str>) {
+    async fn post_all(
+        &self,
+        conns: &[ConnectionRecord],
+        frame: &ServerFrame,
+        except: Option<&str>,
+    ) {
         let bytes = Bytes::from(frame.to_json());
         let posts = conns
             .iter()
@@ -234,9 +241,13 @@ impl Chat {
         match self.gateway.post(connection_id, frame).await {
             Ok(()) => {}
             Err(GatewayError::Gone) => {
-                debug!(connection.id = connection_id, "connection gone, forgetting it");
-                if let Err(e) = self.store.delete_connection(connection_id).await {
-                    warn!(error = %e, connection.id = connection_id, "could not delete gone connection");
+                debug!(
+                    connection.id = connection_id,
+                    "connection gone, forgetting it"
+                );
+                // Boxed: forgetting a connection may announce presence, which posts again.
+                if let Err(e) = Box::pin(self.disconnect(connection_id)).await {
+                    warn!(error = %e, connection.id = connection_id, "could not forget gone connection");
                 }
             }
             Err(e) => warn!(error = %e, connection.id = connection_id, "post failed"),
@@ -387,9 +398,10 @@ impl Chat {
                 self.store.create_direct(&new).await?
             }
             ConversationKind::Group => {
-                let name = domain::group_name(req.name.as_deref().ok_or_else(|| {
-                    ChatError::Invalid("name is required for a group".into())
-                })?)?;
+                let name =
+                    domain::group_name(req.name.as_deref().ok_or_else(|| {
+                        ChatError::Invalid("name is required for a group".into())
+                    })?)?;
                 let mut members = vec![caller.clone()];
                 let mut seen: HashSet<&UserId> = HashSet::from([caller]);
                 for m in &req.members {
@@ -431,7 +443,11 @@ impl Chat {
         loop {
             let page = self
                 .store
-                .members(conversation, all.last().map(|m: &MemberRecord| &m.user_id), 1000)
+                .members(
+                    conversation,
+                    all.last().map(|m: &MemberRecord| &m.user_id),
+                    1000,
+                )
                 .await?;
             let done = page.len() < 1000;
             all.extend(page);
@@ -465,15 +481,12 @@ impl Chat {
             .await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| rows.last())
-            .flatten()
-            .map(|(c, _)| {
-                domain::encode_conversation_cursor(&ConversationCursor {
-                    last_message_at: c.last_message_at,
-                    conversation_id: c.id.clone(),
-                })
-            });
+        let next_cursor = more.then(|| rows.last()).flatten().map(|(c, _)| {
+            domain::encode_conversation_cursor(&ConversationCursor {
+                last_message_at: c.last_message_at,
+                conversation_id: c.id.clone(),
+            })
+        });
         let mut conversations = Vec::with_capacity(rows.len());
         for (conv, me) in &rows {
             conversations.push(self.view(conv, me).await?);
@@ -516,14 +529,21 @@ impl Chat {
     ) -> ChatResult<ConversationView> {
         let (conv, me) = self.member_of(id, caller).await?;
         if conv.kind == ConversationKind::Direct {
-            return Err(ChatError::Forbidden("members of a direct conversation are fixed"));
+            return Err(ChatError::Forbidden(
+                "members of a direct conversation are fixed",
+            ));
         }
         if me.role != crate::ports::Role::Admin {
             return Err(ChatError::Forbidden("only admins add members"));
         }
         let outcome = self
             .store
-            .add_members(id, users, self.now(), u64::from(self.limits.max_group_members))
+            .add_members(
+                id,
+                users,
+                self.now(),
+                u64::from(self.limits.max_group_members),
+            )
             .await?;
         let AddMembersOutcome::Added(added) = outcome else {
             return Err(ChatError::Conflict(format!(
@@ -556,7 +576,9 @@ impl Chat {
     ) -> ChatResult<()> {
         let (conv, me) = self.member_of(id, caller).await?;
         if conv.kind == ConversationKind::Direct {
-            return Err(ChatError::Forbidden("members of a direct conversation are fixed"));
+            return Err(ChatError::Forbidden(
+                "members of a direct conversation are fixed",
+            ));
         }
         if target != caller && me.role != crate::ports::Role::Admin {
             return Err(ChatError::Forbidden("only admins remove other members"));
@@ -615,18 +637,15 @@ impl Chat {
             ));
         }
         let cmid = req.client_message_id.as_str();
-        if let Some(original) = self
-            .store
-            .find_by_client_id(&conv.id, caller, cmid)
-            .await?
-        {
+        if let Some(original) = self.store.find_by_client_id(&conv.id, caller, cmid).await? {
             return Ok(ack(&original, true));
         }
         let now = self.now();
         if self.limits.rate_limit_per_min > 0 {
             let window = domain::rate_window_start(now);
             let count = self.store.count_send(caller, window).await?;
-            if let Some(err) = domain::rate_limit(count, self.limits.rate_limit_per_min, window, now)
+            if let Some(err) =
+                domain::rate_limit(count, self.limits.rate_limit_per_min, window, now)
             {
                 return Err(err);
             }
@@ -807,7 +826,13 @@ impl Chat {
     ) -> ChatResult<()> {
         let allowed = if is_typing {
             self.store
-                .typing_permit(id, caller, self.now(), TYPING_WINDOW_MS, TYPING_MAX_PER_WINDOW)
+                .typing_permit(
+                    id,
+                    caller,
+                    self.now(),
+                    TYPING_WINDOW_MS,
+                    TYPING_MAX_PER_WINDOW,
+                )
                 .await?
         } else {
             self.store.membership(id, caller).await?.map(|_| true)

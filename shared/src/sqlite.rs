@@ -23,9 +23,9 @@ use crate::error::StoreError;
 use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
 use crate::ports::{
     AddMembersOutcome, AppendOutcome, ConnectionRecord, ConversationCursor, ConversationKind,
-    ConversationRecord, DeviceRecord, MemberRecord, MessageQuery, MessageRecord,
-    NewConversation, NewMessage, Platform, PushError, PushNotification, PushSender,
-    ReceiptUpdate, RemovedMember, Role, Store, StoreResult,
+    ConversationRecord, DeviceRecord, MemberRecord, MessageQuery, MessageRecord, NewConversation,
+    NewMessage, Platform, PushError, PushNotification, PushSender, ReceiptUpdate, RemovedMember,
+    Role, Store, StoreResult,
 };
 use crate::protocol::{Content, Positions};
 
@@ -176,9 +176,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let writer = open_connection(&path, durability).map_err(err("open database"))?;
-        writer
-            .execute_batch(SCHEMA)
-            .map_err(err("create schema"))?;
+        writer.execute_batch(SCHEMA).map_err(err("create schema"))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -196,6 +194,11 @@ impl SqliteStore {
         let (tx, rx) = mpsc::unbounded_channel();
         *self.inner.feed.lock().expect("feed lock") = Some(tx);
         rx
+    }
+
+    /// Ends the change feed: the subscriber sees the end once it drained what came before.
+    pub fn close_feed(&self) {
+        self.inner.feed.lock().expect("feed lock").take();
     }
 
     /// Messages committed but never fanned out (outbox rows), oldest first.
@@ -610,7 +613,9 @@ impl Store for SqliteStore {
                 params![
                     user.as_str(),
                     after.as_ref().map(|a| a.last_message_at),
-                    after.as_ref().map(|a| a.conversation_id.as_str().to_owned()),
+                    after
+                        .as_ref()
+                        .map(|a| a.conversation_id.as_str().to_owned()),
                     limit
                 ],
                 |r| Ok((conversation_at(r, 0)?, member_at(r, 7)?)),
@@ -645,7 +650,14 @@ impl Store for SqliteStore {
                 return Ok(AddMembersOutcome::OverCap);
             }
             for user in &fresh {
-                insert_member(tx, conversation.as_str(), user.as_str(), Role::Member, now, conv.last_seq)?;
+                insert_member(
+                    tx,
+                    conversation.as_str(),
+                    user.as_str(),
+                    Role::Member,
+                    now,
+                    conv.last_seq,
+                )?;
             }
             tx.execute(
                 "UPDATE conversations SET member_count = member_count + ?2 WHERE id = ?1",
@@ -772,7 +784,8 @@ impl Store for SqliteStore {
             move |tx| {
                 let cid = m.conversation_id.as_str();
                 let sender = m.sender_id.as_str();
-                if let Some(original) = find_by_client_id_tx(tx, cid, sender, &m.client_message_id)? {
+                if let Some(original) = find_by_client_id_tx(tx, cid, sender, &m.client_message_id)?
+                {
                     return Ok((None, AppendOutcome::Duplicate(original)));
                 }
                 let Some((conv, _)) = membership_tx(tx, cid, sender)? else {
@@ -925,7 +938,12 @@ impl Store for SqliteStore {
                     "UPDATE members SET delivered_up_to = ?3, read_up_to = ?4
                      WHERE conversation_id = ?1 AND user_id = ?2",
                 )?
-                .execute(params![conversation.as_str(), user.as_str(), after.0, after.1])?;
+                .execute(params![
+                    conversation.as_str(),
+                    user.as_str(),
+                    after.0,
+                    after.1
+                ])?;
             }
             Ok(Some(ReceiptUpdate {
                 positions: Positions {
@@ -1209,11 +1227,7 @@ impl Store for SqliteStore {
 /// The local stand-in for SNS: pushes are recorded in the database's push outbox.
 #[async_trait]
 impl PushSender for SqliteStore {
-    async fn push(
-        &self,
-        device: &DeviceRecord,
-        n: &PushNotification,
-    ) -> Result<(), PushError> {
+    async fn push(&self, device: &DeviceRecord, n: &PushNotification) -> Result<(), PushError> {
         let (d, n) = (device.clone(), n.clone());
         self.write(move |tx| {
             tx.prepare_cached(

@@ -5,14 +5,15 @@ use crate::error::ChatError;
 use crate::ports::MessageRecord;
 use crate::service::Chat;
 
-/// Fans out a batch of records in order. Stops at the first failure and returns its
-/// position, so the feed can resume from there (the records before it are done).
-pub async fn handle_batch<'a, K: Copy + 'a>(
+/// Fans out a batch of feed items in order. Stops at the first failure and returns its
+/// index, so the feed resumes from there (the items before it are done).
+pub async fn handle_batch<T>(
     chat: &Chat,
-    records: impl IntoIterator<Item = (K, &'a MessageRecord)>,
-) -> Result<(), (K, ChatError)> {
-    for (key, record) in records {
-        chat.fan_out(record).await.map_err(|e| (key, e))?;
+    items: &[T],
+    record: impl Fn(&T) -> &MessageRecord,
+) -> Result<(), (usize, ChatError)> {
+    for (i, item) in items.iter().enumerate() {
+        chat.fan_out(record(item)).await.map_err(|e| (i, e))?;
     }
     Ok(())
 }

@@ -98,8 +98,10 @@ pub fn error_response(e: &ChatError) -> HttpResponse {
     let mut resp = respond(status, &error_body(e));
     if let Some(ms) = e.retry_after_ms() {
         let secs = (ms + 999) / 1000;
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, secs.to_string().parse().expect("digits"));
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            secs.to_string().parse().expect("digits"),
+        );
     }
     resp
 }
@@ -113,9 +115,9 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let decoded = match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                hex(bytes[i + 1]).zip(hex(bytes[i + 2])).map(|(h, l)| h * 16 + l)
-            }
+            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1])
+                .zip(hex(bytes[i + 2]))
+                .map(|(h, l)| h * 16 + l),
             _ => None,
         };
         match (decoded, bytes[i]) {
@@ -274,7 +276,11 @@ pub async fn create_conversation(
     let kind = match f.str("type")? {
         "direct" => ConversationKind::Direct,
         "group" => ConversationKind::Group,
-        _ => return Err(ChatError::Invalid("type must be \"direct\" or \"group\"".into())),
+        _ => {
+            return Err(ChatError::Invalid(
+                "type must be \"direct\" or \"group\"".into(),
+            ));
+        }
     };
     let members = user_list(body.get("members"), "members")?;
     if members.len() > 1000 + chat.limits.max_group_members as usize {

@@ -109,7 +109,13 @@ pub async fn receipt(
     read: Option<Seq>,
 ) -> Option<ServerFrame> {
     let result = chat
-        .receipts(&ctx.user_id, Some(&ctx.connection_id), conversation, delivered, read)
+        .receipts(
+            &ctx.user_id,
+            Some(&ctx.connection_id),
+            conversation,
+            delivered,
+            read,
+        )
         .await;
     answer(request_id, result.map(|_| ()))
 }
@@ -123,7 +129,12 @@ pub async fn typing(
     is_typing: bool,
 ) -> Option<ServerFrame> {
     let result = chat
-        .typing(&ctx.user_id, Some(&ctx.connection_id), conversation, is_typing)
+        .typing(
+            &ctx.user_id,
+            Some(&ctx.connection_id),
+            conversation,
+            is_typing,
+        )
         .await;
     answer(request_id, result)
 }
