@@ -1253,3 +1253,86 @@ impl PushSender for SqliteStore {
         .map_err(|e| PushError::Other(Box::new(e)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    async fn group(store: &SqliteStore) -> ConversationId {
+        let id = crate::domain::new_conversation_id();
+        store
+            .create_group(&NewConversation {
+                id: id.clone(),
+                kind: ConversationKind::Group,
+                name: Some("g".into()),
+                now: 1,
+                members: vec![user("alice"), user("bob")],
+            })
+            .await
+            .unwrap();
+        id
+    }
+
+    fn message(conversation: &ConversationId, cmid: &str) -> NewMessage {
+        NewMessage {
+            conversation_id: conversation.clone(),
+            message_id: crate::domain::new_message_id(),
+            sender_id: user("alice"),
+            client_message_id: cmid.into(),
+            content: Content {
+                kind: "text".into(),
+                text: "hi".into(),
+            },
+            reply_to: None,
+            now: 10,
+            origin_connection: None,
+            expires_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn committed_but_not_fanned_out_messages_survive_a_restart() {
+        // GIVEN a message committed while a subscriber was listening, never acked
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let store = SqliteStore::open(&path, Durability::Process).unwrap();
+        let mut feed = store.subscribe();
+        let conv = group(&store).await;
+        store.append_message(&message(&conv, "m1")).await.unwrap();
+        let (id, first) = feed.recv().await.unwrap();
+        store.append_message(&message(&conv, "m2")).await.unwrap();
+        store.ack_feed(vec![id]).await.unwrap();
+        drop(store);
+
+        // WHEN the database is opened again
+        let store = SqliteStore::open(&path, Durability::Process).unwrap();
+        let pending = store.pending_feed().await.unwrap();
+
+        // THEN only the un-acked message is pending, in order
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].1.seq, first.seq + 1);
+        assert_eq!(pending[0].1.client_message_id, "m2");
+    }
+
+    #[tokio::test]
+    async fn retries_return_the_original_and_burn_no_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("c.db"), Durability::Process).unwrap();
+        let conv = group(&store).await;
+        let AppendOutcome::Stored(a) = store.append_message(&message(&conv, "x")).await.unwrap()
+        else {
+            panic!("first append stores")
+        };
+        let again = store.append_message(&message(&conv, "x")).await.unwrap();
+        assert_eq!(again, AppendOutcome::Duplicate(a.clone()));
+        let AppendOutcome::Stored(b) = store.append_message(&message(&conv, "y")).await.unwrap()
+        else {
+            panic!("a new key stores")
+        };
+        assert_eq!((a.seq, b.seq), (1, 2));
+    }
+}
