@@ -1,0 +1,31 @@
+//! The protocol suite: every behaviour of `PROTOCOL.md` for the local server, checked
+//! against the real `chat-local` binary over real sockets (WebSocket and HTTP).
+//!
+//! Each test starts its own server on port 0 with its own SQLite file, so the tests share
+//! nothing and run in parallel.
+//!
+//! # Layout
+//! - `support`: the server builder for this binary and shared assertions.
+//! - One module per area of the protocol: `auth`, `conversations`, `groups`, `messaging`,
+//!   `validation`, `receipts`, `typing`, `presence`, `history`, `sync`, `push`,
+//!   `devices`, `rate_limit`, `fanout` (the large-conversation rules).
+//! - `concurrency` and `durability`: the load test and the kill -9 test.
+
+mod support;
+
+mod auth;
+mod concurrency;
+mod conversations;
+mod devices;
+mod durability;
+mod fanout;
+mod groups;
+mod history;
+mod messaging;
+mod presence;
+mod push;
+mod rate_limit;
+mod receipts;
+mod sync;
+mod typing;
+mod validation;

@@ -1,0 +1,1140 @@
+//! Black-box harness for the protocol suites: it drives the real server binary over real
+//! sockets, exactly as a mobile or web client would (see `PROTOCOL.md`).
+//!
+//! # Layout
+//! - [`TestServer`] / [`TestServerBuilder`]: spawn the server binary on `127.0.0.1:0` with
+//!   a fresh SQLite file in a temp dir, read its `listening on ADDR` line, kill it on drop;
+//!   [`TestServer::kill9`] and [`TestServer::restart`] for durability tests.
+//! - [`jwt`]: mint valid HS256 tokens and every flavour of bad one.
+//! - [`WsClient`]: a WebSocket client that keeps the frames it skipped in a buffer, so a
+//!   test can wait for one frame type and still assert the others afterwards.
+//! - [`Http`]: a thin reqwest wrapper answering `(status, json)`, plus the few calls most
+//!   tests need (create a conversation, send, read history).
+//! - Assertion helpers: [`assert_keys`], [`assert_ws_error`], [`assert_http_error`].
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The HTTP method type [`Http::call`] and [`Http::raw`] take.
+pub use reqwest::Method;
+
+/// The secret every test server is started with (`CHAT_JWT_SECRET`).
+pub const TEST_SECRET: &str = "chat-tests-secret-4f9a1c0e7b2d48e6a3c5f1d9b7e2a6c4";
+
+/// How long [`WsClient::recv`] and friends wait before failing the test.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the server gets to print its `listening on` line.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Configuration variables the server reads; cleared from the inherited environment so a
+/// developer's shell cannot change what a test sees.
+const SERVER_VARS: &[&str] = &[
+    "CHAT_LISTEN",
+    "CHAT_DB",
+    "CHAT_JWT_SECRET",
+    "CHAT_RATE_LIMIT_PER_MIN",
+    "CHAT_RETENTION_DAYS",
+    "CHAT_MAX_GROUP_MEMBERS",
+    "CHAT_EVENT_FANOUT_MAX_MEMBERS",
+    "CHAT_DEV_ENDPOINTS",
+];
+
+/// Unix time in milliseconds, the unit of every protocol timestamp.
+pub fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since.as_millis()).expect("milliseconds fit in i64")
+}
+
+/// Unix time in seconds, the unit of JWT claims.
+pub fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+// ---------------------------------------------------------------------------------------
+// Server process
+// ---------------------------------------------------------------------------------------
+
+/// Starts a [`TestServer`] with environment overrides.
+#[derive(Debug, Clone)]
+pub struct TestServerBuilder {
+    bin: PathBuf,
+    /// `Some(value)` sets the variable, `None` removes it (e.g. to test a default).
+    env: Vec<(String, Option<String>)>,
+}
+
+impl TestServerBuilder {
+    /// Sets an environment variable for the server, e.g. `CHAT_RATE_LIMIT_PER_MIN`.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), Some(value.to_owned())));
+        self
+    }
+
+    /// Leaves a variable unset, including the ones the harness sets by default
+    /// (`CHAT_DEV_ENDPOINTS`).
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env.push((key.to_owned(), None));
+        self
+    }
+
+    /// Spawns the server and waits until it listens.
+    pub async fn start(self) -> TestServer {
+        let dir = tempfile::tempdir().expect("create a temp dir for the database");
+        let db = dir.path().join("chat.db");
+        let mut env = vec![
+            ("CHAT_JWT_SECRET".to_owned(), Some(TEST_SECRET.to_owned())),
+            ("CHAT_DEV_ENDPOINTS".to_owned(), Some("1".to_owned())),
+        ];
+        env.extend(self.env);
+        let (child, addr) = spawn_server(&self.bin, &env, &db).await;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("build the HTTP client");
+        TestServer {
+            bin: self.bin,
+            env,
+            db,
+            child: Some(child),
+            addr,
+            http,
+            _dir: dir,
+        }
+    }
+}
+
+/// One running server process with its own database, killed on drop.
+#[derive(Debug)]
+pub struct TestServer {
+    bin: PathBuf,
+    env: Vec<(String, Option<String>)>,
+    db: PathBuf,
+    child: Option<Child>,
+    addr: SocketAddr,
+    http: reqwest::Client,
+    /// Holds the database directory for the server's whole life (and across restarts).
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A builder for a server run from `bin` (tests pass `env!("CARGO_BIN_EXE_chat-local")`).
+    pub fn builder(bin: impl AsRef<Path>) -> TestServerBuilder {
+        TestServerBuilder {
+            bin: bin.as_ref().to_path_buf(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Starts `bin` with the default test configuration.
+    pub async fn start(bin: impl AsRef<Path>) -> TestServer {
+        Self::builder(bin).start().await
+    }
+
+    /// The address the server currently listens on (it changes on [`Self::restart`]).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The SQLite file, kept across restarts.
+    pub fn db_path(&self) -> &Path {
+        &self.db
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `ws://ADDR/ws?{query}`.
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("ws://{}/ws?{query}", self.addr)
+    }
+
+    /// A valid token for `user`, signed with the server's secret.
+    pub fn token(&self, user: &str) -> String {
+        jwt::valid(user)
+    }
+
+    /// Kills the server with SIGKILL (no shutdown hook runs) and waits for it to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // `Child::kill` is SIGKILL on Unix.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same database file (killing it first if it still
+    /// runs). It gets a new port: clients must connect again.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        let (child, addr) = spawn_server(&self.bin, &self.env, &self.db).await;
+        self.child = Some(child);
+        self.addr = addr;
+    }
+
+    /// An HTTP client authenticated as `user`.
+    pub fn http(&self, user: &str) -> Http {
+        self.http_with_token(Some(self.token(user)))
+    }
+
+    /// An HTTP client sending `token` as Bearer (or no Authorization header at all).
+    pub fn http_with_token(&self, token: Option<String>) -> Http {
+        Http {
+            client: self.http.clone(),
+            base: format!("http://{}", self.addr),
+            token,
+        }
+    }
+
+    /// An HTTP client without credentials (for `/health`, `/dev/...` and 401 checks).
+    pub fn http_anon(&self) -> Http {
+        self.http_with_token(None)
+    }
+
+    /// Opens a WebSocket for `user` without `deviceId` and waits until the server answers
+    /// a heartbeat (so the connection is registered for fan-out when this returns).
+    pub async fn connect(&self, user: &str) -> WsClient {
+        let query = format!("v=1&token={}", self.token(user));
+        self.connect_ready(&query, None, user.to_owned()).await
+    }
+
+    /// Opens a WebSocket for `user` on `device`, ready for fan-out (see [`Self::connect`]).
+    pub async fn connect_device(&self, user: &str, device: &str) -> WsClient {
+        let query = format!("v=1&token={}&deviceId={device}", self.token(user));
+        self.connect_ready(&query, None, format!("{user}/{device}"))
+            .await
+    }
+
+    async fn connect_ready(&self, query: &str, bearer: Option<&str>, label: String) -> WsClient {
+        let mut ws = match self.try_connect(query, bearer).await {
+            Ok(ws) => ws,
+            Err(e) => panic!("[{label}] WebSocket handshake refused: {e}"),
+        };
+        ws.label = label;
+        let ack = ws.request(json!({"action": "heartbeat"})).await;
+        assert_eq!(
+            ack["type"], "heartbeat.ack",
+            "[{}] first heartbeat answered with {ack}",
+            ws.label
+        );
+        ws
+    }
+
+    /// Attempts a handshake on `/ws?{query}`, optionally with `Authorization: Bearer`.
+    /// No heartbeat is sent: the caller gets the connection as the server opened it.
+    pub async fn try_connect(
+        &self,
+        query: &str,
+        bearer: Option<&str>,
+    ) -> Result<WsClient, ConnectError> {
+        let mut request = self
+            .ws_url(query)
+            .into_client_request()
+            .expect("a valid WebSocket URL");
+        if let Some(token) = bearer {
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .expect("a token is a valid header value");
+            request.headers_mut().insert("Authorization", value);
+        }
+        let connecting = tokio_tungstenite::connect_async_with_config(request, None, true);
+        match tokio::time::timeout(RECV_TIMEOUT, connecting).await {
+            Err(_) => Err(ConnectError {
+                status: None,
+                detail: "handshake timed out".to_owned(),
+            }),
+            Ok(Err(tungstenite::Error::Http(response))) => Err(ConnectError {
+                status: Some(response.status().as_u16()),
+                detail: String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                    .into_owned(),
+            }),
+            Ok(Err(e)) => Err(ConnectError {
+                status: None,
+                detail: e.to_string(),
+            }),
+            Ok(Ok((stream, _response))) => Ok(WsClient {
+                label: "ws".to_owned(),
+                stream,
+                buffer: VecDeque::new(),
+                ignored: Vec::new(),
+                next_request: 0,
+            }),
+        }
+    }
+
+    /// Opens a WebSocket authenticated only by `Authorization: Bearer` (no `token` query).
+    pub async fn connect_bearer(&self, user: &str, device: &str) -> WsClient {
+        let query = format!("v=1&deviceId={device}");
+        let token = self.token(user);
+        self.connect_ready(&query, Some(&token), format!("{user}/{device}"))
+            .await
+    }
+
+    /// `GET /dev/push-outbox`, the local server's record of pushes (oldest first).
+    pub async fn push_outbox(&self) -> Vec<Value> {
+        let (status, body) = self.http_anon().get("/dev/push-outbox").await;
+        assert_eq!(status, 200, "GET /dev/push-outbox answered {body}");
+        body["pushes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("push outbox without `pushes` array: {body}"))
+            .clone()
+    }
+
+    /// Polls the push outbox until `pred` holds for it, failing after [`RECV_TIMEOUT`]
+    /// (pushes may be sent after the ack).
+    pub async fn wait_for_pushes(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + RECV_TIMEOUT;
+        loop {
+            let pushes = self.push_outbox().await;
+            if pred(&pushes) {
+                return pushes;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out waiting for pushes: {what}; outbox: {pushes:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Why a WebSocket handshake did not open a connection.
+#[derive(Debug)]
+pub struct ConnectError {
+    /// The HTTP status the server refused the upgrade with, if it answered one.
+    pub status: Option<u16>,
+    /// The refusal body or the transport error, for failure messages.
+    pub detail: String,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "HTTP {status}: {}", self.detail),
+            None => write!(f, "{}", self.detail),
+        }
+    }
+}
+
+async fn spawn_server(
+    bin: &Path,
+    env: &[(String, Option<String>)],
+    db: &Path,
+) -> (Child, SocketAddr) {
+    let mut command = Command::new(bin);
+    command
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--db")
+        .arg(db)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for key in SERVER_VARS {
+        command.env_remove(key);
+    }
+    for (key, value) in env {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || watch_stdout(stdout, tx));
+    match tokio::time::timeout(START_TIMEOUT, rx).await {
+        Ok(Ok(addr)) => (child, addr),
+        Ok(Err(_)) => {
+            let status = child.wait();
+            panic!("the server exited before printing `listening on ADDR`: {status:?}")
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server printed no `listening on ADDR` line within {START_TIMEOUT:?}")
+        }
+    }
+}
+
+/// Reads the server's stdout: reports the address of the `listening on ADDR` line, then
+/// keeps draining (forwarding anything else to stderr) so the server never blocks on a
+/// full pipe.
+fn watch_stdout(stdout: ChildStdout, tx: tokio::sync::oneshot::Sender<SocketAddr>) {
+    let mut tx = Some(tx);
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        match (addr, tx.take()) {
+            (Some(addr), Some(tx)) => {
+                let _ = tx.send(addr);
+            }
+            (_, unused) => {
+                tx = unused;
+                eprintln!("[server stdout] {line}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------------------
+
+/// HS256 tokens, good and bad, signed like the server expects (`CHAT_JWT_SECRET`).
+pub mod jwt {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, Mac};
+    use serde_json::{Value, json};
+    use sha2::{Sha256, Sha512};
+
+    use super::{TEST_SECRET, now_secs};
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn signing_input(header: &Value, claims: &Value) -> String {
+        format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        )
+    }
+
+    /// `header.claims.HMAC-SHA256(secret)`, whatever the header says.
+    pub fn sign_hs256(secret: &str, header: &Value, claims: &Value) -> String {
+        let input = signing_input(header, claims);
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key size");
+        mac.update(input.as_bytes());
+        format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+    }
+
+    /// The standard header and claims `sub`, `iat` = now, `exp` = now + 1 h.
+    pub fn claims(sub: &str) -> Value {
+        let now = now_secs();
+        json!({"sub": sub, "iat": now, "exp": now + 3600})
+    }
+
+    /// `{"alg":"HS256","typ":"JWT"}`.
+    pub fn header() -> Value {
+        json!({"alg": "HS256", "typ": "JWT"})
+    }
+
+    /// A valid token for `sub`.
+    pub fn valid(sub: &str) -> String {
+        sign_hs256(TEST_SECRET, &header(), &claims(sub))
+    }
+
+    /// A valid token with extra or replaced claims.
+    pub fn with_claims(sub: &str, extra: Value) -> String {
+        let mut claims = claims(sub);
+        for (k, v) in extra.as_object().expect("extra claims are an object") {
+            claims[k] = v.clone();
+        }
+        sign_hs256(TEST_SECRET, &header(), &claims)
+    }
+
+    /// Expired ten minutes ago (beyond any reasonable clock-skew leeway).
+    pub fn expired(sub: &str) -> String {
+        let now = now_secs();
+        with_claims(sub, json!({"iat": now - 7200, "exp": now - 600}))
+    }
+
+    /// Signed with another secret.
+    pub fn wrong_secret(sub: &str) -> String {
+        sign_hs256("not-the-server-secret", &header(), &claims(sub))
+    }
+
+    /// `alg: none` with an empty signature.
+    pub fn alg_none(sub: &str) -> String {
+        let input = signing_input(&json!({"alg": "none", "typ": "JWT"}), &claims(sub));
+        format!("{input}.")
+    }
+
+    /// A correct HS512 signature with the right secret: refused because HS256 is pinned.
+    pub fn hs512(sub: &str) -> String {
+        let input = signing_input(&json!({"alg": "HS512", "typ": "JWT"}), &claims(sub));
+        let mut mac = Hmac::<Sha512>::new_from_slice(TEST_SECRET.as_bytes()).expect("any key size");
+        mac.update(input.as_bytes());
+        format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+    }
+
+    /// `nbf` ten minutes in the future.
+    pub fn not_yet_valid(sub: &str) -> String {
+        with_claims(sub, json!({"nbf": now_secs() + 600}))
+    }
+
+    /// No `exp` claim at all.
+    pub fn missing_exp(sub: &str) -> String {
+        let now = now_secs();
+        sign_hs256(TEST_SECRET, &header(), &json!({"sub": sub, "iat": now}))
+    }
+
+    /// Signed correctly, but `sub` is not a valid user id.
+    pub fn invalid_sub() -> String {
+        valid("not a valid/user id!")
+    }
+
+    /// Signed correctly, without `sub`.
+    pub fn missing_sub() -> String {
+        let now = now_secs();
+        sign_hs256(
+            TEST_SECRET,
+            &header(),
+            &json!({"iat": now, "exp": now + 3600}),
+        )
+    }
+
+    /// Every kind of token the server must refuse, with a name for failure messages.
+    pub fn bad_tokens() -> Vec<(&'static str, String)> {
+        vec![
+            ("garbage", "not-a-jwt".to_owned()),
+            ("expired", expired("alice")),
+            ("wrong secret", wrong_secret("alice")),
+            ("alg none", alg_none("alice")),
+            ("alg HS512", hs512("alice")),
+            ("nbf in the future", not_yet_valid("alice")),
+            ("missing exp", missing_exp("alice")),
+            ("invalid sub", invalid_sub()),
+            ("sub too long", valid(&"a".repeat(129))),
+            ("missing sub", missing_sub()),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// WebSocket client
+// ---------------------------------------------------------------------------------------
+
+/// Why a `try_` receive returned without a frame.
+#[derive(Debug)]
+pub enum RecvError {
+    /// Nothing matching arrived in time.
+    Timeout,
+    /// The connection is closed or broken.
+    Closed(String),
+}
+
+/// A protocol client over one WebSocket connection.
+///
+/// Every frame read from the socket that a call did not ask for goes to a buffer that
+/// later calls search first, so events can be asserted in any order. `presence` frames
+/// arrive asynchronously: [`WsClient::recv`] never returns them (they stay buffered for
+/// `recv_type("presence")`).
+pub struct WsClient {
+    label: String,
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    buffer: VecDeque<Value>,
+    /// Frame types dropped on read, for load tests that would otherwise buffer thousands.
+    ignored: Vec<String>,
+    next_request: u64,
+}
+
+impl std::fmt::Debug for WsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsClient")
+            .field("label", &self.label)
+            .field("buffered", &self.buffer.len())
+            .finish()
+    }
+}
+
+fn frame_type(frame: &Value) -> &str {
+    frame["type"].as_str().unwrap_or("")
+}
+
+impl WsClient {
+    /// The `user/device` name used in failure messages.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Renames the client in failure messages.
+    pub fn set_label(&mut self, label: impl Into<String>) {
+        self.label = label.into();
+    }
+
+    /// Drops frames of `frame_type` as they are read instead of buffering them.
+    pub fn ignore_type(&mut self, frame_type: &str) {
+        self.ignored.push(frame_type.to_owned());
+        self.buffer.retain(|f| self::frame_type(f) != frame_type);
+    }
+
+    /// A fresh `requestId`, unique on this connection.
+    pub fn next_request_id(&mut self) -> String {
+        self.next_request += 1;
+        format!("req-{}", self.next_request)
+    }
+
+    /// Sends one text frame as is (for malformed input).
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        if let Err(e) = self.try_send_text(text).await {
+            panic!("[{}] cannot send a frame: {e}", self.label);
+        }
+    }
+
+    /// Sends one text frame, reporting a broken connection instead of panicking.
+    pub async fn try_send_text(&mut self, text: impl Into<String>) -> Result<(), String> {
+        let text: String = text.into();
+        self.stream
+            .send(Message::text(text))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends `value` serialized as one text frame.
+    pub async fn send_json(&mut self, value: &Value) {
+        self.send_text(value.to_string()).await;
+    }
+
+    /// Sends `value`, reporting a broken connection instead of panicking.
+    pub async fn try_send_json(&mut self, value: &Value) -> Result<(), String> {
+        self.try_send_text(value.to_string()).await
+    }
+
+    /// Reads the next JSON frame from the socket (not the buffer) before `deadline`.
+    async fn read_frame(&mut self, deadline: Instant) -> Result<Value, RecvError> {
+        loop {
+            let next = match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return Err(RecvError::Timeout),
+                Ok(next) => next,
+            };
+            let text = match next {
+                None => return Err(RecvError::Closed("end of stream".to_owned())),
+                Some(Err(e)) => return Err(RecvError::Closed(e.to_string())),
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(RecvError::Closed(format!("close frame {frame:?}")));
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    panic!("[{}] unexpected binary frame: {bytes:?}", self.label)
+                }
+                Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
+            };
+            let value: Value = serde_json::from_str(text.as_str())
+                .unwrap_or_else(|e| panic!("[{}] non-JSON frame ({e}): {text}", self.label));
+            if self.ignored.iter().any(|t| t == frame_type(&value)) {
+                continue;
+            }
+            return Ok(value);
+        }
+    }
+
+    /// The first frame (buffer first, then socket) matching `pred` within `timeout`; the
+    /// frames read meanwhile stay buffered.
+    pub async fn try_recv_where(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value, RecvError> {
+        if let Some(i) = self.buffer.iter().position(&pred) {
+            return Ok(self.buffer.remove(i).expect("index is in range"));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let frame = self.read_frame(deadline).await?;
+            if pred(&frame) {
+                return Ok(frame);
+            }
+            self.buffer.push_back(frame);
+        }
+    }
+
+    /// Like [`Self::try_recv_where`], failing the test with `what` on timeout or close.
+    pub async fn recv_where_within(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        match self.try_recv_where(timeout, pred).await {
+            Ok(frame) => frame,
+            Err(RecvError::Timeout) => panic!(
+                "[{}] timed out after {timeout:?} waiting for {what}; buffered frames: {:#?}",
+                self.label, self.buffer
+            ),
+            Err(RecvError::Closed(why)) => panic!(
+                "[{}] connection closed ({why}) while waiting for {what}; buffered frames: {:#?}",
+                self.label, self.buffer
+            ),
+        }
+    }
+
+    /// The first frame matching `pred` within [`RECV_TIMEOUT`].
+    pub async fn recv_where(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.recv_where_within(what, RECV_TIMEOUT, pred).await
+    }
+
+    /// The next frame that is not `presence`.
+    pub async fn recv(&mut self) -> Value {
+        self.recv_where("any non-presence frame", |f| frame_type(f) != "presence")
+            .await
+    }
+
+    /// The first frame of type `frame_type` (others stay buffered).
+    pub async fn recv_type(&mut self, frame_type: &str) -> Value {
+        let what = format!("a `{frame_type}` frame");
+        self.recv_where(&what, |f| self::frame_type(f) == frame_type)
+            .await
+    }
+
+    /// The first frame answering `request_id`.
+    pub async fn recv_response(&mut self, request_id: &str) -> Value {
+        let what = format!("the answer to requestId {request_id:?}");
+        self.recv_where(&what, |f| f["requestId"] == request_id)
+            .await
+    }
+
+    /// Sends `action` (an object) with a fresh `requestId` unless it has one, and returns
+    /// the frame answering it.
+    pub async fn request(&mut self, mut action: Value) -> Value {
+        let id = match action.get("requestId").and_then(Value::as_str) {
+            Some(id) => id.to_owned(),
+            None => {
+                let id = self.next_request_id();
+                action["requestId"] = json!(id);
+                id
+            }
+        };
+        self.send_json(&action).await;
+        self.recv_response(&id).await
+    }
+
+    /// Removes and returns every buffered frame of `frame_type`, then everything of that
+    /// type that arrives within `wait`.
+    pub async fn drain_type(&mut self, frame_type: &str, wait: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + wait;
+        while let Ok(frame) = self.read_frame(deadline).await {
+            self.buffer.push_back(frame);
+        }
+        let (taken, kept): (VecDeque<Value>, VecDeque<Value>) = self
+            .buffer
+            .drain(..)
+            .partition(|f| self::frame_type(f) == frame_type);
+        self.buffer = kept;
+        taken.into()
+    }
+
+    /// The buffered frames (for assertions and failure messages).
+    pub fn buffered(&self) -> &VecDeque<Value> {
+        &self.buffer
+    }
+
+    /// Asserts no frame matching `pred` is buffered or arrives within `wait`.
+    pub async fn expect_none(&mut self, what: &str, wait: Duration, pred: impl Fn(&Value) -> bool) {
+        if let Some(frame) = self.buffer.iter().find(|f| pred(f)) {
+            panic!("[{}] expected no {what}, but got {frame}", self.label);
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.read_frame(deadline).await {
+                Ok(frame) if pred(&frame) => {
+                    panic!("[{}] expected no {what}, but got {frame}", self.label)
+                }
+                Ok(frame) => self.buffer.push_back(frame),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Asserts no frame of `frame_type` is buffered or arrives within `wait`.
+    pub async fn expect_silence(&mut self, frame_type: &str, wait: Duration) {
+        let what = format!("`{frame_type}` frame");
+        self.expect_none(&what, wait, |f| self::frame_type(f) == frame_type)
+            .await;
+    }
+
+    /// Asserts nothing but `presence` is buffered or arrives within `wait`.
+    pub async fn expect_quiet(&mut self, wait: Duration) {
+        self.expect_none("frame", wait, |f| frame_type(f) != "presence")
+            .await;
+    }
+
+    /// Sends a heartbeat with a `requestId` and asserts the `heartbeat.ack`: proves the
+    /// connection is still open and usable.
+    pub async fn heartbeat(&mut self) -> Value {
+        let ack = self.request(json!({"action": "heartbeat"})).await;
+        assert_eq!(
+            ack["type"], "heartbeat.ack",
+            "[{}] heartbeat answered {ack}",
+            self.label
+        );
+        ack
+    }
+
+    /// Sends a text message and returns its `message.ack` (failing on any other answer).
+    pub async fn send_message(
+        &mut self,
+        conversation_id: &str,
+        client_message_id: &str,
+        text: &str,
+    ) -> Value {
+        let ack = self
+            .request(send_action(conversation_id, client_message_id, text))
+            .await;
+        assert_eq!(
+            ack["type"], "message.ack",
+            "[{}] send {client_message_id:?} answered {ack}",
+            self.label
+        );
+        ack
+    }
+
+    /// A `read` or `delivered` action answered `ok`.
+    pub async fn receipt(&mut self, action: &str, conversation_id: &str, up_to_seq: i64) -> Value {
+        let answer = self
+            .request(
+                json!({"action": action, "conversationId": conversation_id, "upToSeq": up_to_seq}),
+            )
+            .await;
+        assert_eq!(
+            answer["type"], "ok",
+            "[{}] {action} answered {answer}",
+            self.label
+        );
+        answer
+    }
+
+    /// Closes the connection with a close handshake and waits for the server's close.
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+        let deadline = Instant::now() + RECV_TIMEOUT;
+        while self.read_frame(deadline).await.is_ok() {}
+    }
+}
+
+/// `{"action":"send", ...}` for a text message, without `requestId`.
+pub fn send_action(conversation_id: &str, client_message_id: &str, text: &str) -> Value {
+    json!({
+        "action": "send",
+        "conversationId": conversation_id,
+        "clientMessageId": client_message_id,
+        "content": {"type": "text", "text": text},
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP client
+// ---------------------------------------------------------------------------------------
+
+/// A reqwest client for one user (or none); every call answers `(status, json)` where
+/// an empty body is `null` and a non-JSON body is a JSON string.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Http {
+    /// Sends `method path` with an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.execute(request).await
+    }
+
+    async fn execute(&self, mut request: reqwest::RequestBuilder) -> (u16, Value) {
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .expect("the HTTP request reaches the server");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("the HTTP body is readable");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, body)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// `method path` with raw bytes and a content type (malformed or oversized bodies).
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: impl Into<Vec<u8>>,
+        content_type: &str,
+    ) -> (u16, Value) {
+        let request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("Content-Type", content_type)
+            .body(body.into());
+        self.execute(request).await
+    }
+
+    /// Creates (or finds) the direct conversation with `other`; answers the conversation.
+    pub async fn create_direct(&self, other: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/v1/conversations",
+                &json!({"type": "direct", "members": [other]}),
+            )
+            .await;
+        assert!(
+            status == 200 || status == 201,
+            "create direct with {other}: {status} {body}"
+        );
+        body
+    }
+
+    /// Creates a group; answers the conversation.
+    pub async fn create_group(&self, name: &str, members: &[&str]) -> Value {
+        let (status, body) = self
+            .post(
+                "/v1/conversations",
+                &json!({"type": "group", "name": name, "members": members}),
+            )
+            .await;
+        assert_eq!(status, 201, "create group {name:?}: {body}");
+        body
+    }
+
+    /// `GET /v1/conversations/{id}`, asserting 200.
+    pub async fn conversation(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/conversations/{id}")).await;
+        assert_eq!(status, 200, "GET conversation {id}: {body}");
+        body
+    }
+
+    /// `GET /v1/conversations/{id}/messages?{query}`, asserting 200.
+    pub async fn messages(&self, id: &str, query: &str) -> Value {
+        let (status, body) = self
+            .get(&format!("/v1/conversations/{id}/messages?{query}"))
+            .await;
+        assert_eq!(status, 200, "GET messages {id}?{query}: {body}");
+        body
+    }
+
+    /// `POST /v1/conversations/{id}/messages` with a text message.
+    pub async fn send_message(
+        &self,
+        id: &str,
+        client_message_id: &str,
+        text: &str,
+    ) -> (u16, Value) {
+        self.post(
+            &format!("/v1/conversations/{id}/messages"),
+            &json!({
+                "clientMessageId": client_message_id,
+                "content": {"type": "text", "text": text},
+                "replyTo": null,
+            }),
+        )
+        .await
+    }
+
+    /// `POST /v1/conversations/{id}/members`.
+    pub async fn add_members(&self, id: &str, users: &[&str]) -> (u16, Value) {
+        self.post(
+            &format!("/v1/conversations/{id}/members"),
+            &json!({"userIds": users}),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/conversations/{id}/members/{user}`.
+    pub async fn remove_member(&self, id: &str, user: &str) -> (u16, Value) {
+        self.delete(&format!("/v1/conversations/{id}/members/{user}"))
+            .await
+    }
+
+    /// `POST /v1/devices`, asserting 201.
+    pub async fn register_device(&self, device: &str, platform: &str, token: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/v1/devices",
+                &json!({"deviceId": device, "platform": platform, "token": token}),
+            )
+            .await;
+        assert_eq!(status, 201, "register device {device}: {body}");
+        body
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Assertions
+// ---------------------------------------------------------------------------------------
+
+/// The `conversationId` of a conversation object.
+pub fn conv_id(conversation: &Value) -> String {
+    conversation["conversationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no conversationId in {conversation}"))
+        .to_owned()
+}
+
+/// Asserts `value` is an object holding every key of `keys` (a `null` value counts).
+pub fn assert_keys(value: &Value, keys: &[&str]) {
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("expected a JSON object, got {value}"));
+    let missing: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !object.contains_key(*k))
+        .collect();
+    assert!(missing.is_empty(), "missing keys {missing:?} in {value}");
+}
+
+/// Asserts an `error` frame with every field of PROTOCOL.md, `code`, and `requestId`
+/// (`None` = `null`).
+pub fn assert_ws_error(frame: &Value, code: &str, request_id: Option<&str>) {
+    assert_eq!(
+        frame["type"], "error",
+        "expected an error frame, got {frame}"
+    );
+    assert_keys(
+        frame,
+        &[
+            "requestId",
+            "clientMessageId",
+            "code",
+            "message",
+            "retryAfterMs",
+        ],
+    );
+    assert_eq!(frame["code"], code, "wrong error code in {frame}");
+    assert_eq!(
+        frame["requestId"],
+        json!(request_id),
+        "wrong requestId in {frame}"
+    );
+    assert!(
+        frame["message"].is_string(),
+        "error message is not a string: {frame}"
+    );
+}
+
+/// Asserts an HTTP error: `status` and `{"error":{"code","message","retryAfterMs"}}`.
+pub fn assert_http_error(response: &(u16, Value), status: u16, code: &str) {
+    let (actual, body) = response;
+    assert_eq!(
+        *actual, status,
+        "expected HTTP {status} {code}, got {actual} {body}"
+    );
+    let error = &body["error"];
+    assert_keys(error, &["code", "message", "retryAfterMs"]);
+    assert_eq!(error["code"], code, "wrong error code in {body}");
+    assert!(
+        error["message"].is_string(),
+        "error message is not a string: {body}"
+    );
+}
+
+/// Asserts a timestamp is Unix milliseconds taken between `since` and now (1 s slack).
+pub fn assert_recent_ms(value: &Value, since_ms: i64) {
+    let ts = value
+        .as_i64()
+        .unwrap_or_else(|| panic!("timestamp is not an integer: {value}"));
+    assert!(
+        ts >= since_ms - 1000 && ts <= now_ms() + 1000,
+        "timestamp {ts} is not Unix ms around now (test started at {since_ms})"
+    );
+}
+
+/// The `seq` values of a list of message objects or frames.
+pub fn seqs(messages: &[Value]) -> Vec<i64> {
+    messages
+        .iter()
+        .map(|m| {
+            m["seq"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no integer seq in {m}"))
+        })
+        .collect()
+}
+
+/// Asserts every key of `expected` (an object) has that value in `actual`; other keys of
+/// `actual` are ignored (clients ignore unknown fields).
+pub fn assert_subset(actual: &Value, expected: &Value) {
+    let expected = expected
+        .as_object()
+        .expect("the expected fields are an object");
+    for (key, value) in expected {
+        assert!(
+            actual.get(key) == Some(value),
+            "field {key:?}: expected {value}, got {} in {actual}",
+            actual
+                .get(key)
+                .map_or("nothing".to_owned(), Value::to_string)
+        );
+    }
+}
+
+/// Percent-encodes `value` for a query string (opaque cursors may hold `+`, `/`, `=`).
+pub fn encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(byte));
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
