@@ -1,0 +1,123 @@
+//! Retention over the real SQLite store, with an injected clock (a day cannot pass in a
+//! black-box test).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chat_shared::Chat;
+use chat_shared::auth::TokenVerifier;
+use chat_shared::config::Limits;
+use chat_shared::ids::{ClientMessageId, UserId};
+use chat_shared::ports::{Clock, ConnectionGateway, ConversationKind, GatewayError, Store};
+use chat_shared::protocol::{Content, SendRequest};
+use chat_shared::service::{CreateConversation, HistoryQuery, SyncCursor};
+use chat_shared::sqlite::{Durability, SqliteStore};
+
+const DAY_MS: i64 = 86_400_000;
+
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// No socket is ever open in these tests: every connection is gone.
+struct NoSockets;
+
+#[async_trait]
+impl ConnectionGateway for NoSockets {
+    async fn post(&self, _: &str, _: Bytes) -> Result<(), GatewayError> {
+        Err(GatewayError::Gone)
+    }
+    async fn close(&self, _: &str) -> Result<(), GatewayError> {
+        Err(GatewayError::Gone)
+    }
+}
+
+fn user(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn expired_messages_are_never_returned_and_first_seq_moves_up() {
+    // GIVEN one-day retention and two messages sent at t0
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("chat.db"), Durability::Process).unwrap();
+    let clock = Arc::new(ManualClock(AtomicI64::new(1_000 * DAY_MS)));
+    let chat = Chat {
+        store: Arc::new(store.clone()),
+        gateway: Arc::new(NoSockets),
+        push: Arc::new(store.clone()),
+        clock: clock.clone(),
+        limits: Limits {
+            retention_days: 1,
+            ..Limits::default()
+        },
+        tokens: TokenVerifier::new("s", None, None),
+    };
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (conv, _) = chat
+        .create_conversation(
+            &alice,
+            CreateConversation {
+                kind: ConversationKind::Direct,
+                name: None,
+                members: vec![bob.clone()],
+            },
+        )
+        .await
+        .unwrap();
+    let id = conv.conversation_id;
+    let send = |cmid: &str| SendRequest {
+        conversation_id: id.clone(),
+        client_message_id: ClientMessageId::parse(cmid).unwrap(),
+        content: Content {
+            kind: "text".into(),
+            text: cmid.into(),
+        },
+        reply_to: None,
+    };
+    chat.send(&alice, None, send("a")).await.unwrap();
+    chat.send(&alice, None, send("b")).await.unwrap();
+
+    // WHEN a day and a millisecond pass and a third message is sent
+    clock.0.fetch_add(DAY_MS + 1, Ordering::SeqCst);
+    let third = chat.send(&alice, None, send("c")).await.unwrap();
+
+    // THEN history, the conversation and sync only show the retained message
+    let all = HistoryQuery {
+        before: None,
+        after: None,
+        limit: 50,
+    };
+    let (messages, has_more) = chat.history(&bob, &id, all).await.unwrap();
+    assert_eq!(
+        messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [third.seq]
+    );
+    assert!(!has_more);
+    let view = chat.get_conversation(&bob, &id).await.unwrap();
+    assert_eq!((view.first_seq, view.last_seq), (3, 3));
+    let cursor = SyncCursor {
+        conversation_id: id.clone(),
+        after_seq: 0,
+    };
+    let synced = chat.sync(&bob, &[cursor], 100).await.unwrap();
+    assert_eq!(synced.conversations[0].first_seq, 3);
+    assert_eq!(synced.conversations[0].messages.len(), 1);
+
+    // AND the sweeper deletes the expired rows once they were fanned out
+    let pending = store.pending_feed().await.unwrap();
+    store
+        .ack_feed(pending.into_iter().map(|(i, _)| i).collect())
+        .await
+        .unwrap();
+    let cutoff = chat.limits.retention_cutoff(chat.now());
+    assert_eq!(store.expire_messages(cutoff).await.unwrap(), 2);
+    let view = chat.get_conversation(&bob, &id).await.unwrap();
+    assert_eq!((view.first_seq, view.last_seq), (3, 3));
+}
