@@ -427,12 +427,7 @@ impl Chat {
         };
         let (conv, me) = self.member_of(&conv.id, caller).await?;
         if created {
-            let users: Vec<UserId> = self
-                .all_members(&conv.id)
-                .await?
-                .into_iter()
-                .map(|m| m.user_id)
-                .collect();
+            let users = self.member_ids(&conv.id).await?;
             self.announce_conversation(&conv, &users, true).await?;
         }
         Ok((self.view(&conv, &me).await?, created))
@@ -455,6 +450,15 @@ impl Chat {
                 return Ok(all);
             }
         }
+    }
+
+    async fn member_ids(&self, conversation: &ConversationId) -> ChatResult<Vec<UserId>> {
+        Ok(self
+            .all_members(conversation)
+            .await?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect())
     }
 
     /// One conversation as the caller sees it.
@@ -556,10 +560,9 @@ impl Chat {
             self.announce_conversation(&conv, &added, true).await?;
             let added: HashSet<&UserId> = added.iter().collect();
             let others: Vec<UserId> = self
-                .all_members(id)
+                .member_ids(id)
                 .await?
                 .into_iter()
-                .map(|m| m.user_id)
                 .filter(|u| !added.contains(u))
                 .collect();
             self.announce_conversation(&conv, &others, false).await?;
@@ -594,12 +597,7 @@ impl Chat {
         };
         self.post_all(&removed_conns, &frame, None).await;
         if let Some(conv) = self.store.conversation(id).await? {
-            let rest: Vec<UserId> = self
-                .all_members(id)
-                .await?
-                .into_iter()
-                .map(|m| m.user_id)
-                .collect();
+            let rest = self.member_ids(id).await?;
             self.announce_conversation(&conv, &rest, false).await?;
         }
         Ok(())
@@ -803,10 +801,9 @@ impl Chat {
         let mut users: Vec<UserId> = Vec::new();
         if conv.member_count <= u64::from(self.limits.event_fanout_max_members) {
             users.extend(
-                self.all_members(id)
+                self.member_ids(id)
                     .await?
                     .into_iter()
-                    .map(|m| m.user_id)
                     .filter(|u| u != caller),
             );
         }

@@ -116,6 +116,9 @@ CREATE TABLE IF NOT EXISTS push_outbox (
 );
 "#;
 
+/// Idle read connections kept open for reuse (more are opened under bursts).
+const READERS_KEPT: usize = 8;
+
 /// A message committed but not yet fanned out, with its outbox row id.
 pub type FeedItem = (i64, MessageRecord);
 
@@ -314,7 +317,10 @@ impl SqliteStore {
                 None => open_connection(&inner.path, inner.durability)?,
             };
             let out = f(&conn);
-            inner.readers.lock().expect("reader pool").push(conn);
+            let mut pool = inner.readers.lock().expect("reader pool");
+            if pool.len() < READERS_KEPT {
+                pool.push(conn);
+            }
             out
         })
         .await
@@ -415,6 +421,25 @@ fn placeholders(first: usize, n: usize) -> String {
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Runs `sql` (with `{users}` standing for the placeholder list) for `users` in chunks
+/// that stay under SQLite's variable limit, collecting every row.
+fn select_for_users<T>(
+    c: &Connection,
+    sql: &str,
+    users: &[String],
+    row: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut out = Vec::new();
+    for chunk in users.chunks(500) {
+        let sql = sql.replace("{users}", &placeholders(1, chunk.len()));
+        let mut stmt = c.prepare_cached(&sql)?;
+        for r in stmt.query_map(rusqlite::params_from_iter(chunk), &row)? {
+            out.push(r?);
+        }
+    }
+    Ok(out)
 }
 
 fn strings(users: &[UserId]) -> Vec<String> {
@@ -1107,20 +1132,12 @@ impl Store for SqliteStore {
         }
         let users = strings(users);
         self.read(move |c| {
-            let mut out = Vec::new();
-            for chunk in users.chunks(500) {
-                let sql = format!(
-                    "SELECT id, user_id, device_id, connected_at, last_frame_at FROM connections
-                     WHERE user_id IN ({})",
-                    placeholders(1, chunk.len())
-                );
-                let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map(rusqlite::params_from_iter(chunk), connection_at)?;
-                for row in rows {
-                    out.push(row?);
-                }
-            }
-            Ok(out)
+            select_for_users(
+                c,
+                "SELECT id, user_id, device_id, connected_at, last_frame_at FROM connections WHERE user_id IN ({users})",
+                &users,
+                connection_at,
+            )
         })
         .await
         .map_err(err("read connections"))
@@ -1146,15 +1163,12 @@ impl Store for SqliteStore {
         }
         let users = strings(users);
         self.read(move |c| {
-            let sql = format!(
-                "SELECT user_id, last_seen FROM users WHERE user_id IN ({})",
-                placeholders(1, users.len())
-            );
-            let mut stmt = c.prepare(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(&users), |r| {
-                Ok((user_at(r, 0)?, r.get(1)?))
-            })?;
-            rows.collect()
+            select_for_users(
+                c,
+                "SELECT user_id, last_seen FROM users WHERE user_id IN ({users})",
+                &users,
+                |r| Ok((user_at(r, 0)?, r.get(1)?)),
+            )
         })
         .await
         .map_err(err("read last seen"))
@@ -1204,20 +1218,12 @@ impl Store for SqliteStore {
         }
         let users = strings(users);
         self.read(move |c| {
-            let mut out = Vec::new();
-            for chunk in users.chunks(500) {
-                let sql = format!(
-                    "SELECT user_id, device_id, platform, token, endpoint, updated_at FROM devices
-                     WHERE user_id IN ({}) ORDER BY user_id, device_id",
-                    placeholders(1, chunk.len())
-                );
-                let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map(rusqlite::params_from_iter(chunk), device_at)?;
-                for row in rows {
-                    out.push(row?);
-                }
-            }
-            Ok(out)
+            select_for_users(
+                c,
+                "SELECT user_id, device_id, platform, token, endpoint, updated_at FROM devices WHERE user_id IN ({users}) ORDER BY user_id, device_id",
+                &users,
+                device_at,
+            )
         })
         .await
         .map_err(err("read devices"))
