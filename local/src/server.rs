@@ -291,7 +291,7 @@ async fn session(
                 &ChatError::Invalid("frames must be text (UTF-8 JSON)".into()),
             )),
             Message::Ping(_) | Message::Pong(_) => {
-                let _ = app.chat.touch(&connection_id).await;
+                let _ = app.chat.touch(&connection_id, &ctx.user_id).await;
                 None
             }
             Message::Close(_) => {

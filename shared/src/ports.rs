@@ -377,8 +377,13 @@ pub trait Store: Send + Sync + 'static {
     async fn put_connection(&self, connection: &ConnectionRecord) -> StoreResult<()>;
     /// A connection by id.
     async fn connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>>;
-    /// Marks a client frame on the connection (liveness).
-    async fn touch_connection(&self, connection_id: &str, now: Millis) -> StoreResult<()>;
+    /// Marks a client frame on `user`'s connection (liveness).
+    async fn touch_connection(
+        &self,
+        connection_id: &str,
+        user: &UserId,
+        now: Millis,
+    ) -> StoreResult<()>;
     /// Deletes a connection; returns it when it existed.
     async fn delete_connection(&self, connection_id: &str)
     -> StoreResult<Option<ConnectionRecord>>;

@@ -178,10 +178,10 @@ impl Chat {
     }
 
     /// Records a client frame on a connection (liveness for presence and push).
-    pub async fn touch(&self, connection_id: &str) -> ChatResult<()> {
+    pub async fn touch(&self, connection_id: &str, user: &UserId) -> ChatResult<()> {
         Ok(self
             .store
-            .touch_connection(connection_id, self.now())
+            .touch_connection(connection_id, user, self.now())
             .await?)
     }
 

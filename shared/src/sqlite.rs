@@ -1098,7 +1098,12 @@ impl Store for SqliteStore {
         .map_err(err("read connection"))
     }
 
-    async fn touch_connection(&self, connection_id: &str, now: Millis) -> StoreResult<()> {
+    async fn touch_connection(
+        &self,
+        connection_id: &str,
+        _user: &UserId,
+        now: Millis,
+    ) -> StoreResult<()> {
         let id = connection_id.to_owned();
         self.write(move |tx| {
             tx.prepare_cached("UPDATE connections SET last_frame_at = ?2 WHERE id = ?1")?

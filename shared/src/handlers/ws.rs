@@ -46,7 +46,7 @@ pub async fn disconnect(chat: &Chat, connection_id: &str) -> Result<(), ChatErro
 
 /// Handles one client text frame and returns the frame that answers it, if any.
 pub async fn frame(chat: &Chat, ctx: &ConnectionContext, text: &str) -> Option<ServerFrame> {
-    if let Err(e) = chat.touch(&ctx.connection_id).await {
+    if let Err(e) = chat.touch(&ctx.connection_id, &ctx.user_id).await {
         tracing::warn!(error = %e, "could not record connection liveness");
     }
     if text.len() > MAX_FRAME_BYTES {
