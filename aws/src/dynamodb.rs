@@ -328,8 +328,11 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// Reads many items of the main table (any order), retrying unprocessed keys.
-    async fn batch_get(&self, keys: Vec<Item>) -> StoreResult<Vec<Item>> {
+    /// Reads many items of the main table (any order, each key once), retrying
+    /// unprocessed keys.
+    async fn batch_get(&self, mut keys: Vec<Item>) -> StoreResult<Vec<Item>> {
+        let mut seen = HashSet::new();
+        keys.retain(|k| seen.insert((opt_s(k, "pk"), opt_s(k, "sk"))));
         let mut out = Vec::new();
         for chunk in keys.chunks(100) {
             let mut pending = Some(
@@ -574,12 +577,13 @@ impl DynamoStore {
         }
     }
 
+    /// Writes a new conversation with its members (and its pair item for a direct
+    /// one); `None` when the pair (or the id) already exists.
     async fn create_conversation(
         &self,
         new: &NewConversation,
         pair: Option<String>,
-    ) -> Result<(), SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>>
-    {
+    ) -> StoreResult<Option<ConversationRecord>> {
         let id = new.id.as_str();
         let mut meta = key(conv_pk(id), META);
         meta.insert("kind".into(), s(new.kind.as_str()));
@@ -625,37 +629,43 @@ impl DynamoStore {
                 .iter()
                 .map(|m| put(&self.tables.main, m.clone(), None)),
         );
-        self.client
+        match self
+            .client
             .transact_write_items()
             .set_transact_items(Some(actions))
             .send()
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if cancellation_codes(&e).is_some() => return Ok(None),
+            Err(e) => return Err(sdk("create conversation")(e)),
+        }
         // Groups of more than ~98 members: the rest are added after the transaction. The
         // conversation is new and unknown to anyone outside, so nothing can observe the gap
         // but its own members, who see the final list once this returns.
         if !rest.is_empty() {
-            self.batch_put(rest.to_vec())
-                .await
-                .map_err(|e| SdkError::construction_failure(e))?;
+            self.batch_put(rest.to_vec()).await?;
         }
-        Ok(())
+        Ok(Some(ConversationRecord {
+            id: new.id.clone(),
+            kind: new.kind,
+            name: new.name.clone(),
+            created_at: new.now,
+            last_seq: 0,
+            last_message_at: new.now,
+            member_count: new.members.len() as u64,
+        }))
     }
 }
 
 #[async_trait]
 impl Store for DynamoStore {
     async fn create_group(&self, new: &NewConversation) -> StoreResult<ConversationRecord> {
-        self.create_conversation(new, None)
-            .await
-            .map_err(sdk("create group"))?;
-        Ok(ConversationRecord {
-            id: new.id.clone(),
-            kind: ConversationKind::Group,
-            name: new.name.clone(),
-            created_at: new.now,
-            last_seq: 0,
-            last_message_at: new.now,
-            member_count: new.members.len() as u64,
+        self.create_conversation(new, None).await?.ok_or_else(|| {
+            StoreError::new(
+                "create group",
+                MalformedItem("conversation id taken".into()),
+            )
         })
     }
 
@@ -676,24 +686,9 @@ impl Store for DynamoStore {
                     return Ok((conversation_from(&meta)?, false));
                 }
             }
-            match self.create_conversation(new, Some(pair_pk.clone())).await {
-                Ok(()) => {
-                    return Ok((
-                        ConversationRecord {
-                            id: new.id.clone(),
-                            kind: ConversationKind::Direct,
-                            name: None,
-                            created_at: new.now,
-                            last_seq: 0,
-                            last_message_at: new.now,
-                            member_count: 2,
-                        },
-                        true,
-                    ));
-                }
-                // Another request created the pair first: read it on the next turn.
-                Err(e) if cancellation_codes(&e).is_some() => continue,
-                Err(e) => return Err(sdk("create direct conversation")(e)),
+            // None: another request created the pair first; read it on the next turn.
+            if let Some(created) = self.create_conversation(new, Some(pair_pk.clone())).await? {
+                return Ok((created, true));
             }
         }
         Err(StoreError::new(

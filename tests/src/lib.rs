@@ -28,6 +28,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod emulators;
+
 /// The HTTP method type [`Http::call`] and [`Http::raw`] take.
 pub use reqwest::Method;
 

@@ -1,0 +1,101 @@
+//! One store conformance suite, run against every adapter of the `Store` port: SQLite
+//! (a temporary file) and DynamoDB (DynamoDB Local, the official engine, started by the
+//! harness on a free loopback port). Each case is a plain async function over
+//! `Arc<dyn Store>`; the macro below runs it once per adapter.
+
+mod cases;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use chat_aws::dynamodb::DynamoStore;
+use chat_aws::tables::{TableNames, create_all};
+use chat_shared::ports::Store;
+use chat_shared::sqlite::{Durability, SqliteStore};
+use chat_tests::emulators::DynamoDbLocal;
+
+/// A store under test, with whatever keeps it alive.
+pub struct Subject {
+    pub store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn sqlite() -> Subject {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("chat.db"), Durability::Process).expect("open");
+    Subject {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
+}
+
+/// A DynamoDB client for DynamoDB Local.
+pub fn dynamodb_client() -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "conformance"))
+        .endpoint_url(DynamoDbLocal::shared().endpoint())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+pub async fn dynamodb() -> Subject {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let client = dynamodb_client();
+    let prefix = format!(
+        "t{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let names = TableNames::prefixed(&prefix);
+    create_all(&client, &names).await.expect("create tables");
+    Subject {
+        store: Arc::new(DynamoStore::new(client, names)),
+        _dir: None,
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let subject = crate::sqlite();
+                    crate::cases::$case(subject.store.clone()).await;
+                }
+            )*
+        }
+        mod on_dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let subject = crate::dynamodb().await;
+                    crate::cases::$case(subject.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    direct_conversations_are_one_per_pair,
+    groups_list_members_by_user_id_with_paging,
+    appends_sequence_from_one_and_retries_are_idempotent,
+    non_members_cannot_append,
+    concurrent_senders_with_retries_get_seqs_one_to_n,
+    message_queries_page_both_ways_and_respect_retention,
+    receipts_are_monotonic_clamped_and_read_implies_delivered,
+    adding_members_respects_the_cap_and_ignores_existing_ones,
+    removing_the_last_admin_promotes_the_longest_standing_member,
+    user_conversations_are_ordered_by_last_message_with_a_cursor,
+    typing_is_throttled_per_window,
+    sends_are_counted_per_fixed_window,
+    connections_are_recorded_touched_and_deleted_once,
+    last_seen_only_moves_forward,
+    devices_register_move_between_users_and_delete,
+    contacts_and_shared_users_follow_membership,
+    unread_totals_and_mute_flags,
+);
