@@ -3,6 +3,7 @@
 //! is disconnected rather than stalling delivery to anyone else; it recovers by sync.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -19,6 +20,31 @@ pub struct ConnectionHandle {
     pub frames: mpsc::Sender<Bytes>,
     /// Notified to close the socket (slow consumer, shutdown, explicit close).
     pub close: Arc<Notify>,
+    /// The WebSocket close code to send when `close` is notified.
+    close_code: Arc<AtomicU16>,
+}
+
+/// Close codes the server sends (RFC 6455 section 7.4.1).
+pub mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+}
+
+impl ConnectionHandle {
+    /// Asks the session to close its socket with `code`.
+    pub fn close_with(&self, code: u16) {
+        self.close_code.store(code, Ordering::SeqCst);
+        self.close.notify_one();
+    }
+
+    /// The code the close was asked with.
+    pub fn close_code(&self) -> u16 {
+        self.close_code.load(Ordering::SeqCst)
+    }
 }
 
 /// Live sockets of this process by connection id.
@@ -38,6 +64,7 @@ impl LocalGateway {
         let handle = ConnectionHandle {
             frames: tx,
             close: Arc::new(Notify::new()),
+            close_code: Arc::new(AtomicU16::new(close_code::NORMAL)),
         };
         self.lock().insert(connection_id.to_owned(), handle.clone());
         (rx, handle)
@@ -51,7 +78,7 @@ impl LocalGateway {
     /// Asks every socket to close (shutdown).
     pub fn close_all(&self) {
         for handle in self.lock().values() {
-            handle.close.notify_one();
+            handle.close_with(close_code::GOING_AWAY);
         }
     }
 
@@ -78,7 +105,7 @@ impl ConnectionGateway for LocalGateway {
             Err(mpsc::error::TrySendError::Closed(_)) => Err(GatewayError::Gone),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // The session notices, closes the socket and runs $disconnect.
-                handle.close.notify_one();
+                handle.close_with(close_code::POLICY);
                 Err(GatewayError::Other(Box::new(QueueFull)))
             }
         }
@@ -86,7 +113,7 @@ impl ConnectionGateway for LocalGateway {
 
     async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
         let handle = self.handle(connection_id).ok_or(GatewayError::Gone)?;
-        handle.close.notify_one();
+        handle.close_with(close_code::POLICY);
         Ok(())
     }
 }

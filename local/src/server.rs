@@ -12,7 +12,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::any;
 use bytes::Bytes;
 use chat_shared::handlers::{self, ws::ConnectionContext};
 use chat_shared::ids::UserId;
@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::gateway::LocalGateway;
+use crate::gateway::{LocalGateway, close_code};
 
 /// Everything the routes share.
 pub struct App {
@@ -63,8 +63,8 @@ pub async fn run(
     let sweeper = tokio::spawn(sweep(app.clone()));
 
     let router = Router::new()
-        .route("/ws", get(ws_upgrade))
-        .route("/dev/push-outbox", get(push_outbox))
+        .route("/ws", any(ws_upgrade))
+        .route("/dev/push-outbox", any(push_outbox))
         .fallback(http_api)
         .with_state(app.clone());
     let gateway = app.gateway.clone();
@@ -175,7 +175,11 @@ async fn ws_upgrade(
     }
     let upgrade = match upgrade {
         Ok(u) => u,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            return error_response(&ChatError::Invalid(format!(
+                "expected a WebSocket upgrade: {rejection}"
+            )));
+        }
     };
     let connection_id = uuid::Uuid::new_v4().simple().to_string();
     // Register the queue before $connect so nothing posted to the new connection is lost.
@@ -228,10 +232,18 @@ async fn session(
     debug!(connection.id = %connection_id, user.id = %user, "connected");
     let (mut sink, mut stream) = socket.split();
     let (close_tx, mut close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         loop {
             tokio::select! {
+                // A close goes out at once, ahead of queued frames: the session is over.
                 biased;
+                close = &mut close_rx => {
+                    if let Ok(frame) = close {
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                    }
+                    let _ = sink.close().await;
+                    return;
+                }
                 frame = frames.recv() => match frame {
                     Some(bytes) => {
                         let Ok(text) = Utf8Bytes::try_from(bytes) else { continue };
@@ -241,13 +253,6 @@ async fn session(
                     }
                     None => return,
                 },
-                close = &mut close_rx => {
-                    if let Ok(frame) = close {
-                        let _ = sink.send(Message::Close(Some(frame))).await;
-                    }
-                    let _ = sink.close().await;
-                    return;
-                }
             }
         }
     });
@@ -258,31 +263,19 @@ async fn session(
     let idle = Duration::from_millis(LIVENESS_MS as u64);
     let close = loop {
         let next = tokio::select! {
-            _ = handle.close.notified() => break CloseFrame { code: 1008, reason: "closed by server".into() },
+            _ = handle.close.notified() => break close_frame(handle.close_code(), "closed by server"),
             next = tokio::time::timeout(idle, stream.next()) => next,
         };
         let message = match next {
-            Err(_) => {
-                break CloseFrame {
-                    code: 1000,
-                    reason: "heartbeat timeout".into(),
-                };
-            }
-            Ok(None) => {
-                break CloseFrame {
-                    code: 1000,
-                    reason: "".into(),
-                };
-            }
-            Ok(Some(Err(e))) => {
-                debug!(error = %e, "socket read failed");
-                break CloseFrame {
-                    code: 1009,
-                    reason: "frame too large or malformed".into(),
-                };
-            }
+            Err(_) => break close_frame(close_code::NORMAL, "heartbeat timeout"),
+            Ok(None) => break close_frame(close_code::NORMAL, ""),
+            Ok(Some(Err(e))) => break read_error_close(e),
             Ok(Some(Ok(m))) => m,
         };
+        // Every client frame counts for liveness (protocol frames touch in the handler).
+        if !matches!(message, Message::Text(_)) {
+            let _ = app.chat.touch(&connection_id, &ctx.user_id).await;
+        }
         let reply = match message {
             Message::Text(text) => handlers::ws::frame(&app.chat, &ctx, text.as_str()).await,
             Message::Binary(_) => Some(ServerFrame::error(
@@ -290,16 +283,8 @@ async fn session(
                 None,
                 &ChatError::Invalid("frames must be text (UTF-8 JSON)".into()),
             )),
-            Message::Ping(_) | Message::Pong(_) => {
-                let _ = app.chat.touch(&connection_id, &ctx.user_id).await;
-                None
-            }
-            Message::Close(_) => {
-                break CloseFrame {
-                    code: 1000,
-                    reason: "".into(),
-                };
-            }
+            Message::Ping(_) | Message::Pong(_) => None,
+            Message::Close(_) => break close_frame(close_code::NORMAL, ""),
         };
         if let Some(reply) = reply
             && handle
@@ -307,25 +292,51 @@ async fn session(
                 .try_send(Bytes::from(reply.to_json()))
                 .is_err()
         {
-            break CloseFrame {
-                code: 1008,
-                reason: "send queue full".into(),
-            };
+            break close_frame(close_code::POLICY, "send queue full");
         }
     };
     let _ = close_tx.send(close);
     end_session(&app, &connection_id).await;
     drop(handle);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // A peer that never reads can block the writer: give it a moment, then drop the socket.
+    if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
     debug!(connection.id = %connection_id, "disconnected");
+}
+
+fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: reason.into(),
+    }
+}
+
+/// The close for a frame the WebSocket layer could not read: too big, not UTF-8, or
+/// not WebSocket at all.
+fn read_error_close(e: axum::Error) -> CloseFrame {
+    debug!(error = %e, "socket read failed");
+    match e.into_inner().downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => {
+            close_frame(close_code::TOO_BIG, "frame too large")
+        }
+        Some(tungstenite::Error::Utf8(_)) => {
+            close_frame(close_code::INVALID_PAYLOAD, "text frame is not UTF-8")
+        }
+        _ => close_frame(close_code::PROTOCOL_ERROR, "unreadable frame"),
+    }
 }
 
 /// `GET /dev/push-outbox`: the pushes that would have gone to APNs/FCM (loopback only).
 async fn push_outbox(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: http::Method,
 ) -> Response {
-    if !app.dev_endpoints || !peer.ip().is_loopback() {
+    if !app.dev_endpoints || !peer.ip().is_loopback() || method != http::Method::GET {
         return error_response(&ChatError::NotFound("no such route"));
     }
     match app.store.pushes().await {

@@ -270,7 +270,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<(ConversationRecord, MemberRecord)>>;
     /// A conversation, whoever asks.
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<ConversationRecord>>;
-    /// Members in join order, after `after` (a user id from the previous page).
+    /// Members in userId order, after `after` (the last user id of the previous page).
     async fn members(
         &self,
         conversation: &ConversationId,
@@ -450,6 +450,13 @@ pub enum PushError {
 /// Sends push notifications to offline devices.
 #[async_trait]
 pub trait PushSender: Send + Sync + 'static {
+    /// Prepares a device for pushes (SNS: creates or updates its platform endpoint) and
+    /// returns the endpoint handle to store with it. Senders without endpoints keep none.
+    async fn register(&self, device: &DeviceRecord) -> Result<Option<String>, PushError> {
+        let _ = device;
+        Ok(None)
+    }
+
     /// Pushes one notification to one device.
     async fn push(
         &self,

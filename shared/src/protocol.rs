@@ -174,6 +174,25 @@ pub fn parse_send(
 }
 
 impl ClientFrame {
+    /// The `requestId` and (for a send) `clientMessageId` of a frame refused before
+    /// validation, so its error can still carry them.
+    pub fn answer_ids(text: &str) -> (Option<String>, Option<String>) {
+        let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) else {
+            return (None, None);
+        };
+        let short = |name: &str| {
+            obj.get(name)
+                .and_then(Value::as_str)
+                .filter(|s| s.chars().count() <= MAX_REQUEST_ID_CHARS)
+                .map(str::to_owned)
+        };
+        let is_send = obj.get("action").and_then(Value::as_str) == Some("send");
+        (
+            short("requestId"),
+            short("clientMessageId").filter(|_| is_send),
+        )
+    }
+
     /// Parses and validates one text frame.
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
         let fail = |request_id: Option<String>, cmid: Option<String>, error| FrameError {

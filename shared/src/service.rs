@@ -626,6 +626,15 @@ impl Chat {
         origin_connection: Option<&str>,
         req: SendRequest,
     ) -> ChatResult<Ack> {
+        // A retry is answered with the original even if the sender has left since.
+        let cmid = req.client_message_id.as_str();
+        if let Some(original) = self
+            .store
+            .find_by_client_id(&req.conversation_id, caller, cmid)
+            .await?
+        {
+            return Ok(ack(&original, true));
+        }
         let (conv, _) = self.member_of(&req.conversation_id, caller).await?;
         if let Some(reply_to) = req.reply_to
             && reply_to > conv.last_seq
@@ -633,10 +642,6 @@ impl Chat {
             return Err(ChatError::Invalid(
                 "replyTo must be a seq of this conversation".into(),
             ));
-        }
-        let cmid = req.client_message_id.as_str();
-        if let Some(original) = self.store.find_by_client_id(&conv.id, caller, cmid).await? {
-            return Ok(ack(&original, true));
         }
         let now = self.now();
         if self.limits.rate_limit_per_min > 0 {
@@ -934,7 +939,7 @@ impl Chat {
         platform: Platform,
         token: String,
     ) -> ChatResult<DeviceRecord> {
-        let device = DeviceRecord {
+        let mut device = DeviceRecord {
             user_id: caller.clone(),
             device_id,
             platform,
@@ -942,6 +947,10 @@ impl Chat {
             endpoint: None,
             updated_at: self.now(),
         };
+        device.endpoint = self.push.register(&device).await.map_err(|e| {
+            warn!(error = %e, "push registration failed");
+            ChatError::Unavailable("the push service is unavailable; retry later")
+        })?;
         self.store.put_device(&device).await?;
         Ok(device)
     }
@@ -961,10 +970,7 @@ impl Chat {
         caller: &UserId,
         users: &[UserId],
     ) -> ChatResult<Vec<PresenceView>> {
-        let mut visible = self.store.users_sharing_conversation(caller, users).await?;
-        if users.contains(caller) && !visible.contains(caller) {
-            visible.push(caller.clone());
-        }
+        let visible = self.store.users_sharing_conversation(caller, users).await?;
         let now = self.now();
         let conns = self.live_connections(&visible, now).await?;
         let last_seen: HashMap<UserId, Millis> =

@@ -26,6 +26,7 @@ mod presence;
 mod push;
 mod rate_limit;
 mod receipts;
+mod robustness;
 mod sync;
 mod typing;
 mod validation;

@@ -652,6 +652,32 @@ impl WsClient {
         }
     }
 
+    /// Reads (and drops) frames until the server's close frame; returns its code, or
+    /// `None` when the stream ended without one or nothing came within `timeout`.
+    pub async fn recv_close(&mut self, timeout: Duration) -> Option<u16> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) | Ok(None) | Ok(Some(Err(_))) => return None,
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Sends a text frame whose payload is `bytes` as they are, valid UTF-8 or not.
+    pub async fn send_raw_text(&mut self, bytes: Vec<u8>) {
+        use tokio_tungstenite::tungstenite::protocol::frame::{
+            Frame,
+            coding::{Data, OpCode},
+        };
+        let frame = Frame::message(bytes, OpCode::Data(Data::Text), true);
+        self.stream
+            .send(Message::Frame(frame))
+            .await
+            .unwrap_or_else(|e| panic!("[{}] send failed: {e}", self.label));
+    }
+
     /// The first frame (buffer first, then socket) matching `pred` within `timeout`; the
     /// frames read meanwhile stay buffered.
     pub async fn try_recv_where(

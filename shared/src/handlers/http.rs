@@ -167,6 +167,12 @@ pub async fn handle(chat: &Chat, req: Request<Bytes>) -> HttpResponse {
     if segs.first() != Some(&"v1") {
         return error_response(&ChatError::NotFound("no such route"));
     }
+    // Before authentication, as the local server and API Gateway refuse big bodies unread.
+    if body.len() > MAX_BODY_BYTES {
+        return error_response(&ChatError::PayloadTooLarge(
+            "request bodies are limited to 256 KiB",
+        ));
+    }
     let caller = match chat.authenticate(
         parts
             .headers
@@ -177,11 +183,6 @@ pub async fn handle(chat: &Chat, req: Request<Bytes>) -> HttpResponse {
         Ok(u) => u,
         Err(e) => return error_response(&e),
     };
-    if body.len() > MAX_BODY_BYTES {
-        return error_response(&ChatError::PayloadTooLarge(
-            "request bodies are limited to 256 KiB",
-        ));
-    }
     let r = Req {
         query: parse_query(parts.uri.query().unwrap_or("")),
         body: &body,

@@ -50,9 +50,10 @@ pub async fn frame(chat: &Chat, ctx: &ConnectionContext, text: &str) -> Option<S
         tracing::warn!(error = %e, "could not record connection liveness");
     }
     if text.len() > MAX_FRAME_BYTES {
+        let (request_id, client_message_id) = ClientFrame::answer_ids(text);
         return Some(ServerFrame::error(
-            None,
-            None,
+            request_id,
+            client_message_id,
             &ChatError::PayloadTooLarge("frames are limited to 32 KiB"),
         ));
     }
