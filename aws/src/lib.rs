@@ -1,5 +1,12 @@
-//! AWS adapters of the chat core's ports: DynamoDB ([`dynamodb::DynamoStore`]), and the
-//! table definitions shared by code, tests and the template check ([`tables`]).
+//! AWS adapters of the chat core's ports, and the Lambda event glue.
+//!
+//! # Layout
+//! - [`tables`]: the DynamoDB tables, defined once for code, tests and the template check.
+//! - [`dynamodb`]: the `Store` port on DynamoDB.
+//! - [`apigw`]: the `ConnectionGateway` port on the API Gateway Management API.
+//! - [`sns`]: the `PushSender` port on SNS mobile push.
 
+pub mod apigw;
 pub mod dynamodb;
+pub mod sns;
 pub mod tables;
