@@ -37,6 +37,8 @@ pub type Item = HashMap<String, AttributeValue>;
 const CONNECTION_TTL_SECS: i64 = 2 * 3600 + 600;
 /// Rate-window items outlive their window by this much.
 const RATE_WINDOW_TTL_SECS: i64 = 180;
+/// A push claim outlives any stream redelivery (24 h retention) by a day.
+const PUSH_CLAIM_TTL_SECS: i64 = 2 * 86_400;
 /// `TransactWriteItems` takes at most 100 actions.
 const TRANSACTION_MAX: usize = 100;
 /// How often a conditional write lost to a racing writer is retried.
@@ -1273,6 +1275,34 @@ impl Store for DynamoStore {
             .iter()
             .map(|(c, m)| c.last_seq.saturating_sub(m.read_up_to))
             .sum())
+    }
+
+    async fn claim_pushes(
+        &self,
+        conversation: &ConversationId,
+        seq: Seq,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let mut item = key(conv_pk(conversation.as_str()), &format!("p#{seq}"));
+        item.insert("expiresAt".into(), n(now / 1000 + PUSH_CLAIM_TTL_SECS));
+        let resp = self
+            .client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match resp {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk("claim pushes")(e)),
+        }
     }
 
     /// DynamoDB deletes expired items itself (TTL on `expiresAt`); reads filter them out

@@ -12,6 +12,7 @@
 //! | main | direct pair | `d#{a}#{b}` / `#pair` | one direct conversation per unordered pair |
 //! | main | user | `u#{user}` / `#user` | lastSeen, and maps of the user's live connections and push devices (one BatchGetItem reads 100 members') |
 //! | main | rate window | `u#{user}` / `rate#{windowStart}` | fixed-window send counter, TTL |
+//! | main | push claim | `c#{id}` / `p#{seq}` | a message's pushes were sent (a stream redelivery does not push twice), TTL |
 //! | main | token claim | `t#{platform}#{token}` / `#token` | which user's device holds a push token, so it moves to a new owner |
 //! | messages | message | `conversationId` / `seq` (N) | history by seq range; stream `NEW_IMAGE` drives the fan-out; TTL `expiresAt` |
 //! | connections | connection | `connectionId` | who is on a connection (route events carry only its id); TTL `expiresAt` |

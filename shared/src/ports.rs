@@ -352,6 +352,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<ReceiptUpdate>>;
     /// Sum of `lastSeq - readUpTo` over the user's conversations (the push badge).
     async fn total_unread(&self, user: &UserId) -> StoreResult<u64>;
+    /// Claims the pushes of one message: true the first time, false on a redelivery of
+    /// the change feed, so offline phones are not pushed twice.
+    async fn claim_pushes(
+        &self,
+        conversation: &ConversationId,
+        seq: Seq,
+        now: Millis,
+    ) -> StoreResult<bool>;
     /// Deletes messages older than `before`; returns how many.
     async fn expire_messages(&self, before: Millis) -> StoreResult<u64>;
 

@@ -704,6 +704,9 @@ impl Chat {
             return Ok(());
         }
         let devices = self.store.devices_of(&offline).await?;
+        if devices.is_empty() || !self.store.claim_pushes(&conv.id, message.seq, now).await? {
+            return Ok(());
+        }
         let mut badges: HashMap<UserId, u64> = HashMap::new();
         for device in &devices {
             let badge = match badges.get(&device.user_id) {

@@ -101,6 +101,12 @@ CREATE TABLE IF NOT EXISTS rate_windows (
     window_start INTEGER NOT NULL,
     count        INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS push_claims (
+    conversation_id TEXT NOT NULL,
+    seq             INTEGER NOT NULL,
+    claimed_at      INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS push_outbox (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id         TEXT NOT NULL,
@@ -995,8 +1001,29 @@ impl Store for SqliteStore {
         .map_err(err("read unread total"))
     }
 
+    async fn claim_pushes(
+        &self,
+        conversation: &ConversationId,
+        seq: Seq,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let conversation = conversation.clone();
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached(
+                    "INSERT INTO push_claims (conversation_id, seq, claimed_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![conversation.as_str(), seq, now])?
+                == 1)
+        })
+        .await
+        .map_err(err("claim pushes"))
+    }
+
     async fn expire_messages(&self, before: Millis) -> StoreResult<u64> {
         self.write(move |tx| {
+            tx.execute("DELETE FROM push_claims WHERE claimed_at < ?1", [before])?;
             Ok(tx.execute(
                 "DELETE FROM messages WHERE timestamp < ?1
                  AND NOT EXISTS (SELECT 1 FROM outbox o

@@ -695,3 +695,13 @@ pub async fn unread_totals_and_mute_flags(store: S) {
     let (_, bob) = store.membership(&a, &user("bob")).await.unwrap().unwrap();
     assert!(bob.muted);
 }
+
+pub async fn pushes_are_claimed_once_per_message(store: S) {
+    let id = group(&store, &["alice"], 1).await;
+    assert!(store.claim_pushes(&id, 1, 10).await.unwrap());
+    assert!(
+        !store.claim_pushes(&id, 1, 20).await.unwrap(),
+        "a redelivery"
+    );
+    assert!(store.claim_pushes(&id, 2, 20).await.unwrap());
+}

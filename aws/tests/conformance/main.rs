@@ -98,4 +98,5 @@ conformance!(
     devices_register_move_between_users_and_delete,
     contacts_and_shared_users_follow_membership,
     unread_totals_and_mute_flags,
+    pushes_are_claimed_once_per_message,
 );
