@@ -5,8 +5,10 @@
 //! - [`dynamodb`]: the `Store` port on DynamoDB.
 //! - [`apigw`]: the `ConnectionGateway` port on the API Gateway Management API.
 //! - [`sns`]: the `PushSender` port on SNS mobile push.
+//! - [`lambda`]: configuration, adapters built once, and the handler of each event kind.
 
 pub mod apigw;
 pub mod dynamodb;
+pub mod lambda;
 pub mod sns;
 pub mod tables;

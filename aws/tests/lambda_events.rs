@@ -1,0 +1,240 @@
+//! Real API Gateway WebSocket and DynamoDB Streams events (`tests/fixtures/`), parsed by
+//! the real event types and driven through the Lambda handlers, over DynamoDB Local (the
+//! store) and moto (the Management API the fan-out posts to, and SNS).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use chat_aws::lambda::{Deps, LambdaConfig, StreamEvent, WsEvent, handle_stream, handle_ws};
+use chat_aws::sns::PlatformApplications;
+use chat_aws::tables::{TableNames, create_all};
+use chat_shared::config::Limits;
+use chat_shared::ids::UserId;
+use chat_shared::ports::ConversationKind;
+use chat_shared::service::CreateConversation;
+use chat_tests::emulators::{DynamoDbLocal, MotoServer};
+use serde_json::Value;
+
+const SECRET: &str = "fixture-secret";
+const CONNECT: &str = include_str!("../../tests/fixtures/apigw-ws-connect.json");
+const DISCONNECT: &str = include_str!("../../tests/fixtures/apigw-ws-disconnect.json");
+const SEND: &str = include_str!("../../tests/fixtures/apigw-ws-send.json");
+const STREAM: &str = include_str!("../../tests/fixtures/dynamodb-stream-insert.json");
+/// The connection id in the fixtures.
+const FIXTURE_CONNECTION: &str = "BZ5XvdRdIAMCJuQ=";
+
+fn credentials() -> Credentials {
+    Credentials::new("test", "test", None, None, "fixtures")
+}
+
+async fn deps() -> Deps {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .endpoint_url(DynamoDbLocal::shared().endpoint())
+            .build(),
+    );
+    let names = TableNames::prefixed(&format!(
+        "fx{}n{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    create_all(&dynamodb, &names).await.expect("create tables");
+    let moto = MotoServer::shared().endpoint();
+    let sns = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .endpoint_url(&moto)
+            .build(),
+    );
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            credentials(),
+        ))
+        .build();
+    let config = LambdaConfig {
+        tables: names,
+        jwt_secret: SECRET.into(),
+        jwt_issuer: None,
+        jwt_audience: None,
+        limits: Limits::default(),
+        apigw_endpoint: Some(moto),
+        push_apps: PlatformApplications::default(),
+    };
+    Deps::with_clients(config, dynamodb, sns, sdk)
+}
+
+fn token(deps: &Deps, user: &str) -> String {
+    deps.chat
+        .tokens
+        .issue(&UserId::parse(user).unwrap(), deps.chat.now(), 3600)
+}
+
+/// A fixture with its placeholders filled, checked against the real event type first.
+fn ws_event(fixture: &str, fill: &[(&str, &str)]) -> WsEvent {
+    let mut text = fixture.to_owned();
+    for (from, to) in fill {
+        text = text.replace(from, to);
+    }
+    serde_json::from_str::<ApiGatewayWebsocketProxyRequest>(&text)
+        .expect("the fixture is a real API Gateway WebSocket event");
+    serde_json::from_str(&text).expect("the handler's event shape reads it")
+}
+
+async fn direct(deps: &Deps) -> String {
+    let (view, _) = deps
+        .chat
+        .create_conversation(
+            &UserId::parse("alice").unwrap(),
+            CreateConversation {
+                kind: ConversationKind::Direct,
+                name: None,
+                members: vec![UserId::parse("bob").unwrap()],
+            },
+        )
+        .await
+        .unwrap();
+    view.conversation_id.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_send_and_disconnect_events_drive_the_handlers() {
+    let deps = deps().await;
+    let conversation = direct(&deps).await;
+    let alice = token(&deps, "alice");
+
+    // $connect with the token in the query string
+    let connect = handle_ws(&deps, ws_event(CONNECT, &[("__TOKEN__", &alice)])).await;
+    assert_eq!(connect.status_code, 200);
+    let stored = deps
+        .chat
+        .store
+        .connection(FIXTURE_CONNECTION)
+        .await
+        .unwrap();
+    let stored = stored.expect("the connection is recorded");
+    assert_eq!(stored.user_id.as_str(), "alice");
+    assert_eq!(
+        stored.device_id.map(|d| d.to_string()).as_deref(),
+        Some("phone-1")
+    );
+
+    // a bad token is refused at the handshake
+    let refused = handle_ws(&deps, ws_event(CONNECT, &[("__TOKEN__", "not-a-token")])).await;
+    assert_eq!(refused.status_code, 401);
+
+    // send: the ack is the route response
+    let send = handle_ws(
+        &deps,
+        ws_event(SEND, &[("__CONVERSATION__", &conversation)]),
+    )
+    .await;
+    assert_eq!(send.status_code, 200);
+    let ack: Value = serde_json::from_str(send.body.as_deref().unwrap()).unwrap();
+    assert_eq!(ack["type"], "message.ack");
+    assert_eq!(ack["requestId"], "r1");
+    assert_eq!(ack["seq"], 1);
+    assert_eq!(ack["duplicate"], false);
+    // the same frame again is a duplicate with the original ack
+    let again = handle_ws(
+        &deps,
+        ws_event(SEND, &[("__CONVERSATION__", &conversation)]),
+    )
+    .await;
+    let again: Value = serde_json::from_str(again.body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (again["seq"].clone(), again["duplicate"].clone()),
+        (ack["seq"].clone(), Value::Bool(true))
+    );
+
+    // $disconnect forgets the connection
+    let disconnect = handle_ws(&deps, ws_event(DISCONNECT, &[])).await;
+    assert_eq!(disconnect.status_code, 200);
+    assert!(
+        deps.chat
+            .store
+            .connection(FIXTURE_CONNECTION)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // a frame on a forgotten connection is told to log in again
+    let stale = handle_ws(
+        &deps,
+        ws_event(SEND, &[("__CONVERSATION__", &conversation)]),
+    )
+    .await;
+    let stale: Value = serde_json::from_str(stale.body.as_deref().unwrap()).unwrap();
+    assert_eq!(stale["code"], "UNAUTHORIZED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emulator_event_without_the_timing_fields_is_accepted() {
+    // Emulators omit connectedAt / requestTimeEpoch, which the strict type requires.
+    let deps = deps().await;
+    let alice = token(&deps, "alice");
+    let mut event: Value = serde_json::from_str(CONNECT).unwrap();
+    let ctx = event["requestContext"].as_object_mut().unwrap();
+    ctx.remove("connectedAt");
+    ctx.remove("requestTimeEpoch");
+    let text = event.to_string().replace("__TOKEN__", &alice);
+    assert!(serde_json::from_str::<ApiGatewayWebsocketProxyRequest>(&text).is_err());
+    let lenient: WsEvent = serde_json::from_str(&text).unwrap();
+    assert_eq!(handle_ws(&deps, lenient).await.status_code, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_batch_is_fanned_out_and_a_poison_record_is_reported() {
+    let deps = deps().await;
+    let conversation = direct(&deps).await;
+    // bob is online on a connection the Management API (moto) accepts posts for
+    let bob = token(&deps, "bob");
+    let bob_connect = ws_event(
+        CONNECT,
+        &[("__TOKEN__", &bob), (FIXTURE_CONNECTION, "bob-conn=")],
+    );
+    assert_eq!(handle_ws(&deps, bob_connect).await.status_code, 200);
+
+    // GIVEN the stream batch of the fixture (an INSERT, then a REMOVE that is skipped)
+    let text = STREAM.replace("__CONVERSATION__", &conversation);
+    serde_json::from_str::<DynamoDbEvent>(&text).expect("a real DynamoDB stream event");
+    let batch: StreamEvent = serde_json::from_str(&text).unwrap();
+
+    // WHEN it is handled THEN nothing fails, and bob's connection is still there (the
+    // post succeeded: a 410 would have removed it)
+    let response = handle_stream(&deps, batch.clone()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(
+        deps.chat
+            .store
+            .connection("bob-conn=")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // AND a batch whose second INSERT is not a message reports exactly that record
+    let mut poisoned: Value = serde_json::from_str(&text).unwrap();
+    let mut bad = poisoned["Records"][0].clone();
+    bad["dynamodb"]["NewImage"] = serde_json::json!({"conversationId": {"S": conversation}});
+    bad["dynamodb"]["SequenceNumber"] = Value::from("222200000000000000000001");
+    poisoned["Records"].as_array_mut().unwrap().insert(1, bad);
+    let batch: StreamEvent = serde_json::from_value(poisoned).unwrap();
+    let response = handle_stream(&deps, batch).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["222200000000000000000001"]);
+}
