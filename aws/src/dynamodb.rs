@@ -331,8 +331,9 @@ impl DynamoStore {
     }
 
     /// Reads many items of the main table (any order, each key once), retrying
-    /// unprocessed keys.
-    async fn batch_get(&self, mut keys: Vec<Item>) -> StoreResult<Vec<Item>> {
+    /// unprocessed keys. Eventually consistent reads cost half: they serve listings,
+    /// badges and connection lookups, where a read a moment old is as good.
+    async fn batch_get(&self, mut keys: Vec<Item>, consistent: bool) -> StoreResult<Vec<Item>> {
         let mut seen = HashSet::new();
         keys.retain(|k| seen.insert((opt_s(k, "pk"), opt_s(k, "sk"))));
         let mut out = Vec::new();
@@ -340,7 +341,7 @@ impl DynamoStore {
             let mut pending = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(chunk.to_vec()))
-                    .consistent_read(true)
+                    .consistent_read(consistent)
                     .build()
                     .expect("keys are set"),
             );
@@ -477,7 +478,7 @@ impl DynamoStore {
             .map(|m| Ok(key(get_s(m, "pk")?.to_owned(), META)))
             .collect::<StoreResult<Vec<_>>>()?;
         let metas: HashMap<String, ConversationRecord> = self
-            .batch_get(keys)
+            .batch_get(keys, false)
             .await?
             .iter()
             .map(|i| Ok((get_s(i, "pk")?.to_owned(), conversation_from(i)?)))
@@ -499,7 +500,7 @@ impl DynamoStore {
             .into_iter()
             .map(|u| key(user_pk(u.as_str()), USER_SK))
             .collect();
-        self.batch_get(keys)
+        self.batch_get(keys, false)
             .await?
             .into_iter()
             .map(|item| {
@@ -706,10 +707,10 @@ impl Store for DynamoStore {
     ) -> StoreResult<Option<(ConversationRecord, MemberRecord)>> {
         let pk = conv_pk(conversation.as_str());
         let items = self
-            .batch_get(vec![
-                key(pk.clone(), META),
-                key(pk, &member_sk(user.as_str())),
-            ])
+            .batch_get(
+                vec![key(pk.clone(), META), key(pk, &member_sk(user.as_str()))],
+                true,
+            )
             .await?;
         let meta = items.iter().find(|i| get_s(i, "sk").ok() == Some(META));
         let member = items.iter().find(|i| get_s(i, "sk").ok() != Some(META));
@@ -790,6 +791,7 @@ impl Store for DynamoStore {
                         .iter()
                         .map(|u| key(pk.clone(), &member_sk(u.as_str())))
                         .collect(),
+                    true,
                 )
                 .await?
                 .iter()
@@ -1018,19 +1020,25 @@ impl Store for DynamoStore {
     async fn append_message(&self, m: &NewMessage) -> StoreResult<AppendOutcome> {
         let cid = m.conversation_id.as_str();
         let sender = m.sender_id.as_str();
-        if let Some(original) = self
-            .find_by_client_id(&m.conversation_id, &m.sender_id, &m.client_message_id)
-            .await?
-        {
-            return Ok(AppendOutcome::Duplicate(original));
-        }
+        // No idempotency read up front: the transaction's condition on the idempotency
+        // record detects a duplicate, and then (only then) the original is read.
+        // The caller's view of the counter saves a read; a stale one fails the condition
+        // and the next attempt reads the counter.
+        let mut hint = m.hint;
         for attempt in 0..MAX_ATTEMPTS {
-            let Some(meta) = self.get(&self.tables.main, key(conv_pk(cid), META)).await? else {
-                return Ok(AppendOutcome::NotMember);
+            let (last_seq, last_message_at) = match hint.take() {
+                Some(h) => h,
+                None => {
+                    let Some(meta) = self.get(&self.tables.main, key(conv_pk(cid), META)).await?
+                    else {
+                        return Ok(AppendOutcome::NotMember);
+                    };
+                    let conv = conversation_from(&meta)?;
+                    (conv.last_seq, conv.last_message_at)
+                }
             };
-            let conv = conversation_from(&meta)?;
-            let seq = conv.last_seq + 1;
-            let timestamp = m.now.max(conv.last_message_at);
+            let seq = last_seq + 1;
+            let timestamp = m.now.max(last_message_at);
             let mut idem = key(conv_pk(cid), &idem_sk(sender, &m.client_message_id));
             idem.insert("seq".into(), n(seq));
             if let Some(at) = m.expires_at {
@@ -1046,7 +1054,7 @@ impl Store for DynamoStore {
                             .condition_expression("lastSeq = :prev")
                             .expression_attribute_values(":seq", n(seq))
                             .expression_attribute_values(":ts", n(timestamp))
-                            .expression_attribute_values(":prev", n(conv.last_seq))
+                            .expression_attribute_values(":prev", n(last_seq))
                             .build()
                             .expect("update has key and expression"),
                     )
@@ -1226,6 +1234,7 @@ impl Store for DynamoStore {
             let before = (me.delivered_up_to, me.read_up_to);
             let after = advance_positions(before, conv.last_seq, delivered_up_to, read_up_to);
             let update = ReceiptUpdate {
+                conversation: conv,
                 positions: Positions {
                     delivered_up_to: after.0,
                     read_up_to: after.1,

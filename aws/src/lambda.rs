@@ -436,7 +436,7 @@ fn attribute(v: &Value) -> Result<AttributeValue, BadImage> {
 /// number is reported and the rest of the batch is left for the retry: Lambda resumes
 /// from the lowest reported record, so nothing is lost or reordered. A redelivered
 /// record re-posts its frames (clients de-duplicate by seq) but never re-pushes.
-pub async fn handle_stream(deps: &Deps, event: StreamEvent) -> BatchResponse {
+pub async fn handle_stream(chat: &Chat, event: StreamEvent) -> BatchResponse {
     for record in &event.records {
         if record.event_name.as_deref() != Some("INSERT") {
             continue;
@@ -446,7 +446,7 @@ pub async fn handle_stream(deps: &Deps, event: StreamEvent) -> BatchResponse {
             Some(Err(e)) => Err(e.to_string()),
             Some(Ok(item)) => match message_from(&item) {
                 Err(e) => Err(e.to_string()),
-                Ok(message) => deps.chat.fan_out(&message).await.map_err(|e| {
+                Ok(message) => chat.fan_out(&message).await.map_err(|e| {
                     log_failure(&e);
                     e.to_string()
                 }),

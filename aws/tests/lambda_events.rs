@@ -212,7 +212,7 @@ async fn a_stream_batch_is_fanned_out_and_a_poison_record_is_reported() {
 
     // WHEN it is handled THEN nothing fails, and bob's connection is still there (the
     // post succeeded: a 410 would have removed it)
-    let response = handle_stream(&deps, batch.clone()).await;
+    let response = handle_stream(&deps.chat, batch.clone()).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert!(
         deps.chat
@@ -230,7 +230,7 @@ async fn a_stream_batch_is_fanned_out_and_a_poison_record_is_reported() {
     bad["dynamodb"]["SequenceNumber"] = Value::from("222200000000000000000001");
     poisoned["Records"].as_array_mut().unwrap().insert(1, bad);
     let batch: StreamEvent = serde_json::from_value(poisoned).unwrap();
-    let response = handle_stream(&deps, batch).await;
+    let response = handle_stream(&deps.chat, batch).await;
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()

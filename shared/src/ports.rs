@@ -129,6 +129,10 @@ pub struct NewMessage {
     pub origin_connection: Option<String>,
     /// Messages older than this are expired (for the record's `expiresAt` on stores with TTL).
     pub expires_at: Option<Millis>,
+    /// The conversation's `(lastSeq, lastMessageAt)` as the caller last read them: a store
+    /// that must read the counter before writing may try these first (a stale hint only
+    /// costs a retry).
+    pub hint: Option<(Seq, Millis)>,
 }
 
 /// What an append did.
@@ -170,8 +174,10 @@ pub struct RemovedMember {
 }
 
 /// What a receipt update did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptUpdate {
+    /// The conversation as read by the update (saves the caller a read).
+    pub conversation: ConversationRecord,
     pub positions: Positions,
     /// False when nothing moved (lower or equal values are accepted and ignored).
     pub changed: bool,

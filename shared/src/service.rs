@@ -667,6 +667,7 @@ impl Chat {
                 now,
                 origin_connection: origin_connection.map(str::to_owned),
                 expires_at,
+                hint: Some((conv.last_seq, conv.last_message_at)),
             })
             .await?;
         match outcome {
@@ -786,7 +787,9 @@ impl Chat {
                 read_up_to: update.positions.read_up_to,
                 timestamp: self.now(),
             };
-            let targets = self.event_audience(id, caller, true).await?;
+            let targets = self
+                .event_audience(&update.conversation, caller, true)
+                .await?;
             self.post_all(&targets, &frame, origin_connection).await;
         }
         Ok(update.positions)
@@ -797,19 +800,14 @@ impl Chat {
     /// `include_own`) the caller's own.
     async fn event_audience(
         &self,
-        id: &ConversationId,
+        conv: &ConversationRecord,
         caller: &UserId,
         include_own: bool,
     ) -> ChatResult<Vec<ConnectionRecord>> {
-        let conv = self
-            .store
-            .conversation(id)
-            .await?
-            .ok_or_else(ChatError::no_conversation)?;
         let mut users: Vec<UserId> = Vec::new();
         if conv.member_count <= u64::from(self.limits.event_fanout_max_members) {
             users.extend(
-                self.member_ids(id)
+                self.member_ids(&conv.id)
                     .await?
                     .into_iter()
                     .filter(|u| u != caller),
@@ -853,7 +851,7 @@ impl Chat {
             .await?
             .ok_or_else(ChatError::no_conversation)?;
         let small = conv.member_count <= u64::from(self.limits.event_fanout_max_members);
-        let targets = self.event_audience(id, caller, !small).await?;
+        let targets = self.event_audience(&conv, caller, !small).await?;
         let frame = ServerFrame::Typing {
             conversation_id: id.clone(),
             user_id: caller.clone(),

@@ -977,6 +977,7 @@ impl Store for SqliteStore {
                 ])?;
             }
             Ok(Some(ReceiptUpdate {
+                conversation: conv,
                 positions: Positions {
                     delivered_up_to: after.0,
                     read_up_to: after.1,
@@ -1329,6 +1330,7 @@ mod tests {
             now: 10,
             origin_connection: None,
             expires_at: None,
+            hint: None,
         }
     }
 

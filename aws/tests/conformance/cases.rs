@@ -50,6 +50,7 @@ fn message(conversation: &ConversationId, sender: &str, cmid: &str, now: Millis)
         now,
         origin_connection: Some("conn-1".into()),
         expires_at: None,
+        hint: None,
     }
 }
 
@@ -704,4 +705,26 @@ pub async fn pushes_are_claimed_once_per_message(store: S) {
         "a redelivery"
     );
     assert!(store.claim_pushes(&id, 2, 20).await.unwrap());
+}
+
+pub async fn a_stale_counter_hint_costs_a_retry_not_a_wrong_seq(store: S) {
+    let id = group(&store, &["alice"], 1).await;
+    append(&store, &id, "alice", "a", 10).await;
+    append(&store, &id, "alice", "b", 20).await;
+    let stale = NewMessage {
+        hint: Some((0, 1)),
+        ..message(&id, "alice", "c", 30)
+    };
+    let AppendOutcome::Stored(m) = store.append_message(&stale).await.unwrap() else {
+        panic!("stored")
+    };
+    assert_eq!((m.seq, m.timestamp), (3, 30));
+    let fresh = NewMessage {
+        hint: Some((3, 30)),
+        ..message(&id, "alice", "d", 25)
+    };
+    let AppendOutcome::Stored(m) = store.append_message(&fresh).await.unwrap() else {
+        panic!("stored")
+    };
+    assert_eq!((m.seq, m.timestamp), (4, 30), "time never goes backwards");
 }

@@ -99,4 +99,5 @@ conformance!(
     contacts_and_shared_users_follow_membership,
     unread_totals_and_mute_flags,
     pushes_are_claimed_once_per_message,
+    a_stale_counter_hint_costs_a_retry_not_a_wrong_seq,
 );

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let deps = Arc::new(Deps::new(LambdaConfig::from_env()?).await);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| {
         let deps = deps.clone();
-        async move { Ok::<_, Error>(handle_stream(&deps, event.payload).await) }
+        async move { Ok::<_, Error>(handle_stream(&deps.chat, event.payload).await) }
     }))
     .await
 }

@@ -1,0 +1,144 @@
+//! What the AWS integration tests share: clients for the emulators, a chat service over
+//! the real adapters, and a tap on the connection gateway.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use bytes::Bytes;
+use chat_aws::apigw::ApiGatewayGateway;
+use chat_aws::dynamodb::DynamoStore;
+use chat_aws::sns::{PlatformApplications, SnsPush};
+use chat_aws::tables::{TableNames, create_all};
+use chat_shared::Chat;
+use chat_shared::auth::TokenVerifier;
+use chat_shared::config::Limits;
+use chat_shared::ports::{ConnectionGateway, GatewayError, SystemClock};
+use chat_tests::emulators::{DynamoDbLocal, MotoServer};
+
+pub fn credentials() -> Credentials {
+    Credentials::new("test", "test", None, None, "aws-tests")
+}
+
+pub fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(credentials())
+        .endpoint_url(DynamoDbLocal::shared().endpoint())
+}
+
+pub fn sns_client() -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .endpoint_url(MotoServer::shared().endpoint())
+            .build(),
+    )
+}
+
+/// The Management API of moto: it accepts posts to any connection id.
+pub fn moto_gateway() -> ApiGatewayGateway {
+    ApiGatewayGateway::new(aws_sdk_apigatewaymanagement::Client::from_conf(
+        aws_sdk_apigatewaymanagement::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .endpoint_url(MotoServer::shared().endpoint())
+            .build(),
+    ))
+}
+
+/// Fresh tables with a unique prefix.
+pub async fn tables(client: &aws_sdk_dynamodb::Client, tag: &str) -> TableNames {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let names = TableNames::prefixed(&format!(
+        "{tag}{}n{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    create_all(client, &names).await.expect("create tables");
+    names
+}
+
+/// A gateway that records every frame it passes on to the real one.
+pub struct Tap<G> {
+    pub inner: G,
+    pub posted: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+impl<G> Tap<G> {
+    pub fn new(inner: G) -> Self {
+        Self {
+            inner,
+            posted: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The frames posted to one connection, in order.
+    pub fn frames_to(&self, connection_id: &str) -> Vec<serde_json::Value> {
+        self.posted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, _)| c == connection_id)
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl<G: ConnectionGateway> ConnectionGateway for Tap<G> {
+    async fn post(&self, connection_id: &str, frame: Bytes) -> Result<(), GatewayError> {
+        let result = self.inner.post(connection_id, frame.clone()).await;
+        if result.is_ok() {
+            let value = serde_json::from_slice(&frame).expect("frames are JSON");
+            self.posted
+                .lock()
+                .unwrap()
+                .push((connection_id.to_owned(), value));
+        }
+        result
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
+        self.inner.close(connection_id).await
+    }
+}
+
+/// The chat service over DynamoDB (with `dynamodb`), the tapped Management API of moto,
+/// and SNS on moto with `apps`.
+pub fn chat(
+    dynamodb: aws_sdk_dynamodb::Client,
+    names: TableNames,
+    gateway: Arc<Tap<ApiGatewayGateway>>,
+    apps: PlatformApplications,
+) -> Chat {
+    Chat {
+        store: Arc::new(DynamoStore::new(dynamodb, names)),
+        gateway,
+        push: Arc::new(SnsPush::new(sns_client(), apps)),
+        clock: Arc::new(SystemClock),
+        limits: Limits::default(),
+        tokens: TokenVerifier::new("aws-tests", None, None),
+    }
+}
+
+/// An FCM platform application on moto.
+pub async fn fcm_app(name: &str) -> String {
+    sns_client()
+        .create_platform_application()
+        .name(format!("{name}-{}", std::process::id()))
+        .platform("GCM")
+        .attributes("PlatformCredential", "fcm-server-key")
+        .send()
+        .await
+        .expect("create platform application")
+        .platform_application_arn
+        .expect("arn")
+}

@@ -1,0 +1,283 @@
+//! What each operation costs on DynamoDB, counted: every request the adapter makes goes
+//! through an SDK interceptor that counts it by operation and asks DynamoDB (Local) for
+//! the capacity it consumed. The exact counts are asserted so a change that adds a
+//! request per message shows up here; `docs/COST.md` turns them into dollars.
+//!
+//! Run `cargo test -p chat-aws --test cost -- --nocapture` to see the table.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::body::SdkBody;
+use chat_aws::sns::PlatformApplications;
+use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
+use chat_shared::ports::{ConversationKind, Platform};
+use chat_shared::protocol::{Content, SendRequest};
+use chat_shared::service::CreateConversation;
+use common::*;
+use serde_json::Value;
+
+/// Requests by operation and consumed capacity, since the last `take`.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Usage {
+    requests: BTreeMap<String, u32>,
+    read_units: f64,
+    write_units: f64,
+}
+
+impl Usage {
+    fn total(&self) -> u32 {
+        self.requests.values().sum()
+    }
+
+    fn line(&self, what: &str) -> String {
+        let ops: Vec<String> = self
+            .requests
+            .iter()
+            .map(|(op, n)| format!("{op} x{n}"))
+            .collect();
+        format!(
+            "| {what} | {} | {} | {:.1} | {:.1} |",
+            self.total(),
+            ops.join(", "),
+            self.read_units,
+            self.write_units
+        )
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Meter(Arc<Mutex<Usage>>);
+
+impl Meter {
+    fn take(&self) -> Usage {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+fn is_read(op: &str) -> bool {
+    matches!(
+        op,
+        "GetItem" | "BatchGetItem" | "Query" | "Scan" | "TransactGetItems"
+    )
+}
+
+fn capacity_units(body: &Value) -> f64 {
+    let one = |c: &Value| c["CapacityUnits"].as_f64().unwrap_or(0.0);
+    match &body["ConsumedCapacity"] {
+        Value::Array(list) => list.iter().map(one).sum(),
+        c @ Value::Object(_) => one(c),
+        _ => 0.0,
+    }
+}
+
+impl Intercept for Meter {
+    fn name(&self) -> &'static str {
+        "DynamoDbMeter"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request_mut();
+        let Some(bytes) = request.body().bytes() else {
+            return Ok(());
+        };
+        let mut input: Value = serde_json::from_slice(bytes)?;
+        input["ReturnConsumedCapacity"] = "TOTAL".into();
+        let body = serde_json::to_vec(&input)?;
+        request
+            .headers_mut()
+            .insert("content-length", body.len().to_string());
+        *request.body_mut() = SdkBody::from(body);
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = cfg
+            .load::<Metadata>()
+            .map_or("?".to_owned(), |m| m.name().to_owned());
+        let units = context
+            .response()
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+            .map_or(0.0, |v| capacity_units(&v));
+        let mut usage = self.0.lock().unwrap();
+        if is_read(&op) {
+            usage.read_units += units;
+        } else {
+            usage.write_units += units;
+        }
+        *usage.requests.entry(op).or_default() += 1;
+        Ok(())
+    }
+}
+
+fn user(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+fn text(conversation: &chat_shared::ids::ConversationId, cmid: &str) -> SendRequest {
+    SendRequest {
+        conversation_id: conversation.clone(),
+        client_message_id: ClientMessageId::parse(cmid).unwrap(),
+        content: Content {
+            kind: "text".into(),
+            text: "a message of an ordinary length, about sixty characters long".into(),
+        },
+        reply_to: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_operation() {
+    let meter = Meter::default();
+    let dynamodb =
+        aws_sdk_dynamodb::Client::from_conf(dynamodb_config().interceptor(meter.clone()).build());
+    let names = tables(&dynamodb, "cost").await;
+    let tap = Arc::new(Tap::new(moto_gateway()));
+    let app = fcm_app("cost-fcm").await;
+    let chat = chat(
+        dynamodb,
+        names,
+        tap,
+        PlatformApplications {
+            fcm: Some(app),
+            ..Default::default()
+        },
+    );
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (direct, _) = chat
+        .create_conversation(
+            &alice,
+            CreateConversation {
+                kind: ConversationKind::Direct,
+                name: None,
+                members: vec![bob.clone()],
+            },
+        )
+        .await
+        .unwrap();
+    let direct = direct.conversation_id;
+    let members: Vec<UserId> = (0..99).map(|i| user(&format!("member-{i}"))).collect();
+    let (group, _) = chat
+        .create_conversation(
+            &alice,
+            CreateConversation {
+                kind: ConversationKind::Group,
+                name: Some("Hundred".into()),
+                members: members.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let group = group.conversation_id;
+    for (i, m) in members.iter().enumerate() {
+        chat.connect(&format!("m-{i}"), m, None).await.unwrap();
+    }
+    let bob_phone = DeviceId::parse("phone").unwrap();
+    chat.register_device(
+        &bob,
+        bob_phone,
+        Platform::Fcm,
+        format!("bob-{}", std::process::id()),
+    )
+    .await
+    .unwrap();
+    meter.take();
+
+    let mut table = vec![
+        "| operation | requests | by operation | read units | write units |".to_owned(),
+        "|---|---|---|---|---|".to_owned(),
+    ];
+    let mut measure = |what: &str| {
+        let usage = meter.take();
+        table.push(usage.line(what));
+        usage
+    };
+
+    chat.connect("alice-1", &alice, None).await.unwrap();
+    let connect = measure("connect (first connection; 1 direct + 1 group of 100)");
+
+    chat.touch("alice-1", &alice).await.unwrap();
+    let touch = measure("any client frame (liveness)");
+
+    let ack = chat
+        .send(&alice, Some("alice-1"), text(&direct, "d1"))
+        .await
+        .unwrap();
+    let send = measure("send (1:1 or group)");
+
+    let message = chat
+        .store
+        .find_by_client_id(&direct, &alice, &ack.client_message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    meter.take();
+    chat.fan_out(&message).await.unwrap();
+    let fan_out_offline = measure("fan-out 1:1, recipient offline with 1 phone (push)");
+
+    chat.connect("bob-1", &bob, None).await.unwrap();
+    meter.take();
+    chat.fan_out(&message).await.unwrap();
+    let fan_out_online = measure("fan-out 1:1, recipient online");
+
+    chat.send(&alice, Some("alice-1"), text(&group, "g1"))
+        .await
+        .unwrap();
+    let group_message = chat
+        .store
+        .find_by_client_id(&group, &alice, "g1")
+        .await
+        .unwrap()
+        .unwrap();
+    meter.take();
+    chat.fan_out(&group_message).await.unwrap();
+    let fan_out_group = measure("fan-out group of 100, all online");
+
+    chat.receipts(&bob, Some("bob-1"), &direct, None, Some(1))
+        .await
+        .unwrap();
+    let receipt = measure("read receipt (1:1)");
+
+    chat.typing(&bob, Some("bob-1"), &direct, true)
+        .await
+        .unwrap();
+    let typing = measure("typing (1:1)");
+
+    chat.disconnect("bob-1").await.unwrap();
+    let disconnect = measure("disconnect (last connection)");
+
+    println!("\n{}\n", table.join("\n"));
+
+    // The request counts this design is built to: O(1) per send, O(members / 100) reads
+    // per fan-out.
+    assert_eq!(send.total(), 4, "{send:?}");
+    assert_eq!(fan_out_online.total(), 3, "{fan_out_online:?}");
+    assert_eq!(fan_out_offline.total(), 7, "{fan_out_offline:?}");
+    assert_eq!(fan_out_group.total(), 3, "{fan_out_group:?}");
+    assert_eq!(receipt.total(), 4, "{receipt:?}");
+    assert_eq!(typing.total(), 4, "{typing:?}");
+    assert_eq!(touch.total(), 1, "{touch:?}");
+    assert_eq!(connect.total(), 9, "{connect:?}");
+    assert_eq!(disconnect.total(), 8, "{disconnect:?}");
+    assert!(!send.requests.contains_key("Scan"));
+}

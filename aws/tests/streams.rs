@@ -1,0 +1,237 @@
+//! The fan-out over real stream records: messages are appended through the DynamoDB
+//! adapter on DynamoDB Local, their INSERT records read back with the Streams API, and
+//! the batch handed to the fan-out handler. Deliveries go to the Management API on moto
+//! (tapped to see them), pushes to SNS on moto (read back from moto).
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
+use chat_aws::lambda::{StreamEvent, handle_stream};
+use chat_aws::sns::PlatformApplications;
+use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
+use chat_shared::ports::{ConversationKind, Platform};
+use chat_shared::protocol::{Content, SendRequest};
+use chat_shared::service::CreateConversation;
+use chat_tests::emulators::{DynamoDbLocal, MotoServer};
+use common::*;
+use serde_json::{Value, json};
+
+fn streams_client() -> aws_sdk_dynamodbstreams::Client {
+    aws_sdk_dynamodbstreams::Client::from_conf(
+        aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodbstreams::config::Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .endpoint_url(DynamoDbLocal::shared().endpoint())
+            .build(),
+    )
+}
+
+/// A Streams API attribute as DynamoDB JSON, the shape Lambda delivers.
+fn to_json(v: &StreamValue) -> Value {
+    match v {
+        StreamValue::S(s) => json!({ "S": s }),
+        StreamValue::N(n) => json!({ "N": n }),
+        StreamValue::Bool(b) => json!({ "BOOL": b }),
+        StreamValue::Null(_) => json!({ "NULL": true }),
+        StreamValue::M(m) => json!({ "M": image(m) }),
+        StreamValue::L(l) => json!({ "L": l.iter().map(to_json).collect::<Vec<_>>() }),
+        other => panic!("the message table holds no {other:?}"),
+    }
+}
+
+fn image(m: &HashMap<String, StreamValue>) -> Value {
+    Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+}
+
+/// Every record of the messages table's stream so far, as a Lambda batch.
+async fn read_stream(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> StreamEvent {
+    let arn = dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .expect("the messages table has a stream");
+    let streams = streams_client();
+    let shards = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .stream_description
+        .and_then(|d| d.shards)
+        .unwrap_or_default();
+    let mut records = Vec::new();
+    for shard in shards {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(shard.shard_id.unwrap())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator;
+        while let Some(it) = iterator.take() {
+            let out = streams
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .unwrap();
+            let batch = out.records.unwrap_or_default();
+            if batch.is_empty() {
+                break;
+            }
+            for r in batch {
+                let change = r.dynamodb.expect("a change");
+                records.push(json!({
+                    "eventName": r.event_name.map(|e| e.as_str().to_owned()),
+                    "dynamodb": {
+                        "NewImage": change.new_image.as_ref().map(image),
+                        "SequenceNumber": change.sequence_number,
+                    }
+                }));
+            }
+            iterator = out.next_shard_iterator;
+        }
+    }
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+fn user(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_inserts_become_deliveries_and_pushes_once() {
+    // GIVEN a group: alice sends from connection alice-1, bob is online on bob-1, carol is
+    // offline with an FCM phone, dave is offline and muted the group
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(dynamodb_config().build());
+    let names = tables(&dynamodb, "st").await;
+    let tap = Arc::new(Tap::new(moto_gateway()));
+    let app = fcm_app("stream-fcm").await;
+    let chat = chat(
+        dynamodb.clone(),
+        names.clone(),
+        tap.clone(),
+        PlatformApplications {
+            fcm: Some(app),
+            ..Default::default()
+        },
+    );
+    let (group, _) = chat
+        .create_conversation(
+            &user("alice"),
+            CreateConversation {
+                kind: ConversationKind::Group,
+                name: Some("Team".into()),
+                members: vec![user("bob"), user("carol"), user("dave")],
+            },
+        )
+        .await
+        .unwrap();
+    let id = group.conversation_id;
+    chat.connect("alice-1", &user("alice"), None).await.unwrap();
+    chat.connect("bob-1", &user("bob"), None).await.unwrap();
+    let phone = |u: &str| (user(u), DeviceId::parse("phone").unwrap());
+    let (carol, carol_phone) = phone("carol");
+    let device = chat
+        .register_device(
+            &carol,
+            carol_phone,
+            Platform::Fcm,
+            format!("carol-token-{}", std::process::id()),
+        )
+        .await
+        .unwrap();
+    let endpoint = device.endpoint.expect("SNS endpoint");
+    let (dave, dave_phone) = phone("dave");
+    chat.register_device(
+        &dave,
+        dave_phone,
+        Platform::Fcm,
+        format!("dave-token-{}", std::process::id()),
+    )
+    .await
+    .unwrap();
+    chat.set_muted(&dave, &id, true).await.unwrap();
+
+    // WHEN alice sends three messages and the stream's records are fanned out
+    for i in 1..=3 {
+        let send = SendRequest {
+            conversation_id: id.clone(),
+            client_message_id: ClientMessageId::parse(format!("m{i}")).unwrap(),
+            content: Content {
+                kind: "text".into(),
+                text: format!("message {i}"),
+            },
+            reply_to: None,
+        };
+        chat.send(&user("alice"), Some("alice-1"), send)
+            .await
+            .unwrap();
+    }
+    let batch = read_stream(&dynamodb, &names.messages).await;
+    assert_eq!(batch.records.len(), 3, "one INSERT per message");
+    let response = handle_stream(&chat, batch.clone()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+
+    // THEN bob got the three messages in order, the sending connection none
+    let seqs = |frames: Vec<Value>| -> Vec<u64> {
+        frames
+            .iter()
+            .filter(|f| f["type"] == "message.new")
+            .map(|f| f["seq"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(seqs(tap.frames_to("bob-1")), [1, 2, 3]);
+    assert!(seqs(tap.frames_to("alice-1")).is_empty());
+    // AND carol's phone got one push per message; dave (muted) none
+    let moto = MotoServer::shared();
+    let pushes = moto.publishes_to(&endpoint).await.unwrap();
+    let pushed_seqs: Vec<String> = pushes
+        .iter()
+        .map(|p| {
+            let message: Value = serde_json::from_str(&p.message).unwrap();
+            let fcm: Value = serde_json::from_str(message["GCM"].as_str().unwrap()).unwrap();
+            fcm["fcmV1Message"]["message"]["data"]["seq"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(pushed_seqs, ["1", "2", "3"]);
+    let dave_devices = chat.store.devices_of(&[dave.clone()]).await.unwrap();
+    let dave_endpoint = dave_devices[0].endpoint.clone().unwrap();
+    assert!(moto.publishes_to(&dave_endpoint).await.unwrap().is_empty());
+
+    // WHEN the same batch is delivered again (a Lambda retry)
+    let unread_before = chat.store.total_unread(&carol).await.unwrap();
+    let response = handle_stream(&chat, batch).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    // THEN nothing observable is counted twice: no second push, unread and positions as
+    // they were; bob sees the frames again, which clients drop by (conversation, seq)
+    assert_eq!(moto.publishes_to(&endpoint).await.unwrap().len(), 3);
+    assert_eq!(
+        chat.store.total_unread(&carol).await.unwrap(),
+        unread_before
+    );
+    assert_eq!(unread_before, 3);
+    let (_, bob_member) = chat
+        .store
+        .membership(&id, &user("bob"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((bob_member.delivered_up_to, bob_member.read_up_to), (0, 0));
+    assert_eq!(seqs(tap.frames_to("bob-1")), [1, 2, 3, 1, 2, 3]);
+}
