@@ -209,7 +209,11 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
         })
         .collect();
     assert_eq!(pushed_seqs, ["1", "2", "3"]);
-    let dave_devices = chat.store.devices_of(std::slice::from_ref(&dave)).await.unwrap();
+    let dave_devices = chat
+        .store
+        .devices_of(std::slice::from_ref(&dave))
+        .await
+        .unwrap();
     let dave_endpoint = dave_devices[0].endpoint.clone().unwrap();
     assert!(moto.publishes_to(&dave_endpoint).await.unwrap().is_empty());
 
