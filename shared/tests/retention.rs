@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use async_trait::async_trait;
-use bytes::Bytes;
+mod common;
+
 use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, UserId};
-use chat_shared::ports::{Clock, ConnectionGateway, ConversationKind, GatewayError, Store};
+use chat_shared::ports::{Clock, ConversationKind, Store};
 use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::{CreateConversation, HistoryQuery, SyncCursor};
 use chat_shared::sqlite::{Durability, SqliteStore};
@@ -22,19 +22,6 @@ struct ManualClock(AtomicI64);
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// No socket is ever open in these tests: every connection is gone.
-struct NoSockets;
-
-#[async_trait]
-impl ConnectionGateway for NoSockets {
-    async fn post(&self, _: &str, _: Bytes) -> Result<(), GatewayError> {
-        Err(GatewayError::Gone)
-    }
-    async fn close(&self, _: &str) -> Result<(), GatewayError> {
-        Err(GatewayError::Gone)
     }
 }
 
@@ -50,7 +37,7 @@ async fn expired_messages_are_never_returned_and_first_seq_moves_up() {
     let clock = Arc::new(ManualClock(AtomicI64::new(1_000 * DAY_MS)));
     let chat = Chat {
         store: Arc::new(store.clone()),
-        gateway: Arc::new(NoSockets),
+        gateway: Arc::new(common::NoSockets),
         push: Arc::new(store.clone()),
         clock: clock.clone(),
         limits: Limits {

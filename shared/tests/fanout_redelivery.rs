@@ -1,0 +1,75 @@
+//! The local change feed is at-least-once (the outbox replays after a crash): a message
+//! fanned out twice must not push a phone twice.
+
+use std::sync::Arc;
+
+mod common;
+
+use chat_shared::Chat;
+use chat_shared::auth::TokenVerifier;
+use chat_shared::config::Limits;
+use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
+use chat_shared::ports::{ConversationKind, Platform, SystemClock};
+use chat_shared::protocol::{Content, SendRequest};
+use chat_shared::service::CreateConversation;
+use chat_shared::sqlite::{Durability, SqliteStore};
+
+#[tokio::test]
+async fn a_replayed_outbox_entry_pushes_once() {
+    // GIVEN bob is offline with a phone, and alice's message is in the outbox
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("chat.db"), Durability::Process).unwrap();
+    let chat = Chat {
+        store: Arc::new(store.clone()),
+        gateway: Arc::new(common::NoSockets),
+        push: Arc::new(store.clone()),
+        clock: Arc::new(SystemClock),
+        limits: Limits::default(),
+        tokens: TokenVerifier::new("s", None, None),
+    };
+    let (alice, bob) = (
+        UserId::parse("alice").unwrap(),
+        UserId::parse("bob").unwrap(),
+    );
+    let (conv, _) = chat
+        .create_conversation(
+            &alice,
+            CreateConversation {
+                kind: ConversationKind::Direct,
+                name: None,
+                members: vec![bob.clone()],
+            },
+        )
+        .await
+        .unwrap();
+    chat.register_device(
+        &bob,
+        DeviceId::parse("phone").unwrap(),
+        Platform::Apns,
+        "tok".into(),
+    )
+    .await
+    .unwrap();
+    let send = SendRequest {
+        conversation_id: conv.conversation_id,
+        client_message_id: ClientMessageId::parse("m1").unwrap(),
+        content: Content {
+            kind: "text".into(),
+            text: "hello".into(),
+        },
+        reply_to: None,
+    };
+    chat.send(&alice, None, send).await.unwrap();
+    let pending = store.pending_feed().await.unwrap();
+    assert_eq!(pending.len(), 1);
+
+    // WHEN it is fanned out, then replayed as after a crash before the outbox row went
+    chat.fan_out(&pending[0].1).await.unwrap();
+    chat.fan_out(&pending[0].1).await.unwrap();
+
+    // THEN bob's phone was pushed once, with his unread count as the badge
+    let pushes = store.pushes().await.unwrap();
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(pushes[0].notification.badge, 1);
+    assert_eq!(chat.store.total_unread(&bob).await.unwrap(), 1);
+}
