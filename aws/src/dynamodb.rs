@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, KeysAndAttributes, Put, PutRequest, ReturnValue, TransactWriteItem,
@@ -265,6 +265,27 @@ fn device_from(user: &UserId, id: &str, entry: &Item) -> Result<DeviceRecord, St
         endpoint: opt_s(entry, "e"),
         updated_at: get_n(entry, "u")?,
     })
+}
+
+/// `Some(output)` when a conditional write went through, `None` when its condition did
+/// not hold; other failures are errors.
+fn condition_held<O, E>(
+    result: Result<O, SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
+    context: &'static str,
+) -> StoreResult<Option<O>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e)
+            if e.as_service_error().and_then(ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(StoreError::new(context, e)),
+    }
 }
 
 fn cancellation_codes(
@@ -563,20 +584,14 @@ impl DynamoStore {
             .return_values(ReturnValue::UpdatedOld)
             .send()
             .await;
-        match resp {
-            Ok(out) => Ok(out
+        match condition_held(resp, "remove user map entry")? {
+            Some(out) => Ok(out
                 .attributes
                 .as_ref()
                 .and_then(|a| get_map(a, map_name))
                 .and_then(|m| get_map(m, entry))
                 .cloned()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(sdk("remove user map entry")(e)),
+            None => Ok(None),
         }
     }
 
@@ -967,16 +982,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":m", AttributeValue::Bool(muted))
             .send()
             .await;
-        match resp {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk("set muted")(e)),
-        }
+        Ok(condition_held(resp, "set muted")?.is_some())
     }
 
     async fn users_sharing_conversation(
@@ -1260,15 +1266,9 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":or", n(before.1))
                 .send()
                 .await;
-            match resp {
-                Ok(_) => return Ok(Some(update)),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    backoff(attempt).await
-                }
-                Err(e) => return Err(sdk("update receipts")(e)),
+            match condition_held(resp, "update receipts")? {
+                Some(_) => return Ok(Some(update)),
+                None => backoff(attempt).await,
             }
         }
         Err(StoreError::new(
@@ -1302,16 +1302,7 @@ impl Store for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match resp {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk("claim pushes")(e)),
-        }
+        Ok(condition_held(resp, "claim pushes")?.is_some())
     }
 
     /// DynamoDB deletes expired items itself (TTL on `expiresAt`); reads filter them out
@@ -1342,12 +1333,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":cut", n(now - window_ms))
             .send()
             .await;
-        match fresh {
-            Ok(_) => return Ok(Some(true)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-            Err(e) => return Err(sdk("typing throttle")(e)),
+        if condition_held(fresh, "typing throttle")?.is_some() {
+            return Ok(Some(true));
         }
         // ...else one more in the current window, while under the cap.
         let more = self
@@ -1364,18 +1351,12 @@ impl Store for DynamoStore {
             .expression_attribute_values(":max", n(max))
             .send()
             .await;
-        match more {
-            Ok(_) => Ok(Some(true)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(self
-                    .get(&self.tables.main, member_key)
-                    .await?
-                    .map(|_| false))
-            }
-            Err(e) => Err(sdk("typing throttle")(e)),
+        match condition_held(more, "typing throttle")? {
+            Some(_) => Ok(Some(true)),
+            None => Ok(self
+                .get(&self.tables.main, member_key)
+                .await?
+                .map(|_| false)),
         }
     }
 
@@ -1470,16 +1451,9 @@ impl Store for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match resp {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk("touch connection")(e)),
-        }
+        // A failed condition means there is nothing to do.
+        condition_held(resp, "touch connection")?;
+        Ok(())
     }
 
     async fn delete_connection(
@@ -1536,16 +1510,9 @@ impl Store for DynamoStore {
             .expression_attribute_values(":at", n(at))
             .send()
             .await;
-        match resp {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk("set last seen")(e)),
-        }
+        // A failed condition means there is nothing to do.
+        condition_held(resp, "set last seen")?;
+        Ok(())
     }
 
     async fn last_seen(&self, users: &[UserId]) -> StoreResult<Vec<(UserId, Millis)>> {
