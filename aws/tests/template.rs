@@ -1,0 +1,187 @@
+//! `template.yaml` against the code: the tables (keys, indexes, stream, TTL) must be the
+//! ones `aws/src/tables.rs` defines and the tests create, every function must name a
+//! binary that exists, and every variable the functions require must be set.
+
+use std::collections::BTreeSet;
+
+use chat_aws::tables::{ALL, KeyAttr, TableDef};
+use serde_yaml::Value;
+
+const TEMPLATE: &str = include_str!("../../template.yaml");
+
+fn template() -> Value {
+    serde_yaml::from_str(TEMPLATE).expect("template.yaml parses")
+}
+
+fn resource<'a>(t: &'a Value, id: &str) -> &'a Value {
+    let r = &t["Resources"][id];
+    assert!(!r.is_null(), "template.yaml has no resource {id}");
+    r
+}
+
+fn key_schema(v: &Value) -> Vec<(String, String)> {
+    v.as_sequence()
+        .expect("a KeySchema list")
+        .iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().unwrap().to_owned(),
+                k["KeyType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn expected_keys(hash: KeyAttr, range: Option<KeyAttr>) -> Vec<(String, String)> {
+    let mut keys = vec![(hash.name.to_owned(), "HASH".to_owned())];
+    keys.extend(range.map(|r| (r.name.to_owned(), "RANGE".to_owned())));
+    keys
+}
+
+fn check_table(t: &Value, def: &TableDef) {
+    let table = resource(t, def.logical_id);
+    assert_eq!(table["Type"], "AWS::DynamoDB::Table", "{}", def.logical_id);
+    let p = &table["Properties"];
+    assert_eq!(
+        key_schema(&p["KeySchema"]),
+        expected_keys(def.hash, def.range),
+        "{} key schema",
+        def.logical_id
+    );
+    let mut attrs: BTreeSet<(String, String)> = BTreeSet::new();
+    for a in [Some(def.hash), def.range].into_iter().flatten() {
+        attrs.insert((a.name.to_owned(), a.kind.to_owned()));
+    }
+    for index in def.indexes {
+        for a in [Some(index.hash), index.range].into_iter().flatten() {
+            attrs.insert((a.name.to_owned(), a.kind.to_owned()));
+        }
+    }
+    let declared: BTreeSet<(String, String)> = p["AttributeDefinitions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["AttributeName"].as_str().unwrap().to_owned(),
+                a["AttributeType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(declared, attrs, "{} attribute definitions", def.logical_id);
+    let indexes: Vec<(String, Vec<(String, String)>, String)> = p["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .map(|list| {
+            list.iter()
+                .map(|i| {
+                    (
+                        i["IndexName"].as_str().unwrap().to_owned(),
+                        key_schema(&i["KeySchema"]),
+                        i["Projection"]["ProjectionType"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let expected: Vec<(String, Vec<(String, String)>, String)> = def
+        .indexes
+        .iter()
+        .map(|i| {
+            (
+                i.name.to_owned(),
+                expected_keys(i.hash, i.range),
+                "ALL".to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(indexes, expected, "{} indexes", def.logical_id);
+    assert_eq!(
+        p["StreamSpecification"]["StreamViewType"].as_str(),
+        def.stream,
+        "{} stream",
+        def.logical_id
+    );
+    assert_eq!(
+        p["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        def.ttl_attribute,
+        "{} TTL attribute",
+        def.logical_id
+    );
+    assert_eq!(p["TimeToLiveSpecification"]["Enabled"], true);
+    assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true,
+        "{} point-in-time recovery",
+        def.logical_id
+    );
+}
+
+#[test]
+fn the_template_tables_are_the_code_tables() {
+    let t = template();
+    for def in &ALL {
+        check_table(&t, def);
+    }
+    let tables = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"] == "AWS::DynamoDB::Table")
+        .count();
+    assert_eq!(tables, ALL.len(), "no table beyond the code's");
+}
+
+#[test]
+fn every_function_names_an_existing_binary() {
+    let t = template();
+    let bins_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions/src/bin");
+    let bins: BTreeSet<String> = std::fs::read_dir(bins_dir)
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let named: BTreeSet<String> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"] == "AWS::Serverless::Function")
+        .map(|f| {
+            assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda");
+            f["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .expect("a Binary build property")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(named, bins, "one function per binary, and back");
+}
+
+#[test]
+fn the_functions_get_every_variable_they_require() {
+    let t = template();
+    let vars = &t["Globals"]["Function"]["Environment"]["Variables"];
+    for name in [
+        "CHAT_TABLE_MAIN",
+        "CHAT_TABLE_MESSAGES",
+        "CHAT_TABLE_CONNECTIONS",
+        "CHAT_JWT_SECRET",
+        "CHAT_APIGW_ENDPOINT",
+    ] {
+        assert!(!vars[name].is_null(), "{name} is not set for the functions");
+    }
+    let secret = &t["Parameters"]["JwtSecret"];
+    assert_eq!(secret["NoEcho"], true, "the JWT secret is never echoed");
+    assert!(
+        secret["Default"].is_null(),
+        "the JWT secret has no default in the template"
+    );
+}
