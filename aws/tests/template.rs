@@ -9,6 +9,11 @@ use serde_yaml::Value;
 
 const TEMPLATE: &str = include_str!("../../template.yaml");
 
+/// A key schema: (attribute, HASH or RANGE) in order.
+type Keys = Vec<(String, String)>;
+/// An index: name, key schema, projection type.
+type Index = (String, Keys, String);
+
 fn template() -> Value {
     serde_yaml::from_str(TEMPLATE).expect("template.yaml parses")
 }
@@ -19,7 +24,7 @@ fn resource<'a>(t: &'a Value, id: &str) -> &'a Value {
     r
 }
 
-fn key_schema(v: &Value) -> Vec<(String, String)> {
+fn key_schema(v: &Value) -> Keys {
     v.as_sequence()
         .expect("a KeySchema list")
         .iter()
@@ -32,7 +37,7 @@ fn key_schema(v: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn expected_keys(hash: KeyAttr, range: Option<KeyAttr>) -> Vec<(String, String)> {
+fn expected_keys(hash: KeyAttr, range: Option<KeyAttr>) -> Keys {
     let mut keys = vec![(hash.name.to_owned(), "HASH".to_owned())];
     keys.extend(range.map(|r| (r.name.to_owned(), "RANGE".to_owned())));
     keys
@@ -69,7 +74,7 @@ fn check_table(t: &Value, def: &TableDef) {
         })
         .collect();
     assert_eq!(declared, attrs, "{} attribute definitions", def.logical_id);
-    let indexes: Vec<(String, Vec<(String, String)>, String)> = p["GlobalSecondaryIndexes"]
+    let indexes: Vec<Index> = p["GlobalSecondaryIndexes"]
         .as_sequence()
         .map(|list| {
             list.iter()
@@ -86,7 +91,7 @@ fn check_table(t: &Value, def: &TableDef) {
                 .collect()
         })
         .unwrap_or_default();
-    let expected: Vec<(String, Vec<(String, String)>, String)> = def
+    let expected: Vec<Index> = def
         .indexes
         .iter()
         .map(|i| {
