@@ -115,13 +115,17 @@ impl TestServerBuilder {
             db,
             child: Some(child),
             addr,
+            ws_base: format!("ws://{addr}/ws"),
+            http_base: format!("http://{addr}"),
+            secret: TEST_SECRET.to_owned(),
             http,
-            _dir: dir,
+            _dir: Some(dir),
         }
     }
 }
 
-/// One running server process with its own database, killed on drop.
+/// One running server: a `chat-local` process with its own database (killed on drop), or
+/// a deployment reached at its endpoints ([`TestServer::remote`]).
 #[derive(Debug)]
 pub struct TestServer {
     bin: PathBuf,
@@ -129,9 +133,15 @@ pub struct TestServer {
     db: PathBuf,
     child: Option<Child>,
     addr: SocketAddr,
+    /// The WebSocket URL without query (`ws://ADDR/ws`, or a stage URL).
+    ws_base: String,
+    /// The HTTP API base URL (`http://ADDR`, or a deployed API's).
+    http_base: String,
+    /// The secret tokens are signed with.
+    secret: String,
     http: reqwest::Client,
     /// Holds the database directory for the server's whole life (and across restarts).
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -148,6 +158,33 @@ impl TestServer {
         Self::builder(bin).start().await
     }
 
+    /// A deployment already running elsewhere (e.g. the stack on a local AWS emulator):
+    /// its WebSocket URL (no query), HTTP API base URL and token secret. Nothing is
+    /// started or stopped; `kill9`/`restart` are not available.
+    pub fn remote(ws_base: &str, http_base: &str, secret: &str) -> TestServer {
+        TestServer {
+            bin: PathBuf::new(),
+            env: Vec::new(),
+            db: PathBuf::new(),
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ws_base: ws_base.trim_end_matches('/').to_owned(),
+            http_base: http_base.trim_end_matches('/').to_owned(),
+            secret: secret.to_owned(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("build the HTTP client"),
+            _dir: None,
+        }
+    }
+
+    /// Whether this is a deployment reached by its endpoints rather than a local process.
+    pub fn is_remote(&self) -> bool {
+        self._dir.is_none()
+    }
+
     /// The address the server currently listens on (it changes on [`Self::restart`]).
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -158,19 +195,19 @@ impl TestServer {
         &self.db
     }
 
-    /// `http://ADDR{path}`.
+    /// `http://ADDR{path}` (the HTTP API base URL and `path`).
     pub fn http_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.http_base)
     }
 
-    /// `ws://ADDR/ws?{query}`.
+    /// `ws://ADDR/ws?{query}` (the WebSocket URL with `query`).
     pub fn ws_url(&self, query: &str) -> String {
-        format!("ws://{}/ws?{query}", self.addr)
+        format!("{}?{query}", self.ws_base)
     }
 
     /// A valid token for `user`, signed with the server's secret.
     pub fn token(&self, user: &str) -> String {
-        jwt::valid(user)
+        jwt::sign_hs256(&self.secret, &jwt::header(), &jwt::claims(user))
     }
 
     /// Kills the server with SIGKILL (no shutdown hook runs) and waits for it to be gone.
@@ -185,10 +222,13 @@ impl TestServer {
     /// Starts the server again on the same database file (killing it first if it still
     /// runs). It gets a new port: clients must connect again.
     pub async fn restart(&mut self) {
+        assert!(!self.is_remote(), "a remote deployment cannot be restarted");
         self.kill9();
         let (child, addr) = spawn_server(&self.bin, &self.env, &self.db).await;
         self.child = Some(child);
         self.addr = addr;
+        self.ws_base = format!("ws://{addr}/ws");
+        self.http_base = format!("http://{addr}");
     }
 
     /// An HTTP client authenticated as `user`.
@@ -200,7 +240,7 @@ impl TestServer {
     pub fn http_with_token(&self, token: Option<String>) -> Http {
         Http {
             client: self.http.clone(),
-            base: format!("http://{}", self.addr),
+            base: self.http_base.clone(),
             token,
         }
     }

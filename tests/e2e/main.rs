@@ -1,0 +1,278 @@
+//! The end-to-end suite: the protocol's main paths against a whole deployment. By
+//! default it runs against a `chat-local` process; with `CHAT_E2E_WS_URL`,
+//! `CHAT_E2E_HTTP_URL` and `CHAT_E2E_JWT_SECRET` set (as `localstack/up.sh` writes them to
+//! `target/emulators/stack.env`) it runs against that deployment: the stack from
+//! `template.yaml` on a local AWS emulator, or a real AWS stage.
+//!
+//! Every test uses user ids of its own (a unique prefix), so tests share a deployment
+//! without seeing each other. What a deployment cannot show (the local push outbox, a
+//! restart) is covered by the protocol suite and the adapter tests instead.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chat_tests::*;
+use serde_json::{Value, json};
+
+/// The deployment under test.
+async fn target() -> TestServer {
+    match (
+        std::env::var("CHAT_E2E_WS_URL"),
+        std::env::var("CHAT_E2E_HTTP_URL"),
+        std::env::var("CHAT_E2E_JWT_SECRET"),
+    ) {
+        (Ok(ws), Ok(http), Ok(secret)) => TestServer::remote(&ws, &http, &secret),
+        _ => TestServer::start(env!("CARGO_BIN_EXE_chat-local")).await,
+    }
+}
+
+/// A user id no other test (or run) uses.
+fn unique(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+async fn direct(server: &TestServer, a: &str, b: &str) -> String {
+    conv_id(&server.http(a).create_direct(b).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_is_refused_at_the_handshake_and_a_good_one_connects() {
+    let server = target().await;
+    let refused = server
+        .try_connect("v=1&token=not-a-token", None)
+        .await
+        .expect_err("a bad token must not open a socket");
+    // API Gateway may answer 403 instead of 401: clients treat both as "log in again".
+    assert!(matches!(refused.status, Some(401 | 403)), "{refused:?}");
+    let mut alice = server.connect(&unique("alice")).await;
+    let ack = alice.heartbeat().await;
+    assert_eq!(ack["heartbeatIntervalMs"], 60_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_is_acked_and_fanned_out_to_every_other_connection() {
+    let server = target().await;
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let id = direct(&server, &alice, &bob).await;
+    let mut bob_ws = server.connect(&bob).await;
+    let mut alice_phone = server.connect_device(&alice, "phone").await;
+    let mut alice_laptop = server.connect_device(&alice, "laptop").await;
+
+    let ack = alice_phone.send_message(&id, "m-1", "hello").await;
+    assert_eq!(ack["seq"], 1);
+    assert_eq!(ack["duplicate"], false);
+
+    let new = bob_ws.recv_type("message.new").await;
+    assert_eq!(new["seq"], 1);
+    assert_eq!(new["senderId"], alice.as_str());
+    assert_eq!(new["content"]["text"], "hello");
+    let echo = alice_laptop.recv_type("message.new").await;
+    assert_eq!(echo["messageId"], ack["messageId"]);
+    alice_phone
+        .expect_silence("message.new", Duration::from_millis(500))
+        .await;
+
+    // a retry is the original
+    let again = alice_phone.send_message(&id, "m-1", "hello").await;
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["seq"], 1);
+    bob_ws
+        .expect_silence("message.new", Duration::from_millis(500))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_arrive_in_seq_order_and_history_and_sync_have_them() {
+    let server = target().await;
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let id = direct(&server, &alice, &bob).await;
+    let mut bob_ws = server.connect(&bob).await;
+    let mut alice_ws = server.connect(&alice).await;
+    for i in 1..=5 {
+        alice_ws
+            .send_message(&id, &format!("m-{i}"), &format!("text {i}"))
+            .await;
+    }
+    let mut seqs = Vec::new();
+    for _ in 0..5 {
+        seqs.push(
+            bob_ws.recv_type("message.new").await["seq"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+
+    let page = server.http(&bob).messages(&id, "before=5&limit=2").await;
+    let got: Vec<u64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, [3, 4]);
+    assert_eq!(page["hasMore"], true);
+
+    let (status, synced) = server
+        .http(&bob)
+        .post(
+            "/v1/sync",
+            &json!({"conversations": [{"conversationId": id, "afterSeq": 3}], "limit": 100}),
+        )
+        .await;
+    assert_eq!(status, 200, "{synced}");
+    let conv = &synced["conversations"][0];
+    assert_eq!(conv["lastSeq"], 5);
+    assert_eq!(conv["unreadCount"], 5);
+    assert_eq!(conv["messages"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_and_typing_reach_the_other_member() {
+    let server = target().await;
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let id = direct(&server, &alice, &bob).await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    alice_ws.send_message(&id, "m-1", "hi").await;
+    bob_ws.recv_type("message.new").await;
+
+    let ok = bob_ws.receipt("read", &id, 1).await;
+    assert_eq!(ok["type"], "ok");
+    let receipt = alice_ws.recv_type("receipt").await;
+    assert_eq!(receipt["userId"], bob.as_str());
+    assert_eq!(
+        (
+            receipt["deliveredUpTo"].clone(),
+            receipt["readUpTo"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+
+    let ok = bob_ws
+        .request(json!({"action": "typing", "conversationId": id, "isTyping": true}))
+        .await;
+    assert_eq!(ok["type"], "ok");
+    let typing = alice_ws.recv_type("typing").await;
+    assert_eq!(typing["userId"], bob.as_str());
+    assert_eq!(typing["isTyping"], true);
+
+    let conv = server.http(&bob).conversation(&id).await;
+    assert_eq!(conv["unreadCount"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_follows_connections() {
+    let server = target().await;
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    direct(&server, &alice, &bob).await;
+    let mut alice_ws = server.connect(&alice).await;
+
+    let bob_ws = server.connect(&bob).await;
+    let online = alice_ws
+        .recv_where("bob online", |f| {
+            f["type"] == "presence" && f["status"] == "online"
+        })
+        .await;
+    assert_eq!(online["userId"], bob.as_str());
+    let (status, body) = server
+        .http(&alice)
+        .get(&format!("/v1/presence?userIds={bob}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["presence"][0]["status"], "online");
+
+    bob_ws.close().await;
+    let offline = alice_ws
+        .recv_where("bob offline", |f| {
+            f["type"] == "presence" && f["status"] == "offline"
+        })
+        .await;
+    assert!(offline["lastSeen"].is_i64(), "{offline}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_answered_and_the_connection_survives() {
+    let server = target().await;
+    let (alice, bob, mallory) = (unique("alice"), unique("bob"), unique("mallory"));
+    let id = direct(&server, &alice, &bob).await;
+    let mut mallory_ws = server.connect(&mallory).await;
+
+    let mut frame = send_action(&id, "x-1", "let me in");
+    frame["requestId"] = json!("r-1");
+    mallory_ws.send_json(&frame).await;
+    let error = mallory_ws.recv_type("error").await;
+    assert_eq!(error["code"], "NOT_FOUND");
+    assert_eq!(error["requestId"], "r-1");
+    assert_eq!(error["clientMessageId"], "x-1");
+
+    mallory_ws
+        .send_json(&json!({"action": "send", "requestId": "r-2", "conversationId": id}))
+        .await;
+    assert_eq!(
+        mallory_ws.recv_type("error").await["code"],
+        "INVALID_MESSAGE"
+    );
+    mallory_ws
+        .send_json(&json!({"action": "dance", "requestId": "r-3"}))
+        .await;
+    assert_eq!(
+        mallory_ws.recv_type("error").await["code"],
+        "INVALID_MESSAGE"
+    );
+    mallory_ws.heartbeat().await;
+
+    let response = server
+        .http(&mallory)
+        .get(&format!("/v1/conversations/{id}"))
+        .await;
+    assert_http_error(&response, 404, "NOT_FOUND");
+    let response = server.http_anon().get("/v1/conversations").await;
+    assert_http_error(&response, 401, "UNAUTHORIZED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_client_is_forgotten_and_recovers_by_sync() {
+    let server = target().await;
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let id = direct(&server, &alice, &bob).await;
+    let mut alice_ws = server.connect(&alice).await;
+    let bob_ws = server.connect(&bob).await;
+    bob_ws.close().await;
+
+    // Delivery to the closed socket fails (gone: 410 on AWS); the send is still acked,
+    // bob shows offline, and everything is there when he syncs.
+    let ack = alice_ws.send_message(&id, "m-1", "are you there?").await;
+    assert_eq!(ack["seq"], 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = server
+            .http(&alice)
+            .get(&format!("/v1/presence?userIds={bob}"))
+            .await;
+        if body["presence"][0]["status"] == "offline" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob still online: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut bob_again = server.connect(&bob).await;
+    let (_, synced) = server
+        .http(&bob)
+        .post(
+            "/v1/sync",
+            &json!({"conversations": [{"conversationId": id, "afterSeq": 0}]}),
+        )
+        .await;
+    let messages: &Vec<Value> = synced["conversations"][0]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["text"], Value::Null);
+    assert_eq!(messages[0]["content"]["text"], "are you there?");
+    bob_again.heartbeat().await;
+}
