@@ -110,6 +110,9 @@ struct ConversationParts {
     members: Option<Vec<MemberView>>,
 }
 
+/// A connection this young that answers "gone" is still being opened, not gone.
+const CONNECT_GRACE_MS: Millis = 10_000;
+
 /// The most conversations `newConversations` carries in a sync answer.
 const SYNC_NEW_CONVERSATIONS_MAX: usize = 100;
 
@@ -231,15 +234,24 @@ impl Chat {
         let posts = conns
             .iter()
             .filter(|c| Some(c.connection_id.as_str()) != except)
-            .map(|c| self.post(&c.connection_id, bytes.clone()));
+            .map(|c| self.post(c, bytes.clone()));
         join_all(posts).await;
     }
 
     /// Posts one frame; a gone connection is deleted, other failures are logged (the
     /// client recovers by sync).
-    pub async fn post(&self, connection_id: &str, frame: Bytes) {
+    pub async fn post(&self, connection: &ConnectionRecord, frame: Bytes) {
+        let connection_id = connection.connection_id.as_str();
         match self.gateway.post(connection_id, frame).await {
             Ok(()) => {}
+            // A connection still in its `$connect` cannot be posted to yet (API Gateway
+            // answers 410): it is not gone, so it is kept.
+            Err(GatewayError::Gone) if self.now() - connection.connected_at < CONNECT_GRACE_MS => {
+                debug!(
+                    connection.id = connection_id,
+                    "connection not open yet, frame skipped"
+                );
+            }
             Err(GatewayError::Gone) => {
                 debug!(
                     connection.id = connection_id,
@@ -360,11 +372,9 @@ impl Chat {
                 _ => break,
             }
         }
-        let posts = conns.iter().filter_map(|c| {
-            frames
-                .get(&c.user_id)
-                .map(|f| self.post(&c.connection_id, f.clone()))
-        });
+        let posts = conns
+            .iter()
+            .filter_map(|c| frames.get(&c.user_id).map(|f| self.post(c, f.clone())));
         join_all(posts).await;
         Ok(())
     }

@@ -1,0 +1,52 @@
+//! On AWS a connection cannot be posted to during its own `$connect` (410). Presence
+//! announced while connecting must not take that for a dead connection and delete it.
+
+mod common;
+
+use std::sync::Arc;
+
+use chat_shared::Chat;
+use chat_shared::auth::TokenVerifier;
+use chat_shared::config::Limits;
+use chat_shared::ids::UserId;
+use chat_shared::ports::{ConversationKind, Store, SystemClock};
+use chat_shared::service::CreateConversation;
+use chat_shared::sqlite::{Durability, SqliteStore};
+
+#[tokio::test]
+async fn connections_that_answer_gone_while_opening_are_kept() {
+    // GIVEN alice and bob share a conversation, and no socket accepts frames yet (as
+    // during $connect on API Gateway)
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("chat.db"), Durability::Process).unwrap();
+    let chat = Chat {
+        store: Arc::new(store.clone()),
+        gateway: Arc::new(common::NoSockets),
+        push: Arc::new(store),
+        clock: Arc::new(SystemClock),
+        limits: Limits::default(),
+        tokens: TokenVerifier::new("s", None, None),
+    };
+    let (alice, bob) = (
+        UserId::parse("alice").unwrap(),
+        UserId::parse("bob").unwrap(),
+    );
+    chat.create_conversation(
+        &alice,
+        CreateConversation {
+            kind: ConversationKind::Direct,
+            name: None,
+            members: vec![bob.clone()],
+        },
+    )
+    .await
+    .unwrap();
+
+    // WHEN bob connects, then alice (whose presence is announced to bob's new connection)
+    chat.connect("bob-1", &bob, None).await.unwrap();
+    chat.connect("alice-1", &alice, None).await.unwrap();
+
+    // THEN both connections are still recorded
+    assert!(chat.store.connection("bob-1").await.unwrap().is_some());
+    assert!(chat.store.connection("alice-1").await.unwrap().is_some());
+}
