@@ -9,7 +9,7 @@ use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::UserId;
-use chat_shared::ports::{ConversationKind, Store, SystemClock};
+use chat_shared::ports::{ConversationKind, SystemClock};
 use chat_shared::service::CreateConversation;
 use chat_shared::sqlite::{Durability, SqliteStore};
 
