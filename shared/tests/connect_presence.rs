@@ -5,28 +5,16 @@ mod common;
 
 use std::sync::Arc;
 
-use chat_shared::Chat;
-use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::UserId;
 use chat_shared::ports::{ConversationKind, SystemClock};
 use chat_shared::service::CreateConversation;
-use chat_shared::sqlite::{Durability, SqliteStore};
 
 #[tokio::test]
 async fn connections_that_answer_gone_while_opening_are_kept() {
     // GIVEN alice and bob share a conversation, and no socket accepts frames yet (as
     // during $connect on API Gateway)
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("chat.db"), Durability::Process).unwrap();
-    let chat = Chat {
-        store: Arc::new(store.clone()),
-        gateway: Arc::new(common::NoSockets),
-        push: Arc::new(store),
-        clock: Arc::new(SystemClock),
-        limits: Limits::default(),
-        tokens: TokenVerifier::new("s", None, None),
-    };
+    let (chat, _store, _dir) = common::chat(Arc::new(SystemClock), Limits::default());
     let (alice, bob) = (
         UserId::parse("alice").unwrap(),
         UserId::parse("bob").unwrap(),

@@ -5,28 +5,16 @@ use std::sync::Arc;
 
 mod common;
 
-use chat_shared::Chat;
-use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
 use chat_shared::ports::{ConversationKind, Platform, SystemClock};
 use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::CreateConversation;
-use chat_shared::sqlite::{Durability, SqliteStore};
 
 #[tokio::test]
 async fn a_replayed_outbox_entry_pushes_once() {
     // GIVEN bob is offline with a phone, and alice's message is in the outbox
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("chat.db"), Durability::Process).unwrap();
-    let chat = Chat {
-        store: Arc::new(store.clone()),
-        gateway: Arc::new(common::NoSockets),
-        push: Arc::new(store.clone()),
-        clock: Arc::new(SystemClock),
-        limits: Limits::default(),
-        tokens: TokenVerifier::new("s", None, None),
-    };
+    let (chat, store, _dir) = common::chat(Arc::new(SystemClock), Limits::default());
     let (alice, bob) = (
         UserId::parse("alice").unwrap(),
         UserId::parse("bob").unwrap(),

@@ -6,14 +6,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 mod common;
 
-use chat_shared::Chat;
-use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, UserId};
 use chat_shared::ports::{Clock, ConversationKind, Store};
 use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::{CreateConversation, HistoryQuery, SyncCursor};
-use chat_shared::sqlite::{Durability, SqliteStore};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -32,20 +29,12 @@ fn user(s: &str) -> UserId {
 #[tokio::test]
 async fn expired_messages_are_never_returned_and_first_seq_moves_up() {
     // GIVEN one-day retention and two messages sent at t0
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("chat.db"), Durability::Process).unwrap();
     let clock = Arc::new(ManualClock(AtomicI64::new(1_000 * DAY_MS)));
-    let chat = Chat {
-        store: Arc::new(store.clone()),
-        gateway: Arc::new(common::NoSockets),
-        push: Arc::new(store.clone()),
-        clock: clock.clone(),
-        limits: Limits {
-            retention_days: 1,
-            ..Limits::default()
-        },
-        tokens: TokenVerifier::new("s", None, None),
+    let limits = Limits {
+        retention_days: 1,
+        ..Limits::default()
     };
+    let (chat, store, _dir) = common::chat(clock.clone(), limits);
     let (alice, bob) = (user("alice"), user("bob"));
     let (conv, _) = chat
         .create_conversation(

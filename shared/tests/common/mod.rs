@@ -1,8 +1,17 @@
 //! What the core's integration tests share.
 
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat_shared::ports::{ConnectionGateway, GatewayError};
+use chat_shared::Chat;
+use chat_shared::auth::TokenVerifier;
+use chat_shared::config::Limits;
+use chat_shared::ids::UserId;
+use chat_shared::ports::{Clock, ConnectionGateway, GatewayError};
+use chat_shared::sqlite::{Durability, SqliteStore};
 
 /// The gateway of a process with no socket open: every connection is gone.
 pub struct NoSockets;
@@ -15,4 +24,25 @@ impl ConnectionGateway for NoSockets {
     async fn close(&self, _: &str) -> Result<(), GatewayError> {
         Err(GatewayError::Gone)
     }
+}
+
+/// The service over a fresh SQLite file (kept alive by the returned directory), with no
+/// socket open.
+pub fn chat(clock: Arc<dyn Clock>, limits: Limits) -> (Chat, SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("chat.db"), Durability::Process).unwrap();
+    let chat = Chat {
+        store: Arc::new(store.clone()),
+        gateway: Arc::new(NoSockets),
+        push: Arc::new(store.clone()),
+        clock,
+        limits,
+        tokens: TokenVerifier::new("s", None, None),
+    };
+    (chat, store, dir)
+}
+
+/// A user id.
+pub fn user(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
 }
