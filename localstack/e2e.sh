@@ -11,5 +11,5 @@ set -a
 # shellcheck disable=SC1091
 . target/emulators/stack.env
 set +a
-cargo test -p chat-local --test e2e
-cargo test -p chat-aws --test deployed_stack -- --ignored
+cargo test --workspace --test e2e
+cargo test --workspace --test deployed_stack -- --ignored
