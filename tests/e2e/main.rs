@@ -276,3 +276,107 @@ async fn a_closed_client_is_forgotten_and_recovers_by_sync() {
     assert_eq!(messages[0]["content"]["text"], "are you there?");
     bob_again.heartbeat().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_membership_changes_reach_the_members() {
+    let server = target().await;
+    let (alice, bob, carol) = (unique("alice"), unique("bob"), unique("carol"));
+    let mut bob_ws = server.connect(&bob).await;
+    let mut carol_ws = server.connect(&carol).await;
+
+    let group = server
+        .http(&alice)
+        .create_group("Team", &[bob.as_str()])
+        .await;
+    let id = conv_id(&group);
+    assert_eq!(group["memberCount"], 2);
+    let new = bob_ws.recv_type("conversation.new").await;
+    assert_eq!(new["conversation"]["conversationId"], id.as_str());
+
+    let (status, body) = server
+        .http(&alice)
+        .add_members(&id, &[carol.as_str()])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        carol_ws.recv_type("conversation.new").await["conversation"]["memberCount"],
+        3
+    );
+    assert_eq!(
+        bob_ws.recv_type("conversation.updated").await["conversation"]["memberCount"],
+        3
+    );
+
+    let (status, body) = server
+        .http(&bob)
+        .add_members(&id, &[unique("dave").as_str()])
+        .await;
+    assert_eq!(status, 403, "only admins add members: {body}");
+
+    let (status, _) = server.http(&bob).remove_member(&id, &bob).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        bob_ws.recv_type("conversation.removed").await["conversationId"],
+        id.as_str()
+    );
+    let response = server
+        .http(&bob)
+        .get(&format!("/v1/conversations/{id}"))
+        .await;
+    assert_http_error(&response, 404, "NOT_FOUND");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sends_and_receipts_behave_like_websocket_ones() {
+    let server = target().await;
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let id = direct(&server, &alice, &bob).await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+
+    let (status, ack) = server
+        .http(&alice)
+        .send_message(&id, "h-1", "over http")
+        .await;
+    assert_eq!(status, 201, "{ack}");
+    assert_eq!(ack["seq"], 1);
+    let (status, again) = server
+        .http(&alice)
+        .send_message(&id, "h-1", "over http")
+        .await;
+    assert_eq!((status, again["duplicate"].clone()), (200, json!(true)));
+    assert_eq!(bob_ws.recv_type("message.new").await["seq"], 1);
+    // an HTTP send has no sending socket: the sender's own connection gets it too
+    assert_eq!(alice_ws.recv_type("message.new").await["seq"], 1);
+
+    let (status, positions) = server
+        .http(&bob)
+        .post(
+            &format!("/v1/conversations/{id}/receipts"),
+            &json!({"readUpTo": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{positions}");
+    assert_eq!(positions["deliveredUpTo"], 1);
+    let receipt = alice_ws.recv_type("receipt").await;
+    assert_eq!(receipt["readUpTo"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_register_and_unregister() {
+    let server = target().await;
+    let alice = unique("alice");
+    let (status, body) = server
+        .http(&alice)
+        .post(
+            "/v1/devices",
+            &json!({"deviceId": "phone-1", "platform": "fcm", "token": unique("token")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["deviceId"], "phone-1");
+    let (status, _) = server.http(&alice).delete("/v1/devices/phone-1").await;
+    assert_eq!(status, 204);
+    let response = server.http(&alice).delete("/v1/devices/phone-1").await;
+    assert_http_error(&response, 404, "NOT_FOUND");
+}
