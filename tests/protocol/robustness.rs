@@ -105,3 +105,23 @@ async fn a_client_that_stops_reading_is_closed_and_others_still_get_every_messag
     assert_eq!(synced["conversations"][0]["lastSeq"], total);
     assert_eq!(synced["conversations"][0]["hasMore"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sockets_with_going_away_and_exits_cleanly() {
+    let (mut server, id) = direct_pair().await;
+    let mut alice = server.connect("alice").await;
+    alice.send_message(&id, "m-1", "before shutdown").await;
+
+    let exited = server.terminate(Duration::from_secs(10));
+
+    assert_eq!(
+        exited,
+        Some(true),
+        "the server exits 0 within 10 s of SIGTERM"
+    );
+    assert_eq!(alice.recv_close(Duration::from_secs(5)).await, Some(1001));
+    // the acked message survived the shutdown
+    server.restart().await;
+    let history = server.http("bob").messages(&id, "").await;
+    assert_eq!(history["messages"][0]["content"]["text"], "before shutdown");
+}

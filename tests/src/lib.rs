@@ -210,6 +210,27 @@ impl TestServer {
         jwt::sign_hs256(&self.secret, &jwt::header(), &jwt::claims(user))
     }
 
+    /// Sends SIGTERM and waits (up to `timeout`) for the server to exit; returns whether it
+    /// exited successfully, or `None` if it was still running (it is then killed).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<bool> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status.success());
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the server with SIGKILL (no shutdown hook runs) and waits for it to be gone.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
