@@ -103,6 +103,18 @@ pub fn emulators_dir() -> PathBuf {
     }
 }
 
+/// The process-wide emulator in `cell`, started by `start` on first use. A failed start is
+/// kept, so every later call answers the same error instead of retrying.
+fn started_once<T>(
+    cell: &'static OnceLock<Result<T, String>>,
+    name: &str,
+    start: fn() -> anyhow::Result<T>,
+) -> anyhow::Result<&'static T> {
+    cell.get_or_init(|| start().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow!("{name} did not start: {e}"))
+}
+
 // ---------------------------------------------------------------------------------------
 // DynamoDB Local
 // ---------------------------------------------------------------------------------------
@@ -133,10 +145,7 @@ impl DynamoDbLocal {
     /// [`Self::shared`], answering the start-up error instead of panicking (every call
     /// answers the same error; the start is not retried).
     pub fn try_shared() -> anyhow::Result<&'static DynamoDbLocal> {
-        DYNAMODB_LOCAL
-            .get_or_init(|| Self::start().map_err(|e| format!("{e:#}")))
-            .as_ref()
-            .map_err(|e| anyhow!("DynamoDB Local did not start: {e}"))
+        started_once(&DYNAMODB_LOCAL, "DynamoDB Local", Self::start)
     }
 
     fn start() -> anyhow::Result<DynamoDbLocal> {
@@ -336,10 +345,7 @@ impl MotoServer {
 
     /// [`Self::shared`], answering the start-up error instead of panicking.
     pub fn try_shared() -> anyhow::Result<&'static MotoServer> {
-        MOTO_SERVER
-            .get_or_init(|| Self::start().map_err(|e| format!("{e:#}")))
-            .as_ref()
-            .map_err(|e| anyhow!("moto server did not start: {e}"))
+        started_once(&MOTO_SERVER, "moto server", Self::start)
     }
 
     fn start() -> anyhow::Result<MotoServer> {
