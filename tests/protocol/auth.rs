@@ -224,3 +224,198 @@ async fn token_subcommand_prints_a_token_the_server_accepts() {
         .expect("the printed token opens a WebSocket");
     ws.heartbeat().await;
 }
+
+ws_refuses_token! {
+    ws_handshake_with_rs256_header_is_401 => jwt::rs256("alice");
+    ws_handshake_with_tampered_claims_is_401 => jwt::tampered("mallory", "alice");
+    ws_handshake_with_token_over_8_kib_is_401 => jwt::oversized("alice");
+    ws_handshake_with_empty_token_is_401 => String::new();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_handshake_refuses_every_bad_token_in_query_and_bearer_header() {
+    let server = start().await;
+    for (kind, token) in jwt::bad_tokens() {
+        let query = format!("v=1&deviceId=phone-1&token={token}");
+        match server.try_connect(&query, None).await {
+            Ok(_) => panic!("{kind} token in the query opened a socket"),
+            Err(e) => assert_eq!(e.status, Some(401), "{kind} token in the query: {e}"),
+        }
+        match server
+            .try_connect("v=1&deviceId=phone-1", Some(&token))
+            .await
+        {
+            Ok(_) => panic!("{kind} token as bearer header opened a socket"),
+            Err(e) => assert_eq!(e.status, Some(401), "{kind} token as bearer: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_refuses_every_bad_token_on_every_route_kind() {
+    let server = start().await;
+    let routes: [(Method, &str, Option<Value>); 5] = [
+        (Method::GET, "/v1/conversations", None),
+        (Method::GET, "/v1/presence?userIds=bob", None),
+        (Method::POST, "/v1/sync", Some(json!({"conversations": []}))),
+        (
+            Method::POST,
+            "/v1/devices",
+            Some(json!({"deviceId": "phone-1", "platform": "fcm", "token": "t"})),
+        ),
+        (Method::DELETE, "/v1/devices/phone-1", None),
+    ];
+    for (kind, token) in jwt::bad_tokens() {
+        let http = server.http_with_token(Some(token));
+        for (method, path, body) in &routes {
+            let response = http.call(method.clone(), path, body.as_ref()).await;
+            assert_eq!(
+                response.0, 401,
+                "{kind} token, {method} {path}: {}",
+                response.1
+            );
+            assert_http_error(&response, 401, "UNAUTHORIZED");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_conversation_creation_creates_nothing() {
+    let server = start().await;
+    let mut bob = server.connect("bob").await;
+
+    for (kind, token) in jwt::bad_tokens() {
+        let mallory = server.http_with_token(Some(token));
+        for body in [
+            json!({"type": "direct", "members": ["bob"]}),
+            json!({"type": "group", "name": "Team", "members": ["bob"]}),
+        ] {
+            let response = mallory.post("/v1/conversations", &body).await;
+            assert_eq!(
+                response.0, 401,
+                "{kind} token, create {body}: {}",
+                response.1
+            );
+        }
+    }
+
+    bob.expect_none("conversation event", SHORT, |f| {
+        f["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("conversation."))
+    })
+    .await;
+    for user in ["alice", "bob", "mallory"] {
+        let (status, body) = server.http(user).get("/v1/conversations").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["conversations"],
+            json!([]),
+            "{user} sees a conversation: {body}"
+        );
+    }
+    // The same request with a valid token does create it and tell bob (not vacuous).
+    server.http("alice").create_group("Team", &["bob"]).await;
+    bob.recv_type("conversation.new").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_handshakes_leave_no_connection_behind() {
+    let server = start().await;
+    server.http("bob").create_direct("alice").await;
+    let mut bob = server.connect("bob").await;
+
+    for (kind, token) in jwt::bad_tokens() {
+        let refused = server
+            .try_connect(&format!("v=1&token={token}"), None)
+            .await;
+        assert!(
+            refused.is_err(),
+            "{kind} token in the query opened a socket"
+        );
+        let refused = server.try_connect("v=1", Some(&token)).await;
+        assert!(refused.is_err(), "{kind} token as bearer opened a socket");
+    }
+
+    bob.expect_silence("presence", SHORT).await;
+    let (status, body) = server.http("bob").get("/v1/presence?userIds=alice").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["presence"],
+        json!([{"userId": "alice", "status": "offline", "lastSeen": null}]),
+        "a refused handshake left alice online or with a lastSeen"
+    );
+    // A valid handshake is announced to bob (the silence above was not vacuous).
+    let _alice = server.connect("alice").await;
+    let online = bob.recv_type("presence").await;
+    assert_subset(&online, &json!({"userId": "alice", "status": "online"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_http_writes_store_and_send_nothing() {
+    let (server, direct) = direct_pair().await;
+    let group = conv_id(&server.http("alice").create_group("Team", &["bob"]).await);
+    server
+        .http("bob")
+        .send_message(&direct, "cm-bob", "hi")
+        .await;
+    let mut bob = server.connect("bob").await;
+
+    for (kind, token) in jwt::bad_tokens() {
+        let alice = server.http_with_token(Some(token));
+        let writes = [
+            alice.send_message(&direct, "cm-forged", "forged").await,
+            alice.send_message(&group, "cm-forged", "forged").await,
+            alice
+                .post(
+                    &format!("/v1/conversations/{direct}/receipts"),
+                    &json!({"deliveredUpTo": 1, "readUpTo": 1}),
+                )
+                .await,
+            alice.add_members(&group, &["mallory"]).await,
+            alice.remove_member(&group, "bob").await,
+            alice
+                .put(
+                    &format!("/v1/conversations/{group}/settings"),
+                    &json!({"muted": true}),
+                )
+                .await,
+            alice
+                .post(
+                    "/v1/devices",
+                    &json!({"deviceId": "phone-1", "platform": "fcm", "token": "t"}),
+                )
+                .await,
+        ];
+        for response in &writes {
+            assert_eq!(response.0, 401, "{kind} token: {}", response.1);
+            assert_http_error(response, 401, "UNAUTHORIZED");
+        }
+    }
+
+    bob.expect_none("event caused by a refused request", SHORT, |f| {
+        f["type"] != "presence"
+    })
+    .await;
+    let alice = server.http("alice");
+    assert_eq!(alice.conversation(&direct).await["lastSeq"], 1);
+    assert_eq!(alice.conversation(&group).await["lastSeq"], 0);
+    let direct_view = alice.conversation(&direct).await;
+    assert_subset(
+        member(&direct_view, "alice"),
+        &json!({"deliveredUpTo": 0, "readUpTo": 0}),
+    );
+    let group_view = alice.conversation(&group).await;
+    assert_eq!(member_ids(&group_view), ["alice", "bob"]);
+    assert_eq!(group_view["muted"], false);
+    let response = alice.delete("/v1/devices/phone-1").await;
+    assert_http_error(&response, 404, "NOT_FOUND");
+    // With a valid token the same send reaches bob (the silence was not vacuous).
+    let (status, body) = alice.send_message(&group, "cm-real", "real").await;
+    assert_eq!(status, 201, "{body}");
+    let new = bob.recv_type("message.new").await;
+    assert_subset(
+        &new,
+        &json!({"conversationId": group, "clientMessageId": "cm-real"}),
+    );
+}

@@ -577,9 +577,40 @@ pub mod jwt {
         )
     }
 
+    /// An `RS256` header over an HMAC-SHA256 signature with the server secret (the
+    /// classic algorithm-confusion shape): refused because HS256 is pinned.
+    pub fn rs256(sub: &str) -> String {
+        sign_hs256(
+            TEST_SECRET,
+            &json!({"alg": "RS256", "typ": "JWT"}),
+            &claims(sub),
+        )
+    }
+
+    /// A valid token for `signed_for` whose claims were swapped for `claimed`'s after
+    /// signing: the signature no longer matches.
+    pub fn tampered(signed_for: &str, claimed: &str) -> String {
+        let token = valid(signed_for);
+        let signature = token.rsplit('.').next().expect("a signature part");
+        let forged = signing_input(&header(), &claims(claimed));
+        format!("{forged}.{signature}")
+    }
+
+    /// A correctly signed, otherwise valid token over 8 KiB (a padding claim): refused
+    /// by size alone.
+    pub fn oversized(sub: &str) -> String {
+        let token = with_claims(sub, json!({"pad": "p".repeat(8 * 1024)}));
+        assert!(token.len() > 8 * 1024, "the token is over 8 KiB");
+        token
+    }
+
     /// Every kind of token the server must refuse, with a name for failure messages.
     pub fn bad_tokens() -> Vec<(&'static str, String)> {
         vec![
+            ("alg RS256", rs256("alice")),
+            ("tampered claims", tampered("mallory", "alice")),
+            ("over 8 KiB", oversized("alice")),
+            ("empty", String::new()),
             ("garbage", "not-a-jwt".to_owned()),
             ("expired", expired("alice")),
             ("wrong secret", wrong_secret("alice")),
