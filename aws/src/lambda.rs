@@ -377,6 +377,10 @@ pub struct StreamChange {
 #[serde(rename_all = "camelCase")]
 pub struct BatchResponse {
     pub batch_item_failures: Vec<BatchItemFailure>,
+    /// The sequence numbers of the records skipped as poison (logged and counted, not
+    /// sent back: Lambda reads only the failures).
+    #[serde(skip)]
+    pub skipped: Vec<String>,
 }
 
 /// One failed record.
@@ -431,36 +435,88 @@ fn attribute(v: &Value) -> Result<AttributeValue, BadImage> {
     })
 }
 
+/// Why one stream record was not fanned out.
+enum RecordError {
+    /// The record can never be processed (no image, or an image that is not a message):
+    /// retrying cannot help, so it is skipped.
+    Poison(String),
+    /// Processing failed for now (the store or a service): the batch resumes from it.
+    Transient(String),
+}
+
+async fn fan_out_record(chat: &Chat, record: &StreamRecord) -> Result<(), RecordError> {
+    let image = record.dynamodb.new_image.as_ref().ok_or_else(|| {
+        RecordError::Poison("no NewImage (the stream must be NEW_IMAGE)".to_owned())
+    })?;
+    let item = image_to_item(image).map_err(|e| RecordError::Poison(e.to_string()))?;
+    let message = message_from(&item).map_err(|e| RecordError::Poison(e.to_string()))?;
+    chat.fan_out(&message).await.map_err(|e| {
+        log_failure(&e);
+        RecordError::Transient(e.to_string())
+    })
+}
+
 /// Fans out a stream batch in order. Only `INSERT`s of message items matter (the trigger
-/// filters to them; others are skipped). On the first failure, that record's sequence
-/// number is reported and the rest of the batch is left for the retry: Lambda resumes
-/// from the lowest reported record, so nothing is lost or reordered. A redelivered
-/// record re-posts its frames (clients de-duplicate by seq) but never re-pushes.
+/// filters to them; others are skipped).
+///
+/// A record that can never be processed (poison: no image, or not a message) is skipped
+/// with an error log and the `FanoutSkippedRecords` metric: retrying it would only hold
+/// the shard back, and its message, if any, is stored and reaches clients by sync.
+///
+/// On the first other failure, that record's sequence number is reported and the rest
+/// of the batch is left for the retry: Lambda resumes from the lowest reported record,
+/// so nothing is lost or reordered. A redelivered record re-posts its frames (clients
+/// de-duplicate by seq) but never re-pushes. A record that keeps failing goes, after
+/// the mapping's retries, to its `OnFailure` queue.
 pub async fn handle_stream(chat: &Chat, event: StreamEvent) -> BatchResponse {
+    let mut response = BatchResponse::default();
     for record in &event.records {
         if record.event_name.as_deref() != Some("INSERT") {
             continue;
         }
-        let outcome = match record.dynamodb.new_image.as_ref().map(image_to_item) {
-            None => Err("stream record has no NewImage (the stream must be NEW_IMAGE)".to_owned()),
-            Some(Err(e)) => Err(e.to_string()),
-            Some(Ok(item)) => match message_from(&item) {
-                Err(e) => Err(e.to_string()),
-                Ok(message) => chat.fan_out(&message).await.map_err(|e| {
-                    log_failure(&e);
-                    e.to_string()
-                }),
-            },
-        };
-        if let Err(reason) = outcome {
-            let id = record.dynamodb.sequence_number.clone().unwrap_or_default();
-            error!(sequence_number = %id, %reason, "fan-out failed; the batch resumes from this record");
-            return BatchResponse {
-                batch_item_failures: vec![BatchItemFailure {
+        let id = record.dynamodb.sequence_number.clone().unwrap_or_default();
+        match fan_out_record(chat, record).await {
+            Ok(()) => {}
+            Err(RecordError::Poison(reason)) => {
+                error!(sequence_number = %id, %reason, "poison stream record skipped, not fanned out");
+                response.skipped.push(id);
+            }
+            Err(RecordError::Transient(reason)) => {
+                error!(sequence_number = %id, %reason, "fan-out failed; the batch resumes from this record");
+                response.batch_item_failures.push(BatchItemFailure {
                     item_identifier: id,
-                }],
-            };
+                });
+                break;
+            }
         }
     }
-    BatchResponse::default()
+    if !response.skipped.is_empty() {
+        println!("{}", skipped_metric(response.skipped.len()));
+    }
+    response
+}
+
+/// The name of the metric of skipped (poison) stream records, in the `Chat` namespace.
+pub const SKIPPED_METRIC: &str = "FanoutSkippedRecords";
+
+/// One CloudWatch embedded-metric-format log line counting skipped records (CloudWatch
+/// turns it into the metric; no API call), by function name.
+fn skipped_metric(count: usize) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let function = optional("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".to_owned());
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": now,
+            "CloudWatchMetrics": [{
+                "Namespace": "Chat",
+                "Dimensions": [["FunctionName"]],
+                "Metrics": [{ "Name": SKIPPED_METRIC, "Unit": "Count" }],
+            }],
+        },
+        "FunctionName": function,
+        SKIPPED_METRIC: count,
+    })
+    .to_string()
 }

@@ -1,0 +1,491 @@
+//! The fan-out when things fail: real stream records of DynamoDB Local, handed to
+//! `handle_stream` over the real adapters (DynamoDB Local, the Management API and SNS
+//! on moto), with DynamoDB made unreachable for chosen requests (they are sent to a
+//! closed port) to fail one record of a batch. The retries are Lambda's: the batch is
+//! handed again from the reported record, or by a driver that follows the event source
+//! mapping of `template.yaml` (retries, bisection, on-failure destination).
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use chat_aws::apigw::ApiGatewayGateway;
+use chat_aws::lambda::{BatchResponse, StreamEvent, StreamRecord, handle_stream};
+use chat_aws::sns::PlatformApplications;
+use chat_shared::Chat;
+use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId, UserId};
+use chat_shared::ports::{ConversationKind, Platform};
+use chat_shared::protocol::{Content, SendRequest};
+use chat_shared::service::CreateConversation;
+use chat_tests::emulators::MotoServer;
+use common::*;
+use serde_json::{Value, json};
+
+/// Makes DynamoDB unreachable for some requests: a request whose body holds every
+/// needle of the rule is sent to a closed port, so the SDK sees a refused connection
+/// (and retries it as it would any). A rule with a trigger only starts to match once a
+/// request holding the trigger has been sent.
+#[derive(Debug, Clone, Default)]
+struct Outage {
+    rule: Arc<Mutex<Option<Rule>>>,
+    refused: Arc<AtomicUsize>,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    needles: Vec<String>,
+    after: Option<String>,
+}
+
+impl Outage {
+    fn start(&self, needles: &[&str]) {
+        self.set(needles, None);
+    }
+
+    fn start_after(&self, trigger: &str, needles: &[&str]) {
+        self.set(needles, Some(trigger.to_owned()));
+    }
+
+    fn set(&self, needles: &[&str], after: Option<String>) {
+        *self.rule.lock().unwrap() = Some(Rule {
+            needles: needles.iter().map(|n| (*n).to_owned()).collect(),
+            after,
+        });
+    }
+
+    fn end(&self) {
+        *self.rule.lock().unwrap() = None;
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+impl Intercept for Outage {
+    fn name(&self) -> &'static str {
+        "Outage"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let body = context
+            .request()
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        let mut rule = self.rule.lock().unwrap();
+        let Some(rule) = rule.as_mut() else {
+            return Ok(());
+        };
+        if let Some(trigger) = &rule.after {
+            if body.contains(trigger.as_str()) {
+                rule.after = None;
+            }
+            return Ok(());
+        }
+        if rule.needles.iter().all(|n| body.contains(n.as_str())) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            context
+                .request_mut()
+                .set_uri("http://127.0.0.1:1/")
+                .expect("a valid uri");
+        }
+        Ok(())
+    }
+}
+
+fn user(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+/// A group of alice (sending from alice-1), bob (online on bob-1) and carol (offline,
+/// with an FCM phone), `n` messages sent by alice, and their stream records.
+struct Scene {
+    chat: Chat,
+    tap: Arc<Tap<ApiGatewayGateway>>,
+    outage: Outage,
+    conversation: ConversationId,
+    carol_endpoint: String,
+    batch: StreamEvent,
+}
+
+async fn scene(tag: &str, n: u64) -> Scene {
+    let outage = Outage::default();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        dynamodb_config()
+            .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(5)))
+            .interceptor(outage.clone())
+            .build(),
+    );
+    let names = tables(&dynamodb, tag).await;
+    let tap = Arc::new(Tap::new(moto_gateway()));
+    let app = fcm_app(&format!("{tag}-fcm")).await;
+    let chat = chat(
+        dynamodb.clone(),
+        names.clone(),
+        tap.clone(),
+        PlatformApplications {
+            fcm: Some(app),
+            ..Default::default()
+        },
+    );
+    let (group, _) = chat
+        .create_conversation(
+            &user("alice"),
+            CreateConversation {
+                kind: ConversationKind::Group,
+                name: Some("Team".into()),
+                members: vec![user("bob"), user("carol")],
+            },
+        )
+        .await
+        .unwrap();
+    let conversation = group.conversation_id;
+    chat.connect("alice-1", &user("alice"), None).await.unwrap();
+    chat.connect("bob-1", &user("bob"), None).await.unwrap();
+    let device = chat
+        .register_device(
+            &user("carol"),
+            DeviceId::parse("phone").unwrap(),
+            Platform::Fcm,
+            format!("{tag}-carol-{}", std::process::id()),
+        )
+        .await
+        .unwrap();
+    for i in 1..=n {
+        let send = SendRequest {
+            conversation_id: conversation.clone(),
+            client_message_id: ClientMessageId::parse(format!("m{i}")).unwrap(),
+            content: Content {
+                kind: "text".into(),
+                text: format!("message {i}"),
+            },
+            reply_to: None,
+        };
+        chat.send(&user("alice"), Some("alice-1"), send)
+            .await
+            .unwrap();
+    }
+    let batch = read_stream(&dynamodb, &names.messages).await;
+    assert_eq!(batch.records.len() as u64, n, "one INSERT per message");
+    Scene {
+        chat,
+        tap,
+        outage,
+        conversation,
+        carol_endpoint: device.endpoint.expect("an SNS endpoint"),
+        batch,
+    }
+}
+
+impl Scene {
+    /// The seqs of the `message.new` frames bob's connection got, in order.
+    fn bob_seqs(&self) -> Vec<u64> {
+        self.tap
+            .frames_to("bob-1")
+            .iter()
+            .filter(|f| f["type"] == "message.new")
+            .map(|f| f["seq"].as_u64().unwrap())
+            .collect()
+    }
+
+    /// The seqs of the pushes SNS (moto) published to carol's phone, in order.
+    async fn pushed_seqs(&self) -> Vec<u64> {
+        MotoServer::shared()
+            .publishes_to(&self.carol_endpoint)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let message: Value = serde_json::from_str(&p.message).unwrap();
+                let fcm: Value = serde_json::from_str(message["GCM"].as_str().unwrap()).unwrap();
+                fcm["fcmV1Message"]["message"]["data"]["seq"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    fn sequence_number(&self, seq: u64) -> String {
+        let record = &self.batch.records[seq as usize - 1];
+        record.dynamodb.sequence_number.clone().unwrap()
+    }
+
+    /// The needles of the push claim of message `seq` (a request no other record makes).
+    fn claim(&self, seq: u64) -> [String; 2] {
+        [
+            format!("c#{}", self.conversation.as_str()),
+            format!("\"p#{seq}\""),
+        ]
+    }
+
+    /// The records from the one with `sequence_number` on, as Lambda hands them again.
+    fn from(&self, sequence_number: &str) -> StreamEvent {
+        let at = position(&self.batch.records, sequence_number);
+        StreamEvent {
+            records: self.batch.records[at..].to_vec(),
+        }
+    }
+}
+
+fn position(records: &[StreamRecord], sequence_number: &str) -> usize {
+    records
+        .iter()
+        .position(|r| r.dynamodb.sequence_number.as_deref() == Some(sequence_number))
+        .expect("the reported record is in the batch")
+}
+
+fn failed(response: &BatchResponse) -> Vec<&str> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_at_the_fourth_record_reports_it_and_the_retry_loses_nothing() {
+    // GIVEN six messages, and DynamoDB unreachable for the push claim of the fourth (its
+    // frames are posted, then its fan-out fails)
+    let s = scene("sf1", 6).await;
+    let [conv, claim] = s.claim(4);
+    s.outage.start(&[&conv, &claim]);
+
+    // WHEN the batch is handled
+    let response = handle_stream(&s.chat, s.batch.clone()).await;
+
+    // THEN exactly the fourth record is reported (the SDK's three attempts were refused)
+    assert_eq!(failed(&response), [s.sequence_number(4)]);
+    assert_eq!(s.outage.refused(), 3);
+    // AND the records before it were delivered once, the fourth's frame once, none after
+    assert_eq!(s.bob_seqs(), [1, 2, 3, 4]);
+    assert_eq!(s.pushed_seqs().await, [1, 2, 3]);
+
+    // WHEN DynamoDB is back and Lambda hands the batch again from the reported record
+    s.outage.end();
+    let retry = handle_stream(&s.chat, s.from(&s.sequence_number(4))).await;
+
+    // THEN the rest is delivered in order; the only duplicate is the failed record's
+    // frame, and every message was pushed exactly once
+    assert!(failed(&retry).is_empty(), "{retry:?}");
+    assert_eq!(s.bob_seqs(), [1, 2, 3, 4, 4, 5, 6]);
+    assert_eq!(s.pushed_seqs().await, [1, 2, 3, 4, 5, 6]);
+
+    // WHEN the whole batch comes again (an invocation that timed out after its work)
+    let again = handle_stream(&s.chat, s.batch.clone()).await;
+
+    // THEN frames repeat (clients drop them by seq) but no push does: the claims hold
+    assert!(failed(&again).is_empty());
+    assert_eq!(s.bob_seqs(), [1, 2, 3, 4, 4, 5, 6, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(s.pushed_seqs().await, [1, 2, 3, 4, 5, 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_after_the_push_claim_loses_that_push_and_never_doubles_one() {
+    // GIVEN four messages, and DynamoDB unreachable for the reads after the push claim of
+    // the second (the badge count), so its fan-out fails once the claim is taken
+    let s = scene("sf2", 4).await;
+    let [_, claim] = s.claim(2);
+    s.outage.start_after(&claim, &["byUser"]);
+
+    // WHEN the batch is handled, and again from the reported record once DynamoDB is back
+    let response = handle_stream(&s.chat, s.batch.clone()).await;
+    assert_eq!(failed(&response), [s.sequence_number(2)]);
+    s.outage.end();
+    let retry = handle_stream(&s.chat, s.from(&s.sequence_number(2))).await;
+    assert!(failed(&retry).is_empty(), "{retry:?}");
+
+    // THEN every frame arrived (the failed record's twice), and pushes are at most once:
+    // the second message's was claimed by the failed attempt, so the retry skips it
+    assert_eq!(s.bob_seqs(), [1, 2, 2, 3, 4]);
+    assert_eq!(s.pushed_seqs().await, [1, 3, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_are_skipped_and_the_shard_keeps_flowing() {
+    // GIVEN five real records with three that can never be processed among them: an
+    // image of a type the table never holds, an item that is not a message, no image
+    let s = scene("sf3", 5).await;
+    let mut records = s.batch.records.clone();
+    let poison = |after: &StreamRecord, suffix: &str, image: Option<Value>| -> StreamRecord {
+        let mut record = after.clone();
+        record.dynamodb.new_image = image;
+        let seq = after.dynamodb.sequence_number.clone().unwrap();
+        record.dynamodb.sequence_number = Some(format!("{seq}{suffix}"));
+        record
+    };
+    let undecodable = poison(
+        &records[1],
+        "1",
+        Some(json!({"conversationId": {"B": "AAE="}})),
+    );
+    let not_a_message = poison(
+        &records[2],
+        "2",
+        Some(json!({"conversationId": {"S": s.conversation.as_str()}, "seq": {"N": "99"}})),
+    );
+    let no_image = poison(&records[3], "3", None);
+    let ids: Vec<String> = [&undecodable, &not_a_message, &no_image]
+        .iter()
+        .map(|r| r.dynamodb.sequence_number.clone().unwrap())
+        .collect();
+    records.insert(4, no_image);
+    records.insert(3, not_a_message);
+    records.insert(2, undecodable);
+
+    // WHEN the batch is handled
+    let response = handle_stream(&s.chat, StreamEvent { records }).await;
+
+    // THEN nothing is reported for a retry, the three are skipped (logged and counted),
+    // and every good record is delivered and pushed once, in order
+    assert!(failed(&response).is_empty(), "{response:?}");
+    assert_eq!(response.skipped, ids);
+    assert_eq!(s.bob_seqs(), [1, 2, 3, 4, 5]);
+    assert_eq!(s.pushed_seqs().await, [1, 2, 3, 4, 5]);
+}
+
+// ------------------------------------------------------------------ Lambda's retries
+
+/// The error handling of the fan-out's event source mapping, from `template.yaml`.
+#[derive(Debug, Clone, Copy)]
+struct Mapping {
+    batch_size: usize,
+    maximum_retry_attempts: u32,
+    bisect_on_function_error: bool,
+}
+
+impl Mapping {
+    fn from_template() -> Self {
+        let t: serde_yaml::Value =
+            serde_yaml::from_str(include_str!("../../template.yaml")).unwrap();
+        let p = &t["Resources"]["FanoutFunction"]["Properties"]["Events"]["Messages"]["Properties"];
+        assert_eq!(p["FunctionResponseTypes"][0], "ReportBatchItemFailures");
+        assert!(!p["DestinationConfig"]["OnFailure"]["Destination"].is_null());
+        Self {
+            batch_size: p["BatchSize"].as_u64().unwrap() as usize,
+            maximum_retry_attempts: p["MaximumRetryAttempts"].as_u64().unwrap() as u32,
+            bisect_on_function_error: p["BisectBatchOnFunctionError"].as_bool().unwrap(),
+        }
+    }
+}
+
+/// What the on-failure destination gets for a discarded batch: its range, not records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DeadLetter {
+    start_sequence_number: String,
+    end_sequence_number: String,
+    batch_size: usize,
+}
+
+/// A model of Lambda polling one shard: batches from the checkpoint; a reported record
+/// moves the checkpoint to it and the rest of the batch is retried. With bisection the
+/// failing rest is split in two first (splits use no retry; the docs: "the batch is
+/// bisected at the returned sequence number"); a batch that fails more than the
+/// retries allow is discarded to the destination and the shard moves on. Lambda's exact
+/// algorithm is not public: this is the documented contract, played out.
+async fn lambda_polls(chat: &Chat, mapping: Mapping, records: &[StreamRecord]) -> Vec<DeadLetter> {
+    let mut dead = Vec::new();
+    let mut checkpoint = 0;
+    while checkpoint < records.len() {
+        let end = records.len().min(checkpoint + mapping.batch_size);
+        let mut batch = &records[checkpoint..end];
+        let mut retries = 0;
+        loop {
+            let response = handle_stream(
+                chat,
+                StreamEvent {
+                    records: batch.to_vec(),
+                },
+            )
+            .await;
+            let Some(first) = response.batch_item_failures.first() else {
+                checkpoint += batch.len();
+                break;
+            };
+            let at = position(batch, &first.item_identifier);
+            checkpoint += at;
+            batch = &batch[at..];
+            if mapping.bisect_on_function_error && batch.len() > 1 {
+                batch = &batch[..batch.len().div_ceil(2)];
+                continue;
+            }
+            retries += 1;
+            if retries > mapping.maximum_retry_attempts {
+                let seq = |r: &StreamRecord| r.dynamodb.sequence_number.clone().unwrap();
+                dead.push(DeadLetter {
+                    start_sequence_number: seq(&batch[0]),
+                    end_sequence_number: seq(&batch[batch.len() - 1]),
+                    batch_size: batch.len(),
+                });
+                checkpoint += batch.len();
+                break;
+            }
+        }
+    }
+    dead
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_keeps_failing_is_dead_lettered_and_the_others_are_delivered_once() {
+    // GIVEN six messages, and DynamoDB unreachable for the third's push claim for good
+    // (nothing in the record says so: to the handler it looks like any outage)
+    let mapping = Mapping::from_template();
+    assert!(mapping.bisect_on_function_error);
+    assert_eq!(mapping.maximum_retry_attempts, 5);
+    let s = scene("sf4", 6).await;
+    let [conv, claim] = s.claim(3);
+    s.outage.start(&[&conv, &claim]);
+
+    // WHEN Lambda polls the shard with the template's settings
+    let dead = lambda_polls(&s.chat, mapping, &s.batch.records).await;
+
+    // THEN the third alone ends in the destination, after the first try and 5 retries
+    assert_eq!(
+        dead,
+        [DeadLetter {
+            start_sequence_number: s.sequence_number(3),
+            end_sequence_number: s.sequence_number(3),
+            batch_size: 1,
+        }]
+    );
+    // tries of the third: the whole batch, the bisected rest [3, 4], then [3] alone once
+    // and 5 retries; each try is the SDK's 3 refused attempts
+    let tries = 2 + 1 + mapping.maximum_retry_attempts as usize;
+    assert_eq!(s.outage.refused(), 3 * tries);
+    // AND every other record was delivered and pushed exactly once, in order; the only
+    // duplicates are the third's frames (posted before its claim failed, on every try)
+    let bob = s.bob_seqs();
+    let good: Vec<u64> = bob.iter().copied().filter(|&q| q != 3).collect();
+    assert_eq!(good, [1, 2, 4, 5, 6]);
+    assert_eq!(bob.iter().filter(|&&q| q == 3).count(), tries);
+    assert_eq!(s.pushed_seqs().await, [1, 2, 4, 5, 6]);
+
+    // WHEN the outage is over and the dead letter's range is replayed (the runbook)
+    s.outage.end();
+    let at = position(&s.batch.records, &dead[0].start_sequence_number);
+    let replay = handle_stream(
+        &s.chat,
+        StreamEvent {
+            records: s.batch.records[at..at + dead[0].batch_size].to_vec(),
+        },
+    )
+    .await;
+
+    // THEN the third is pushed too, once
+    assert!(failed(&replay).is_empty(), "{replay:?}");
+    assert_eq!(s.pushed_seqs().await, [1, 2, 4, 5, 6, 3]);
+}
