@@ -520,3 +520,24 @@ fn skipped_metric(count: usize) -> String {
     })
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_skipped_metric_is_one_embedded_metric_format_line() {
+        let line = skipped_metric(3);
+        assert!(!line.contains('\n'), "one log line");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Chat");
+        assert_eq!(directive["Metrics"][0]["Name"], SKIPPED_METRIC);
+        assert!(v["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+        // every dimension named is a member of the line, and so is the metric
+        for name in directive["Dimensions"][0].as_array().unwrap() {
+            assert!(v[name.as_str().unwrap()].is_string(), "{name}");
+        }
+        assert_eq!(v[SKIPPED_METRIC], 3);
+    }
+}

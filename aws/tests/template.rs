@@ -190,3 +190,111 @@ fn the_functions_get_every_variable_they_require() {
         "the JWT secret has no default in the template"
     );
 }
+
+/// A short-form intrinsic (`!GetAtt X.Arn`) as (function, argument).
+fn intrinsic(v: &Value) -> (String, String) {
+    match v {
+        Value::Tagged(t) => (
+            t.tag.to_string().trim_start_matches('!').to_owned(),
+            t.value.as_str().expect("a scalar argument").to_owned(),
+        ),
+        other => panic!("not a short-form intrinsic: {other:?}"),
+    }
+}
+
+#[test]
+fn the_fan_out_mapping_retries_a_bounded_number_of_times_then_dead_letters() {
+    let t = template();
+    let fanout = resource(&t, "FanoutFunction");
+    let events = fanout["Properties"]["Events"].as_mapping().unwrap();
+    assert_eq!(events.len(), 1, "the fan-out has one trigger");
+    let mapping = events.values().next().unwrap();
+    assert_eq!(mapping["Type"], "DynamoDB");
+    assert_eq!(
+        intrinsic(&mapping["Properties"]["Stream"]),
+        ("GetAtt".to_owned(), "MessagesTable.StreamArn".to_owned())
+    );
+    let p = &mapping["Properties"];
+    // Partial batch responses: the handler reports the record to resume from.
+    assert_eq!(
+        p["FunctionResponseTypes"].as_sequence().unwrap(),
+        &[Value::from("ReportBatchItemFailures")]
+    );
+    // A failing record is isolated, retried a bounded number of times, and its range is
+    // sent to the queue: the shard never stalls for the stream's 24 h.
+    assert_eq!(p["BisectBatchOnFunctionError"], true);
+    let retries = p["MaximumRetryAttempts"].as_i64().unwrap();
+    assert!(
+        (1..=10).contains(&retries),
+        "MaximumRetryAttempts {retries}"
+    );
+    let age = p["MaximumRecordAgeInSeconds"].as_i64().unwrap();
+    assert!(
+        (60..86_400).contains(&age),
+        "MaximumRecordAgeInSeconds {age}"
+    );
+    let on_failure = &p["DestinationConfig"]["OnFailure"];
+    assert_eq!(on_failure["Type"], "SQS");
+    assert_eq!(
+        intrinsic(&on_failure["Destination"]),
+        ("GetAtt".to_owned(), "FanoutDeadLetterQueue.Arn".to_owned())
+    );
+    // Only INSERTs reach the function.
+    assert_eq!(
+        p["FilterCriteria"]["Filters"][0]["Pattern"],
+        r#"{"eventName": ["INSERT"]}"#
+    );
+
+    // The queue keeps what it gets for its 14 days maximum, the function may send to it
+    let queue = resource(&t, "FanoutDeadLetterQueue");
+    assert_eq!(queue["Type"], "AWS::SQS::Queue");
+    assert_eq!(queue["Properties"]["MessageRetentionPeriod"], 1_209_600);
+    let may_send = fanout["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
+        .any(|s| {
+            s["Action"] == "sqs:SendMessage"
+                && s["Resource"]
+                    == mapping["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+        });
+    assert!(may_send, "the fan-out may send to its dead-letter queue");
+
+    // AND alarms watch the queue's depth and the records skipped as poison
+    let alarm = |id: &str| {
+        let a = resource(&t, id);
+        assert_eq!(a["Type"], "AWS::CloudWatch::Alarm", "{id}");
+        assert_eq!(a["Properties"]["Threshold"], 0, "{id} fires on the first");
+        assert_eq!(
+            a["Properties"]["ComparisonOperator"], "GreaterThanThreshold",
+            "{id}"
+        );
+        a["Properties"].clone()
+    };
+    let dead = alarm("FanoutDeadLettersAlarm");
+    assert_eq!(
+        (dead["Namespace"].as_str(), dead["MetricName"].as_str()),
+        (Some("AWS/SQS"), Some("ApproximateNumberOfMessagesVisible"))
+    );
+    assert_eq!(
+        intrinsic(&dead["Dimensions"][0]["Value"]),
+        (
+            "GetAtt".to_owned(),
+            "FanoutDeadLetterQueue.QueueName".to_owned()
+        )
+    );
+    let skipped = alarm("FanoutSkippedRecordsAlarm");
+    assert_eq!(
+        (
+            skipped["Namespace"].as_str(),
+            skipped["MetricName"].as_str()
+        ),
+        (Some("Chat"), Some(chat_aws::lambda::SKIPPED_METRIC))
+    );
+    assert_eq!(skipped["Dimensions"][0]["Name"], "FunctionName");
+    assert_eq!(
+        intrinsic(&skipped["Dimensions"][0]["Value"]),
+        ("Ref".to_owned(), "FanoutFunction".to_owned())
+    );
+}
