@@ -1,0 +1,284 @@
+//! Stale state heals itself on AWS: a connection whose socket is gone is forgotten when a
+//! post to it gets 410, a device whose SNS endpoint is disabled is forgotten when a push
+//! to it fails, and connection items carry the expiry DynamoDB's TTL deletes them by.
+//! Over the real adapters: DynamoDB Local, real stream records, SNS on moto.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use bytes::Bytes;
+use chat_aws::apigw::ApiGatewayGateway;
+use chat_aws::dynamodb::DynamoStore;
+use chat_aws::lambda::handle_stream;
+use chat_aws::sns::{PlatformApplications, SnsPush};
+use chat_aws::tables::{CONNECTIONS, TableNames};
+use chat_shared::Chat;
+use chat_shared::auth::TokenVerifier;
+use chat_shared::config::Limits;
+use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId, UserId};
+use chat_shared::ports::{
+    ConnectionGateway, ConnectionRecord, GatewayError, Platform, SystemClock,
+};
+use chat_shared::protocol::{Content, SendRequest};
+use chat_tests::emulators::MotoServer;
+use common::*;
+
+fn user(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The Management API of moto, answering 410 (`GoneException`) for the connections
+/// whose socket is gone, as API Gateway does (moto accepts posts to any id; the real
+/// 410 is exercised on the deployed stack by `deployed_stack.rs`).
+struct GoneSockets {
+    inner: Tap<ApiGatewayGateway>,
+    gone: HashSet<String>,
+}
+
+#[async_trait]
+impl ConnectionGateway for GoneSockets {
+    async fn post(&self, connection_id: &str, frame: Bytes) -> Result<(), GatewayError> {
+        if self.gone.contains(connection_id) {
+            return Err(GatewayError::Gone);
+        }
+        self.inner.post(connection_id, frame).await
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
+        self.inner.close(connection_id).await
+    }
+}
+
+struct Stack {
+    chat: Chat,
+    dynamodb: aws_sdk_dynamodb::Client,
+    names: TableNames,
+}
+
+async fn stack(tag: &str, gateway: Arc<dyn ConnectionGateway>, fcm: Option<String>) -> Stack {
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(dynamodb_config().build());
+    let names = tables(&dynamodb, tag).await;
+    let chat = Chat {
+        store: Arc::new(DynamoStore::new(dynamodb.clone(), names.clone())),
+        gateway,
+        push: Arc::new(SnsPush::new(
+            sns_client(),
+            PlatformApplications {
+                fcm,
+                ..Default::default()
+            },
+        )),
+        clock: Arc::new(SystemClock),
+        limits: Limits::default(),
+        tokens: TokenVerifier::new("aws-tests", None, None),
+    };
+    Stack {
+        chat,
+        dynamodb,
+        names,
+    }
+}
+
+impl Stack {
+    /// Alice sends one message to `conversation`; its stream record is fanned out.
+    async fn send_and_fan_out(&self, conversation: &ConversationId) {
+        let send = SendRequest {
+            conversation_id: conversation.clone(),
+            client_message_id: ClientMessageId::parse("m1").unwrap(),
+            content: Content {
+                kind: "text".into(),
+                text: "hello".into(),
+            },
+            reply_to: None,
+        };
+        self.chat.send(&user("alice"), None, send).await.unwrap();
+        let batch = read_stream(&self.dynamodb, &self.names.messages).await;
+        assert_eq!(batch.records.len(), 1);
+        let response = handle_stream(&self.chat, batch).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_socket_is_gone_is_forgotten_by_the_fan_out() {
+    // GIVEN bob's three connections: bob-1 open, bob-stale opened a minute ago whose
+    // socket is gone (its $disconnect never ran), bob-new still in its $connect (API
+    // Gateway answers 410 for it too until the upgrade completes)
+    let stale = ["bob-stale".to_owned(), "bob-new".to_owned()];
+    let gateway = Arc::new(GoneSockets {
+        inner: Tap::new(moto_gateway()),
+        gone: stale.iter().cloned().collect(),
+    });
+    let s = stack("ss1", gateway.clone(), None).await;
+    let (direct, _) = s
+        .chat
+        .create_conversation(
+            &user("alice"),
+            chat_shared::service::CreateConversation {
+                kind: chat_shared::ports::ConversationKind::Direct,
+                name: None,
+                members: vec![user("bob")],
+            },
+        )
+        .await
+        .unwrap();
+    s.chat.connect("bob-1", &user("bob"), None).await.unwrap();
+    let now = now_ms();
+    s.chat
+        .store
+        .put_connection(&ConnectionRecord {
+            connection_id: "bob-stale".into(),
+            user_id: user("bob"),
+            device_id: None,
+            connected_at: now - 60_000,
+            last_frame_at: now,
+        })
+        .await
+        .unwrap();
+    s.chat.connect("bob-new", &user("bob"), None).await.unwrap();
+
+    // WHEN alice's message is fanned out from its stream record
+    s.send_and_fan_out(&direct.conversation_id).await;
+
+    // THEN bob-1 got it, bob-stale is gone from both tables, bob-new is kept
+    let frames = gateway.inner.frames_to("bob-1");
+    assert!(
+        frames.iter().any(|f| f["type"] == "message.new"),
+        "{frames:?}"
+    );
+    assert!(
+        s.chat
+            .store
+            .connection("bob-stale")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let left: HashSet<String> = s
+        .chat
+        .store
+        .connections_of(&[user("bob")])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.connection_id)
+        .collect();
+    assert_eq!(
+        left,
+        HashSet::from(["bob-1".to_owned(), "bob-new".to_owned()])
+    );
+    let raw = s
+        .dynamodb
+        .get_item()
+        .table_name(&s.names.connections)
+        .key("connectionId", AttributeValue::S("bob-stale".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(raw.item.is_none(), "the connections table item is deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_whose_endpoint_is_disabled_is_forgotten_after_a_push() {
+    // GIVEN carol, offline, with a phone and a tablet on FCM; SNS (moto) disabled the
+    // phone's endpoint (as it does when FCM reports the token unregistered)
+    let app = fcm_app("stale-fcm").await;
+    let s = stack("ss2", Arc::new(Tap::new(moto_gateway())), Some(app)).await;
+    let (direct, _) = s
+        .chat
+        .create_conversation(
+            &user("alice"),
+            chat_shared::service::CreateConversation {
+                kind: chat_shared::ports::ConversationKind::Direct,
+                name: None,
+                members: vec![user("carol")],
+            },
+        )
+        .await
+        .unwrap();
+    let carol = user("carol");
+    let register = |id: &str| {
+        s.chat.register_device(
+            &carol,
+            DeviceId::parse(id).unwrap(),
+            Platform::Fcm,
+            format!("carol-{id}-{}", std::process::id()),
+        )
+    };
+    let phone = register("phone").await.unwrap().endpoint.unwrap();
+    let tablet = register("tablet").await.unwrap().endpoint.unwrap();
+    sns_client()
+        .set_endpoint_attributes()
+        .endpoint_arn(&phone)
+        .attributes("Enabled", "false")
+        .send()
+        .await
+        .unwrap();
+
+    // WHEN alice's message is fanned out from its stream record
+    s.send_and_fan_out(&direct.conversation_id).await;
+
+    // THEN the tablet got the push and the phone is no longer carol's device
+    let moto = MotoServer::shared();
+    assert_eq!(moto.publishes_to(&tablet).await.unwrap().len(), 1);
+    assert!(moto.publishes_to(&phone).await.unwrap().is_empty());
+    let devices: Vec<String> = s
+        .chat
+        .store
+        .devices_of(&[user("carol")])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.device_id.as_str().to_owned())
+        .collect();
+    assert_eq!(devices, ["tablet"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_items_expire_after_api_gateways_two_hours() {
+    // GIVEN a connection made now
+    let s = stack("ss3", Arc::new(Tap::new(moto_gateway())), None).await;
+    let before = now_ms() / 1000;
+    s.chat.connect("c-ttl", &user("alice"), None).await.unwrap();
+    let after = now_ms() / 1000;
+
+    // THEN its item carries expiresAt, in epoch seconds, past API Gateway's 2 h maximum
+    // connection duration and within 3 h (DynamoDB Local keeps expired items: what is
+    // checked is the value TTL acts on, and that the table's TTL reads that attribute)
+    let item = s
+        .dynamodb
+        .get_item()
+        .table_name(&s.names.connections)
+        .key("connectionId", AttributeValue::S("c-ttl".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the connection item");
+    let expires: i64 = item["expiresAt"].as_n().unwrap().parse().unwrap();
+    assert!(expires - after > 2 * 3600, "{} s", expires - after);
+    assert!(expires - before <= 3 * 3600, "{} s", expires - before);
+    assert_eq!(CONNECTIONS.ttl_attribute, Some("expiresAt"));
+    let ttl = s
+        .dynamodb
+        .describe_time_to_live()
+        .table_name(&s.names.connections)
+        .send()
+        .await
+        .unwrap()
+        .time_to_live_description
+        .expect("a TTL description");
+    assert_eq!(ttl.attribute_name(), Some("expiresAt"));
+}
