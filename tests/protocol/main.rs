@@ -10,10 +10,13 @@
 //!   `validation`, `receipts`, `typing`, `presence`, `history`, `sync`, `push`,
 //!   `devices`, `rate_limit`, `fanout` (the large-conversation rules).
 //! - `concurrency` and `durability`: the load test and the kill -9 test.
+//! - `authz_property`: a seeded random walk checking no one sees a conversation they are
+//!   not in.
 
 mod support;
 
 mod auth;
+mod authz_property;
 mod concurrency;
 mod conversations;
 mod devices;
