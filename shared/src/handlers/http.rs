@@ -1,5 +1,6 @@
-//! The HTTP API (PROTOCOL.md §4): one function per route over `http::Request<Bytes>`, and
-//! [`handle`], which routes a request to them. The local server and the HTTP Lambda both
+//! The HTTP API (PROTOCOL.md §4) over `http::Request<Bytes>`: [`handle`] authenticates a
+//! request, [`decode`]s it into an [`ApiRequest`] (pure validation of path, query and
+//! body) and executes that on the service. The local server and the HTTP Lambda both
 //! call [`handle`].
 
 use bytes::Bytes;
@@ -8,9 +9,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ChatError, ChatResult};
-use crate::ids::{ConversationId, DeviceId, UserId};
+use crate::ids::{ConversationId, DeviceId, Seq, UserId};
 use crate::ports::{ConversationKind, Platform};
-use crate::protocol::{Fields, MAX_BODY_BYTES, error_body, parse_send};
+use crate::protocol::{Fields, MAX_BODY_BYTES, SendRequest, error_body, parse_send};
 use crate::service::{Chat, CreateConversation, HistoryQuery, SyncCursor};
 
 /// Most conversations per page of `GET /v1/conversations`.
@@ -32,8 +33,8 @@ const PUSH_TOKEN_MAX_BYTES: usize = 4096;
 
 type HttpResponse = Response<Bytes>;
 
-/// A decoded request: its query pairs and body.
-pub struct Req<'a> {
+/// The query pairs and body of a request.
+struct Req<'a> {
     query: Vec<(String, String)>,
     body: &'a [u8],
 }
@@ -150,6 +151,16 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Splits a request path into its percent-decoded segments (`/v1/sync/` gives
+/// `["v1", "sync"]`).
+pub fn path_segments(path: &str) -> Vec<String> {
+    path.trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect()
+}
+
 /// Routes and answers one HTTP request.
 pub async fn handle(chat: &Chat, req: Request<Bytes>) -> HttpResponse {
     let (parts, body) = req.into_parts();
@@ -157,12 +168,7 @@ pub async fn handle(chat: &Chat, req: Request<Bytes>) -> HttpResponse {
     if parts.method == Method::GET && path == "/health" {
         return respond(StatusCode::OK, &json!({"status": "ok"}));
     }
-    let segments: Vec<String> = path
-        .trim_start_matches('/')
-        .trim_end_matches('/')
-        .split('/')
-        .map(percent_decode)
-        .collect();
+    let segments = path_segments(path);
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     if segs.first() != Some(&"v1") {
         return error_response(&ChatError::NotFound("no such route"));
@@ -183,74 +189,176 @@ pub async fn handle(chat: &Chat, req: Request<Bytes>) -> HttpResponse {
         Ok(u) => u,
         Err(e) => return error_response(&e),
     };
-    let r = Req {
-        query: parse_query(parts.uri.query().unwrap_or("")),
-        body: &body,
+    let result = match decode(
+        &parts.method,
+        &segs[1..],
+        parts.uri.query().unwrap_or(""),
+        &body,
+    ) {
+        Ok(request) => execute(chat, &caller, request).await,
+        Err(e) => Err(e),
     };
-    let result = route(chat, &caller, &parts.method, &segs[1..], &r).await;
     result.unwrap_or_else(|e| error_response(&e))
 }
 
-fn path_conversation(s: &str) -> ChatResult<ConversationId> {
-    ConversationId::parse(s).map_err(|_| ChatError::no_conversation())
+/// A decoded API request: the route and its validated parameters, before any store
+/// access. [`decode`] makes it from the raw request, [`handle`] executes it.
+#[derive(Debug)]
+pub enum ApiRequest {
+    /// `POST /v1/conversations`.
+    CreateConversation(CreateConversation),
+    /// `GET /v1/conversations`.
+    ListConversations { limit: u32, cursor: Option<String> },
+    /// `GET /v1/conversations/{id}`.
+    GetConversation(ConversationId),
+    /// `GET /v1/conversations/{id}/members`.
+    ListMembers {
+        id: ConversationId,
+        limit: u32,
+        cursor: Option<String>,
+    },
+    /// `POST /v1/conversations/{id}/members`.
+    AddMembers {
+        id: ConversationId,
+        users: Vec<UserId>,
+    },
+    /// `DELETE /v1/conversations/{id}/members/{userId}`.
+    RemoveMember { id: ConversationId, user: UserId },
+    /// `PUT /v1/conversations/{id}/settings`.
+    SetMuted { id: ConversationId, muted: bool },
+    /// `GET /v1/conversations/{id}/messages`.
+    History {
+        id: ConversationId,
+        query: HistoryQuery,
+    },
+    /// `POST /v1/conversations/{id}/messages`.
+    Send(SendRequest),
+    /// `POST /v1/conversations/{id}/receipts`: at least one of the two is set.
+    Receipts {
+        id: ConversationId,
+        delivered: Option<Seq>,
+        read: Option<Seq>,
+    },
+    /// `POST /v1/sync`.
+    Sync {
+        cursors: Vec<SyncCursor>,
+        limit: u32,
+    },
+    /// `POST /v1/devices`.
+    RegisterDevice {
+        device_id: DeviceId,
+        platform: Platform,
+        token: String,
+    },
+    /// `DELETE /v1/devices/{deviceId}`.
+    DeleteDevice(DeviceId),
+    /// `GET /v1/presence`.
+    Presence(Vec<UserId>),
 }
 
-async fn route(
-    chat: &Chat,
-    caller: &UserId,
-    method: &Method,
-    segs: &[&str],
-    r: &Req<'_>,
-) -> ChatResult<HttpResponse> {
-    match (method, segs) {
-        (&Method::POST, ["conversations"]) => create_conversation(chat, caller, r).await,
-        (&Method::GET, ["conversations"]) => list_conversations(chat, caller, r).await,
+/// Decodes a request: `segs` are the decoded path segments after `v1` (see
+/// [`path_segments`]), `query` the raw query string, `body` the raw body. Pure (no store,
+/// no clock), so it is also what the fuzzer and its regression test call.
+pub fn decode(method: &Method, segs: &[&str], query: &str, body: &[u8]) -> ChatResult<ApiRequest> {
+    let r = Req {
+        query: parse_query(query),
+        body,
+    };
+    Ok(match (method, segs) {
+        (&Method::POST, ["conversations"]) => ApiRequest::CreateConversation(create_body(&r)?),
+        (&Method::GET, ["conversations"]) => ApiRequest::ListConversations {
+            limit: r.limit(50, CONVERSATIONS_PAGE_MAX)?,
+            cursor: r.param("cursor").map(str::to_owned),
+        },
         (&Method::GET, ["conversations", id]) => {
-            let view = chat
-                .get_conversation(caller, &path_conversation(id)?)
-                .await?;
-            Ok(respond(StatusCode::OK, &view))
+            ApiRequest::GetConversation(path_conversation(id)?)
         }
-        (&Method::GET, ["conversations", id, "members"]) => {
-            list_members(chat, caller, &path_conversation(id)?, r).await
-        }
+        (&Method::GET, ["conversations", id, "members"]) => ApiRequest::ListMembers {
+            id: path_conversation(id)?,
+            limit: r.limit(100, MEMBERS_PAGE_MAX)?,
+            cursor: r.param("cursor").map(str::to_owned),
+        },
         (&Method::POST, ["conversations", id, "members"]) => {
-            add_members(chat, caller, &path_conversation(id)?, r).await
+            let id = path_conversation(id)?;
+            let body = r.json()?;
+            let users = user_list(body.get("userIds"), "userIds")?;
+            if users.is_empty() || users.len() > ADD_MEMBERS_MAX {
+                return Err(ChatError::Invalid(format!(
+                    "userIds must hold 1-{ADD_MEMBERS_MAX} user ids"
+                )));
+            }
+            ApiRequest::AddMembers { id, users }
         }
         (&Method::DELETE, ["conversations", id, "members", user]) => {
             let user = UserId::parse(*user).map_err(|_| ChatError::NotFound("no such member"))?;
-            chat.remove_member(caller, &path_conversation(id)?, &user)
-                .await?;
-            Ok(no_content())
+            ApiRequest::RemoveMember {
+                id: path_conversation(id)?,
+                user,
+            }
         }
         (&Method::PUT, ["conversations", id, "settings"]) => {
             let body = r.json()?;
             let muted = Fields(&body).bool("muted")?;
-            let view = chat
-                .set_muted(caller, &path_conversation(id)?, muted)
-                .await?;
-            Ok(respond(StatusCode::OK, &view))
+            ApiRequest::SetMuted {
+                id: path_conversation(id)?,
+                muted,
+            }
         }
-        (&Method::GET, ["conversations", id, "messages"]) => {
-            history(chat, caller, &path_conversation(id)?, r).await
-        }
+        (&Method::GET, ["conversations", id, "messages"]) => ApiRequest::History {
+            id: path_conversation(id)?,
+            query: HistoryQuery {
+                before: r.u64_param("before")?,
+                after: r.u64_param("after")?,
+                limit: r.limit(50, HISTORY_PAGE_MAX)?,
+            },
+        },
         (&Method::POST, ["conversations", id, "messages"]) => {
-            send_message(chat, caller, &path_conversation(id)?, r).await
+            let id = path_conversation(id)?;
+            ApiRequest::Send(parse_send(&r.json()?, id)?)
         }
         (&Method::POST, ["conversations", id, "receipts"]) => {
-            receipts(chat, caller, &path_conversation(id)?, r).await
+            let id = path_conversation(id)?;
+            let body = r.json()?;
+            let f = Fields(&body);
+            let delivered = f.opt_seq("deliveredUpTo")?;
+            let read = f.opt_seq("readUpTo")?;
+            if delivered.is_none() && read.is_none() {
+                return Err(ChatError::Invalid(
+                    "deliveredUpTo or readUpTo is required".into(),
+                ));
+            }
+            ApiRequest::Receipts {
+                id,
+                delivered,
+                read,
+            }
         }
-        (&Method::POST, ["sync"]) => sync(chat, caller, r).await,
-        (&Method::POST, ["devices"]) => register_device(chat, caller, r).await,
-        (&Method::DELETE, ["devices", device]) => {
-            let device =
-                DeviceId::parse(*device).map_err(|_| ChatError::NotFound("no such device"))?;
-            chat.delete_device(caller, &device).await?;
-            Ok(no_content())
+        (&Method::POST, ["sync"]) => sync_body(&r)?,
+        (&Method::POST, ["devices"]) => device_body(&r)?,
+        (&Method::DELETE, ["devices", device]) => ApiRequest::DeleteDevice(
+            DeviceId::parse(*device).map_err(|_| ChatError::NotFound("no such device"))?,
+        ),
+        (&Method::GET, ["presence"]) => {
+            let users = r
+                .param("userIds")
+                .unwrap_or("")
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(UserId::parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            if users.len() > PRESENCE_USERS_MAX {
+                return Err(ChatError::Invalid(format!(
+                    "at most {PRESENCE_USERS_MAX} userIds"
+                )));
+            }
+            ApiRequest::Presence(users)
         }
-        (&Method::GET, ["presence"]) => presence(chat, caller, r).await,
-        _ => Err(ChatError::NotFound("no such route")),
-    }
+        _ => return Err(ChatError::NotFound("no such route")),
+    })
+}
+
+fn path_conversation(s: &str) -> ChatResult<ConversationId> {
+    ConversationId::parse(s).map_err(|_| ChatError::no_conversation())
 }
 
 fn user_list(value: Option<&Value>, name: &str) -> ChatResult<Vec<UserId>> {
@@ -266,12 +374,7 @@ fn user_list(value: Option<&Value>, name: &str) -> ChatResult<Vec<UserId>> {
         .collect()
 }
 
-/// `POST /v1/conversations`.
-pub async fn create_conversation(
-    chat: &Chat,
-    caller: &UserId,
-    r: &Req<'_>,
-) -> ChatResult<HttpResponse> {
+fn create_body(r: &Req<'_>) -> ChatResult<CreateConversation> {
     let body = r.json()?;
     let f = Fields(&body);
     let kind = match f.str("type")? {
@@ -284,149 +387,19 @@ pub async fn create_conversation(
         }
     };
     let members = user_list(body.get("members"), "members")?;
-    if members.len() > 1000 + chat.limits.max_group_members as usize {
-        return Err(ChatError::Invalid("too many members".into()));
-    }
     let name = match body.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ChatError::Invalid("name must be a string".into())),
     };
-    let (view, created) = chat
-        .create_conversation(
-            caller,
-            CreateConversation {
-                kind,
-                name,
-                members,
-            },
-        )
-        .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(respond(status, &view))
+    Ok(CreateConversation {
+        kind,
+        name,
+        members,
+    })
 }
 
-/// `GET /v1/conversations`.
-pub async fn list_conversations(
-    chat: &Chat,
-    caller: &UserId,
-    r: &Req<'_>,
-) -> ChatResult<HttpResponse> {
-    let limit = r.limit(50, CONVERSATIONS_PAGE_MAX)?;
-    let page = chat
-        .list_conversations(caller, limit, r.param("cursor"))
-        .await?;
-    Ok(respond(
-        StatusCode::OK,
-        &json!({"conversations": page.conversations, "nextCursor": page.next_cursor}),
-    ))
-}
-
-/// `GET /v1/conversations/{id}/members`.
-pub async fn list_members(
-    chat: &Chat,
-    caller: &UserId,
-    id: &ConversationId,
-    r: &Req<'_>,
-) -> ChatResult<HttpResponse> {
-    let limit = r.limit(100, MEMBERS_PAGE_MAX)?;
-    let page = chat
-        .list_members(caller, id, limit, r.param("cursor"))
-        .await?;
-    Ok(respond(
-        StatusCode::OK,
-        &json!({"members": page.members, "nextCursor": page.next_cursor}),
-    ))
-}
-
-/// `POST /v1/conversations/{id}/members`.
-pub async fn add_members(
-    chat: &Chat,
-    caller: &UserId,
-    id: &ConversationId,
-    r: &Req<'_>,
-) -> ChatResult<HttpResponse> {
-    let body = r.json()?;
-    let users = user_list(body.get("userIds"), "userIds")?;
-    if users.is_empty() || users.len() > ADD_MEMBERS_MAX {
-        return Err(ChatError::Invalid(format!(
-            "userIds must hold 1-{ADD_MEMBERS_MAX} user ids"
-        )));
-    }
-    let view = chat.add_members(caller, id, &users).await?;
-    Ok(respond(StatusCode::OK, &view))
-}
-
-/// `GET /v1/conversations/{id}/messages`.
-pub async fn history(
-    chat: &Chat,
-    caller: &UserId,
-    id: &ConversationId,
-    r: &Req<'_>,
-) -> ChatResult<HttpResponse> {
-    let q = HistoryQuery {
-        before: r.u64_param("before")?,
-        after: r.u64_param("after")?,
-        limit: r.limit(50, HISTORY_PAGE_MAX)?,
-    };
-    let (messages, has_more) = chat.history(caller, id, q).await?;
-    Ok(respond(
-        StatusCode::OK,
-        &json!({"messages": messages, "hasMore": has_more}),
-    ))
-}
-
-/// `POST /v1/conversations/{id}/messages`.
-pub async fn send_message(
-    chat: &Chat,
-    caller: &UserId,
-    id: &ConversationId,
-    r: &Req<'_>,
-) -> ChatResult<HttpResponse> {
-    let body = r.json()?;
-    let req = parse_send(&body, id.clone())?;
-    let ack = chat.send(caller, None, req).await?;
-    let status = if ack.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(respond(status, &ack))
-}
-
-/// `POST /v1/conversations/{id}/receipts`.
-pub async fn receipts(
-    chat: &Chat,
-    caller: &UserId,
-    id: &ConversationId,
-    r: &Req<'_>,
-) -> ChatResult<HttpResponse> {
-    let body = r.json()?;
-    let f = Fields(&body);
-    let delivered = f.opt_seq("deliveredUpTo")?;
-    let read = f.opt_seq("readUpTo")?;
-    if delivered.is_none() && read.is_none() {
-        return Err(ChatError::Invalid(
-            "deliveredUpTo or readUpTo is required".into(),
-        ));
-    }
-    let positions = chat.receipts(caller, None, id, delivered, read).await?;
-    Ok(respond(
-        StatusCode::OK,
-        &json!({
-            "conversationId": id,
-            "deliveredUpTo": positions.delivered_up_to,
-            "readUpTo": positions.read_up_to,
-        }),
-    ))
-}
-
-/// `POST /v1/sync`.
-pub async fn sync(chat: &Chat, caller: &UserId, r: &Req<'_>) -> ChatResult<HttpResponse> {
+fn sync_body(r: &Req<'_>) -> ChatResult<ApiRequest> {
     let body = r.json()?;
     let limit = match Fields(&body).opt_seq("limit")? {
         None => 100,
@@ -438,8 +411,8 @@ pub async fn sync(chat: &Chat, caller: &UserId, r: &Req<'_>) -> ChatResult<HttpR
         }
     };
     let list = match body.get("conversations") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(list)) => list.clone(),
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(list)) => list.as_slice(),
         Some(_) => return Err(ChatError::Invalid("conversations must be an array".into())),
     };
     if list.len() > SYNC_CONVERSATIONS_MAX {
@@ -448,7 +421,7 @@ pub async fn sync(chat: &Chat, caller: &UserId, r: &Req<'_>) -> ChatResult<HttpR
         )));
     }
     let mut cursors = Vec::with_capacity(list.len());
-    for item in &list {
+    for item in list {
         let obj = item
             .as_object()
             .ok_or_else(|| ChatError::Invalid("conversations entries must be objects".into()))?;
@@ -458,16 +431,10 @@ pub async fn sync(chat: &Chat, caller: &UserId, r: &Req<'_>) -> ChatResult<HttpR
             after_seq: f.opt_seq("afterSeq")?.unwrap_or(0),
         });
     }
-    let result = chat.sync(caller, &cursors, limit).await?;
-    Ok(respond(StatusCode::OK, &result))
+    Ok(ApiRequest::Sync { cursors, limit })
 }
 
-/// `POST /v1/devices`.
-pub async fn register_device(
-    chat: &Chat,
-    caller: &UserId,
-    r: &Req<'_>,
-) -> ChatResult<HttpResponse> {
+fn device_body(r: &Req<'_>) -> ChatResult<ApiRequest> {
     let body = r.json()?;
     let f = Fields(&body);
     let device_id = DeviceId::parse(f.str("deviceId")?)?;
@@ -478,31 +445,116 @@ pub async fn register_device(
     if token.is_empty() || token.len() > PUSH_TOKEN_MAX_BYTES {
         return Err(ChatError::Invalid("token must be 1-4096 bytes".into()));
     }
-    let device = chat
-        .register_device(caller, device_id, platform, token.to_owned())
-        .await?;
-    Ok(respond(
-        StatusCode::CREATED,
-        &json!({"deviceId": device.device_id, "platform": device.platform.as_str()}),
-    ))
+    Ok(ApiRequest::RegisterDevice {
+        device_id,
+        platform,
+        token: token.to_owned(),
+    })
 }
 
-/// `GET /v1/presence`.
-pub async fn presence(chat: &Chat, caller: &UserId, r: &Req<'_>) -> ChatResult<HttpResponse> {
-    let users = r
-        .param("userIds")
-        .unwrap_or("")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(UserId::parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    if users.len() > PRESENCE_USERS_MAX {
-        return Err(ChatError::Invalid(format!(
-            "at most {PRESENCE_USERS_MAX} userIds"
-        )));
-    }
-    let presence = chat.presence(caller, &users).await?;
-    Ok(respond(StatusCode::OK, &json!({"presence": presence})))
+/// Runs a decoded request against the service and encodes its answer.
+async fn execute(chat: &Chat, caller: &UserId, request: ApiRequest) -> ChatResult<HttpResponse> {
+    Ok(match request {
+        ApiRequest::CreateConversation(create) => {
+            if create.members.len() > 1000 + chat.limits.max_group_members as usize {
+                return Err(ChatError::Invalid("too many members".into()));
+            }
+            let (view, created) = chat.create_conversation(caller, create).await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            respond(status, &view)
+        }
+        ApiRequest::ListConversations { limit, cursor } => {
+            let page = chat
+                .list_conversations(caller, limit, cursor.as_deref())
+                .await?;
+            respond(
+                StatusCode::OK,
+                &json!({"conversations": page.conversations, "nextCursor": page.next_cursor}),
+            )
+        }
+        ApiRequest::GetConversation(id) => {
+            respond(StatusCode::OK, &chat.get_conversation(caller, &id).await?)
+        }
+        ApiRequest::ListMembers { id, limit, cursor } => {
+            let page = chat
+                .list_members(caller, &id, limit, cursor.as_deref())
+                .await?;
+            respond(
+                StatusCode::OK,
+                &json!({"members": page.members, "nextCursor": page.next_cursor}),
+            )
+        }
+        ApiRequest::AddMembers { id, users } => respond(
+            StatusCode::OK,
+            &chat.add_members(caller, &id, &users).await?,
+        ),
+        ApiRequest::RemoveMember { id, user } => {
+            chat.remove_member(caller, &id, &user).await?;
+            no_content()
+        }
+        ApiRequest::SetMuted { id, muted } => {
+            respond(StatusCode::OK, &chat.set_muted(caller, &id, muted).await?)
+        }
+        ApiRequest::History { id, query } => {
+            let (messages, has_more) = chat.history(caller, &id, query).await?;
+            respond(
+                StatusCode::OK,
+                &json!({"messages": messages, "hasMore": has_more}),
+            )
+        }
+        ApiRequest::Send(send) => {
+            let ack = chat.send(caller, None, send).await?;
+            let status = if ack.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            respond(status, &ack)
+        }
+        ApiRequest::Receipts {
+            id,
+            delivered,
+            read,
+        } => {
+            let positions = chat.receipts(caller, None, &id, delivered, read).await?;
+            respond(
+                StatusCode::OK,
+                &json!({
+                    "conversationId": id,
+                    "deliveredUpTo": positions.delivered_up_to,
+                    "readUpTo": positions.read_up_to,
+                }),
+            )
+        }
+        ApiRequest::Sync { cursors, limit } => {
+            respond(StatusCode::OK, &chat.sync(caller, &cursors, limit).await?)
+        }
+        ApiRequest::RegisterDevice {
+            device_id,
+            platform,
+            token,
+        } => {
+            let device = chat
+                .register_device(caller, device_id, platform, token)
+                .await?;
+            respond(
+                StatusCode::CREATED,
+                &json!({"deviceId": device.device_id, "platform": device.platform.as_str()}),
+            )
+        }
+        ApiRequest::DeleteDevice(device) => {
+            chat.delete_device(caller, &device).await?;
+            no_content()
+        }
+        ApiRequest::Presence(users) => respond(
+            StatusCode::OK,
+            &json!({"presence": chat.presence(caller, &users).await?}),
+        ),
+    })
 }
 
 #[cfg(test)]
