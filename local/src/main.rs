@@ -9,13 +9,15 @@ mod server;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
-use chat_shared::config::{Limits, env_flag};
+use chat_shared::config::{ConfigError, Limits, env_flag, env_u32};
 use chat_shared::ids::UserId;
 use chat_shared::ports::{Clock, SystemClock};
+use chat_shared::protocol::LIVENESS_MS;
 use chat_shared::sqlite::{Durability, SqliteStore};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -100,8 +102,23 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// `CHAT_IDLE_TIMEOUT_SECS`: 1 s up to the liveness window (150 s, the default).
+fn idle_timeout() -> Result<Duration, ConfigError> {
+    let max = (LIVENESS_MS / 1000) as u32;
+    let secs = env_u32("CHAT_IDLE_TIMEOUT_SECS", max)?;
+    if !(1..=max).contains(&secs) {
+        return Err(ConfigError {
+            name: "CHAT_IDLE_TIMEOUT_SECS",
+            value: secs.to_string(),
+            reason: "expected 1 to 150 seconds",
+        });
+    }
+    Ok(Duration::from_secs(u64::from(secs)))
+}
+
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let limits = Limits::from_env()?;
+    let idle_timeout = idle_timeout()?;
     let durability = match std::env::var("CHAT_SQLITE_SYNC").as_deref() {
         Ok("full") => Durability::PowerLoss,
         _ => Durability::Process,
@@ -121,6 +138,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         store,
         gateway,
         dev_endpoints: env_flag("CHAT_DEV_ENDPOINTS")?,
+        idle_timeout,
     });
     let listener = TcpListener::bind(cli.listen)
         .await

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use chat_shared::handlers::{self, ws::ConnectionContext};
 use chat_shared::ids::UserId;
 use chat_shared::ports::Store;
-use chat_shared::protocol::{LIVENESS_MS, MAX_BODY_BYTES, MAX_READ_FRAME_BYTES, ServerFrame};
+use chat_shared::protocol::{MAX_BODY_BYTES, MAX_READ_FRAME_BYTES, ServerFrame};
 use chat_shared::sqlite::{FeedItem, SqliteStore};
 use chat_shared::{Chat, ChatError};
 use futures_util::{SinkExt, StreamExt};
@@ -35,7 +35,14 @@ pub struct App {
     pub gateway: Arc<LocalGateway>,
     /// Serve `GET /dev/push-outbox` (to loopback callers only).
     pub dev_endpoints: bool,
+    /// A socket with no client frame for this long is closed (`CHAT_IDLE_TIMEOUT_SECS`;
+    /// at most the liveness window, so an open socket is always a live connection).
+    pub idle_timeout: Duration,
 }
+
+/// Payload of the server's pings: their pongs prove the socket, not the app, is alive, so
+/// they do not count as client frames.
+const PING_PAYLOAD: &[u8] = b"chat-local";
 
 /// How often expired messages are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -232,6 +239,11 @@ async fn session(
     debug!(connection.id = %connection_id, user.id = %user, "connected");
     let (mut sink, mut stream) = socket.split();
     let (close_tx, mut close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
+    // Pings make the kernel transmit, so a peer that forgot the connection answers with a
+    // reset and the session ends at once instead of at the idle timeout.
+    let mut pings = tokio::time::interval(app.idle_timeout / 3);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    pings.tick().await;
     let mut writer = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -253,6 +265,11 @@ async fn session(
                     }
                     None => return,
                 },
+                _ = pings.tick() => {
+                    if sink.send(Message::Ping(Bytes::from_static(PING_PAYLOAD))).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     });
@@ -260,11 +277,17 @@ async fn session(
         connection_id: connection_id.clone(),
         user_id: user,
     };
-    let idle = Duration::from_millis(LIVENESS_MS as u64);
+    let mut idle_deadline = tokio::time::Instant::now() + app.idle_timeout;
+    let mut writer_done = false;
     let close = loop {
         let next = tokio::select! {
             _ = handle.close.notified() => break close_frame(handle.close_code(), "closed by server"),
-            next = tokio::time::timeout(idle, stream.next()) => next,
+            // The writer stops only when the socket cannot be written: the peer is gone.
+            _ = &mut writer => {
+                writer_done = true;
+                break close_frame(close_code::NORMAL, "");
+            }
+            next = tokio::time::timeout_at(idle_deadline, stream.next()) => next,
         };
         let message = match next {
             Err(_) => break close_frame(close_code::NORMAL, "heartbeat timeout"),
@@ -272,7 +295,11 @@ async fn session(
             Ok(Some(Err(e))) => break read_error_close(e),
             Ok(Some(Ok(m))) => m,
         };
+        if matches!(&message, Message::Pong(p) if p.as_ref() == PING_PAYLOAD) {
+            continue;
+        }
         // Every client frame counts for liveness (protocol frames touch in the handler).
+        idle_deadline = tokio::time::Instant::now() + app.idle_timeout;
         if !matches!(message, Message::Text(_)) {
             let _ = app.chat.touch(&connection_id, &ctx.user_id).await;
         }
@@ -299,9 +326,10 @@ async fn session(
     end_session(&app, &connection_id).await;
     drop(handle);
     // A peer that never reads can block the writer: give it a moment, then drop the socket.
-    if tokio::time::timeout(Duration::from_secs(5), &mut writer)
-        .await
-        .is_err()
+    if !writer_done
+        && tokio::time::timeout(Duration::from_secs(5), &mut writer)
+            .await
+            .is_err()
     {
         writer.abort();
     }

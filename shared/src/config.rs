@@ -13,6 +13,9 @@ pub struct Limits {
     pub max_group_members: u32,
     /// Receipt, typing and presence events fan out only in conversations this small.
     pub event_fanout_max_members: u32,
+    /// Connections one user may hold open; a new one beyond it closes the user's oldest
+    /// (so a phone reconnecting after network flaps is never locked out). 0 disables.
+    pub max_connections_per_user: u32,
 }
 
 impl Default for Limits {
@@ -22,6 +25,7 @@ impl Default for Limits {
             retention_days: 365,
             max_group_members: 1000,
             event_fanout_max_members: 100,
+            max_connections_per_user: 10,
         }
     }
 }
@@ -36,8 +40,9 @@ pub struct ConfigError {
 }
 
 impl Limits {
-    /// Reads `CHAT_RATE_LIMIT_PER_MIN`, `CHAT_RETENTION_DAYS`, `CHAT_MAX_GROUP_MEMBERS` and
-    /// `CHAT_EVENT_FANOUT_MAX_MEMBERS`, keeping the defaults for unset ones.
+    /// Reads `CHAT_RATE_LIMIT_PER_MIN`, `CHAT_RETENTION_DAYS`, `CHAT_MAX_GROUP_MEMBERS`,
+    /// `CHAT_EVENT_FANOUT_MAX_MEMBERS` and `CHAT_MAX_CONNECTIONS_PER_USER`, keeping the
+    /// defaults for unset ones.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Limits::default();
         Ok(Self {
@@ -47,6 +52,10 @@ impl Limits {
             event_fanout_max_members: env_u32(
                 "CHAT_EVENT_FANOUT_MAX_MEMBERS",
                 d.event_fanout_max_members,
+            )?,
+            max_connections_per_user: env_u32(
+                "CHAT_MAX_CONNECTIONS_PER_USER",
+                d.max_connections_per_user,
             )?,
         })
     }

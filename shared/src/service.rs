@@ -133,7 +133,8 @@ impl Chat {
 
     // ---------------------------------------------------------------- connections
 
-    /// Registers a new connection and tells contacts when the user came online.
+    /// Registers a new connection and tells contacts when the user came online. Beyond
+    /// `max_connections_per_user`, the user's oldest other connections are closed.
     pub async fn connect(
         &self,
         connection_id: &str,
@@ -150,14 +151,46 @@ impl Chat {
                 last_frame_at: now,
             })
             .await?;
-        let others = self
-            .live_connections(std::slice::from_ref(user), now)
+        let mut others = self
+            .store
+            .connections_of(std::slice::from_ref(user))
             .await?;
-        if others.iter().all(|c| c.connection_id == connection_id) {
+        others.retain(|c| c.connection_id != connection_id);
+        if others.iter().all(|c| now - c.last_frame_at >= LIVENESS_MS) {
             self.announce_presence(user, PresenceStatus::Online, now, now)
                 .await?;
         }
+        self.enforce_connection_cap(user, others).await;
         Ok(())
+    }
+
+    /// Closes the oldest of `others` (the user's connections but the new one) so that,
+    /// with the new one, at most `max_connections_per_user` stay. A closed connection is
+    /// forgotten at once, without a presence event: the user keeps the new one.
+    async fn enforce_connection_cap(&self, user: &UserId, mut others: Vec<ConnectionRecord>) {
+        let cap = self.limits.max_connections_per_user as usize;
+        if cap == 0 || others.len() < cap {
+            return;
+        }
+        others.sort_by(|a, b| {
+            (a.connected_at, &a.connection_id).cmp(&(b.connected_at, &b.connection_id))
+        });
+        let excess = others.len() + 1 - cap;
+        for old in &others[..excess] {
+            let id = old.connection_id.as_str();
+            match self.gateway.close(id).await {
+                Ok(()) | Err(GatewayError::Gone) => {}
+                Err(e) => {
+                    // Forgetting a socket that stays open would leave it without frames.
+                    warn!(error = %e, connection.id = id, "could not close a connection over the per-user cap");
+                    continue;
+                }
+            }
+            debug!(user.id = %user, connection.id = id, "closed the oldest connection: over the per-user cap");
+            if let Err(e) = self.store.delete_connection(id).await {
+                warn!(error = %e, connection.id = id, "could not forget a connection over the per-user cap");
+            }
+        }
     }
 
     /// Forgets a connection; when it was the user's last, records lastSeen and tells

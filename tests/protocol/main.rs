@@ -18,6 +18,7 @@ mod support;
 mod auth;
 mod authz_property;
 mod concurrency;
+mod connections;
 mod conversations;
 mod devices;
 mod durability;

@@ -52,6 +52,8 @@ const SERVER_VARS: &[&str] = &[
     "CHAT_RETENTION_DAYS",
     "CHAT_MAX_GROUP_MEMBERS",
     "CHAT_EVENT_FANOUT_MAX_MEMBERS",
+    "CHAT_MAX_CONNECTIONS_PER_USER",
+    "CHAT_IDLE_TIMEOUT_SECS",
     "CHAT_DEV_ENDPOINTS",
 ];
 
@@ -991,23 +993,44 @@ impl Http {
         self.execute(request).await
     }
 
-    async fn execute(&self, mut request: reqwest::RequestBuilder) -> (u16, Value) {
+    /// Like [`Self::call`], reporting a server that cannot be reached (or that dies before
+    /// answering) instead of panicking: for crash tests.
+    pub async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.try_execute(request).await.map_err(|e| e.to_string())
+    }
+
+    async fn execute(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        self.try_execute(request)
+            .await
+            .expect("the HTTP request reaches the server and its body is readable")
+    }
+
+    async fn try_execute(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Value), reqwest::Error> {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request
-            .send()
-            .await
-            .expect("the HTTP request reaches the server");
+        let response = request.send().await?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.expect("the HTTP body is readable");
+        let bytes = response.bytes().await?;
         let body = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        (status, body)
+        Ok((status, body))
     }
 
     /// `GET path`.
