@@ -22,6 +22,7 @@ mod connections;
 mod conversations;
 mod devices;
 mod durability;
+mod durability_mixed;
 mod fanout;
 mod groups;
 mod history;
