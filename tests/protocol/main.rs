@@ -17,6 +17,7 @@ mod support;
 
 mod auth;
 mod authz_property;
+mod caps;
 mod concurrency;
 mod connections;
 mod conversations;
