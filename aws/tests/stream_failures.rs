@@ -16,7 +16,10 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use chat_aws::apigw::ApiGatewayGateway;
-use chat_aws::lambda::{BatchResponse, StreamEvent, StreamRecord, handle_stream};
+use chat_aws::lambda::{
+    BatchResponse, DeadLetter, StreamBatchInfo, StreamEvent, StreamRecord, handle_dead_letter,
+    handle_stream, replay,
+};
 use chat_aws::sns::PlatformApplications;
 use chat_shared::Chat;
 use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId, UserId};
@@ -114,6 +117,8 @@ fn user(s: &str) -> UserId {
 /// with an FCM phone), `n` messages sent by alice, and their stream records.
 struct Scene {
     chat: Chat,
+    dynamodb: aws_sdk_dynamodb::Client,
+    messages_table: String,
     tap: Arc<Tap<ApiGatewayGateway>>,
     outage: Outage,
     conversation: ConversationId,
@@ -182,6 +187,8 @@ async fn scene(tag: &str, n: u64) -> Scene {
     assert_eq!(batch.records.len() as u64, n, "one INSERT per message");
     Scene {
         chat,
+        dynamodb,
+        messages_table: names.messages.clone(),
         tap,
         outage,
         conversation,
@@ -218,6 +225,31 @@ impl Scene {
                     .unwrap()
             })
             .collect()
+    }
+
+    /// The stream of the messages table and its one shard (DynamoDB Local makes one).
+    async fn shard(&self) -> (String, String) {
+        let arn = self
+            .dynamodb
+            .describe_table()
+            .table_name(&self.messages_table)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .unwrap();
+        let shards = streams_client()
+            .describe_stream()
+            .stream_arn(&arn)
+            .send()
+            .await
+            .unwrap()
+            .stream_description
+            .and_then(|d| d.shards)
+            .unwrap();
+        assert_eq!(shards.len(), 1);
+        (arn, shards[0].shard_id.clone().unwrap())
     }
 
     fn sequence_number(&self, seq: u64) -> String {
@@ -383,21 +415,19 @@ impl Mapping {
     }
 }
 
-/// What the on-failure destination gets for a discarded batch: its range, not records.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct DeadLetter {
-    start_sequence_number: String,
-    end_sequence_number: String,
-    batch_size: usize,
-}
-
 /// A model of Lambda polling one shard: batches from the checkpoint; a reported record
 /// moves the checkpoint to it and the rest of the batch is retried. With bisection the
-/// failing rest is split in two first (splits use no retry; the docs: "the batch is
-/// bisected at the returned sequence number"); a batch that fails more than the
-/// retries allow is discarded to the destination and the shard moves on. Lambda's exact
-/// algorithm is not public: this is the documented contract, played out.
-async fn lambda_polls(chat: &Chat, mapping: Mapping, records: &[StreamRecord]) -> Vec<DeadLetter> {
+/// failing rest is split in two first (splits use no retry); a batch that fails more
+/// than the retries allow is discarded: its range goes to the on-failure destination
+/// and the shard moves on. Lambda's exact algorithm is not public: this plays out the
+/// documented contract, and without bisection the stricter reading, where the whole
+/// failing rest is discarded.
+async fn lambda_polls(
+    chat: &Chat,
+    mapping: Mapping,
+    records: &[StreamRecord],
+    (stream_arn, shard_id): (String, String),
+) -> Vec<StreamBatchInfo> {
     let mut dead = Vec::new();
     let mut checkpoint = 0;
     while checkpoint < records.len() {
@@ -426,10 +456,12 @@ async fn lambda_polls(chat: &Chat, mapping: Mapping, records: &[StreamRecord]) -
             retries += 1;
             if retries > mapping.maximum_retry_attempts {
                 let seq = |r: &StreamRecord| r.dynamodb.sequence_number.clone().unwrap();
-                dead.push(DeadLetter {
+                dead.push(StreamBatchInfo {
+                    stream_arn: stream_arn.clone(),
+                    shard_id: shard_id.clone(),
                     start_sequence_number: seq(&batch[0]),
                     end_sequence_number: seq(&batch[batch.len() - 1]),
-                    batch_size: batch.len(),
+                    batch_size: Some(batch.len()),
                 });
                 checkpoint += batch.len();
                 break;
@@ -451,16 +483,21 @@ async fn a_record_that_keeps_failing_is_dead_lettered_and_the_others_are_deliver
     s.outage.start(&[&conv, &claim]);
 
     // WHEN Lambda polls the shard with the template's settings
-    let dead = lambda_polls(&s.chat, mapping, &s.batch.records).await;
+    let dead = lambda_polls(&s.chat, mapping, &s.batch.records, s.shard().await).await;
 
     // THEN the third alone ends in the destination, after the first try and 5 retries
+    assert_eq!(dead.len(), 1);
     assert_eq!(
-        dead,
-        [DeadLetter {
-            start_sequence_number: s.sequence_number(3),
-            end_sequence_number: s.sequence_number(3),
-            batch_size: 1,
-        }]
+        (
+            dead[0].start_sequence_number.as_str(),
+            dead[0].end_sequence_number.as_str(),
+            dead[0].batch_size
+        ),
+        (
+            s.sequence_number(3).as_str(),
+            s.sequence_number(3).as_str(),
+            Some(1)
+        )
     );
     // tries of the third: the whole batch, the bisected rest [3, 4], then [3] alone once
     // and 5 retries; each try is the SDK's 3 refused attempts
@@ -474,18 +511,68 @@ async fn a_record_that_keeps_failing_is_dead_lettered_and_the_others_are_deliver
     assert_eq!(bob.iter().filter(|&&q| q == 3).count(), tries);
     assert_eq!(s.pushed_seqs().await, [1, 2, 4, 5, 6]);
 
-    // WHEN the outage is over and the dead letter's range is replayed (the runbook)
+    // WHEN the replay function gets the dead letter while the cause is still there
+    let streams = streams_client();
+    let letter = DeadLetter {
+        batch: dead[0].clone(),
+    };
+    let error = handle_dead_letter(&s.chat, &streams, letter.clone())
+        .await
+        .unwrap_err();
+
+    // THEN it fails, naming the record (the operator keeps the message)
+    assert!(error.to_string().contains(&s.sequence_number(3)), "{error}");
+
+    // WHEN the outage is over and the dead letter is replayed
     s.outage.end();
-    let at = position(&s.batch.records, &dead[0].start_sequence_number);
-    let replay = handle_stream(
-        &s.chat,
-        StreamEvent {
-            records: s.batch.records[at..at + dead[0].batch_size].to_vec(),
-        },
-    )
-    .await;
+    let replayed = replay(&s.chat, &streams, &dead[0]).await.unwrap();
 
     // THEN the third is pushed too, once
-    assert!(failed(&replay).is_empty(), "{replay:?}");
+    assert_eq!(replayed.records, 1);
+    assert!(replayed.batch_item_failures.is_empty(), "{replayed:?}");
     assert_eq!(s.pushed_seqs().await, [1, 2, 4, 5, 6, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_bisection_the_records_after_it_are_dead_lettered_too_and_the_replay_delivers_them()
+{
+    // GIVEN six messages and the third failing for good, and the strict reading of a
+    // partial response: the whole rest of the batch is retried and discarded together
+    let mapping = Mapping {
+        bisect_on_function_error: false,
+        ..Mapping::from_template()
+    };
+    let s = scene("sf5", 6).await;
+    let [conv, claim] = s.claim(3);
+    s.outage.start(&[&conv, &claim]);
+
+    // WHEN Lambda polls the shard
+    let dead = lambda_polls(&s.chat, mapping, &s.batch.records, s.shard().await).await;
+
+    // THEN the destination gets the range from the third to the sixth: the good records
+    // after the bad one were never fanned out (their messages are stored: sync has them)
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].start_sequence_number, s.sequence_number(3));
+    assert_eq!(dead[0].end_sequence_number, s.sequence_number(6));
+    assert_eq!(dead[0].batch_size, Some(4));
+    assert_eq!(s.pushed_seqs().await, [1, 2]);
+
+    // WHEN the cause is fixed and the dead letter (as the queue holds it) is replayed
+    s.outage.end();
+    let body = json!({
+        "requestContext": { "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 6 },
+        "version": "1.0",
+        "DDBStreamBatchInfo": dead[0],
+    });
+    let letter: DeadLetter = serde_json::from_value(body).unwrap();
+    let replayed = handle_dead_letter(&s.chat, &streams_client(), letter)
+        .await
+        .unwrap();
+
+    // THEN the four are delivered in order, each pushed once
+    assert_eq!(replayed.records, 4);
+    assert!(replayed.batch_item_failures.is_empty(), "{replayed:?}");
+    let bob = s.bob_seqs();
+    assert_eq!(&bob[bob.len() - 4..], [3, 4, 5, 6]);
+    assert_eq!(s.pushed_seqs().await, [1, 2, 3, 4, 5, 6]);
 }

@@ -3,17 +3,16 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use bytes::Bytes;
 use chat_aws::apigw::ApiGatewayGateway;
 use chat_aws::dynamodb::DynamoStore;
-use chat_aws::lambda::StreamEvent;
+use chat_aws::lambda::{StreamEvent, stream_record};
 use chat_aws::sns::{PlatformApplications, SnsPush};
 use chat_aws::tables::{TableNames, create_all};
 use chat_shared::Chat;
@@ -21,7 +20,6 @@ use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ports::{ConnectionGateway, GatewayError, SystemClock};
 use chat_tests::emulators::{DynamoDbLocal, MotoServer};
-use serde_json::{Value, json};
 
 pub fn credentials() -> Credentials {
     Credentials::new("test", "test", None, None, "aws-tests")
@@ -147,7 +145,7 @@ pub async fn fcm_app(name: &str) -> String {
         .expect("arn")
 }
 
-fn streams_client() -> aws_sdk_dynamodbstreams::Client {
+pub fn streams_client() -> aws_sdk_dynamodbstreams::Client {
     aws_sdk_dynamodbstreams::Client::from_conf(
         aws_sdk_dynamodbstreams::Config::builder()
             .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
@@ -156,23 +154,6 @@ fn streams_client() -> aws_sdk_dynamodbstreams::Client {
             .endpoint_url(DynamoDbLocal::shared().endpoint())
             .build(),
     )
-}
-
-/// A Streams API attribute as DynamoDB JSON, the shape Lambda delivers.
-fn to_json(v: &StreamValue) -> Value {
-    match v {
-        StreamValue::S(s) => json!({ "S": s }),
-        StreamValue::N(n) => json!({ "N": n }),
-        StreamValue::Bool(b) => json!({ "BOOL": b }),
-        StreamValue::Null(_) => json!({ "NULL": true }),
-        StreamValue::M(m) => json!({ "M": image(m) }),
-        StreamValue::L(l) => json!({ "L": l.iter().map(to_json).collect::<Vec<_>>() }),
-        other => panic!("the message table holds no {other:?}"),
-    }
-}
-
-fn image(m: &HashMap<String, StreamValue>) -> Value {
-    Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
 }
 
 /// Every record of the messages table's stream so far, as a Lambda batch.
@@ -218,18 +199,9 @@ pub async fn read_stream(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> St
             if batch.is_empty() {
                 break;
             }
-            for r in batch {
-                let change = r.dynamodb.expect("a change");
-                records.push(json!({
-                    "eventName": r.event_name.map(|e| e.as_str().to_owned()),
-                    "dynamodb": {
-                        "NewImage": change.new_image.as_ref().map(image),
-                        "SequenceNumber": change.sequence_number,
-                    }
-                }));
-            }
+            records.extend(batch.iter().map(stream_record));
             iterator = out.next_shard_iterator;
         }
     }
-    serde_json::from_value(json!({ "Records": records })).unwrap()
+    StreamEvent { records }
 }
