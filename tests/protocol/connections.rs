@@ -203,3 +203,55 @@ async fn the_server_pings_a_quiet_socket() {
         .expect("a frame from the server");
     assert_eq!(head[0], 0x89, "expected a ping, got {head:?}");
 }
+
+/// Runs `chat-local` with one extra variable; returns (exited unsuccessfully?, stderr) if
+/// it stopped within 10 s, `None` if it kept running (then it is killed).
+fn start_with(name: &str, value: &str) -> Option<(bool, String)> {
+    use std::process::{Command, Stdio};
+    let db = std::env::temp_dir().join(format!("chat-config-{}-{name}.db", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-local"))
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .env("CHAT_JWT_SECRET", TEST_SECRET)
+        .env(name, value)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chat-local");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for chat-local") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&db);
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr is piped")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    let _ = std::fs::remove_file(&db);
+    Some((!status.success(), stderr))
+}
+
+#[test]
+fn an_unusable_idle_timeout_or_cap_stops_the_server_at_start() {
+    for (name, value) in [
+        ("CHAT_IDLE_TIMEOUT_SECS", "0"),
+        ("CHAT_IDLE_TIMEOUT_SECS", "151"),
+        ("CHAT_MAX_CONNECTIONS_PER_USER", "many"),
+    ] {
+        let (failed, stderr) = start_with(name, value)
+            .unwrap_or_else(|| panic!("the server kept running with {name}={value}"));
+        assert!(failed, "{name}={value} exits with a failure");
+        assert!(stderr.contains(name), "the error names {name}: {stderr}");
+    }
+}
