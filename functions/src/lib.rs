@@ -10,6 +10,7 @@
 //! | `chat-default` | WebSocket `$default` (unknown actions, malformed frames) |
 //! | `chat-http` | the HTTP API (`/v1/...`, `/health`) |
 //! | `chat-fanout` | the messages table's DynamoDB stream |
+//! | `chat-replay` | invoked by hand with a message of the fan-out's dead-letter queue |
 
 use std::sync::Arc;
 
