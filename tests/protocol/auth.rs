@@ -355,11 +355,13 @@ async fn refused_handshakes_leave_no_connection_behind() {
 async fn refused_http_writes_store_and_send_nothing() {
     let (server, direct) = direct_pair().await;
     let group = conv_id(&server.http("alice").create_group("Team", &["bob"]).await);
+    let mut bob = server.connect("bob").await;
     server
         .http("bob")
         .send_message(&direct, "cm-bob", "hi")
         .await;
-    let mut bob = server.connect("bob").await;
+    // Bob's own HTTP send reaches his socket: wait for it so it is not mistaken below.
+    bob.recv_type("message.new").await;
 
     for (kind, token) in jwt::bad_tokens() {
         let alice = server.http_with_token(Some(token));
