@@ -217,9 +217,11 @@ impl ClientFrame {
             }
         };
         let action = obj.get("action").and_then(Value::as_str);
+        // Echoed only when it could be a valid one, as `answer_ids` does.
         let cmid = (action == Some("send"))
             .then(|| obj.get("clientMessageId").and_then(Value::as_str))
             .flatten()
+            .filter(|s| s.chars().count() <= MAX_REQUEST_ID_CHARS)
             .map(str::to_owned);
         Self::parse_action(action, &obj)
             .map(|action| ClientFrame {
@@ -448,6 +450,21 @@ mod tests {
         assert_eq!(e.request_id.as_deref(), Some("r1"));
         assert_eq!(e.client_message_id.as_deref(), Some("m1"));
         assert_eq!(e.error.code(), ErrorCode::InvalidMessage);
+    }
+
+    #[test]
+    fn errors_do_not_echo_an_overlong_client_message_id() {
+        // GIVEN a send whose clientMessageId is over the 64-character limit
+        let cmid = "x".repeat(65);
+        let frame = format!(
+            r#"{{"action":"send","requestId":"r1","conversationId":"c_1","clientMessageId":"{cmid}","content":{{"type":"text","text":"x"}}}}"#
+        );
+        // WHEN it is refused
+        let e = parse_err(&frame);
+        // THEN the error keeps the requestId but not the invalid id (found by fuzzing)
+        assert_eq!(e.request_id.as_deref(), Some("r1"));
+        assert_eq!(e.client_message_id, None);
+        assert_eq!(ClientFrame::answer_ids(&frame), (Some("r1".into()), None));
     }
 
     #[test]
