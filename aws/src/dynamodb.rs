@@ -181,10 +181,14 @@ fn member_item(conversation: &str, user: &str, role: Role, now: Millis, last_seq
 pub fn message_from(item: &Item) -> Result<MessageRecord, StoreError> {
     let content: Content = serde_json::from_str(get_s(item, "content")?)
         .map_err(|e| malformed(format!("content: {e}")))?;
+    let seq = get_n(item, "seq")?;
+    if seq == 0 {
+        return Err(malformed("seq: messages start at 1".to_owned()));
+    }
     Ok(MessageRecord {
         conversation_id: ConversationId::parse(get_s(item, "conversationId")?)
             .map_err(|e| malformed(e.0))?,
-        seq: get_n(item, "seq")?,
+        seq,
         message_id: get_s(item, "messageId")?.to_owned(),
         sender_id: UserId::parse(get_s(item, "senderId")?).map_err(|e| malformed(e.0))?,
         client_message_id: get_s(item, "clientMessageId")?.to_owned(),
