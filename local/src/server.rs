@@ -13,6 +13,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use axum::serve::ListenerExt;
 use bytes::Bytes;
 use chat_shared::handlers::{self, ws::ConnectionContext};
 use chat_shared::ids::UserId;
@@ -75,6 +76,12 @@ pub async fn run(
         .fallback(http_api)
         .with_state(app.clone());
     let gateway = app.gateway.clone();
+    // Chat frames are small and latency-bound: never hold them back for Nagle.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            warn!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

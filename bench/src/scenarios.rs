@@ -1,0 +1,254 @@
+//! The benchmark scenarios. Each takes a running server (ours or the limit server) and
+//! returns what it measured; `crate::report` turns the pair into a table.
+
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::load::{self, Load, StepReport};
+use crate::procstat;
+use crate::target::{Endpoint, Room};
+
+/// How a capacity search steps up the offered rate.
+#[derive(Debug, Clone)]
+pub struct Ramp {
+    /// Offered deliveries per second, ascending.
+    pub deliveries: Vec<f64>,
+    pub warmup: Duration,
+    pub measure: Duration,
+    pub drain: Duration,
+    /// The corrected p99 a step may reach and still count, in microseconds.
+    pub p99_limit_us: u64,
+}
+
+/// A capacity search: every step run, and the best passing one.
+#[derive(Debug, Clone)]
+pub struct Capacity {
+    pub connections: usize,
+    pub steps: Vec<StepReport>,
+    /// Index into `steps` of the highest offered rate that delivered everything exactly
+    /// once with corrected p99 within the limit.
+    pub best: Option<usize>,
+}
+
+impl Capacity {
+    pub fn best(&self) -> Option<&StepReport> {
+        self.best.map(|i| &self.steps[i])
+    }
+}
+
+/// `members` users per room, `rooms` rooms, user names unique per run.
+fn room_members(rooms: usize, members: usize) -> Vec<Vec<String>> {
+    (0..rooms)
+        .map(|r| (0..members).map(|m| format!("u{r}-{m}")).collect())
+        .collect()
+}
+
+/// Steps up the rate on `rooms` rooms of `members` until a step fails: the corrected p99
+/// goes over the limit, or a message is lost, duplicated or not acked. The step after
+/// the first failure is skipped: the server is past its capacity.
+pub async fn capacity(
+    endpoint: &Endpoint,
+    rooms: usize,
+    members: usize,
+    ramp: &Ramp,
+) -> anyhow::Result<Capacity> {
+    let rooms = endpoint
+        .create_rooms(room_members(rooms, members), 16)
+        .await?;
+    let load = Load::connect(endpoint, &rooms, None, 64).await?;
+    let connections = load.connections();
+    let mut steps = Vec::new();
+    let mut best = None;
+    for (i, deliveries) in ramp.deliveries.iter().enumerate() {
+        let msgs = deliveries / (members - 1) as f64;
+        let report = load
+            .step(i as u32 + 1, msgs, ramp.warmup, ramp.measure, ramp.drain)
+            .await?;
+        let pass = report.clean() && report.corrected.p99 <= ramp.p99_limit_us;
+        eprintln!(
+            "  {:>5} step {}: offered {:>9.0} deliveries/s, got {:>9.0}/s, p99 {:>8} us (actual {:>8} us), lost {}, dup {}, server cpu {:.0}%, {}",
+            endpoint.kind.label(),
+            i + 1,
+            deliveries,
+            report.deliveries_per_sec,
+            report.corrected.p99,
+            report.actual.p99,
+            report.lost,
+            report.duplicates,
+            report.server_cpu.unwrap_or(0.0),
+            if pass { "pass" } else { "FAIL" }
+        );
+        steps.push(report);
+        if pass {
+            best = Some(i);
+        } else {
+            break;
+        }
+    }
+    load.close().await;
+    Ok(Capacity {
+        connections,
+        steps,
+        best,
+    })
+}
+
+/// Memory held per idle connection.
+#[derive(Debug, Clone)]
+pub struct Idle {
+    pub connections: usize,
+    pub rss_before: u64,
+    pub rss_after: u64,
+}
+
+impl Idle {
+    pub fn bytes_per_connection(&self) -> f64 {
+        self.rss_after.saturating_sub(self.rss_before) as f64 / self.connections as f64
+    }
+}
+
+/// Opens `connections` sockets that then stay silent, and reads the server's RSS before
+/// and after.
+pub async fn idle(endpoint: &Endpoint, connections: usize) -> anyhow::Result<Idle> {
+    let pid = endpoint
+        .pid
+        .expect("idle needs a server process to measure");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = procstat::sample(pid).expect("server process").rss;
+    let room = Room {
+        id: "idle".into(),
+        members: (0..connections).map(|i| format!("idle{i}")).collect(),
+    };
+    let load = Load::connect(endpoint, &[room], Some(0), 64).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = procstat::sample(pid).expect("server process").rss;
+    ensure!(load.connections() == connections);
+    load.close().await;
+    Ok(Idle {
+        connections,
+        rss_before: before,
+        rss_after: after,
+    })
+}
+
+/// Wall times of repeated runs, in microseconds.
+#[derive(Debug, Clone)]
+pub struct Timings {
+    pub label: String,
+    pub runs: Vec<u64>,
+    /// Messages fetched per run.
+    pub messages: usize,
+}
+
+impl Timings {
+    pub fn quantile(&self, q: f64) -> u64 {
+        let mut v = self.runs.clone();
+        v.sort_unstable();
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    }
+}
+
+/// Has `sender` send `count` messages into `room` and waits for every ack.
+async fn fill(endpoint: &Endpoint, sender: &str, room: &str, count: usize) -> anyhow::Result<()> {
+    let token = endpoint.token(sender);
+    let mut ws = load::open(endpoint, &endpoint.ws_url(sender, room, &token)).await?;
+    for n in 0..count {
+        let text = format!("missed message {n} {}", "x".repeat(60));
+        let frame = format!(
+            r#"{{"action":"send","conversationId":"{room}","clientMessageId":"fill-{n}","content":{{"type":"text","text":"{text}"}}}}"#
+        );
+        ws.send(Message::text(frame)).await?;
+    }
+    load::await_acks(&mut ws, count).await?;
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// A user offline while 10 contacts each sent 100 messages reconnects: opens a socket
+/// and syncs everything (pages of 50). Repeated `runs` times; each run starts from zero.
+pub async fn offline_sync(endpoint: &Endpoint, runs: usize) -> anyhow::Result<Timings> {
+    const CONVERSATIONS: usize = 10;
+    const PER_CONVERSATION: usize = 100;
+    let rooms = endpoint
+        .create_rooms(
+            (0..CONVERSATIONS)
+                .map(|i| vec![format!("peer{i}"), "reader".to_owned()])
+                .collect(),
+            8,
+        )
+        .await?;
+    for room in &rooms {
+        fill(endpoint, &room.members[0], &room.id, PER_CONVERSATION).await?;
+    }
+    let cursors: Vec<(String, u64)> = rooms.iter().map(|r| (r.id.clone(), 0)).collect();
+    let mut timings = Timings {
+        label: "offline sync".into(),
+        runs: Vec::new(),
+        messages: 0,
+    };
+    for _ in 0..runs {
+        let started = Instant::now();
+        let token = endpoint.token("reader");
+        let ws = load::open(endpoint, &endpoint.ws_url("reader", &rooms[0].id, &token)).await?;
+        let got = endpoint.sync("reader", &cursors, 50).await?;
+        timings.runs.push(started.elapsed().as_micros() as u64);
+        ensure!(
+            got == CONVERSATIONS * PER_CONVERSATION,
+            "synced {got} messages, expected {}",
+            CONVERSATIONS * PER_CONVERSATION
+        );
+        timings.messages = got;
+        drop(ws);
+    }
+    Ok(timings)
+}
+
+/// `clients` users (in pairs, each pair a conversation holding `per_pair` messages) all
+/// reconnect and sync at the same moment. Every one must succeed; returns each client's
+/// time from the common start to done.
+pub async fn reconnect_storm(
+    endpoint: &Endpoint,
+    clients: usize,
+    per_pair: usize,
+) -> anyhow::Result<Timings> {
+    let rooms = endpoint
+        .create_rooms(room_members(clients / 2, 2), 16)
+        .await?;
+    futures_util::future::try_join_all(
+        rooms
+            .iter()
+            .map(|room| fill(endpoint, &room.members[0], &room.id, per_pair)),
+    )
+    .await?;
+    let started = Instant::now();
+    let runs = futures_util::future::join_all(rooms.iter().flat_map(|room| {
+        room.members.iter().map(move |user| async move {
+            let token = endpoint.token(user);
+            let ws = load::open(endpoint, &endpoint.ws_url(user, &room.id, &token)).await?;
+            let got = endpoint.sync(user, &[(room.id.clone(), 0)], 100).await?;
+            let took = started.elapsed().as_micros() as u64;
+            drop(ws);
+            ensure!(got == per_pair, "{user} synced {got} of {per_pair}");
+            Ok::<_, anyhow::Error>(took)
+        })
+    }))
+    .await;
+    let failures: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}")))
+        .collect();
+    ensure!(
+        failures.is_empty(),
+        "{} of {clients} clients failed, first: {}",
+        failures.len(),
+        failures[0]
+    );
+    Ok(Timings {
+        label: format!("{} reconnect storm", endpoint.kind.label()),
+        runs: runs.into_iter().map(|r| r.expect("checked")).collect(),
+        messages: per_pair,
+    })
+}
