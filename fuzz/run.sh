@@ -3,7 +3,7 @@
 # then prints per-target figures. Installs the pinned cargo-fuzz when it is missing.
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]     SECONDS per target: $FUZZ_SECONDS, else 60
-#   FUZZ_CMIN=1 fuzz/run.sh ...           also minimize each corpus afterwards
+#   FUZZ_CMIN=1 fuzz/run.sh ...           also minimize each corpus afterwards (commit that)
 #
 # The stable toolchain is enough: RUSTC_BOOTSTRAP=1 lets it take the -Z flags cargo-fuzz
 # passes (sanitizer, coverage). New inputs go to fuzz/corpus/TARGET (committed once
@@ -44,7 +44,9 @@ for t in "${targets[@]}"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$t.log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$logs/$t.log" | tail -1)
   if [ "${FUZZ_CMIN:-0}" = 1 ] && [ "$status" = 0 ]; then
-    cargo fuzz cmin -a "$t" "fuzz/corpus/$t" >"$logs/$t.cmin.log" 2>&1
+    # Edge coverage only (no hit counters) and a set cover: a few hundred files.
+    cargo fuzz cmin -a "$t" "fuzz/corpus/$t" -- -use_counters=0 -set_cover_merge=1 \
+      >"$logs/$t.cmin.log" 2>&1
   fi
   corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
   crashes=$(( $(find "fuzz/artifacts/$t" -type f | wc -l) - crashes_before ))
