@@ -3,7 +3,9 @@
 //! the capacity it consumed. The exact counts are asserted so a change that adds a
 //! request per message shows up here; `docs/COST.md` turns them into dollars.
 //!
-//! Run `cargo test -p chat-aws --test cost -- --nocapture` to see the table.
+//! Run `cargo test -p chat-aws --test cost -- --nocapture` to see the table. The figures
+//! are also written to `<target>/bench/cost-counts.json`, which `chat-bench cost` turns
+//! into dollars per million messages (BENCHMARKS.md).
 
 mod common;
 
@@ -36,6 +38,15 @@ struct Usage {
 impl Usage {
     fn total(&self) -> u32 {
         self.requests.values().sum()
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::json!({
+            "requests": self.total(),
+            "by_operation": self.requests,
+            "read_units": self.read_units,
+            "write_units": self.write_units,
+        })
     }
 
     fn line(&self, what: &str) -> String {
@@ -280,4 +291,51 @@ async fn requests_per_operation() {
     assert_eq!(connect.total(), 9, "{connect:?}");
     assert_eq!(disconnect.total(), 8, "{disconnect:?}");
     assert!(!send.requests.contains_key("Scan"));
+
+    // Only figures that passed the checks above reach the cost model.
+    write_counts(&[
+        ("connect", &connect),
+        ("touch", &touch),
+        ("send", &send),
+        ("fan_out_online", &fan_out_online),
+        ("fan_out_offline_push", &fan_out_offline),
+        ("fan_out_group_100", &fan_out_group),
+        ("receipt", &receipt),
+        ("typing", &typing),
+        ("disconnect", &disconnect),
+    ]);
+}
+
+/// The target directory: `$CARGO_TARGET_DIR`, else three levels above this test binary
+/// (`<target>/<profile>/deps/cost-...`).
+fn target_dir() -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => dir.into(),
+        _ => {
+            let exe = std::env::current_exe().expect("the test binary's path");
+            exe.ancestors()
+                .nth(3)
+                .expect("<target>/<profile>/deps")
+                .into()
+        }
+    }
+}
+
+/// Writes the measured usage per operation to `<target>/bench/cost-counts.json` for
+/// `chat-bench cost`.
+fn write_counts(usages: &[(&str, &Usage)]) {
+    let operations: serde_json::Map<String, Value> = usages
+        .iter()
+        .map(|(name, usage)| ((*name).to_owned(), usage.to_json()))
+        .collect();
+    let counts = serde_json::json!({
+        "source": "aws/tests/cost.rs against DynamoDB Local",
+        "group_members": 100,
+        "operations": operations,
+    });
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir).expect("create <target>/bench");
+    let path = dir.join("cost-counts.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&counts).unwrap()).expect("write counts");
+    println!("wrote {}", path.display());
 }

@@ -8,7 +8,11 @@
 //! - [`scenarios`]: 1:1, groups, idle connections, offline sync, reconnect storm.
 //! - [`report`]: the tables of BENCHMARKS.md.
 //! - [`procstat`]: server CPU and memory from `/proc`.
+//! - [`coldstart`]: the Lambda cold-start proxy (a local Runtime API).
+//! - [`cost`]: dollars per million messages from the measured AWS request counts.
 
+pub mod coldstart;
+pub mod cost;
 pub mod limit;
 pub mod load;
 pub mod procstat;

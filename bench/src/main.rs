@@ -79,10 +79,62 @@ enum Command {
     },
     /// Every scenario above with its defaults.
     All,
+    /// Lambda cold starts: each function binary against a local Runtime API.
+    Coldstart {
+        /// Cold starts per function.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Where the function binaries are (default: <target>/function).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// A running DynamoDB Local (default: start one, as the AWS tests do).
+        #[arg(long)]
+        dynamodb_endpoint: Option<String>,
+    },
+    /// Dollars per million messages from the counts of `cargo test -p chat-aws --test cost`.
+    Cost {
+        /// The counts the AWS test wrote (default: <target>/bench/cost-counts.json).
+        #[arg(long)]
+        counts: Option<PathBuf>,
+        /// Run the AWS cost test first (needs DynamoDB Local and moto, as the test does).
+        #[arg(long)]
+        run_test: bool,
+        /// Memory of the functions, MB.
+        #[arg(long, default_value_t = 256.0)]
+        memory_mb: f64,
+        /// Billed ms of one send invocation.
+        #[arg(long, default_value_t = 20.0)]
+        send_ms: f64,
+        /// Billed ms of one fan-out invocation.
+        #[arg(long, default_value_t = 20.0)]
+        fanout_ms: f64,
+        /// Billed ms of one heartbeat invocation.
+        #[arg(long, default_value_t = 10.0)]
+        heartbeat_ms: f64,
+        /// Stream records per fan-out invocation.
+        #[arg(long, default_value_t = 1.0)]
+        records_per_batch: f64,
+    },
 }
 
 fn benchmarks_md() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md")
+}
+
+fn workspace_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `$CARGO_TARGET_DIR`, else two levels above this binary (`<target>/<profile>/chat-bench`).
+fn target_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        return Ok(dir.into());
+    }
+    let exe = std::env::current_exe()?;
+    exe.ancestors()
+        .nth(2)
+        .map(PathBuf::from)
+        .context("the target directory of chat-bench")
 }
 
 /// Runs `scenario` on a fresh `chat-local`, then on a fresh limit server.
@@ -212,6 +264,144 @@ async fn storm(out: &Out, clients: usize, messages: usize) -> anyhow::Result<()>
     )
 }
 
+async fn coldstart(
+    out: &Out,
+    runs: usize,
+    bin_dir: Option<PathBuf>,
+    dynamodb_endpoint: Option<String>,
+) -> anyhow::Result<()> {
+    use chat_bench::coldstart::{self, Environment, Fixture, FunctionResult, RuntimeApi};
+    let target = target_dir()?;
+    let bin_dir = bin_dir.unwrap_or_else(|| target.join("function"));
+    let mut binaries = coldstart::function_binaries(&bin_dir)?;
+    binaries
+        .sort_by_key(|b| coldstart::order(&b.file_name().unwrap_or_default().to_string_lossy()));
+    let endpoint = match dynamodb_endpoint {
+        Some(e) => e,
+        None => {
+            tokio::task::spawn_blocking(|| {
+                chat_tests::emulators::DynamoDbLocal::try_shared().map(|d| d.endpoint())
+            })
+            .await??
+        }
+    };
+    let names = chat_aws::tables::TableNames::prefixed(&format!("cold{}", std::process::id()));
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "bench",
+            ))
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    chat_aws::tables::create_all(&client, &names)
+        .await
+        .context("create the tables on DynamoDB Local")?;
+    let secret = "cold-start-bench-secret".to_owned();
+    let env = Environment {
+        tables: [
+            ("CHAT_TABLE_MAIN".into(), names.main.clone()),
+            ("CHAT_TABLE_MESSAGES".into(), names.messages.clone()),
+            ("CHAT_TABLE_CONNECTIONS".into(), names.connections.clone()),
+        ],
+        dynamodb_endpoint: endpoint,
+        secret: secret.clone(),
+    };
+    let logs = target.join("bench").join("coldstart");
+    std::fs::create_dir_all(&logs)?;
+    let mut api = RuntimeApi::start().await?;
+    let mut conversation = None;
+    let mut results = Vec::new();
+    for binary in &binaries {
+        let name = binary
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let log = logs.join(format!("{name}.log"));
+        let _ = std::fs::remove_file(&log);
+        let mut result = FunctionResult {
+            name: name.clone(),
+            binary_bytes: std::fs::metadata(binary)?.len(),
+            runs: Vec::new(),
+        };
+        for run in 0..runs {
+            let fixture = Fixture {
+                secret: secret.clone(),
+                conversation: conversation.clone(),
+                run,
+            };
+            let Some(events) = coldstart::events(&name, &fixture) else {
+                eprintln!("{name}: no events known for it, skipped");
+                break;
+            };
+            let r = coldstart::run_once(&mut api, binary, &env, events, &log).await?;
+            if name == "chat-http" && conversation.is_none() {
+                conversation = coldstart::conversation_of(&r.first_body);
+            }
+            result.runs.push(r);
+        }
+        if !result.runs.is_empty() {
+            eprintln!(
+                "{name}: init p50 {:?} max {:?}, first event p50 {:?}, answered {}",
+                result.init(50.0),
+                result.init(100.0),
+                result.first(50.0),
+                result.answers()
+            );
+            results.push(result);
+        }
+    }
+    let packages = coldstart::arm64_packages(&target.join("lambda"))?;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let notes = format!(
+        "Machine: {cpu}, {} cores, shared with other work. Logs: `target/bench/coldstart/`.",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    out.emit(
+        "coldstart",
+        "Lambda cold start (proxy)",
+        coldstart::report(&results, &packages, &notes),
+    )
+}
+
+fn cost(
+    out: &Out,
+    counts: Option<PathBuf>,
+    run_test: bool,
+    assumptions: chat_bench::cost::Assumptions,
+) -> anyhow::Result<()> {
+    use chat_bench::cost;
+    let path = match counts {
+        Some(p) => p,
+        None => target_dir()?.join("bench").join("cost-counts.json"),
+    };
+    if run_test {
+        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+            .args(["test", "-p", "chat-aws", "--test", "cost"])
+            .current_dir(workspace_dir())
+            .status()
+            .context("run cargo test -p chat-aws --test cost")?;
+        anyhow::ensure!(status.success(), "the AWS cost test failed");
+    }
+    let counts = cost::Counts::load(&path)?;
+    out.emit(
+        "cost",
+        "Cost per million messages (AWS, list price)",
+        cost::report(&counts, &cost::US_EAST_1_2025, &assumptions)?,
+    )
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -238,6 +428,31 @@ async fn main() -> anyhow::Result<()> {
         Command::Idle { connections } => idle(&out, connections).await?,
         Command::Sync { runs } => sync(&out, runs).await?,
         Command::Storm { clients, messages } => storm(&out, clients, messages).await?,
+        Command::Coldstart {
+            runs,
+            bin_dir,
+            dynamodb_endpoint,
+        } => coldstart(&out, runs, bin_dir, dynamodb_endpoint).await?,
+        Command::Cost {
+            counts,
+            run_test,
+            memory_mb,
+            send_ms,
+            fanout_ms,
+            heartbeat_ms,
+            records_per_batch,
+        } => cost(
+            &out,
+            counts,
+            run_test,
+            chat_bench::cost::Assumptions {
+                memory_mb,
+                send_ms,
+                fanout_ms,
+                heartbeat_ms,
+                records_per_batch,
+            },
+        )?,
         Command::All => {
             one_to_one(&out, 1000, &defaults).await?;
             group(&out, 100, None, &defaults).await?;
