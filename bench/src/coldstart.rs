@@ -415,15 +415,19 @@ pub fn answer(body: &[u8], error: bool) -> String {
         return if error { "error".into() } else { "?".into() };
     };
     if error {
-        return format!(
-            "error {}",
-            v["errorType"]
-                .as_str()
-                .unwrap_or("")
-                .rsplit("::")
-                .next()
-                .unwrap_or("")
-        );
+        let message: String = v["errorMessage"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(40)
+            .collect();
+        return format!("error: {message}");
+    }
+    // an HTTP API response: its status says it
+    if v.get("headers").is_some() || v.get("multiValueHeaders").is_some() {
+        return v["statusCode"]
+            .as_u64()
+            .map_or("?".into(), |s| s.to_string());
     }
     if let Some(failures) = v["batchItemFailures"].as_array() {
         return format!("{} batch failures", failures.len());
@@ -763,7 +767,8 @@ pub fn report(results: &[FunctionResult], packages: &[Package], notes: &str) -> 
          stub Management API. **init** = spawn -> its first `GET .../invocation/next` \
          (configuration read, AWS SDK clients built); **first event** = spawn -> the \
          response to a real event (handled end to end against DynamoDB Local) posted; \
-         **warm** = a second event, `next` -> response. {notes}\n"
+         **warm** = a second event, `next` -> response. Each function first runs once \
+         unmeasured (the page cache holds its binary, DynamoDB Local's JIT is warm). {notes}\n"
     );
     let runs = results.first().map_or(0, |r| r.runs.len());
     let _ = writeln!(
@@ -926,11 +931,13 @@ mod tests {
         );
         assert_eq!(
             answer(
-                br#"{"errorType":"chat_aws::lambda::ReplayError","errorMessage":"x"}"#,
+                br#"{"errorType":"x","errorMessage":"reading the stream failed"}"#,
                 true
             ),
-            "error ReplayError"
+            "error: reading the stream failed"
         );
+        let http = json!({"statusCode": 201, "headers": {}, "body": "{\"type\":\"direct\"}"});
+        assert_eq!(answer(http.to_string().as_bytes(), false), "201");
         let created = json!({"statusCode": 201, "body": "{\"conversationId\":\"c_1\"}"});
         assert_eq!(
             conversation_of(created.to_string().as_bytes()).as_deref(),

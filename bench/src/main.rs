@@ -327,7 +327,8 @@ async fn coldstart(
             binary_bytes: std::fs::metadata(binary)?.len(),
             runs: Vec::new(),
         };
-        for run in 0..runs {
+        // run 0 is a warm-up, not recorded
+        for run in 0..=runs {
             let fixture = Fixture {
                 secret: secret.clone(),
                 conversation: conversation.clone(),
@@ -341,7 +342,9 @@ async fn coldstart(
             if name == "chat-http" && conversation.is_none() {
                 conversation = coldstart::conversation_of(&r.first_body);
             }
-            result.runs.push(r);
+            if run > 0 {
+                result.runs.push(r);
+            }
         }
         if !result.runs.is_empty() {
             eprintln!(
