@@ -306,10 +306,7 @@ async fn message(deps: &Deps, connection_id: &str, event: &WsEvent) -> Option<Se
             &ChatError::Invalid("frames must be text (UTF-8 JSON)".into()),
         ));
     }
-    let ctx = ConnectionContext {
-        connection_id: connection.connection_id,
-        user_id: connection.user_id,
-    };
+    let ctx = ConnectionContext::new(connection.connection_id, connection.user_id);
     handlers::ws::frame(&deps.chat, &ctx, event.body.as_deref().unwrap_or("")).await
 }
 

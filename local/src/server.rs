@@ -280,10 +280,7 @@ async fn session(
             }
         }
     });
-    let ctx = ConnectionContext {
-        connection_id: connection_id.clone(),
-        user_id: user,
-    };
+    let ctx = ConnectionContext::new(connection_id.clone(), user);
     let mut idle_deadline = tokio::time::Instant::now() + app.idle_timeout;
     let mut writer_done = false;
     let close = loop {
@@ -308,7 +305,7 @@ async fn session(
         // Every client frame counts for liveness (protocol frames touch in the handler).
         idle_deadline = tokio::time::Instant::now() + app.idle_timeout;
         if !matches!(message, Message::Text(_)) {
-            let _ = app.chat.touch(&connection_id, &ctx.user_id).await;
+            handlers::ws::touch(&app.chat, &ctx).await;
         }
         let reply = match message {
             Message::Text(text) => handlers::ws::frame(&app.chat, &ctx, text.as_str()).await,

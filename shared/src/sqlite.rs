@@ -1,22 +1,29 @@
 //! The SQLite adapter of the [`Store`] port (bundled SQLite, WAL), plus the local push
 //! outbox and the message change feed that stands in for DynamoDB Streams.
 //!
-//! Writes go through one connection in one thread at a time, so a seq is allocated and
-//! its message, counter, sender positions and outbox row committed in one transaction:
-//! commit order is seq order. The outbox row is emitted on the change feed while the
-//! writer is still held, so the feed sees commits in order too; rows are removed only
-//! after fan-out, so a crash between commit and fan-out is replayed at the next start.
+//! Writes go to one writer thread that owns the only write connection. It takes every
+//! write waiting in its queue and runs them in one transaction (group commit), each under
+//! its own savepoint so one failing write does not undo the others; callers hear back only
+//! after the commit. A seq is allocated and its message, counter, sender positions and
+//! outbox row written together, so commit order is seq order. Outbox rows are emitted on
+//! the change feed by the writer thread right after the commit, in order, so the feed sees
+//! commits in order too; rows are removed only after fan-out, so a crash between commit
+//! and fan-out is replayed at the next start.
 //!
 //! Durability: WAL with `synchronous=NORMAL`. A commit is in the OS before the ack, so it
 //! survives the process being killed (`kill -9`); a power loss may lose the last commits
-//! (set `CHAT_SQLITE_SYNC=full` to fsync every commit).
+//! (set `CHAT_SQLITE_SYNC=full` to fsync every commit). Checkpoints (copying the WAL back
+//! into the database, with an fsync) run on a thread of their own, off the commit path.
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
-use tokio::sync::mpsc;
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::advance_positions;
 use crate::error::StoreError;
@@ -138,12 +145,133 @@ pub enum Durability {
     PowerLoss,
 }
 
+/// Where committed messages go: the change feed's sender, once subscribed.
+type FeedSlot = Arc<Mutex<Option<mpsc::UnboundedSender<FeedItem>>>>;
+
+/// Writes a batch holds at most, so callers hear back soon under a flood.
+const MAX_BATCH: usize = 256;
+/// How often the checkpointer copies the WAL back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// One write waiting for the writer thread.
+trait Write: Send {
+    /// Runs the write inside the batch's transaction; false when it failed (its
+    /// savepoint is then rolled back).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Reports the outcome once the batch ended: `failure` is the batch's error, if the
+    /// transaction could not begin or commit.
+    fn finish(self: Box<Self>, feed: &FeedSlot, failure: Option<&rusqlite::Error>);
+}
+
+struct Pending<T, F, A> {
+    f: Option<F>,
+    out: Option<rusqlite::Result<T>>,
+    after: Option<A>,
+    reply: oneshot::Sender<rusqlite::Result<T>>,
+}
+
+impl<T, F, A> Write for Pending<T, F, A>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+    A: FnOnce(&FeedSlot, &T) + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let f = self.f.take().expect("a write runs once");
+        let out = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
+            Err(failure(
+                rusqlite::ffi::SQLITE_INTERNAL,
+                "store write panicked",
+            ))
+        });
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
+    }
+
+    fn finish(self: Box<Self>, feed: &FeedSlot, batch_failure: Option<&rusqlite::Error>) {
+        let result = match (self.out, batch_failure) {
+            (Some(Err(e)), _) => Err(e),
+            (_, Some(e)) => Err(copy_error(e)),
+            (None, None) => Err(failure(rusqlite::ffi::SQLITE_INTERNAL, "write not run")),
+            (Some(Ok(v)), None) => {
+                if let Some(after) = self.after {
+                    after(feed, &v);
+                }
+                Ok(v)
+            }
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+fn failure(code: std::ffi::c_int, message: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(message.to_owned()))
+}
+
+/// The same error for every write of a failed batch.
+fn copy_error(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => failure(rusqlite::ffi::SQLITE_ERROR, &other.to_string()),
+    }
+}
+
+/// The writer thread: runs every queued write, a batch per transaction, until the store
+/// is dropped.
+fn write_loop(conn: Connection, queue: std::sync::mpsc::Receiver<Box<dyn Write>>, feed: FeedSlot) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let outcome = run_batch(&conn, &mut batch);
+        if outcome.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for w in batch {
+            w.finish(&feed, outcome.as_ref().err());
+        }
+    }
+}
+
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Write>]) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    for w in batch.iter_mut() {
+        conn.execute_batch("SAVEPOINT w")?;
+        if !w.run(conn) {
+            conn.execute_batch("ROLLBACK TO w")?;
+        }
+        conn.execute_batch("RELEASE w")?;
+    }
+    conn.execute_batch("COMMIT")
+}
+
+/// The checkpointer thread: copies committed WAL frames into the database in the
+/// background (PASSIVE: never blocks the writer or readers), until the store is dropped.
+fn checkpoint_loop(conn: Connection, store: Weak<Inner>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if store.upgrade().is_none() {
+            return;
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
 struct Inner {
     path: PathBuf,
     durability: Durability,
-    writer: Mutex<Connection>,
+    writes: Mutex<std::sync::mpsc::Sender<Box<dyn Write>>>,
     readers: Mutex<Vec<Connection>>,
-    feed: Mutex<Option<mpsc::UnboundedSender<FeedItem>>>,
+    feed: FeedSlot,
 }
 
 /// The SQLite store. Clones share the same database.
@@ -168,6 +296,10 @@ fn err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 fn open_connection(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Plans never depend on bound values. Without this, a statement whose plan looks at
+    // a parameter (any `LIMIT ?`) is prepared again on every run: that was most of the
+    // cost of a lookup.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
         None,
@@ -186,15 +318,33 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let writer = open_connection(&path, durability).map_err(err("open database"))?;
         writer.execute_batch(SCHEMA).map_err(err("create schema"))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path,
-                durability,
-                writer: Mutex::new(writer),
-                readers: Mutex::new(Vec::new()),
-                feed: Mutex::new(None),
-            }),
-        })
+        // Checkpoints run on their own thread, not inside a commit.
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(err("open database"))?;
+        let checkpointer = open_connection(&path, durability).map_err(err("open database"))?;
+        let (writes, queue) = std::sync::mpsc::channel();
+        let feed = FeedSlot::default();
+        let inner = Arc::new(Inner {
+            path,
+            durability,
+            writes: Mutex::new(writes),
+            readers: Mutex::new(Vec::new()),
+            feed: feed.clone(),
+        });
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(writer, queue, feed))
+            .and_then(|_| {
+                let store = Arc::downgrade(&inner);
+                std::thread::Builder::new()
+                    .name("sqlite-checkpoint".into())
+                    .spawn(move || checkpoint_loop(checkpointer, store))
+            });
+        if let Err(e) = spawned {
+            return Err(StoreError::new("start the writer threads", e));
+        }
+        Ok(Self { inner })
     }
 
     /// Subscribes to the change feed: every message committed from now on, in commit
@@ -283,54 +433,85 @@ impl SqliteStore {
         .map_err(err("read push outbox"))
     }
 
-    /// Runs `f` in a write transaction on the writer, off the async threads. `after`
-    /// runs once the transaction committed, while the writer is still held.
+    /// Runs `f` on the writer thread inside a transaction, and answers once that
+    /// transaction committed. `after` runs on the writer thread right after the commit,
+    /// before any later write's, so what it emits is in commit order.
     async fn write_then<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
-        after: impl FnOnce(&Inner, &T) + Send + 'static,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        after: impl FnOnce(&FeedSlot, &T) + Send + 'static,
     ) -> rusqlite::Result<T> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            after(&inner, &out);
-            Ok(out)
+        let (reply, answer) = oneshot::channel();
+        let pending: Box<dyn Write> = Box::new(Pending {
+            f: Some(f),
+            out: None,
+            after: Some(after),
+            reply,
+        });
+        let queued = self
+            .inner
+            .writes
+            .lock()
+            .expect("writer queue")
+            .send(pending);
+        if queued.is_err() {
+            return Err(failure(
+                rusqlite::ffi::SQLITE_MISUSE,
+                "the writer thread is gone",
+            ));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(failure(
+                rusqlite::ffi::SQLITE_INTERNAL,
+                "the writer thread is gone",
+            ))
         })
-        .await
-        .expect("store task panicked")
     }
 
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> rusqlite::Result<T> {
         self.write_then(f, |_, _| {}).await
     }
 
-    /// Runs `f` on a pooled read connection, off the async threads.
+    /// Runs a scan (a read whose size grows with the data: history pages, a user's
+    /// conversations, the outbox) on a pooled read connection, off the async threads.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> rusqlite::Result<T> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().expect("reader pool").pop();
-            let conn = match pooled {
-                Some(c) => c,
-                None => open_connection(&inner.path, inner.durability)?,
-            };
-            let out = f(&conn);
-            let mut pool = inner.readers.lock().expect("reader pool");
-            if pool.len() < READERS_KEPT {
-                pool.push(conn);
-            }
-            out
-        })
-        .await
-        .expect("store task panicked")
+        tokio::task::spawn_blocking(move || inner.with_reader(f))
+            .await
+            .expect("store task panicked")
+    }
+
+    /// Runs a lookup (a read by key with a small, bounded answer: a membership, a
+    /// conversation, a user's connections) on a pooled read connection right here. It
+    /// takes microseconds from the page cache, less than handing it to another thread
+    /// and back, which is what dominated the send path.
+    fn lookup<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        self.inner.with_reader(f)
+    }
+}
+
+impl Inner {
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let pooled = self.readers.lock().expect("reader pool").pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path, self.durability)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().expect("reader pool");
+        if pool.len() < READERS_KEPT {
+            pool.push(conn);
+        }
+        out
     }
 }
 
@@ -476,7 +657,7 @@ fn conversation_tx(c: &Connection, id: &str) -> rusqlite::Result<Option<Conversa
 }
 
 fn insert_member(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     conversation: &str,
     user: &str,
     role: Role,
@@ -495,7 +676,7 @@ fn insert_member(
 }
 
 fn create_conversation_tx(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     new: &NewConversation,
     direct_pair: Option<&str>,
 ) -> rusqlite::Result<ConversationRecord> {
@@ -588,15 +769,13 @@ impl Store for SqliteStore {
         user: &UserId,
     ) -> StoreResult<Option<(ConversationRecord, MemberRecord)>> {
         let (conversation, user) = (conversation.clone(), user.clone());
-        self.read(move |c| membership_tx(c, conversation.as_str(), user.as_str()))
-            .await
+        self.lookup(move |c| membership_tx(c, conversation.as_str(), user.as_str()))
             .map_err(err("read membership"))
     }
 
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<ConversationRecord>> {
         let id = id.clone();
-        self.read(move |c| conversation_tx(c, id.as_str()))
-            .await
+        self.lookup(move |c| conversation_tx(c, id.as_str()))
             .map_err(err("read conversation"))
     }
 
@@ -607,11 +786,13 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<MemberRecord>> {
         let conversation = conversation.clone();
-        let after = after.map(|u| u.as_str().to_owned());
-        self.read(move |c| {
+        // No `?2 IS NULL OR ...` here: a parameter tested for NULL makes SQLite prepare
+        // the statement again on every run. "" sorts before every user id.
+        let after = after.map_or_else(String::new, |u| u.as_str().to_owned());
+        self.lookup(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {MEMBER_COLUMNS} FROM members m
-                 WHERE m.conversation_id = ?1 AND (?2 IS NULL OR m.user_id > ?2)
+                 WHERE m.conversation_id = ?1 AND m.user_id > ?2
                  ORDER BY m.user_id LIMIT ?3"
             ))?;
             let rows = stmt.query_map(params![conversation.as_str(), after, limit], |r| {
@@ -619,7 +800,6 @@ impl Store for SqliteStore {
             })?;
             rows.collect()
         })
-        .await
         .map_err(err("read members"))
     }
 
@@ -636,21 +816,16 @@ impl Store for SqliteStore {
                 "SELECT {CONVERSATION_COLUMNS}, {MEMBER_COLUMNS} FROM members m
                  JOIN conversations c ON c.id = m.conversation_id
                  WHERE m.user_id = ?1
-                   AND (?2 IS NULL OR c.last_message_at < ?2
-                        OR (c.last_message_at = ?2 AND c.id > ?3))
+                   AND (c.last_message_at < ?2 OR (c.last_message_at = ?2 AND c.id > ?3))
                  ORDER BY c.last_message_at DESC, c.id ASC LIMIT ?4"
             ))?;
-            let rows = stmt.query_map(
-                params![
-                    user.as_str(),
-                    after.as_ref().map(|a| a.last_message_at),
-                    after
-                        .as_ref()
-                        .map(|a| a.conversation_id.as_str().to_owned()),
-                    limit
-                ],
-                |r| Ok((conversation_at(r, 0)?, member_at(r, 7)?)),
-            )?;
+            // The first page starts after (Millis::MAX, ""): before every conversation.
+            let (before_at, after_id) = after.as_ref().map_or((Millis::MAX, ""), |a| {
+                (a.last_message_at, a.conversation_id.as_str())
+            });
+            let rows = stmt.query_map(params![user.as_str(), before_at, after_id, limit], |r| {
+                Ok((conversation_at(r, 0)?, member_at(r, 7)?))
+            })?;
             rows.collect()
         })
         .await
@@ -867,9 +1042,9 @@ impl Store for SqliteStore {
                 };
                 Ok((Some(outbox_id), AppendOutcome::Stored(record)))
             },
-            |inner, (outbox_id, outcome)| {
+            |feed, (outbox_id, outcome)| {
                 if let (Some(id), AppendOutcome::Stored(record)) = (outbox_id, outcome)
-                    && let Some(feed) = inner.feed.lock().expect("feed lock").as_ref()
+                    && let Some(feed) = feed.lock().expect("feed lock").as_ref()
                 {
                     // A closed feed means the server is stopping: the outbox row stays
                     // and is replayed at the next start.
@@ -890,8 +1065,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<MessageRecord>> {
         let (conversation, sender) = (conversation.clone(), sender.clone());
         let cmid = client_message_id.to_owned();
-        self.read(move |c| find_by_client_id_tx(c, conversation.as_str(), sender.as_str(), &cmid))
-            .await
+        self.lookup(move |c| find_by_client_id_tx(c, conversation.as_str(), sender.as_str(), &cmid))
             .map_err(err("find message"))
     }
 
@@ -938,7 +1112,7 @@ impl Store for SqliteStore {
         min_timestamp: Millis,
     ) -> StoreResult<Option<Seq>> {
         let conversation = conversation.clone();
-        self.read(move |c| {
+        self.lookup(move |c| {
             c.prepare_cached(
                 "SELECT seq FROM messages WHERE conversation_id = ?1 AND timestamp >= ?2
                  ORDER BY seq LIMIT 1",
@@ -946,7 +1120,6 @@ impl Store for SqliteStore {
             .query_row(params![conversation.as_str(), min_timestamp], |r| r.get(0))
             .optional()
         })
-        .await
         .map_err(err("read first seq"))
     }
 
@@ -1115,14 +1288,13 @@ impl Store for SqliteStore {
 
     async fn connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>> {
         let id = connection_id.to_owned();
-        self.read(move |c| {
+        self.lookup(move |c| {
             c.prepare_cached(
                 "SELECT id, user_id, device_id, connected_at, last_frame_at FROM connections WHERE id = ?1",
             )?
             .query_row([id], connection_at)
             .optional()
         })
-        .await
         .map_err(err("read connection"))
     }
 
@@ -1164,7 +1336,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let users = strings(users);
-        self.read(move |c| {
+        self.lookup(move |c| {
             select_for_users(
                 c,
                 "SELECT id, user_id, device_id, connected_at, last_frame_at FROM connections WHERE user_id IN ({users})",
@@ -1172,7 +1344,6 @@ impl Store for SqliteStore {
                 connection_at,
             )
         })
-        .await
         .map_err(err("read connections"))
     }
 
@@ -1195,7 +1366,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let users = strings(users);
-        self.read(move |c| {
+        self.lookup(move |c| {
             select_for_users(
                 c,
                 "SELECT user_id, last_seen FROM users WHERE user_id IN ({users})",
@@ -1203,7 +1374,6 @@ impl Store for SqliteStore {
                 |r| Ok((user_at(r, 0)?, r.get(1)?)),
             )
         })
-        .await
         .map_err(err("read last seen"))
     }
 
@@ -1250,7 +1420,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let users = strings(users);
-        self.read(move |c| {
+        self.lookup(move |c| {
             select_for_users(
                 c,
                 "SELECT user_id, device_id, platform, token, endpoint, updated_at FROM devices WHERE user_id IN ({users}) ORDER BY user_id, device_id",
@@ -1258,7 +1428,6 @@ impl Store for SqliteStore {
                 device_at,
             )
         })
-        .await
         .map_err(err("read devices"))
     }
 }

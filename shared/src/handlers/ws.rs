@@ -4,17 +4,52 @@
 
 use crate::auth::bearer;
 use crate::error::ChatError;
-use crate::ids::{ConversationId, DeviceId, Seq, UserId};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
 use crate::protocol::{
     Action, ClientFrame, HEARTBEAT_INTERVAL_MS, MAX_FRAME_BYTES, SendRequest, ServerFrame,
 };
 use crate::service::Chat;
 
+/// A connection's liveness is written at most this often by a context that lives across
+/// frames (the local server's session). Well inside `LIVENESS_MS`, so a connection that
+/// frames at least once a heartbeat interval never looks stale.
+pub const TOUCH_EVERY_MS: Millis = 15_000;
+
 /// Who is on the other end of a connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnectionContext {
     pub connection_id: String,
     pub user_id: UserId,
+    /// When liveness was last written through this context.
+    touched_at: AtomicI64,
+}
+
+impl ConnectionContext {
+    /// A context that has not written liveness yet: its first frame does.
+    pub fn new(connection_id: String, user_id: UserId) -> Self {
+        Self {
+            connection_id,
+            user_id,
+            touched_at: AtomicI64::new(Millis::MIN),
+        }
+    }
+}
+
+/// Records that the client framed: writes the connection's liveness unless this context
+/// wrote it in the last [`TOUCH_EVERY_MS`]. A context made per frame (a Lambda
+/// invocation) writes it every time.
+pub async fn touch(chat: &Chat, ctx: &ConnectionContext) {
+    let now = chat.now();
+    let last = ctx.touched_at.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < TOUCH_EVERY_MS {
+        return;
+    }
+    match chat.touch(&ctx.connection_id, &ctx.user_id).await {
+        Ok(()) => ctx.touched_at.store(now, Ordering::Relaxed),
+        Err(e) => tracing::warn!(error = %e, "could not record connection liveness"),
+    }
 }
 
 /// What `$connect` gets: the upgrade request's credentials and device.
@@ -46,9 +81,7 @@ pub async fn disconnect(chat: &Chat, connection_id: &str) -> Result<(), ChatErro
 
 /// Handles one client text frame and returns the frame that answers it, if any.
 pub async fn frame(chat: &Chat, ctx: &ConnectionContext, text: &str) -> Option<ServerFrame> {
-    if let Err(e) = chat.touch(&ctx.connection_id, &ctx.user_id).await {
-        tracing::warn!(error = %e, "could not record connection liveness");
-    }
+    touch(chat, ctx).await;
     if text.len() > MAX_FRAME_BYTES {
         let (request_id, client_message_id) = ClientFrame::answer_ids(text);
         return Some(ServerFrame::error(
