@@ -37,7 +37,8 @@ pub type Item = HashMap<String, AttributeValue>;
 const CONNECTION_TTL_SECS: i64 = 2 * 3600 + 600;
 /// Rate-window items outlive their window by this much.
 const RATE_WINDOW_TTL_SECS: i64 = 180;
-/// A push claim outlives any stream redelivery (24 h retention) by a day.
+/// The record that a message's pushes were sent outlives any stream redelivery (24 h
+/// retention) by a day.
 const PUSH_CLAIM_TTL_SECS: i64 = 2 * 86_400;
 /// `TransactWriteItems` takes at most 100 actions.
 const TRANSACTION_MAX: usize = 100;
@@ -1290,23 +1291,27 @@ impl Store for DynamoStore {
             .sum())
     }
 
-    async fn claim_pushes(
+    async fn pushes_sent(&self, conversation: &ConversationId, seq: Seq) -> StoreResult<bool> {
+        let sent = key(conv_pk(conversation.as_str()), &format!("p#{seq}"));
+        Ok(self.get(&self.tables.main, sent).await?.is_some())
+    }
+
+    async fn record_pushes_sent(
         &self,
         conversation: &ConversationId,
         seq: Seq,
         now: Millis,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<()> {
         let mut item = key(conv_pk(conversation.as_str()), &format!("p#{seq}"));
         item.insert("expiresAt".into(), n(now / 1000 + PUSH_CLAIM_TTL_SECS));
-        let resp = self
-            .client
+        self.client
             .put_item()
             .table_name(&self.tables.main)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await;
-        Ok(condition_held(resp, "claim pushes")?.is_some())
+            .await
+            .map_err(sdk("record pushes sent"))?;
+        Ok(())
     }
 
     /// DynamoDB deletes expired items itself (TTL on `expiresAt`); reads filter them out

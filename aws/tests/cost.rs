@@ -283,7 +283,7 @@ async fn requests_per_operation() {
     // per fan-out.
     assert_eq!(send.total(), 4, "{send:?}");
     assert_eq!(fan_out_online.total(), 3, "{fan_out_online:?}");
-    assert_eq!(fan_out_offline.total(), 7, "{fan_out_offline:?}");
+    assert_eq!(fan_out_offline.total(), 8, "{fan_out_offline:?}");
     assert_eq!(fan_out_group.total(), 3, "{fan_out_group:?}");
     assert_eq!(receipt.total(), 4, "{receipt:?}");
     assert_eq!(typing.total(), 4, "{typing:?}");

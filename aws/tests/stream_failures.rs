@@ -257,7 +257,8 @@ impl Scene {
         record.dynamodb.sequence_number.clone().unwrap()
     }
 
-    /// The needles of the push claim of message `seq` (a request no other record makes).
+    /// The needles of the "pushes sent" item of message `seq` (read before its pushes,
+    /// written after them; no other record makes these requests).
     fn claim(&self, seq: u64) -> [String; 2] {
         [
             format!("c#{}", self.conversation.as_str()),
@@ -320,19 +321,19 @@ async fn an_outage_at_the_fourth_record_reports_it_and_the_retry_loses_nothing()
     // WHEN the whole batch comes again (an invocation that timed out after its work)
     let again = handle_stream(&s.chat, s.batch.clone()).await;
 
-    // THEN frames repeat (clients drop them by seq) but no push does: the claims hold
+    // THEN frames repeat (clients drop them by seq) but no push does: they are recorded
     assert!(failed(&again).is_empty());
     assert_eq!(s.bob_seqs(), [1, 2, 3, 4, 4, 5, 6, 1, 2, 3, 4, 5, 6]);
     assert_eq!(s.pushed_seqs().await, [1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_after_the_push_claim_loses_that_push_and_never_doubles_one() {
-    // GIVEN four messages, and DynamoDB unreachable for the reads after the push claim of
-    // the second (the badge count), so its fan-out fails once the claim is taken
+async fn an_outage_between_the_pushed_check_and_the_pushes_repeats_them_never_loses_them() {
+    // GIVEN four messages, and DynamoDB unreachable for the reads after the second's
+    // "pushes sent?" check (the badge count), so its fan-out fails before it pushes
     let s = scene("sf2", 4).await;
-    let [_, claim] = s.claim(2);
-    s.outage.start_after(&claim, &["byUser"]);
+    let [_, pushed] = s.claim(2);
+    s.outage.start_after(&pushed, &["byUser"]);
 
     // WHEN the batch is handled, and again from the reported record once DynamoDB is back
     let response = handle_stream(&s.chat, s.batch.clone()).await;
@@ -341,10 +342,11 @@ async fn an_outage_after_the_push_claim_loses_that_push_and_never_doubles_one() 
     let retry = handle_stream(&s.chat, s.from(&s.sequence_number(2))).await;
     assert!(failed(&retry).is_empty(), "{retry:?}");
 
-    // THEN every frame arrived (the failed record's twice), and pushes are at most once:
-    // the second message's was claimed by the failed attempt, so the retry skips it
+    // THEN every frame arrived (the failed record's twice), and every message was pushed:
+    // pushes are recorded as sent only after they went out, so the retry sends the
+    // second's
     assert_eq!(s.bob_seqs(), [1, 2, 2, 3, 4]);
-    assert_eq!(s.pushed_seqs().await, [1, 3, 4]);
+    assert_eq!(s.pushed_seqs().await, [1, 2, 3, 4]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

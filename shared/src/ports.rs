@@ -358,14 +358,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<ReceiptUpdate>>;
     /// Sum of `lastSeq - readUpTo` over the user's conversations (the push badge).
     async fn total_unread(&self, user: &UserId) -> StoreResult<u64>;
-    /// Claims the pushes of one message: true the first time, false on a redelivery of
-    /// the change feed, so offline phones are not pushed twice.
-    async fn claim_pushes(
+    /// Whether every push of one message was sent already (see
+    /// [`Store::record_pushes_sent`]): a redelivery of the change feed skips them.
+    async fn pushes_sent(&self, conversation: &ConversationId, seq: Seq) -> StoreResult<bool>;
+    /// Records that every push of one message was sent. Written after the pushes, so a
+    /// process that dies in between sends them again when the feed is replayed: pushes
+    /// are at least once, never lost (a repeat carries the same messageId).
+    async fn record_pushes_sent(
         &self,
         conversation: &ConversationId,
         seq: Seq,
         now: Millis,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<()>;
     /// Deletes messages older than `before`; returns how many.
     async fn expire_messages(&self, before: Millis) -> StoreResult<u64>;
 

@@ -748,7 +748,9 @@ impl Chat {
             return Ok(());
         }
         let devices = self.store.devices_of(&offline).await?;
-        if devices.is_empty() || !self.store.claim_pushes(&conv.id, message.seq, now).await? {
+        // Pushes are recorded as sent only after they went out: a crash in between repeats
+        // them on the replay rather than losing them.
+        if devices.is_empty() || self.store.pushes_sent(&conv.id, message.seq).await? {
             return Ok(());
         }
         let mut badges: HashMap<UserId, u64> = HashMap::new();
@@ -781,6 +783,9 @@ impl Chat {
                 Err(e) => warn!(error = %e, user.id = %device.user_id, "push failed"),
             }
         }
+        self.store
+            .record_pushes_sent(&conv.id, message.seq, now)
+            .await?;
         Ok(())
     }
 

@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS rate_windows (
     window_start INTEGER NOT NULL,
     count        INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Messages whose pushes were all sent (the table's name predates that meaning).
 CREATE TABLE IF NOT EXISTS push_claims (
     conversation_id TEXT NOT NULL,
     seq             INTEGER NOT NULL,
@@ -127,6 +128,9 @@ CREATE TABLE IF NOT EXISTS push_outbox (
     badge           INTEGER NOT NULL,
     timestamp       INTEGER NOT NULL
 );
+-- A replayed fan-out pushes a message again; the local outbox keeps it once per device.
+CREATE UNIQUE INDEX IF NOT EXISTS push_outbox_once
+    ON push_outbox (conversation_id, seq, user_id, device_id);
 "#;
 
 /// Idle read connections kept open for reuse (more are opened under bursts).
@@ -1175,24 +1179,31 @@ impl Store for SqliteStore {
         .map_err(err("read unread total"))
     }
 
-    async fn claim_pushes(
+    async fn pushes_sent(&self, conversation: &ConversationId, seq: Seq) -> StoreResult<bool> {
+        self.lookup(|c| {
+            c.prepare_cached("SELECT 1 FROM push_claims WHERE conversation_id = ?1 AND seq = ?2")?
+                .exists(params![conversation.as_str(), seq])
+        })
+        .map_err(err("read pushes sent"))
+    }
+
+    async fn record_pushes_sent(
         &self,
         conversation: &ConversationId,
         seq: Seq,
         now: Millis,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<()> {
         let conversation = conversation.clone();
         self.write(move |tx| {
-            Ok(tx
-                .prepare_cached(
-                    "INSERT INTO push_claims (conversation_id, seq, claimed_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![conversation.as_str(), seq, now])?
-                == 1)
+            tx.prepare_cached(
+                "INSERT INTO push_claims (conversation_id, seq, claimed_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![conversation.as_str(), seq, now])?;
+            Ok(())
         })
         .await
-        .map_err(err("claim pushes"))
+        .map_err(err("record pushes sent"))
     }
 
     async fn expire_messages(&self, before: Millis) -> StoreResult<u64> {
@@ -1441,7 +1452,8 @@ impl PushSender for SqliteStore {
             tx.prepare_cached(
                 "INSERT INTO push_outbox (user_id, device_id, platform, title, body,
                      conversation_id, seq, message_id, badge, timestamp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT DO NOTHING",
             )?
             .execute(params![
                 d.user_id.as_str(),

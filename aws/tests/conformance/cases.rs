@@ -697,14 +697,17 @@ pub async fn unread_totals_and_mute_flags(store: S) {
     assert!(bob.muted);
 }
 
-pub async fn pushes_are_claimed_once_per_message(store: S) {
+pub async fn pushes_are_recorded_as_sent_per_message(store: S) {
     let id = group(&store, &["alice"], 1).await;
-    assert!(store.claim_pushes(&id, 1, 10).await.unwrap());
+    assert!(!store.pushes_sent(&id, 1).await.unwrap());
+    store.record_pushes_sent(&id, 1, 10).await.unwrap();
+    assert!(store.pushes_sent(&id, 1).await.unwrap(), "a redelivery");
+    store.record_pushes_sent(&id, 1, 20).await.unwrap();
     assert!(
-        !store.claim_pushes(&id, 1, 20).await.unwrap(),
-        "a redelivery"
+        store.pushes_sent(&id, 1).await.unwrap(),
+        "recording twice is harmless"
     );
-    assert!(store.claim_pushes(&id, 2, 20).await.unwrap());
+    assert!(!store.pushes_sent(&id, 2).await.unwrap());
 }
 
 pub async fn a_stale_counter_hint_costs_a_retry_not_a_wrong_seq(store: S) {

@@ -98,6 +98,6 @@ conformance!(
     devices_register_move_between_users_and_delete,
     contacts_and_shared_users_follow_membership,
     unread_totals_and_mute_flags,
-    pushes_are_claimed_once_per_message,
+    pushes_are_recorded_as_sent_per_message,
     a_stale_counter_hint_costs_a_retry_not_a_wrong_seq,
 );
