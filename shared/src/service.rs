@@ -105,6 +105,12 @@ pub struct PresenceView {
 }
 
 /// What is needed to render a conversation for any of its members.
+/// What the checks before a send found.
+enum Checked {
+    New(ConversationRecord),
+    Retry(MessageRecord),
+}
+
 struct ConversationParts {
     first_seq: Seq,
     members: Option<Vec<MemberView>>,
@@ -661,23 +667,10 @@ impl Chat {
 
     // ---------------------------------------------------------------- messages
 
-    /// Validates, sequences and persists a message, then acks it. Fan-out follows from
-    /// the store's change feed, not from here.
-    pub async fn send(
-        &self,
-        caller: &UserId,
-        origin_connection: Option<&str>,
-        req: SendRequest,
-    ) -> ChatResult<Ack> {
-        // A retry is answered with the original even if the sender has left since.
-        let cmid = req.client_message_id.as_str();
-        if let Some(original) = self
-            .store
-            .find_by_client_id(&req.conversation_id, caller, cmid)
-            .await?
-        {
-            return Ok(ack(&original, true));
-        }
+    /// The checks a new message must pass: membership, `replyTo`, the rate limit. With a
+    /// rate limit on, a retry is recognised here, before counting (retries are not
+    /// counted); without one, the store recognises it in the append.
+    async fn check_send(&self, caller: &UserId, req: &SendRequest) -> ChatResult<Checked> {
         let (conv, _) = self.member_of(&req.conversation_id, caller).await?;
         if let Some(reply_to) = req.reply_to
             && reply_to > conv.last_seq
@@ -686,8 +679,16 @@ impl Chat {
                 "replyTo must be a seq of this conversation".into(),
             ));
         }
-        let now = self.now();
         if self.limits.rate_limit_per_min > 0 {
+            let cmid = req.client_message_id.as_str();
+            if let Some(original) = self
+                .store
+                .find_by_client_id(&req.conversation_id, caller, cmid)
+                .await?
+            {
+                return Ok(Checked::Retry(original));
+            }
+            let now = self.now();
             let window = domain::rate_window_start(now);
             let count = self.store.count_send(caller, window).await?;
             if let Some(err) =
@@ -696,6 +697,36 @@ impl Chat {
                 return Err(err);
             }
         }
+        Ok(Checked::New(conv))
+    }
+
+    /// Validates, sequences and persists a message, then acks it. Fan-out follows from
+    /// the store's change feed, not from here.
+    pub async fn send(
+        &self,
+        caller: &UserId,
+        origin_connection: Option<&str>,
+        req: SendRequest,
+    ) -> ChatResult<Ack> {
+        // A retry is answered with the original, even when it fails a check the original
+        // passed (the sender left since). Looking it up only then keeps the common path
+        // to one read: the store recognises a retry in the append itself.
+        let cmid = req.client_message_id.as_str();
+        let conv = match self.check_send(caller, &req).await {
+            Ok(Checked::New(conv)) => conv,
+            Ok(Checked::Retry(original)) => return Ok(ack(&original, true)),
+            Err(e) => {
+                return match self
+                    .store
+                    .find_by_client_id(&req.conversation_id, caller, cmid)
+                    .await?
+                {
+                    Some(original) => Ok(ack(&original, true)),
+                    None => Err(e),
+                };
+            }
+        };
+        let now = self.now();
         let expires_at = (self.limits.retention_days > 0)
             .then(|| now + i64::from(self.limits.retention_days) * 86_400_000);
         let outcome = self
