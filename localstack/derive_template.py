@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Derive the template an emulator deploys from the SAM template `sam deploy` uses.
 
-`template.yaml` is written for AWS and `sam build`: every function has `CodeUri: .`
-and names its binary in `Metadata.BuildProperties.Binary` (cargo-lambda). For
+`template.yaml` is written for AWS and `sam build`: every function has `CodeUri:
+functions` (the package, so cargo-lambda finds its binaries) and names its binary in `Metadata.BuildProperties.Binary` (cargo-lambda). For
 `aws cloudformation package` each function needs a folder holding its `bootstrap`,
 and the emulators miss a few things AWS has. This script writes, under --out-dir:
 
