@@ -72,7 +72,9 @@ async fn upgrade(
 ) -> Response {
     let room = rooms.room(&q.room);
     let id = rooms.next_id.fetch_add(1, Ordering::Relaxed);
-    ws.on_upgrade(move |socket| session(socket, room, id))
+    // The same read buffer as chat-local's, so idle memory compares like for like.
+    ws.read_buffer_size(8 * 1024)
+        .on_upgrade(move |socket| session(socket, room, id))
 }
 
 async fn session(socket: WebSocket, room: Arc<Room>, id: u64) {

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::sleep_until;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::procstat;
@@ -56,6 +57,8 @@ struct Stats {
     measured: u64,
     duplicates: u64,
     gaps: u64,
+    /// The last step this connection finished sending (its last due send went out).
+    done_step: u32,
     /// This connection's own sends and acks in this step.
     sent: u64,
     acked: u64,
@@ -73,6 +76,7 @@ impl Stats {
             measured: 0,
             duplicates: 0,
             gaps: 0,
+            done_step: 0,
             sent: 0,
             acked: 0,
             errors: 0,
@@ -219,6 +223,7 @@ impl Load {
             load.stats.push(stats.clone());
             let client = Client {
                 index: i as u32,
+                sends: load.senders[i],
                 phase: i as f64 / total as f64,
                 frame_head: format!(
                     r#"{{"action":"send","conversationId":"{room}","clientMessageId":"{i}-"#
@@ -271,8 +276,17 @@ impl Load {
         let server_after = self.endpoint.pid.and_then(procstat::sample);
         let me_after = procstat::sample(std::process::id());
 
-        // Wait for the stragglers: each message to all other members of its room.
+        // Wait for the late senders to send what was due, then for the stragglers: each
+        // message to all other members of its room, and every ack.
         let deadline = Instant::now() + drain;
+        while Instant::now() < deadline
+            && !self
+                .stats
+                .iter()
+                .all(|s| s.lock().expect("stats").done_step == id)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let (mut expected, mut received);
         loop {
             (expected, received) = (0, 0);
@@ -348,7 +362,9 @@ impl Load {
 /// Opens one WebSocket; on our server, waits for a heartbeat's answer so the connection
 /// is registered for fan-out when this returns.
 pub async fn open(endpoint: &Endpoint, url: &str) -> anyhow::Result<Ws> {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+    // Small read chunks: thousands of client sockets live in this one process.
+    let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .with_context(|| format!("connect to {}", endpoint.addr))?;
     if endpoint.kind == Kind::Ours {
@@ -397,6 +413,8 @@ pub async fn await_acks(ws: &mut Ws, count: usize) -> anyhow::Result<()> {
 
 struct Client {
     index: u32,
+    /// Whether this connection sends in the steps (else it only receives).
+    sends: bool,
     /// Where in each interval this client sends, as a fraction (spreads the senders).
     phase: f64,
     /// The send frame up to the client message id's number.
@@ -432,7 +450,14 @@ impl Client {
                         return;
                     }
                     step = steps.borrow_and_update().clone();
-                    next_due = step.interval.map(|i| step.start + i.mul_f64(self.phase));
+                    next_due = step
+                        .interval
+                        .filter(|_| self.sends)
+                        .map(|i| step.start + i.mul_f64(self.phase))
+                        .filter(|first| *first < step.stop);
+                    if next_due.is_none() {
+                        self.stats.lock().expect("stats").done_step = step.id;
+                    }
                 }
                 _ = sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
                     let due = due.expect("guarded");
@@ -443,6 +468,9 @@ impl Client {
                     }
                     let next = due + interval;
                     next_due = (next < step.stop).then_some(next);
+                    if next_due.is_none() {
+                        self.stats.lock().expect("stats").done_step = step.id;
+                    }
                 }
             }
         }

@@ -69,7 +69,7 @@ pub async fn capacity(
             .await?;
         let pass = report.clean() && report.corrected.p99 <= ramp.p99_limit_us;
         eprintln!(
-            "  {:>5} step {}: offered {:>9.0} deliveries/s, got {:>9.0}/s, p99 {:>8} us (actual {:>8} us), lost {}, dup {}, server cpu {:.0}%, {}",
+            "  {:>5} step {}: offered {:>9.0} deliveries/s, got {:>9.0}/s, p99 {:>8} us (actual {:>8} us), lost {}, dup {}, gaps {}, errors {}, acked {}/{}, server cpu {:.0}%, {}",
             endpoint.kind.label(),
             i + 1,
             deliveries,
@@ -78,6 +78,10 @@ pub async fn capacity(
             report.actual.p99,
             report.lost,
             report.duplicates,
+            report.gaps,
+            report.errors,
+            report.acked,
+            report.sent,
             report.server_cpu.unwrap_or(0.0),
             if pass { "pass" } else { "FAIL" }
         );

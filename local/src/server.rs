@@ -45,10 +45,20 @@ pub struct App {
 /// they do not count as client frames.
 const PING_PAYLOAD: &[u8] = b"chat-local";
 
+/// Bytes read from a socket at a time. tungstenite's default (128 KiB, allocated and
+/// zeroed per connection) made an idle connection cost ~140 KB; chat frames are small,
+/// and a larger frame is simply read in several chunks.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// How often expired messages are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Fanned-out outbox rows are deleted in batches of at most this many.
 const FEED_ACK_BATCH: usize = 256;
+/// Fanned-out outbox rows are deleted at most this often (or every `FEED_ACK_BATCH`
+/// rows): one write per interval rather than one per message at low rates. Rows still
+/// there when the process dies are fanned out again at the next start; clients drop the
+/// repeated frames by seq, and pushes already sent are recorded, so none goes twice.
+const FEED_ACK_EVERY: Duration = Duration::from_millis(100);
 
 /// Serves until `shutdown` resolves, then closes every socket and finishes the fan-out
 /// of what was already committed.
@@ -112,11 +122,28 @@ async fn fan_out_feed(
     mut feed: mpsc::UnboundedReceiver<FeedItem>,
 ) {
     let mut batch = pending;
+    let mut done: Vec<i64> = Vec::new();
+    let mut acked_at = tokio::time::Instant::now();
     loop {
         if batch.is_empty() {
-            match feed.recv().await {
+            let next = if done.is_empty() {
+                feed.recv().await
+            } else {
+                match tokio::time::timeout_at(acked_at + FEED_ACK_EVERY, feed.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        ack_feed(&app, &mut done).await;
+                        acked_at = tokio::time::Instant::now();
+                        continue;
+                    }
+                }
+            };
+            match next {
                 Some(item) => batch.push(item),
-                None => return,
+                None => {
+                    ack_feed(&app, &mut done).await;
+                    return;
+                }
             }
         }
         while batch.len() < FEED_ACK_BATCH {
@@ -125,7 +152,7 @@ async fn fan_out_feed(
                 Err(_) => break,
             }
         }
-        let done = match handlers::fanout::handle_batch(&app.chat, &batch, |(_, m)| m).await {
+        let fanned_out = match handlers::fanout::handle_batch(&app.chat, &batch, |(_, m)| m).await {
             Ok(()) => batch.len(),
             Err((failed, e)) => {
                 warn!(error = %e, "fan-out failed; retrying from that message");
@@ -133,12 +160,21 @@ async fn fan_out_feed(
                 failed
             }
         };
-        let ids: Vec<i64> = batch.drain(..done).map(|(id, _)| id).collect();
-        if !ids.is_empty()
-            && let Err(e) = app.store.ack_feed(ids).await
-        {
-            warn!(error = %e, "could not delete fanned-out outbox rows; they will be replayed");
+        done.extend(batch.drain(..fanned_out).map(|(id, _)| id));
+        if done.len() >= FEED_ACK_BATCH || acked_at.elapsed() >= FEED_ACK_EVERY {
+            ack_feed(&app, &mut done).await;
+            acked_at = tokio::time::Instant::now();
         }
+    }
+}
+
+/// Deletes the outbox rows of messages fanned out.
+async fn ack_feed(app: &App, done: &mut Vec<i64>) {
+    if done.is_empty() {
+        return;
+    }
+    if let Err(e) = app.store.ack_feed(std::mem::take(done)).await {
+        warn!(error = %e, "could not delete fanned-out outbox rows; they will be replayed");
     }
 }
 
@@ -218,6 +254,7 @@ async fn ws_upgrade(
     let failed_app = app.clone();
     let failed_id = connection_id.clone();
     upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(MAX_READ_FRAME_BYTES)
         .max_frame_size(MAX_READ_FRAME_BYTES)
         .on_failed_upgrade(move |e| {
