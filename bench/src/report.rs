@@ -42,7 +42,8 @@ pub fn capacity(title: &str, p99_limit_ms: f64, ours: &Capacity, limit: &Capacit
     let _ = writeln!(
         out,
         "{title}: {} connections. Capacity = the highest offered rate that was delivered \
-         exactly once with corrected p99 <= {p99_limit_ms} ms.\n",
+         exactly once with corrected p99 <= {p99_limit_ms} ms (a failed rate is run once \
+         more before it counts).\n",
         ours.connections
     );
     let _ = writeln!(out, "| | ours | limit | ours / limit |");
