@@ -50,6 +50,9 @@ const PING_PAYLOAD: &[u8] = b"chat-local";
 /// and a larger frame is simply read in several chunks.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
 
+/// How much of an oversized request body is read (and dropped) before the 413.
+const DRAIN_OVERSIZED_BYTES: usize = 4 * 1024 * 1024;
+
 /// How often expired messages are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Fanned-out outbox rows are deleted in batches of at most this many.
@@ -438,15 +441,37 @@ async fn push_outbox(
 /// Everything else: the HTTP API, through the shared handler.
 async fn http_api(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let body = match read_body(body).await {
         Ok(b) => b,
-        Err(_) => {
-            return error_response(&ChatError::PayloadTooLarge(
-                "request bodies are limited to 256 KiB",
-            ));
-        }
+        Err(e) => return error_response(&e),
     };
     let resp = handlers::http::handle(&app.chat, http::Request::from_parts(parts, body)).await;
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, Body::from(body))
+}
+
+/// Reads a request body of at most `MAX_BODY_BYTES`. A larger one is still read and
+/// dropped up to `DRAIN_OVERSIZED_BYTES` before the 413 goes out: answering while the
+/// client is still sending makes the close reset the connection, and the client sees
+/// a broken pipe instead of the answer.
+async fn read_body(body: Body) -> Result<Bytes, ChatError> {
+    let mut chunks = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = chunks.next().await {
+        let chunk =
+            chunk.map_err(|_| ChatError::Invalid("the request body could not be read".into()))?;
+        total += chunk.len();
+        if total <= MAX_BODY_BYTES {
+            kept.extend_from_slice(&chunk);
+        } else if total > DRAIN_OVERSIZED_BYTES {
+            break;
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(ChatError::PayloadTooLarge(
+            "request bodies are limited to 256 KiB",
+        ));
+    }
+    Ok(Bytes::from(kept))
 }
