@@ -19,7 +19,6 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::body::SdkBody;
-use chat_aws::sns::PlatformApplications;
 use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
 use chat_shared::ports::{ConversationKind, Platform};
 use chat_shared::protocol::{Content, SendRequest};
@@ -162,18 +161,7 @@ async fn requests_per_operation() {
     let meter = Meter::default();
     let dynamodb =
         aws_sdk_dynamodb::Client::from_conf(dynamodb_config().interceptor(meter.clone()).build());
-    let names = tables(&dynamodb, "cost").await;
-    let tap = Arc::new(Tap::new(moto_gateway()));
-    let app = fcm_app("cost-fcm").await;
-    let chat = chat(
-        dynamodb,
-        names,
-        tap,
-        PlatformApplications {
-            fcm: Some(app),
-            ..Default::default()
-        },
-    );
+    let (chat, _, _) = chat_with_fcm(dynamodb, "cost").await;
     let (alice, bob) = (user("alice"), user("bob"));
     let (direct, _) = chat
         .create_conversation(

@@ -20,7 +20,6 @@ use chat_aws::lambda::{
     BatchResponse, DeadLetter, StreamBatchInfo, StreamEvent, StreamRecord, handle_dead_letter,
     handle_stream, replay,
 };
-use chat_aws::sns::PlatformApplications;
 use chat_shared::Chat;
 use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId, UserId};
 use chat_shared::ports::{ConversationKind, Platform};
@@ -134,18 +133,7 @@ async fn scene(tag: &str, n: u64) -> Scene {
             .interceptor(outage.clone())
             .build(),
     );
-    let names = tables(&dynamodb, tag).await;
-    let tap = Arc::new(Tap::new(moto_gateway()));
-    let app = fcm_app(&format!("{tag}-fcm")).await;
-    let chat = chat(
-        dynamodb.clone(),
-        names.clone(),
-        tap.clone(),
-        PlatformApplications {
-            fcm: Some(app),
-            ..Default::default()
-        },
-    );
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), tag).await;
     let (group, _) = chat
         .create_conversation(
             &user("alice"),

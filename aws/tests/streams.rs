@@ -5,10 +5,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use chat_aws::lambda::handle_stream;
-use chat_aws::sns::PlatformApplications;
 use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
 use chat_shared::ports::{ConversationKind, Platform};
 use chat_shared::protocol::{Content, SendRequest};
@@ -26,18 +23,7 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
     // GIVEN a group: alice sends from connection alice-1, bob is online on bob-1, carol is
     // offline with an FCM phone, dave is offline and muted the group
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(dynamodb_config().build());
-    let names = tables(&dynamodb, "st").await;
-    let tap = Arc::new(Tap::new(moto_gateway()));
-    let app = fcm_app("stream-fcm").await;
-    let chat = chat(
-        dynamodb.clone(),
-        names.clone(),
-        tap.clone(),
-        PlatformApplications {
-            fcm: Some(app),
-            ..Default::default()
-        },
-    );
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "st").await;
     let (group, _) = chat
         .create_conversation(
             &user("alice"),

@@ -131,6 +131,28 @@ pub fn chat(
     }
 }
 
+/// The chat service on fresh tables tagged `tag`, with the tapped Management API of moto
+/// and an FCM application on moto: the setup of the fan-out tests. `dynamodb` carries the
+/// test's interceptors, if any.
+pub async fn chat_with_fcm(
+    dynamodb: aws_sdk_dynamodb::Client,
+    tag: &str,
+) -> (Chat, TableNames, Arc<Tap<ApiGatewayGateway>>) {
+    let names = tables(&dynamodb, tag).await;
+    let tap = Arc::new(Tap::new(moto_gateway()));
+    let app = fcm_app(&format!("{tag}-fcm")).await;
+    let chat = chat(
+        dynamodb,
+        names.clone(),
+        tap.clone(),
+        PlatformApplications {
+            fcm: Some(app),
+            ..Default::default()
+        },
+    );
+    (chat, names, tap)
+}
+
 /// An FCM platform application on moto.
 pub async fn fcm_app(name: &str) -> String {
     sns_client()
