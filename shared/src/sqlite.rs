@@ -17,6 +17,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -156,6 +157,9 @@ type FeedSlot = Arc<Mutex<Option<mpsc::UnboundedSender<FeedItem>>>>;
 const MAX_BATCH: usize = 256;
 /// How often the checkpointer copies the WAL back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How long the writer waits after a complete checkpoint for reads to end, so that its
+/// next transaction can start the WAL over.
+const RESTART_PAUSE: Duration = Duration::from_micros(500);
 
 /// One write waiting for the writer thread.
 trait Write: Send {
@@ -225,8 +229,20 @@ fn copy_error(e: &rusqlite::Error) -> rusqlite::Error {
 
 /// The writer thread: runs every queued write, a batch per transaction, until the store
 /// is dropped.
-fn write_loop(conn: Connection, queue: std::sync::mpsc::Receiver<Box<dyn Write>>, feed: FeedSlot) {
+fn write_loop(
+    conn: Connection,
+    queue: std::sync::mpsc::Receiver<Box<dyn Write>>,
+    feed: FeedSlot,
+    checkpointed: Arc<AtomicBool>,
+) {
     while let Ok(first) = queue.recv() {
+        if checkpointed.swap(false, Ordering::AcqRel) {
+            // Every frame of the WAL is in the database now: after a pause that lets the
+            // reads begun before the checkpoint end, this transaction starts the WAL over
+            // from its beginning. Without it the WAL only grows, and every frame lands in
+            // a fresh page the kernel must zero first (40% of this thread under load).
+            std::thread::sleep(RESTART_PAUSE);
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -258,14 +274,22 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Write>]) -> rusqlite::Resul
 
 /// The checkpointer thread: copies committed WAL frames into the database in the
 /// background (PASSIVE: never blocks the writer or readers), until the store is dropped.
-fn checkpoint_loop(conn: Connection, store: Weak<Inner>) {
+fn checkpoint_loop(conn: Connection, store: Weak<Inner>, checkpointed: Arc<AtomicBool>) {
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
         if store.upgrade().is_none() {
             return;
         }
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+        // (busy, frames in the WAL, frames copied into the database)
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match done {
+            Ok((frames, copied)) if frames > 0 && frames == copied => {
+                checkpointed.store(true, Ordering::Release);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
         }
     }
 }
@@ -329,6 +353,8 @@ impl SqliteStore {
         let checkpointer = open_connection(&path, durability).map_err(err("open database"))?;
         let (writes, queue) = std::sync::mpsc::channel();
         let feed = FeedSlot::default();
+        let checkpointed = Arc::new(AtomicBool::new(false));
+        let restart = checkpointed.clone();
         let inner = Arc::new(Inner {
             path,
             durability,
@@ -338,12 +364,12 @@ impl SqliteStore {
         });
         let spawned = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(writer, queue, feed))
+            .spawn(move || write_loop(writer, queue, feed, restart))
             .and_then(|_| {
                 let store = Arc::downgrade(&inner);
                 std::thread::Builder::new()
                     .name("sqlite-checkpoint".into())
-                    .spawn(move || checkpoint_loop(checkpointer, store))
+                    .spawn(move || checkpoint_loop(checkpointer, store, checkpointed))
             });
         if let Err(e) = spawned {
             return Err(StoreError::new("start the writer threads", e));
