@@ -798,14 +798,12 @@ impl Store for SqliteStore {
         conversation: &ConversationId,
         user: &UserId,
     ) -> StoreResult<Option<(ConversationRecord, MemberRecord)>> {
-        let (conversation, user) = (conversation.clone(), user.clone());
-        self.lookup(move |c| membership_tx(c, conversation.as_str(), user.as_str()))
+        self.lookup(|c| membership_tx(c, conversation.as_str(), user.as_str()))
             .map_err(err("read membership"))
     }
 
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<ConversationRecord>> {
-        let id = id.clone();
-        self.lookup(move |c| conversation_tx(c, id.as_str()))
+        self.lookup(|c| conversation_tx(c, id.as_str()))
             .map_err(err("read conversation"))
     }
 
@@ -815,11 +813,9 @@ impl Store for SqliteStore {
         after: Option<&UserId>,
         limit: u32,
     ) -> StoreResult<Vec<MemberRecord>> {
-        let conversation = conversation.clone();
-        // No `?2 IS NULL OR ...` here: a parameter tested for NULL makes SQLite prepare
-        // the statement again on every run. "" sorts before every user id.
-        let after = after.map_or_else(String::new, |u| u.as_str().to_owned());
-        self.lookup(move |c| {
+        // "" sorts before every user id: the first page is the same query.
+        let after = after.map_or("", UserId::as_str);
+        self.lookup(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {MEMBER_COLUMNS} FROM members m
                  WHERE m.conversation_id = ?1 AND m.user_id > ?2
@@ -1093,10 +1089,10 @@ impl Store for SqliteStore {
         sender: &UserId,
         client_message_id: &str,
     ) -> StoreResult<Option<MessageRecord>> {
-        let (conversation, sender) = (conversation.clone(), sender.clone());
-        let cmid = client_message_id.to_owned();
-        self.lookup(move |c| find_by_client_id_tx(c, conversation.as_str(), sender.as_str(), &cmid))
-            .map_err(err("find message"))
+        self.lookup(|c| {
+            find_by_client_id_tx(c, conversation.as_str(), sender.as_str(), client_message_id)
+        })
+        .map_err(err("find message"))
     }
 
     async fn messages(
@@ -1141,8 +1137,7 @@ impl Store for SqliteStore {
         conversation: &ConversationId,
         min_timestamp: Millis,
     ) -> StoreResult<Option<Seq>> {
-        let conversation = conversation.clone();
-        self.lookup(move |c| {
+        self.lookup(|c| {
             c.prepare_cached(
                 "SELECT seq FROM messages WHERE conversation_id = ?1 AND timestamp >= ?2
                  ORDER BY seq LIMIT 1",
@@ -1324,12 +1319,11 @@ impl Store for SqliteStore {
     }
 
     async fn connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>> {
-        let id = connection_id.to_owned();
-        self.lookup(move |c| {
+        self.lookup(|c| {
             c.prepare_cached(
                 "SELECT id, user_id, device_id, connected_at, last_frame_at FROM connections WHERE id = ?1",
             )?
-            .query_row([id], connection_at)
+            .query_row([connection_id], connection_at)
             .optional()
         })
         .map_err(err("read connection"))
