@@ -247,7 +247,7 @@ impl Scene {
 
     /// The needles of the "pushes sent" item of message `seq` (read before its pushes,
     /// written after them; no other record makes these requests).
-    fn claim(&self, seq: u64) -> [String; 2] {
+    fn pushes_sent_item(&self, seq: u64) -> [String; 2] {
         [
             format!("c#{}", self.conversation.as_str()),
             format!("\"p#{seq}\""),
@@ -280,11 +280,11 @@ fn failed(response: &BatchResponse) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_at_the_fourth_record_reports_it_and_the_retry_loses_nothing() {
-    // GIVEN six messages, and DynamoDB unreachable for the push claim of the fourth (its
+    // GIVEN six messages, and DynamoDB unreachable for the "pushes sent" item of the fourth (its
     // frames are posted, then its fan-out fails)
     let s = scene("sf1", 6).await;
-    let [conv, claim] = s.claim(4);
-    s.outage.start(&[&conv, &claim]);
+    let [conv, item] = s.pushes_sent_item(4);
+    s.outage.start(&[&conv, &item]);
 
     // WHEN the batch is handled
     let response = handle_stream(&s.chat, s.batch.clone()).await;
@@ -320,7 +320,7 @@ async fn an_outage_between_the_pushed_check_and_the_pushes_repeats_them_never_lo
     // GIVEN four messages, and DynamoDB unreachable for the reads after the second's
     // "pushes sent?" check (the badge count), so its fan-out fails before it pushes
     let s = scene("sf2", 4).await;
-    let [_, pushed] = s.claim(2);
+    let [_, pushed] = s.pushes_sent_item(2);
     s.outage.start_after(&pushed, &["byUser"]);
 
     // WHEN the batch is handled, and again from the reported record once DynamoDB is back
@@ -463,14 +463,14 @@ async fn lambda_polls(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_keeps_failing_is_dead_lettered_and_the_others_are_delivered_once() {
-    // GIVEN six messages, and DynamoDB unreachable for the third's push claim for good
+    // GIVEN six messages, and DynamoDB unreachable for the third's "pushes sent" item for good
     // (nothing in the record says so: to the handler it looks like any outage)
     let mapping = Mapping::from_template();
     assert!(mapping.bisect_on_function_error);
     assert_eq!(mapping.maximum_retry_attempts, 5);
     let s = scene("sf4", 6).await;
-    let [conv, claim] = s.claim(3);
-    s.outage.start(&[&conv, &claim]);
+    let [conv, item] = s.pushes_sent_item(3);
+    s.outage.start(&[&conv, &item]);
 
     // WHEN Lambda polls the shard with the template's settings
     let dead = lambda_polls(&s.chat, mapping, &s.batch.records, s.shard().await).await;
@@ -494,7 +494,7 @@ async fn a_record_that_keeps_failing_is_dead_lettered_and_the_others_are_deliver
     let tries = 2 + 1 + mapping.maximum_retry_attempts as usize;
     assert_eq!(s.outage.refused(), 3 * tries);
     // AND every other record was delivered and pushed exactly once, in order; the only
-    // duplicates are the third's frames (posted before its claim failed, on every try)
+    // duplicates are the third's frames (posted before its "pushes sent" read failed, on every try)
     let bob = s.bob_seqs();
     let good: Vec<u64> = bob.iter().copied().filter(|&q| q != 3).collect();
     assert_eq!(good, [1, 2, 4, 5, 6]);
@@ -533,8 +533,8 @@ async fn without_bisection_the_records_after_it_are_dead_lettered_too_and_the_re
         ..Mapping::from_template()
     };
     let s = scene("sf5", 6).await;
-    let [conv, claim] = s.claim(3);
-    s.outage.start(&[&conv, &claim]);
+    let [conv, item] = s.pushes_sent_item(3);
+    s.outage.start(&[&conv, &item]);
 
     // WHEN Lambda polls the shard
     let dead = lambda_polls(&s.chat, mapping, &s.batch.records, s.shard().await).await;
