@@ -77,6 +77,9 @@ async fn upgrade(
         .on_upgrade(move |socket| session(socket, room, id))
 }
 
+/// Frames written to a socket with one flush at most (as chat-local).
+const WRITE_BATCH: usize = 64;
+
 async fn session(socket: WebSocket, room: Arc<Room>, id: u64) {
     let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
     room.members
@@ -85,8 +88,22 @@ async fn session(socket: WebSocket, room: Arc<Room>, id: u64) {
         .push((id, tx.clone()));
     let (mut sink, mut stream) = socket.split();
     let writer = tokio::spawn(async move {
+        // Like chat-local: a burst of queued frames goes out with one flush.
         while let Some(frame) = rx.recv().await {
-            if sink.send(frame).await.is_err() {
+            let mut next = Some(frame);
+            let mut written = 0;
+            while let Some(frame) = next {
+                if sink.feed(frame).await.is_err() {
+                    return;
+                }
+                written += 1;
+                next = if written < WRITE_BATCH {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }
