@@ -131,11 +131,15 @@ impl Cache {
         if state.connections.len() + users.len() > MAX_KEPT_USERS {
             state.connections.clear();
         }
-        for user in users {
-            let mine = conns.iter().filter(|c| c.user_id == **user).cloned();
-            state
-                .connections
-                .insert(user.as_str().to_owned(), mine.collect());
+        let mut by_user: HashMap<&str, Vec<ConnectionRecord>> =
+            users.iter().map(|u| (u.as_str(), Vec::new())).collect();
+        for c in conns {
+            if let Some(mine) = by_user.get_mut(c.user_id.as_str()) {
+                mine.push(c.clone());
+            }
+        }
+        for (user, mine) in by_user {
+            state.connections.insert(user.to_owned(), mine);
         }
     }
 
