@@ -99,21 +99,45 @@ impl LocalGateway {
 #[async_trait]
 impl ConnectionGateway for LocalGateway {
     async fn post(&self, connection_id: &str, frame: Bytes) -> Result<(), GatewayError> {
-        let handle = self.handle(connection_id).ok_or(GatewayError::Gone)?;
-        match handle.frames.try_send(frame) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(GatewayError::Gone),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // The session notices, closes the socket and runs $disconnect.
-                handle.close_with(close_code::POLICY);
-                Err(GatewayError::Other(Box::new(QueueFull)))
-            }
-        }
+        enqueue(self.lock().get(connection_id), frame)
+    }
+
+    /// Queues the frame on every socket under one lock, without a future per socket:
+    /// a message to a group of 100 is 100 of these.
+    async fn post_many(
+        &self,
+        connection_ids: &[&str],
+        frame: &Bytes,
+    ) -> Vec<(usize, GatewayError)> {
+        let sockets = self.lock();
+        connection_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| {
+                enqueue(sockets.get(*id), frame.clone())
+                    .err()
+                    .map(|e| (i, e))
+            })
+            .collect()
     }
 
     async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
         let handle = self.handle(connection_id).ok_or(GatewayError::Gone)?;
         handle.close_with(close_code::POLICY);
         Ok(())
+    }
+}
+
+/// Queues a frame on a socket's send queue (never waits: a full queue closes the socket).
+fn enqueue(handle: Option<&ConnectionHandle>, frame: Bytes) -> Result<(), GatewayError> {
+    let handle = handle.ok_or(GatewayError::Gone)?;
+    match handle.frames.try_send(frame) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(GatewayError::Gone),
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            // The session notices, closes the socket and runs $disconnect.
+            handle.close_with(close_code::POLICY);
+            Err(GatewayError::Other(Box::new(QueueFull)))
+        }
     }
 }

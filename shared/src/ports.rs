@@ -439,6 +439,22 @@ pub enum GatewayError {
 pub trait ConnectionGateway: Send + Sync + 'static {
     /// Sends one text frame (JSON) to a connection.
     async fn post(&self, connection_id: &str, frame: Bytes) -> Result<(), GatewayError>;
+    /// Sends one frame to many connections and answers with the posts that failed, by
+    /// index into `connection_ids`. By default the posts run concurrently, one by one;
+    /// a gateway that can reach every connection at once (the local one) does it in one go.
+    async fn post_many(
+        &self,
+        connection_ids: &[&str],
+        frame: &Bytes,
+    ) -> Vec<(usize, GatewayError)> {
+        let posts = connection_ids.iter().map(|id| self.post(id, frame.clone()));
+        futures_util::future::join_all(posts)
+            .await
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.err().map(|e| (i, e)))
+            .collect()
+    }
     /// Closes a connection.
     async fn close(&self, connection_id: &str) -> Result<(), GatewayError>;
 }

@@ -270,28 +270,40 @@ impl Chat {
         except: Option<&str>,
     ) {
         let bytes = Bytes::from(frame.to_json());
-        let posts = conns
+        let targets: Vec<&ConnectionRecord> = conns
             .iter()
             .filter(|c| Some(c.connection_id.as_str()) != except)
-            .map(|c| self.post(c, bytes.clone()));
-        join_all(posts).await;
+            .collect();
+        let ids: Vec<&str> = targets.iter().map(|c| c.connection_id.as_str()).collect();
+        for (i, e) in self.gateway.post_many(&ids, &bytes).await {
+            self.post_failed(targets[i], e).await;
+        }
     }
 
     /// Posts one frame; a gone connection is deleted, other failures are logged (the
     /// client recovers by sync).
     pub async fn post(&self, connection: &ConnectionRecord, frame: Bytes) {
+        if let Err(e) = self
+            .gateway
+            .post(connection.connection_id.as_str(), frame)
+            .await
+        {
+            self.post_failed(connection, e).await;
+        }
+    }
+
+    async fn post_failed(&self, connection: &ConnectionRecord, e: GatewayError) {
         let connection_id = connection.connection_id.as_str();
-        match self.gateway.post(connection_id, frame).await {
-            Ok(()) => {}
+        match e {
             // A connection still in its `$connect` cannot be posted to yet (API Gateway
             // answers 410): it is not gone, so it is kept.
-            Err(GatewayError::Gone) if self.now() - connection.connected_at < CONNECT_GRACE_MS => {
+            GatewayError::Gone if self.now() - connection.connected_at < CONNECT_GRACE_MS => {
                 debug!(
                     connection.id = connection_id,
                     "connection not open yet, frame skipped"
                 );
             }
-            Err(GatewayError::Gone) => {
+            GatewayError::Gone => {
                 debug!(
                     connection.id = connection_id,
                     "connection gone, forgetting it"
@@ -301,7 +313,7 @@ impl Chat {
                     warn!(error = %e, connection.id = connection_id, "could not forget gone connection");
                 }
             }
-            Err(e) => warn!(error = %e, connection.id = connection_id, "post failed"),
+            e => warn!(error = %e, connection.id = connection_id, "post failed"),
         }
     }
 
