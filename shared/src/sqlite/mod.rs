@@ -263,13 +263,13 @@ fn write_loop(
     feed: FeedSlot,
     checkpointed: Arc<AtomicBool>,
 ) {
-    let mut last_commit = Instant::now();
+    let mut last_commit_start = Instant::now();
     while let Ok(first) = queue.recv() {
         if checkpointed.swap(false, Ordering::AcqRel) {
             finish_checkpoint(&conn);
         }
         let mut batch = vec![first];
-        let gather_until = last_commit + MIN_COMMIT_GAP;
+        let gather_until = last_commit_start + MIN_COMMIT_GAP;
         while batch.len() < MAX_BATCH {
             let now = Instant::now();
             let next = if now < gather_until {
@@ -282,7 +282,7 @@ fn write_loop(
                 None => break,
             }
         }
-        last_commit = Instant::now();
+        last_commit_start = Instant::now();
         let outcome = run_batch(&conn, &mut batch);
         if outcome.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
