@@ -55,9 +55,10 @@ const DRAIN_OVERSIZED_BYTES: usize = 4 * 1024 * 1024;
 
 /// How often expired messages are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-/// Fanned-out outbox rows are deleted in batches of at most this many.
-const FEED_ACK_BATCH: usize = 256;
-/// Fanned-out outbox rows are deleted at most this often (or every `FEED_ACK_BATCH`
+/// Feed items fanned out between two hand-offs to the outbox cleaner, and outbox rows
+/// it deletes per write at most.
+const FEED_BATCH: usize = 256;
+/// Fanned-out outbox rows are deleted at most this often (or every `FEED_BATCH`
 /// rows): one write per interval rather than one per message at low rates. Rows still
 /// there when the process dies are fanned out again at the next start; clients drop the
 /// repeated frames by seq, and pushes already sent are recorded, so none goes twice.
@@ -118,44 +119,30 @@ pub async fn run(
     Ok(())
 }
 
-/// Fans out the change feed in commit order and deletes outbox rows once done.
+/// Fans out the change feed in commit order, handing what it fanned out to a cleaner
+/// that deletes the outbox rows.
 async fn fan_out_feed(
     app: Arc<App>,
     pending: Vec<FeedItem>,
     mut feed: mpsc::UnboundedReceiver<FeedItem>,
 ) {
+    let (fanned_out, done) = mpsc::unbounded_channel();
+    let cleaner = tokio::spawn(delete_fanned_out(app.clone(), done));
     let mut batch = pending;
-    let mut done: Vec<i64> = Vec::new();
-    let mut acked_at = tokio::time::Instant::now();
     loop {
         if batch.is_empty() {
-            let next = if done.is_empty() {
-                feed.recv().await
-            } else {
-                match tokio::time::timeout_at(acked_at + FEED_ACK_EVERY, feed.recv()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        ack_feed(&app, &mut done).await;
-                        acked_at = tokio::time::Instant::now();
-                        continue;
-                    }
-                }
-            };
-            match next {
+            match feed.recv().await {
                 Some(item) => batch.push(item),
-                None => {
-                    ack_feed(&app, &mut done).await;
-                    return;
-                }
+                None => break,
             }
         }
-        while batch.len() < FEED_ACK_BATCH {
+        while batch.len() < FEED_BATCH {
             match feed.try_recv() {
                 Ok(item) => batch.push(item),
                 Err(_) => break,
             }
         }
-        let fanned_out = match handlers::fanout::handle_batch(&app.chat, &batch, |(_, m)| m).await {
+        let n = match handlers::fanout::handle_batch(&app.chat, &batch, |(_, m)| m).await {
             Ok(()) => batch.len(),
             Err((failed, e)) => {
                 warn!(error = %e, "fan-out failed; retrying from that message");
@@ -163,16 +150,49 @@ async fn fan_out_feed(
                 failed
             }
         };
-        done.extend(batch.drain(..fanned_out).map(|(id, _)| id));
-        if done.len() >= FEED_ACK_BATCH || acked_at.elapsed() >= FEED_ACK_EVERY {
-            ack_feed(&app, &mut done).await;
-            acked_at = tokio::time::Instant::now();
+        let ids: Vec<i64> = batch.drain(..n).map(|(id, _)| id).collect();
+        if !ids.is_empty() {
+            let _ = fanned_out.send(ids);
+        }
+    }
+    drop(fanned_out);
+    let _ = cleaner.await;
+}
+
+/// Deletes the outbox rows of messages fanned out, in batches, until the fan-out ends.
+///
+/// A delete waits for a commit (up to a few milliseconds under load), so it runs here
+/// rather than in the fan-out: there, every message committed meanwhile waited too, one
+/// batch in every `FEED_BATCH` messages.
+async fn delete_fanned_out(app: Arc<App>, mut fanned_out: mpsc::UnboundedReceiver<Vec<i64>>) {
+    let mut done: Vec<i64> = Vec::new();
+    let mut deleted_at = tokio::time::Instant::now();
+    loop {
+        let next = if done.is_empty() {
+            fanned_out.recv().await
+        } else {
+            match tokio::time::timeout_at(deleted_at + FEED_ACK_EVERY, fanned_out.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    delete_outbox_rows(&app, &mut done).await;
+                    deleted_at = tokio::time::Instant::now();
+                    continue;
+                }
+            }
+        };
+        let Some(ids) = next else {
+            delete_outbox_rows(&app, &mut done).await;
+            return;
+        };
+        done.extend(ids);
+        if done.len() >= FEED_BATCH || deleted_at.elapsed() >= FEED_ACK_EVERY {
+            delete_outbox_rows(&app, &mut done).await;
+            deleted_at = tokio::time::Instant::now();
         }
     }
 }
 
-/// Deletes the outbox rows of messages fanned out.
-async fn ack_feed(app: &App, done: &mut Vec<i64>) {
+async fn delete_outbox_rows(app: &App, done: &mut Vec<i64>) {
     if done.is_empty() {
         return;
     }

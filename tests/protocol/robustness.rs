@@ -125,3 +125,28 @@ async fn sigterm_closes_sockets_with_going_away_and_exits_cleanly() {
     let history = server.http("bob").messages(&id, "").await;
     assert_eq!(history["messages"][0]["content"]["text"], "before shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_leaves_nothing_fanned_out_to_replay() {
+    // GIVEN more messages than the fan-out hands to the outbox cleaner at once (256),
+    // every one delivered (no rate limit)
+    let mut server = server().env("CHAT_RATE_LIMIT_PER_MIN", "0").start().await;
+    let id = conv_id(&server.http("alice").create_direct("bob").await);
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    let total = 600;
+    for i in 0..total {
+        alice.send_message(&id, &format!("m-{i}"), "hello").await;
+    }
+    for _ in 0..total {
+        bob.recv_type("message.new").await;
+    }
+    // WHEN the server stops on SIGTERM
+    assert_eq!(server.terminate(Duration::from_secs(10)), Some(true));
+    // THEN it deleted every outbox row on the way out: the next start replays nothing
+    let db = rusqlite::Connection::open(server.db_path()).unwrap();
+    let left: i64 = db
+        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "outbox rows left after a clean stop");
+}
