@@ -183,8 +183,11 @@ const WRITER_CACHE_KIB: i64 = -65_536;
 const COMMIT_GAP_UNDER_LOAD: Duration = Duration::from_millis(3);
 /// Writes a batch holds at most, so callers hear back soon under a flood.
 const MAX_BATCH: usize = 256;
-/// How often the checkpointer copies the WAL back into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How often the checkpointer copies the WAL back into the database. A page changed
+/// several times between two passes is copied once, so rarer passes write less: at
+/// 6,000 1:1 msg/s the server wrote 145 MB/s with passes every 250 ms and 110 MB/s every
+/// second. Reads search the WAL frames not yet copied, a few more hash tables at most.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Checkpoint passes before the checkpointer gives up on catching up until next time.
 const MAX_CHECKPOINT_PASSES: usize = 4;
 /// WAL frames (4 KiB each, so 256 MB) before the writer starts the WAL over: its pause
