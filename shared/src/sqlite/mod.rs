@@ -178,8 +178,9 @@ const WRITER_CACHE_KIB: i64 = -65_536;
 ///
 /// At 1 ms the writer took 54 us of wall time per message in the group-of-100 scenario
 /// (batches of 3.7) and the server a whole core at 300k deliveries/s; at 3 ms, 33 us
-/// (batches of 12) and 74%, and 400k deliveries/s passed. In 1:1 at 6,000 msg/s the
-/// server's CPU fell from 68% to 53% with the same p99.
+/// (batches of 12) and 64-74%. In 1:1 at 6,000 msg/s the server's CPU fell from 68% to
+/// 53-55%. The price is about 1.5 ms more at p50; capacities (p99 <= 10 ms) stayed
+/// within the noise of this machine (BENCHMARKS.md, round four).
 const COMMIT_GAP_UNDER_LOAD: Duration = Duration::from_millis(3);
 /// Writes a batch holds at most, so callers hear back soon under a flood.
 const MAX_BATCH: usize = 256;
