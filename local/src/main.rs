@@ -26,6 +26,15 @@ use tracing::{info, warn};
 use crate::gateway::LocalGateway;
 use crate::server::App;
 
+/// mimalloc rather than glibc's malloc: fanning out to a group allocates and frees a
+/// frame, queue slots and socket buffers per delivery, and glibc's malloc was 13% of
+/// the server's samples there (`_int_malloc`, `malloc_consolidate`, `_int_free`). With
+/// mimalloc the server took 66% of a core at 300k deliveries/s to a group of 100 against
+/// 75% (three runs each). 1:1 did not change (the writer bounds it); an idle connection
+/// costs 17.6 KB instead of 16.0.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The development secret, accepted only while listening on loopback.
 const DEV_SECRET: &str = "chat-local-development-secret";
 
