@@ -121,6 +121,23 @@ impl ConnectionGateway for LocalGateway {
             .collect()
     }
 
+    /// Queues every socket's frames under one lock: its writer then finds them all at
+    /// once and sends them with one flush.
+    async fn post_batches(&self, posts: &[(&str, &[Bytes])]) -> Vec<(usize, GatewayError)> {
+        let sockets = self.lock();
+        posts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (id, frames))| {
+                let socket = sockets.get(*id);
+                frames
+                    .iter()
+                    .find_map(|frame| enqueue(socket, frame.clone()).err())
+                    .map(|e| (i, e))
+            })
+            .collect()
+    }
+
     async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
         let handle = self.handle(connection_id).ok_or(GatewayError::Gone)?;
         handle.close_with(close_code::POLICY);

@@ -455,6 +455,24 @@ pub trait ConnectionGateway: Send + Sync + 'static {
             .filter_map(|(i, r)| r.err().map(|e| (i, e)))
             .collect()
     }
+    /// Sends each connection its frames, in order, and answers with the connections
+    /// whose posts failed (by index into `posts`, with the first failure: the frames
+    /// after it were not sent). By default connections are posted to concurrently, each
+    /// one's frames one after another; the local gateway queues them all in one go.
+    async fn post_batches(&self, posts: &[(&str, &[Bytes])]) -> Vec<(usize, GatewayError)> {
+        let posts = posts.iter().map(|(id, frames)| async move {
+            for frame in *frames {
+                self.post(id, frame.clone()).await?;
+            }
+            Ok::<(), GatewayError>(())
+        });
+        futures_util::future::join_all(posts)
+            .await
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.err().map(|e| (i, e)))
+            .collect()
+    }
     /// Closes a connection.
     async fn close(&self, connection_id: &str) -> Result<(), GatewayError>;
 }

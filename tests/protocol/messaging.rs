@@ -380,3 +380,83 @@ async fn ok_is_omitted_without_request_id() {
     alice.expect_silence("ok", SHORT).await;
     alice.expect_silence("error", Duration::ZERO).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_two_senders_reaches_every_connection_in_order_except_its_own() {
+    // GIVEN a group where alice has two devices online, bob one, and carol is offline
+    // with a phone
+    let server = start().await;
+    let id = conv_id(
+        &server
+            .http("alice")
+            .create_group("Team", &["bob", "carol"])
+            .await,
+    );
+    server
+        .http("carol")
+        .register_device("carol-1", "fcm", "tok-carol")
+        .await;
+    let mut alice_phone = server.connect_device("alice", "phone").await;
+    let mut alice_laptop = server.connect_device("alice", "laptop").await;
+    let mut bob = server.connect("bob").await;
+
+    // WHEN alice's phone and bob send 40 messages each at once, not waiting for acks (so
+    // the fan-out gets them in runs)
+    const EACH: i64 = 40;
+    for n in 0..EACH {
+        for (ws, who) in [(&mut alice_phone, "alice"), (&mut bob, "bob")] {
+            ws.send_json(&send_action(
+                &id,
+                &format!("{who}-{n}"),
+                &format!("{who} {n}"),
+            ))
+            .await;
+        }
+    }
+    let acked = |seqs: &mut Vec<i64>, ack: Value| seqs.push(ack["seq"].as_i64().unwrap());
+    let (mut from_alice, mut from_bob) = (Vec::new(), Vec::new());
+    for _ in 0..EACH {
+        acked(&mut from_alice, alice_phone.recv_type("message.ack").await);
+        acked(&mut from_bob, bob.recv_type("message.ack").await);
+    }
+
+    // THEN each connection gets every message it did not send, once, in seq order
+    let all: Vec<i64> = (1..=2 * EACH).collect();
+    for (ws, expected) in [
+        (&mut alice_laptop, all.clone()),
+        (&mut alice_phone, from_bob),
+        (&mut bob, from_alice),
+    ] {
+        let mut received = Vec::new();
+        for _ in 0..expected.len() {
+            let frame = ws.recv_type("message.new").await;
+            received.push(frame["seq"].as_i64().expect("seq"));
+        }
+        assert_eq!(received, expected);
+        ws.expect_silence("message.new", SHORT).await;
+    }
+    // AND carol's phone is pushed once per message, with her unread count at the time
+    let pushes = server
+        .wait_for_pushes("a push per message for carol", |p| {
+            p.iter().filter(|p| p["userId"] == "carol").count() >= all.len()
+        })
+        .await;
+    let mut seqs: Vec<(i64, i64)> = pushes
+        .iter()
+        .filter(|p| p["userId"] == "carol")
+        .map(|p| {
+            (
+                p["data"]["seq"].as_i64().unwrap(),
+                p["badge"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs.iter().map(|(s, _)| *s).collect::<Vec<_>>(), all);
+    for (seq, badge) in seqs {
+        assert!(
+            (seq..=2 * EACH).contains(&badge),
+            "seq {seq}, badge {badge}"
+        );
+    }
+}
