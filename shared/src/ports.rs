@@ -447,13 +447,11 @@ pub trait ConnectionGateway: Send + Sync + 'static {
         connection_ids: &[&str],
         frame: &Bytes,
     ) -> Vec<(usize, GatewayError)> {
-        let posts = connection_ids.iter().map(|id| self.post(id, frame.clone()));
-        futures_util::future::join_all(posts)
-            .await
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.err().map(|e| (i, e)))
-            .collect()
+        let posts: Vec<(&str, &[Bytes])> = connection_ids
+            .iter()
+            .map(|id| (*id, std::slice::from_ref(frame)))
+            .collect();
+        self.post_batches(&posts).await
     }
     /// Sends each connection its frames, in order, and answers with the connections
     /// whose posts failed (by index into `posts`, with the first failure: the frames
