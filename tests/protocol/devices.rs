@@ -78,13 +78,7 @@ async fn device_of_another_user_is_not_theirs_to_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_device_gets_no_push() {
-    let server = start().await;
-    let id = conv_id(
-        &server
-            .http("alice")
-            .create_group("Team", &["bob", "carol"])
-            .await,
-    );
+    let (server, id) = team().await;
     server
         .http("bob")
         .register_device("bob-1", "apns", "tok-bob")
@@ -108,13 +102,7 @@ async fn deleted_device_gets_no_push() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_registered_by_another_user_moves_to_them() {
-    let server = start().await;
-    let id = conv_id(
-        &server
-            .http("alice")
-            .create_group("Team", &["bob", "carol"])
-            .await,
-    );
+    let (server, id) = team().await;
     server
         .http("bob")
         .register_device("shared-phone", "apns", "tok-shared")

@@ -98,13 +98,7 @@ async fn direct_conversation_refuses_adding_and_removing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_leaves_and_gets_conversation_removed() {
-    let server = start().await;
-    let id = conv_id(
-        &server
-            .http("alice")
-            .create_group("Team", &["bob", "carol"])
-            .await,
-    );
+    let (server, id) = team().await;
     let mut alice = server.connect("alice").await;
     let mut bob_phone = server.connect_device("bob", "phone").await;
     let mut bob_laptop = server.connect_device("bob", "laptop").await;
@@ -146,13 +140,7 @@ async fn member_leaves_and_gets_conversation_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_removes_a_member() {
-    let server = start().await;
-    let id = conv_id(
-        &server
-            .http("alice")
-            .create_group("Team", &["bob", "carol"])
-            .await,
-    );
+    let (server, id) = team().await;
     let mut bob = server.connect("bob").await;
     let mut carol = server.connect("carol").await;
 
@@ -175,13 +163,7 @@ async fn admin_removes_a_member() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_cannot_remove_others() {
-    let server = start().await;
-    let id = conv_id(
-        &server
-            .http("alice")
-            .create_group("Team", &["bob", "carol"])
-            .await,
-    );
+    let (server, id) = team().await;
 
     let response = server.http("bob").remove_member(&id, "carol").await;
     assert_http_error(&response, 403, "FORBIDDEN");

@@ -385,13 +385,7 @@ async fn ok_is_omitted_without_request_id() {
 async fn a_burst_from_two_senders_reaches_every_connection_in_order_except_its_own() {
     // GIVEN a group where alice has two devices online, bob one, and carol is offline
     // with a phone
-    let server = start().await;
-    let id = conv_id(
-        &server
-            .http("alice")
-            .create_group("Team", &["bob", "carol"])
-            .await,
-    );
+    let (server, id) = team().await;
     server
         .http("carol")
         .register_device("carol-1", "fcm", "tok-carol")

@@ -168,13 +168,7 @@ async fn push_badge_is_the_users_total_unread_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn muted_member_gets_no_push() {
-    let server = start().await;
-    let id = conv_id(
-        &server
-            .http("alice")
-            .create_group("Team", &["bob", "carol"])
-            .await,
-    );
+    let (server, id) = team().await;
     server
         .http("bob")
         .register_device("bob-1", "apns", "tok-bob")
@@ -210,13 +204,7 @@ async fn muted_member_gets_no_push() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_member_gets_no_push() {
-    let server = start().await;
-    let id = conv_id(
-        &server
-            .http("alice")
-            .create_group("Team", &["bob", "carol"])
-            .await,
-    );
+    let (server, id) = team().await;
     server
         .http("bob")
         .register_device("bob-1", "apns", "tok-bob")

@@ -236,13 +236,7 @@ async fn http_receipts_move_positions_and_notify_every_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_in_a_group_reach_every_other_member() {
-    let server = start().await;
-    let id = conv_id(
-        &server
-            .http("alice")
-            .create_group("Team", &["bob", "carol"])
-            .await,
-    );
+    let (server, id) = team().await;
     let mut alice = server.connect("alice").await;
     let mut bob = server.connect("bob").await;
     let mut carol = server.connect("carol").await;

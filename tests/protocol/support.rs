@@ -26,6 +26,16 @@ pub async fn direct_pair() -> (TestServer, String) {
     (server, conv_id(&conversation))
 }
 
+/// A server plus a group "Team" that `alice` made with `bob` and `carol`.
+pub async fn team() -> (TestServer, String) {
+    let server = start().await;
+    let group = server
+        .http("alice")
+        .create_group("Team", &["bob", "carol"])
+        .await;
+    (server, conv_id(&group))
+}
+
 /// Asserts the shape of a conversation object (PROTOCOL.md section 4).
 pub fn assert_conversation(conversation: &Value) {
     assert_keys(
