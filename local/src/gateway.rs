@@ -102,27 +102,9 @@ impl ConnectionGateway for LocalGateway {
         enqueue(self.lock().get(connection_id), frame)
     }
 
-    /// Queues the frame on every socket under one lock, without a future per socket:
-    /// a message to a group of 100 is 100 of these.
-    async fn post_many(
-        &self,
-        connection_ids: &[&str],
-        frame: &Bytes,
-    ) -> Vec<(usize, GatewayError)> {
-        let sockets = self.lock();
-        connection_ids
-            .iter()
-            .enumerate()
-            .filter_map(|(i, id)| {
-                enqueue(sockets.get(*id), frame.clone())
-                    .err()
-                    .map(|e| (i, e))
-            })
-            .collect()
-    }
-
-    /// Queues every socket's frames under one lock: its writer then finds them all at
-    /// once and sends them with one flush.
+    /// Queues every socket's frames under one lock, without a future per socket: its
+    /// writer then finds them all at once and sends them with one flush. `post_many` (a
+    /// message to a group of 100 is 100 posts) comes here too.
     async fn post_batches(&self, posts: &[(&str, &[Bytes])]) -> Vec<(usize, GatewayError)> {
         let sockets = self.lock();
         posts
