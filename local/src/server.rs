@@ -116,6 +116,11 @@ pub async fn run(
     }
     app.store.close_feed();
     let _ = tokio::time::timeout(Duration::from_secs(5), fanout).await;
+    // Acked messages go into the database with what the fan-out noted, so the next
+    // start has nothing to replay.
+    if let Err(e) = app.store.settle().await {
+        warn!(error = %e, "could not apply the last acked messages; the next start will");
+    }
     Ok(())
 }
 

@@ -1,23 +1,29 @@
 //! The SQLite adapter of the [`Store`] port (bundled SQLite, WAL), plus the local push
 //! outbox and the message change feed that stands in for DynamoDB Streams.
 //!
-//! Writes go to one writer thread that owns the only write connection. It takes every
-//! write waiting in its queue and runs them in one transaction (group commit), each under
-//! its own savepoint so one failing write does not undo the others; callers hear back only
-//! after the commit. A seq is allocated and its message, counter, sender positions and
-//! outbox row written together, so commit order is seq order. Outbox rows are emitted on
-//! the change feed by the writer thread right after the commit, in order, so the feed sees
-//! commits in order too; rows are removed only after fan-out, so a crash between commit
-//! and fan-out is replayed at the next start.
+//! New messages go to the sequencer thread (see `sequencer`): it checks them, gives them
+//! their seq from counters kept in memory, writes them to an append log beside the
+//! database (see `log`) and acks them, with no transaction on the way. It also emits them
+//! on the change feed, in seq order.
 //!
-//! Durability: WAL with `synchronous=NORMAL`. A commit is in the OS before the ack, so it
-//! survives the process being killed (`kill -9`); a power loss may lose the last commits
-//! (set `CHAT_SQLITE_SYNC=full` to fsync every commit). Checkpoints (copying the WAL back
-//! into the database, with an fsync) run on a thread of their own, off the commit path;
-//! the writer copies only the last few frames, so that the WAL starts over.
+//! Every other write goes to one writer thread that owns the only write connection. It
+//! takes every write waiting in its queue and runs them in one transaction (group
+//! commit), each under its own savepoint so one failing write does not undo the others;
+//! callers hear back only after the commit. The same thread copies the acked messages
+//! into the database in bulk, with an outbox row for each one not yet fanned out; the
+//! outbox rows and the log are what a crash replays at the next start.
+//!
+//! Durability: the log and the WAL with `synchronous=NORMAL`. An ack means the message
+//! is in the OS, so it survives the process being killed (`kill -9`); a power loss may
+//! lose the last ones (set `CHAT_SQLITE_SYNC=full` to fsync the log before each ack and
+//! every commit). Checkpoints (copying the WAL back into the database, with an fsync) run
+//! on a thread of their own, off the commit path; the writer copies only the last few
+//! frames, so that the WAL starts over.
 //!
 //! Conversations with their members and users' connections are also kept in memory
-//! (see `cache`), kept exact by the writer thread.
+//! (see `cache`), kept exact by the sequencer and the writer thread. Reads of the
+//! database bring what they read up to the messages still in flight (see
+//! `sequencer::InFlight`), or wait for them to be applied.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -42,8 +48,12 @@ use crate::ports::{
 use crate::protocol::{Content, Positions};
 
 mod cache;
+mod log;
+mod sequencer;
 
 use cache::{Cache, MAX_ROSTER_MEMBERS, Roster};
+use log::AppendLog;
+use sequencer::{Append, InFlight, Sequenced, Sequencer};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS conversations (
@@ -184,6 +194,13 @@ const WRITER_CACHE_KIB: i64 = -65_536;
 const COMMIT_GAP_UNDER_LOAD: Duration = Duration::from_millis(3);
 /// Writes a batch holds at most, so callers hear back soon under a flood.
 const MAX_BATCH: usize = 256;
+/// How long acked messages wait at most before the writer applies them. Many at once
+/// share the pages they change, so the less often the cheaper: in the 1:1 benchmark a
+/// message cost the writer about 20 us applied once a second, against 65 us in a
+/// transaction of its own (BENCHMARKS.md, round six). The log holds about this much.
+const APPLY_EVERY: Duration = Duration::from_secs(1);
+/// Acked messages waiting that make the writer apply them before `APPLY_EVERY`.
+const APPLY_AT: usize = 32_768;
 /// How often the checkpointer copies the WAL back into the database. A page changed
 /// several times between two passes is copied once, so rarer passes write less: at
 /// 6,000 1:1 msg/s the server wrote 145 MB/s with passes every 250 ms and 110 MB/s every
@@ -207,6 +224,9 @@ trait Write: Send {
     /// Runs the write inside the batch's transaction; false when it failed (its
     /// savepoint is then rolled back).
     fn run(&mut self, conn: &Connection) -> bool;
+    /// Whether it reads what messages changed (a conversation's counter, positions), so
+    /// every message acked before it must be in the database first.
+    fn after_messages(&self) -> bool;
     /// Reports the outcome once the batch ended: `failure` is the batch's error, if the
     /// transaction could not begin or commit.
     fn finish(self: Box<Self>, feed: &FeedSlot, failure: Option<&rusqlite::Error>);
@@ -216,6 +236,7 @@ struct Pending<T, F, A> {
     f: Option<F>,
     out: Option<rusqlite::Result<T>>,
     after: Option<A>,
+    after_messages: bool,
     reply: oneshot::Sender<rusqlite::Result<T>>,
 }
 
@@ -238,6 +259,10 @@ where
         ok
     }
 
+    fn after_messages(&self) -> bool {
+        self.after_messages
+    }
+
     fn finish(self: Box<Self>, feed: &FeedSlot, batch_failure: Option<&rusqlite::Error>) {
         let result = match (self.out, batch_failure) {
             (Some(Err(e)), _) => Err(e),
@@ -253,7 +278,6 @@ where
         let _ = self.reply.send(result);
     }
 }
-
 fn failure(code: std::ffi::c_int, message: &str) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(message.to_owned()))
 }
@@ -268,50 +292,306 @@ fn copy_error(e: &rusqlite::Error) -> rusqlite::Error {
     }
 }
 
-/// The writer thread: runs every queued write, a batch per transaction, until the store
-/// is dropped.
-fn write_loop(
+/// One job for the writer thread.
+enum Job {
+    Write(Box<dyn Write>),
+    /// Messages the sequencer acked, to copy into the database.
+    Sequenced(Vec<Sequenced>),
+    /// Feed items fanned out: their outbox rows are no longer needed.
+    FannedOut(Vec<i64>, oneshot::Sender<rusqlite::Result<()>>),
+}
+
+/// A message acked by the sequencer and not yet in the database.
+struct Unapplied {
+    id: i64,
+    record: MessageRecord,
+    /// Its fan-out is done, so it needs no outbox row.
+    fanned_out: bool,
+}
+
+/// The writer thread: the only writer of the database.
+///
+/// It runs every queued write, a batch per transaction, each under its own savepoint so
+/// one failing write does not undo the others; callers hear back after the commit. It
+/// also copies into the database the messages the sequencer acked ("applying" them):
+/// all of them at once, every `APPLY_EVERY` or `APPLY_AT` messages, and before any write
+/// that reads what they change (see [`Write::after_messages`]). Sorted by conversation,
+/// a message then costs about a third of what its own transaction did.
+struct Writer {
     conn: Connection,
-    queue: std::sync::mpsc::Receiver<Box<dyn Write>>,
     feed: FeedSlot,
     checkpointed: Arc<AtomicBool>,
-) {
-    let mut last_commit_start = Instant::now();
-    let mut under_load = false;
-    while let Ok(first) = queue.recv() {
-        if checkpointed.swap(false, Ordering::AcqRel) {
-            finish_checkpoint(&conn);
-        }
-        let mut batch = vec![first];
-        let gather_until = if under_load {
-            last_commit_start + COMMIT_GAP_UNDER_LOAD
-        } else {
-            last_commit_start
-        };
-        while batch.len() < MAX_BATCH {
-            let now = Instant::now();
-            let next = if now < gather_until {
-                queue.recv_timeout(gather_until - now).ok()
-            } else {
-                queue.try_recv().ok()
+    cache: Arc<Cache>,
+    in_flight: Arc<InFlight>,
+    log: Arc<Mutex<AppendLog>>,
+    /// In id order; the oldest came at `since`.
+    unapplied: Vec<Unapplied>,
+    since: Option<Instant>,
+}
+
+impl Writer {
+    /// Runs until the store and the sequencer are dropped, then applies what is left.
+    fn run(mut self, queue: std::sync::mpsc::Receiver<Job>) {
+        let mut last_commit_start = Instant::now();
+        let mut under_load = false;
+        loop {
+            let first = match self.since {
+                Some(since) => {
+                    let wait = (since + APPLY_EVERY).saturating_duration_since(Instant::now());
+                    match queue.recv_timeout(wait) {
+                        Ok(job) => Some(job),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match queue.recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => break,
+                },
             };
-            match next {
-                Some(w) => batch.push(w),
-                None => break,
+            let mut writes = Vec::new();
+            if let Some(job) = first {
+                self.take(job, &mut writes);
+            }
+            if writes.is_empty() && !self.apply_due() {
+                continue;
+            }
+            if !writes.is_empty() {
+                let gather_until = if under_load {
+                    last_commit_start + COMMIT_GAP_UNDER_LOAD
+                } else {
+                    last_commit_start
+                };
+                while writes.len() < MAX_BATCH {
+                    let now = Instant::now();
+                    let next = if now < gather_until {
+                        queue.recv_timeout(gather_until - now).ok()
+                    } else {
+                        queue.try_recv().ok()
+                    };
+                    match next {
+                        Some(job) => self.take(job, &mut writes),
+                        None => break,
+                    }
+                }
+            }
+            if self.checkpointed.swap(false, Ordering::AcqRel) {
+                finish_checkpoint(&self.conn);
+            }
+            last_commit_start = Instant::now();
+            under_load = writes.len() > 1;
+            self.run_batch(writes, false);
+        }
+        if !self.unapplied.is_empty() {
+            self.run_batch(Vec::new(), true);
+        }
+    }
+
+    fn apply_due(&self) -> bool {
+        self.since
+            .is_some_and(|since| since.elapsed() >= APPLY_EVERY || self.unapplied.len() >= APPLY_AT)
+    }
+
+    fn take(&mut self, job: Job, writes: &mut Vec<Box<dyn Write>>) {
+        match job {
+            Job::Write(w) => writes.push(w),
+            Job::Sequenced(messages) => {
+                self.since.get_or_insert_with(Instant::now);
+                self.unapplied
+                    .extend(messages.into_iter().map(|s| Unapplied {
+                        id: s.id,
+                        record: s.record,
+                        fanned_out: false,
+                    }));
+            }
+            Job::FannedOut(ids, reply) => {
+                let mut applied = Vec::new();
+                for id in ids {
+                    match self.unapplied.binary_search_by_key(&id, |u| u.id) {
+                        Ok(i) => self.unapplied[i].fanned_out = true,
+                        Err(_) => applied.push(id),
+                    }
+                }
+                if applied.is_empty() {
+                    // Nothing to write: losing this note to a crash only repeats frames.
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                writes.push(Box::new(Pending {
+                    f: Some(move |tx: &Connection| {
+                        let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+                        for id in applied {
+                            stmt.execute([id])?;
+                        }
+                        Ok(())
+                    }),
+                    out: None,
+                    after: None::<fn(&FeedSlot, &())>,
+                    after_messages: false,
+                    reply,
+                }));
             }
         }
-        last_commit_start = Instant::now();
-        under_load = batch.len() > 1;
-        let outcome = run_batch(&conn, &mut batch);
-        if outcome.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+    }
+
+    /// Runs `writes` in one transaction, applying the messages acked so far first when
+    /// due (or `stopping`), or before the first write that reads what they change.
+    fn run_batch(&mut self, mut writes: Vec<Box<dyn Write>>, stopping: bool) {
+        let apply_at = if self.unapplied.is_empty() {
+            None
+        } else if stopping || self.apply_due() {
+            Some(0)
+        } else {
+            writes.iter().position(|w| w.after_messages())
+        };
+        let outcome = self.transaction(&mut writes, apply_at);
+        match &outcome {
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                if apply_at.is_some() {
+                    tracing::error!(error = %e, "could not apply acked messages; they stay in the log");
+                }
+            }
+            Ok(()) if apply_at.is_some() => self.landed(),
+            Ok(()) => {}
         }
-        for w in batch {
-            w.finish(&feed, outcome.as_ref().err());
+        for w in writes {
+            w.finish(&self.feed, outcome.as_ref().err());
         }
+    }
+
+    fn transaction(
+        &self,
+        writes: &mut [Box<dyn Write>],
+        apply_at: Option<usize>,
+    ) -> rusqlite::Result<()> {
+        // Prepared once: parsing these four statements again for every write was a tenth of
+        // the writer's time in a batch.
+        let run = |sql: &str| self.conn.prepare_cached(sql)?.execute([]).map(drop);
+        let apply = || {
+            apply_messages(
+                &self.conn,
+                self.unapplied.iter().map(|u| {
+                    let outbox = if u.fanned_out {
+                        Outbox::None
+                    } else {
+                        Outbox::Id(u.id)
+                    };
+                    (&u.record, outbox)
+                }),
+            )
+        };
+        run("BEGIN IMMEDIATE")?;
+        for (i, w) in writes.iter_mut().enumerate() {
+            if apply_at == Some(i) {
+                apply()?;
+            }
+            run("SAVEPOINT w")?;
+            if !w.run(&self.conn) {
+                run("ROLLBACK TO w")?;
+            }
+            run("RELEASE w")?;
+        }
+        if apply_at.is_some_and(|i| i >= writes.len()) {
+            apply()?;
+        }
+        run("COMMIT")
+    }
+
+    /// The messages applied are committed: readers stop overlaying them and the log lets
+    /// them go.
+    fn landed(&mut self) {
+        let Some(through) = self.unapplied.last().map(|u| u.id) else {
+            return;
+        };
+        // Before `landed`: a roster read from the database before the commit and
+        // overlaid after it must not be kept.
+        self.cache.changed();
+        self.in_flight
+            .landed(self.unapplied.iter().map(|u| &u.record), through);
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .applied_through(through);
+        self.unapplied.clear();
+        self.since = None;
     }
 }
 
+/// The outbox row a message applied needs.
+enum Outbox {
+    /// None: it was fanned out already.
+    None,
+    Id(i64),
+    /// A row with a fresh id (a message applied again from the log at start).
+    Fresh,
+}
+
+/// Copies messages into the database, sorted by conversation so each page is written
+/// once for all of its messages, and moves their conversations' counters and their
+/// senders' positions forward. A message already there (same seq, or same idempotency
+/// key) is skipped, so applying twice is harmless.
+fn apply_messages<'a>(
+    tx: &Connection,
+    messages: impl Iterator<Item = (&'a MessageRecord, Outbox)>,
+) -> rusqlite::Result<()> {
+    let mut messages: Vec<_> = messages.collect();
+    messages.sort_by(|(a, _), (b, _)| {
+        (a.conversation_id.as_str(), a.seq).cmp(&(b.conversation_id.as_str(), b.seq))
+    });
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO messages (conversation_id, seq, message_id, sender_id,
+             client_message_id, content, reply_to, timestamp, origin_connection)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT DO NOTHING",
+    )?;
+    let mut outbox =
+        tx.prepare_cached("INSERT INTO outbox (id, conversation_id, seq) VALUES (?1, ?2, ?3)")?;
+    let mut heads: std::collections::BTreeMap<&str, (Seq, Millis)> = Default::default();
+    let mut senders: std::collections::BTreeMap<(&str, &str), Seq> = Default::default();
+    for (m, row) in &messages {
+        let cid = m.conversation_id.as_str();
+        let content = serde_json::to_string(&m.content)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let inserted = insert.execute(params![
+            cid,
+            m.seq,
+            m.message_id,
+            m.sender_id.as_str(),
+            m.client_message_id,
+            content,
+            m.reply_to,
+            m.timestamp,
+            m.origin_connection
+        ])?;
+        if inserted == 1 {
+            match row {
+                Outbox::None => {}
+                Outbox::Id(id) => drop(outbox.execute(params![id, cid, m.seq])?),
+                Outbox::Fresh => drop(outbox.execute(params![None::<i64>, cid, m.seq])?),
+            }
+        }
+        let head = heads.entry(cid).or_default();
+        *head = (head.0.max(m.seq), head.1.max(m.timestamp));
+        let seen = senders.entry((cid, m.sender_id.as_str())).or_default();
+        *seen = (*seen).max(m.seq);
+    }
+    let mut conversation = tx.prepare_cached(
+        "UPDATE conversations SET last_seq = MAX(last_seq, ?2),
+             last_message_at = MAX(last_message_at, ?3) WHERE id = ?1",
+    )?;
+    for (cid, (seq, at)) in heads {
+        conversation.execute(params![cid, seq, at])?;
+    }
+    let mut positions = tx.prepare_cached(
+        "UPDATE members SET delivered_up_to = MAX(delivered_up_to, ?3),
+             read_up_to = MAX(read_up_to, ?3) WHERE conversation_id = ?1 AND user_id = ?2",
+    )?;
+    for ((cid, sender), seq) in senders {
+        positions.execute(params![cid, sender, seq])?;
+    }
+    Ok(())
+}
 /// Copies into the database the WAL frames committed since the checkpointer's last copy,
 /// so that the writer's next transaction starts the WAL over from its beginning.
 ///
@@ -329,21 +609,6 @@ fn finish_checkpoint(conn: &Connection) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
     }
-}
-
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn Write>]) -> rusqlite::Result<()> {
-    // Prepared once: parsing these four statements again for every write was a tenth of
-    // the writer's time in a batch.
-    let run = |sql: &str| conn.prepare_cached(sql)?.execute([]).map(drop);
-    run("BEGIN IMMEDIATE")?;
-    for w in batch.iter_mut() {
-        run("SAVEPOINT w")?;
-        if !w.run(conn) {
-            run("ROLLBACK TO w")?;
-        }
-        run("RELEASE w")?;
-    }
-    run("COMMIT")
 }
 
 /// Copies what it can of the WAL into the database without waiting for anyone: (frames
@@ -389,10 +654,12 @@ fn checkpoint_loop(conn: Connection, store: Weak<Inner>, checkpointed: Arc<Atomi
 struct Inner {
     path: PathBuf,
     durability: Durability,
-    writes: Mutex<std::sync::mpsc::Sender<Box<dyn Write>>>,
+    writes: Mutex<std::sync::mpsc::Sender<Job>>,
+    appends: Mutex<std::sync::mpsc::Sender<Append>>,
     readers: Mutex<Vec<Connection>>,
     feed: FeedSlot,
     cache: Arc<Cache>,
+    in_flight: Arc<InFlight>,
 }
 
 /// The SQLite store. Clones share the same database.
@@ -436,6 +703,32 @@ fn open_connection(path: &Path, durability: Durability) -> rusqlite::Result<Conn
     Ok(conn)
 }
 
+/// Applies what an earlier process acked but left in the append log, then starts the
+/// log afresh.
+fn recover(
+    writer: &Connection,
+    path: &Path,
+    durability: Durability,
+) -> Result<AppendLog, StoreError> {
+    let leftovers =
+        AppendLog::recover(path).map_err(|e| StoreError::new("read the append log", e))?;
+    if !leftovers.records.is_empty() {
+        writer
+            .execute_batch("BEGIN IMMEDIATE")
+            .and_then(|()| {
+                apply_messages(writer, leftovers.records.iter().map(|r| (r, Outbox::Fresh)))
+            })
+            .and_then(|()| writer.execute_batch("COMMIT"))
+            .map_err(err("apply the append log"))?;
+        tracing::info!(
+            messages = leftovers.records.len(),
+            "applied the messages an earlier process acked"
+        );
+    }
+    AppendLog::start(path, durability == Durability::PowerLoss, leftovers)
+        .map_err(|e| StoreError::new("start the append log", e))
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
@@ -455,22 +748,58 @@ impl SqliteStore {
         writer
             .pragma_update(None, "temp_store", "MEMORY")
             .map_err(err("open database"))?;
+        let log = Arc::new(Mutex::new(recover(&writer, &path, durability)?));
+        let next_id: i64 = writer
+            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM outbox", [], |r| {
+                r.get(0)
+            })
+            .map_err(err("open database"))?;
         let checkpointer = open_connection(&path, durability).map_err(err("open database"))?;
+        let sequencer_reader = open_connection(&path, durability).map_err(err("open database"))?;
         let (writes, queue) = std::sync::mpsc::channel();
+        let (appends, append_queue) = std::sync::mpsc::channel();
         let feed = FeedSlot::default();
         let checkpointed = Arc::new(AtomicBool::new(false));
-        let restart = checkpointed.clone();
+        let cache = Arc::new(Cache::default());
+        let in_flight = Arc::new(InFlight::default());
+        let writer = Writer {
+            conn: writer,
+            feed: feed.clone(),
+            checkpointed: checkpointed.clone(),
+            cache: cache.clone(),
+            in_flight: in_flight.clone(),
+            log: log.clone(),
+            unapplied: Vec::new(),
+            since: None,
+        };
+        let sequencer = Sequencer {
+            reader: sequencer_reader,
+            heads: Default::default(),
+            next_id,
+            log,
+            in_flight: in_flight.clone(),
+            cache: cache.clone(),
+            feed: feed.clone(),
+            writer: writes.clone(),
+        };
         let inner = Arc::new(Inner {
             path,
             durability,
             writes: Mutex::new(writes),
+            appends: Mutex::new(appends),
             readers: Mutex::new(Vec::new()),
-            feed: feed.clone(),
-            cache: Arc::default(),
+            feed,
+            cache,
+            in_flight,
         });
         let spawned = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(writer, queue, feed, restart))
+            .spawn(move || writer.run(queue))
+            .and_then(|_| {
+                std::thread::Builder::new()
+                    .name("sqlite-sequencer".into())
+                    .spawn(move || sequencer.run(append_queue))
+            })
             .and_then(|_| {
                 let store = Arc::downgrade(&inner);
                 std::thread::Builder::new()
@@ -496,8 +825,9 @@ impl SqliteStore {
         self.inner.feed.lock().expect("feed lock").take();
     }
 
-    /// Messages committed but never fanned out (outbox rows), oldest first.
+    /// Messages acked but never fanned out (outbox rows), oldest first.
     pub async fn pending_feed(&self) -> StoreResult<Vec<FeedItem>> {
+        self.settle_for(None).await.map_err(err("read outbox"))?;
         self.read(|c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT o.id, {MESSAGE_COLUMNS} FROM outbox o JOIN messages m
@@ -510,17 +840,20 @@ impl SqliteStore {
         .map_err(err("read outbox"))
     }
 
-    /// Marks outbox rows as fanned out.
+    /// Notes feed items as fanned out: their outbox rows are deleted, or never written.
     pub async fn ack_feed(&self, ids: Vec<i64>) -> StoreResult<()> {
-        self.write(move |tx| {
-            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
-            for id in ids {
-                stmt.execute([id])?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(err("ack outbox"))
+        self.ask(|reply| Job::FannedOut(ids, reply))
+            .await
+            .map_err(err("ack outbox"))
+    }
+
+    /// Waits until every message acked so far is in the database.
+    pub async fn settle(&self) -> StoreResult<()> {
+        self.settled().await.map_err(err("apply acked messages"))
+    }
+
+    async fn settled(&self) -> rusqlite::Result<()> {
+        self.write_then(|_| Ok(()), |_, _| {}, true).await
     }
 
     /// Forgets every connection of an earlier process (their sockets died with it) and
@@ -571,27 +904,18 @@ impl SqliteStore {
         .map_err(err("read push outbox"))
     }
 
-    /// Runs `f` on the writer thread inside a transaction, and answers once that
-    /// transaction committed. `after` runs on the writer thread right after the commit,
-    /// before any later write's, so what it emits is in commit order.
-    async fn write_then<T: Send + 'static>(
+    /// Hands a job to the writer thread and waits for its answer.
+    async fn ask<T>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-        after: impl FnOnce(&FeedSlot, &T) + Send + 'static,
+        job: impl FnOnce(oneshot::Sender<rusqlite::Result<T>>) -> Job,
     ) -> rusqlite::Result<T> {
         let (reply, answer) = oneshot::channel();
-        let pending: Box<dyn Write> = Box::new(Pending {
-            f: Some(f),
-            out: None,
-            after: Some(after),
-            reply,
-        });
         let queued = self
             .inner
             .writes
             .lock()
             .expect("writer queue")
-            .send(pending);
+            .send(job(reply));
         if queued.is_err() {
             return Err(failure(
                 rusqlite::ffi::SQLITE_MISUSE,
@@ -606,11 +930,33 @@ impl SqliteStore {
         })
     }
 
+    /// Runs `f` on the writer thread inside a transaction, and answers once that
+    /// transaction committed. `after` runs on the writer thread right after the commit,
+    /// before any later write's, so what it emits is in commit order. With
+    /// `after_messages`, every message acked before is in the database before `f` runs.
+    async fn write_then<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        after: impl FnOnce(&FeedSlot, &T) + Send + 'static,
+        after_messages: bool,
+    ) -> rusqlite::Result<T> {
+        self.ask(|reply| {
+            Job::Write(Box::new(Pending {
+                f: Some(f),
+                out: None,
+                after: Some(after),
+                after_messages,
+                reply,
+            }))
+        })
+        .await
+    }
+
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> rusqlite::Result<T> {
-        self.write_then(f, |_, _| {}).await
+        self.write_then(f, |_, _| {}, false).await
     }
 
     /// Runs a scan (a read whose size grows with the data: history pages, a user's
@@ -639,20 +985,31 @@ impl SqliteStore {
         id: &ConversationId,
         f: impl Fn(&Roster) -> T,
     ) -> rusqlite::Result<Found<T>> {
-        let cache = &self.inner.cache;
-        if let Some(v) = cache.roster(id.as_str(), &f) {
+        let inner = &self.inner;
+        if let Some(v) = inner.cache.roster(id.as_str(), &f) {
             return Ok(Found::Kept(v));
         }
-        let since = cache.epoch();
-        Ok(match self.lookup(|c| load_roster(c, id.as_str()))? {
-            Found::Kept(roster) => {
-                let v = f(&roster);
-                cache.keep_roster(since, roster);
-                Found::Kept(v)
-            }
-            Found::Missing => Found::Missing,
-            Found::Large => Found::Large,
-        })
+        Ok(
+            match self.lookup(|c| read_roster(c, &inner.cache, &inner.in_flight, id.as_str()))? {
+                Found::Kept(roster) => Found::Kept(f(&roster)),
+                Found::Missing => Found::Missing,
+                Found::Large => Found::Large,
+            },
+        )
+    }
+
+    /// Waits for the messages in flight in `conversation` (all conversations when None)
+    /// to be applied, for reads that cannot bring what they read up to them.
+    async fn settle_for(&self, conversation: Option<&ConversationId>) -> rusqlite::Result<()> {
+        let in_flight = &self.inner.in_flight;
+        let waiting = match conversation {
+            Some(id) => in_flight.holds(id.as_str()),
+            None => !in_flight.is_empty(),
+        };
+        if waiting {
+            self.settled().await?;
+        }
+        Ok(())
     }
 
     /// A write whose `after` tells the cache what it changed.
@@ -662,8 +1019,38 @@ impl SqliteStore {
         note: impl FnOnce(&Cache, &T) + Send + 'static,
     ) -> rusqlite::Result<T> {
         let cache = self.inner.cache.clone();
-        self.write_then(f, move |_, v| note(&cache, v)).await
+        self.write_then(f, move |_, v| note(&cache, v), false).await
     }
+
+    /// [`SqliteStore::write_noting`] for a write that reads what messages change.
+    async fn write_noting_after_messages<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        note: impl FnOnce(&Cache, &T) + Send + 'static,
+    ) -> rusqlite::Result<T> {
+        let cache = self.inner.cache.clone();
+        self.write_then(f, move |_, v| note(&cache, v), true).await
+    }
+}
+
+/// Reads a conversation with all its members from the database, brought up to its
+/// messages in flight, and keeps it in memory unless something changed meanwhile.
+fn read_roster(
+    c: &Connection,
+    cache: &Cache,
+    in_flight: &InFlight,
+    id: &str,
+) -> rusqlite::Result<Found<Roster>> {
+    let since = cache.epoch();
+    Ok(match load_roster(c, id)? {
+        Found::Kept(mut roster) => {
+            in_flight.overlay_roster(&mut roster);
+            cache.keep_roster(since, roster.clone());
+            Found::Kept(roster)
+        }
+        Found::Missing => Found::Missing,
+        Found::Large => Found::Large,
+    })
 }
 
 /// What a read of a conversation and its members found.
@@ -944,7 +1331,7 @@ impl Store for SqliteStore {
         new: &NewConversation,
     ) -> StoreResult<(ConversationRecord, bool)> {
         let new = new.clone();
-        self.write_noting(
+        self.write_noting_after_messages(
             move |tx| {
                 let mut pair = strings(&new.members);
                 pair.sort();
@@ -982,9 +1369,16 @@ impl Store for SqliteStore {
         match found.map_err(err("read membership"))? {
             Found::Kept(v) => Ok(v),
             Found::Missing => Ok(None),
-            Found::Large => self
-                .lookup(|c| membership_tx(c, conversation.as_str(), user.as_str()))
-                .map_err(err("read membership")),
+            Found::Large => {
+                let found = self
+                    .lookup(|c| membership_tx(c, conversation.as_str(), user.as_str()))
+                    .map_err(err("read membership"))?;
+                Ok(found.map(|(mut c, mut m)| {
+                    self.inner.in_flight.overlay_conversation(&mut c);
+                    self.inner.in_flight.overlay_member(&mut m);
+                    (c, m)
+                }))
+            }
         }
     }
 
@@ -995,9 +1389,15 @@ impl Store for SqliteStore {
         {
             Found::Kept(v) => Ok(Some(v)),
             Found::Missing => Ok(None),
-            Found::Large => self
-                .lookup(|c| conversation_tx(c, id.as_str()))
-                .map_err(err("read conversation")),
+            Found::Large => {
+                let found = self
+                    .lookup(|c| conversation_tx(c, id.as_str()))
+                    .map_err(err("read conversation"))?;
+                Ok(found.map(|mut c| {
+                    self.inner.in_flight.overlay_conversation(&mut c);
+                    c
+                }))
+            }
         }
     }
 
@@ -1026,7 +1426,13 @@ impl Store for SqliteStore {
             let rows = stmt.query_map(params![conversation.as_str(), after, limit], |r| {
                 member_at(r, 0)
             })?;
-            rows.collect()
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map(|mut page| {
+            for m in &mut page {
+                self.inner.in_flight.overlay_member(m);
+            }
+            page
         })
         .map_err(err("read members"))
     }
@@ -1037,6 +1443,9 @@ impl Store for SqliteStore {
         after: Option<&ConversationCursor>,
         limit: u32,
     ) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
+        self.settle_for(None)
+            .await
+            .map_err(err("read user conversations"))?;
         let user = user.clone();
         let after = after.cloned();
         self.read(move |c| {
@@ -1069,7 +1478,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<AddMembersOutcome> {
         let (conversation, id) = (conversation.clone(), conversation.clone());
         let users = users.to_vec();
-        self.write_noting(
+        self.write_noting_after_messages(
             move |tx| {
                 let Some(conv) = conversation_tx(tx, conversation.as_str())? else {
                     return Ok(AddMembersOutcome::Added(Vec::new()));
@@ -1219,91 +1628,33 @@ impl Store for SqliteStore {
     }
 
     async fn append_message(&self, message: &NewMessage) -> StoreResult<AppendOutcome> {
-        let m = message.clone();
-        let cache = self.inner.cache.clone();
-        self.write_then(
-            move |tx| {
-                let cid = m.conversation_id.as_str();
-                let sender = m.sender_id.as_str();
-                let duplicate = |tx| -> rusqlite::Result<_> {
-                    let original = find_by_client_id_tx(tx, cid, sender, &m.client_message_id)?;
-                    Ok(original.map(|o| (None, AppendOutcome::Duplicate(o))))
-                };
-                let Some((conv, _)) = membership_tx(tx, cid, sender)? else {
-                    // A retry is answered with the original even after its sender left.
-                    return Ok(duplicate(tx)?.unwrap_or((None, AppendOutcome::NotMember)));
-                };
-                let seq = conv.last_seq + 1;
-                let timestamp = m.now.max(conv.last_message_at);
-                let content = serde_json::to_string(&m.content)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                // A retry hits the idempotency index: nothing is written, no seq burned.
-                let inserted = tx
-                    .prepare_cached(
-                        "INSERT INTO messages (conversation_id, seq, message_id, sender_id,
-                             client_message_id, content, reply_to, timestamp, origin_connection)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                         ON CONFLICT (conversation_id, sender_id, client_message_id) DO NOTHING",
-                    )?
-                    .execute(params![
-                        cid,
-                        seq,
-                        m.message_id,
-                        sender,
-                        m.client_message_id,
-                        content,
-                        m.reply_to,
-                        timestamp,
-                        m.origin_connection
-                    ])?;
-                if inserted == 0 {
-                    return duplicate(tx)?.ok_or(rusqlite::Error::QueryReturnedNoRows);
-                }
-                tx.prepare_cached(
-                    "UPDATE conversations SET last_seq = ?2, last_message_at = ?3 WHERE id = ?1",
-                )?
-                .execute(params![cid, seq, timestamp])?;
-                tx.prepare_cached(
-                    "UPDATE members SET delivered_up_to = ?3, read_up_to = ?3
-                     WHERE conversation_id = ?1 AND user_id = ?2",
-                )?
-                .execute(params![cid, sender, seq])?;
-                tx.prepare_cached("INSERT INTO outbox (conversation_id, seq) VALUES (?1, ?2)")?
-                    .execute(params![cid, seq])?;
-                let outbox_id = tx.last_insert_rowid();
-                let record = MessageRecord {
-                    conversation_id: m.conversation_id.clone(),
-                    seq,
-                    message_id: m.message_id.clone(),
-                    sender_id: m.sender_id.clone(),
-                    client_message_id: m.client_message_id.clone(),
-                    content: m.content.clone(),
-                    reply_to: m.reply_to,
-                    timestamp,
-                    origin_connection: m.origin_connection.clone(),
-                };
-                Ok((Some(outbox_id), AppendOutcome::Stored(record)))
-            },
-            move |feed, (outbox_id, outcome)| {
-                let (Some(id), AppendOutcome::Stored(record)) = (outbox_id, outcome) else {
-                    return;
-                };
-                cache.message_appended(
-                    record.conversation_id.as_str(),
-                    record.sender_id.as_str(),
-                    record.seq,
-                    record.timestamp,
-                );
-                if let Some(feed) = feed.lock().expect("feed lock").as_ref() {
-                    // A closed feed means the server is stopping: the outbox row stays
-                    // and is replayed at the next start.
-                    let _ = feed.send((*id, record.clone()));
-                }
-            },
-        )
-        .await
-        .map(|(_, outcome)| outcome)
-        .map_err(err("append message"))
+        let (reply, answer) = oneshot::channel();
+        let append = Append {
+            message: message.clone(),
+            reply,
+        };
+        if self
+            .inner
+            .appends
+            .lock()
+            .expect("sequencer queue")
+            .send(append)
+            .is_err()
+        {
+            return Err(StoreError::new(
+                "append message",
+                failure(rusqlite::ffi::SQLITE_MISUSE, "the sequencer is gone"),
+            ));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| {
+                Err(failure(
+                    rusqlite::ffi::SQLITE_INTERNAL,
+                    "the sequencer is gone",
+                ))
+            })
+            .map_err(err("append message"))
     }
 
     async fn find_by_client_id(
@@ -1312,10 +1663,13 @@ impl Store for SqliteStore {
         sender: &UserId,
         client_message_id: &str,
     ) -> StoreResult<Option<MessageRecord>> {
-        self.lookup(|c| {
-            find_by_client_id_tx(c, conversation.as_str(), sender.as_str(), client_message_id)
-        })
-        .map_err(err("find message"))
+        let (cid, sender) = (conversation.as_str(), sender.as_str());
+        // In flight first: a message applied meanwhile is in the database by then.
+        if let Some(m) = self.inner.in_flight.find(cid, sender, client_message_id) {
+            return Ok(Some(m));
+        }
+        self.lookup(|c| find_by_client_id_tx(c, cid, sender, client_message_id))
+            .map_err(err("find message"))
     }
 
     async fn messages(
@@ -1323,6 +1677,9 @@ impl Store for SqliteStore {
         conversation: &ConversationId,
         q: MessageQuery,
     ) -> StoreResult<(Vec<MessageRecord>, bool)> {
+        self.settle_for(Some(conversation))
+            .await
+            .map_err(err("read messages"))?;
         let conversation = conversation.clone();
         self.read(move |c| {
             let order = if q.newest { "DESC" } else { "ASC" };
@@ -1360,6 +1717,9 @@ impl Store for SqliteStore {
         conversation: &ConversationId,
         min_timestamp: Millis,
     ) -> StoreResult<Option<Seq>> {
+        self.settle_for(Some(conversation))
+            .await
+            .map_err(err("read first seq"))?;
         self.lookup(|c| {
             c.prepare_cached(
                 "SELECT seq FROM messages WHERE conversation_id = ?1 AND timestamp >= ?2
@@ -1380,7 +1740,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<ReceiptUpdate>> {
         let (conversation, user) = (conversation.clone(), user.clone());
         let who = user.clone();
-        self.write_noting(
+        self.write_noting_after_messages(
             move |tx| {
                 let Some((conv, me)) = membership_tx(tx, conversation.as_str(), user.as_str())?
                 else {
@@ -1420,6 +1780,9 @@ impl Store for SqliteStore {
     }
 
     async fn total_unread(&self, user: &UserId) -> StoreResult<u64> {
+        self.settle_for(None)
+            .await
+            .map_err(err("read unread total"))?;
         let user = user.clone();
         self.read(move |c| {
             c.prepare_cached(
@@ -1820,6 +2183,8 @@ mod tests {
         let (id, first) = feed.recv().await.unwrap();
         store.append_message(&message(&conv, "m2")).await.unwrap();
         store.ack_feed(vec![id]).await.unwrap();
+        // A clean stop: everything acked goes into the database.
+        store.settle().await.unwrap();
         drop(store);
 
         // WHEN the database is opened again
@@ -1830,6 +2195,113 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].1.seq, first.seq + 1);
         assert_eq!(pending[0].1.client_message_id, "m2");
+    }
+
+    /// Copies the database with its WAL and append log as they are on disk now: what a
+    /// process killed at this moment would leave.
+    fn crash_copy(from: &Path, to: &Path) {
+        let name = from.file_name().unwrap().to_string_lossy().into_owned();
+        for entry in std::fs::read_dir(from.parent().unwrap()).unwrap() {
+            let entry = entry.unwrap();
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(suffix) = file.strip_prefix(&name) {
+                let mut target = to.as_os_str().to_owned();
+                target.push(suffix);
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    fn stored_messages(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn messages_acked_but_not_yet_applied_survive_a_crash() {
+        // GIVEN acked messages, one of them fanned out, none applied yet
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.db");
+        let store = SqliteStore::open(&live, Durability::Process).unwrap();
+        let mut feed = store.subscribe();
+        let conv = group(&store).await;
+        let mut acked = Vec::new();
+        for i in 0..50 {
+            let AppendOutcome::Stored(m) = store
+                .append_message(&message(&conv, &format!("k{i}")))
+                .await
+                .unwrap()
+            else {
+                panic!("a new key stores")
+            };
+            acked.push(m);
+        }
+        let (first_id, _) = feed.recv().await.unwrap();
+        store.ack_feed(vec![first_id]).await.unwrap();
+
+        // WHEN the process dies now, and the database is opened again
+        let copy = dir.path().join("copy.db");
+        crash_copy(&live, &copy);
+        assert_eq!(
+            stored_messages(&copy),
+            0,
+            "the messages are only in the log"
+        );
+        let store = SqliteStore::open(&copy, Durability::Process).unwrap();
+
+        // THEN every acked message is there, counter and all, and waits for fan-out
+        let (found, more) = store
+            .messages(
+                &conv,
+                MessageQuery {
+                    after: None,
+                    before: None,
+                    min_timestamp: 0,
+                    limit: 100,
+                    newest: false,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(!more);
+        assert_eq!(found, acked);
+        let conversation = store.conversation(&conv).await.unwrap().unwrap();
+        assert_eq!(conversation.last_seq, 50);
+        assert_eq!(store.pending_feed().await.unwrap().len(), 50);
+        // and the next message takes the next seq
+        let AppendOutcome::Stored(next) =
+            store.append_message(&message(&conv, "next")).await.unwrap()
+        else {
+            panic!("a new key stores")
+        };
+        assert_eq!(next.seq, 51);
+        // and a retry of one in the log is recognised
+        let again = store.append_message(&message(&conv, "k7")).await.unwrap();
+        assert_eq!(again, AppendOutcome::Duplicate(acked[7].clone()));
+    }
+
+    #[tokio::test]
+    async fn retries_of_messages_in_flight_return_the_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("c.db"), Durability::Process).unwrap();
+        let conv = group(&store).await;
+        let AppendOutcome::Stored(a) = store.append_message(&message(&conv, "x")).await.unwrap()
+        else {
+            panic!("first append stores")
+        };
+        assert!(
+            store.inner.in_flight.holds(conv.as_str()),
+            "not applied yet"
+        );
+        let found = store
+            .find_by_client_id(&conv, &user("alice"), "x")
+            .await
+            .unwrap();
+        assert_eq!(found, Some(a.clone()));
+        let again = store.append_message(&message(&conv, "x")).await.unwrap();
+        assert_eq!(again, AppendOutcome::Duplicate(a));
     }
 
     #[tokio::test]

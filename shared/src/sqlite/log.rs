@@ -1,0 +1,361 @@
+//! The append log: messages acked before they are in the database.
+//!
+//! The sequencer acks a batch of messages once it is in this log (one `write`, plus an
+//! fsync under `PowerLoss` durability); the writer thread copies them into the database
+//! later, many at once. The log is a run of segment files beside the database
+//! (`<database>-log.<n>`). Each time the writer committed messages, the segments holding
+//! only those are deleted and a new one begins, so the log holds about one apply's worth.
+//!
+//! At the next start whatever the segments still hold is applied again, oldest first: a
+//! message already in the database (the process died between a commit and the deletion)
+//! is recognised by its seq and skipped.
+//!
+//! One JSON line per message. A crash during a `write` can leave a last line without its
+//! newline; nothing in that write was acked, so it is dropped.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ConversationId, Millis, Seq, UserId};
+use crate::ports::MessageRecord;
+use crate::protocol::Content;
+
+/// A message as the log holds it (the fields of [`MessageRecord`]).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Line {
+    conversation_id: String,
+    seq: Seq,
+    message_id: String,
+    sender_id: String,
+    client_message_id: String,
+    content: Content,
+    reply_to: Option<Seq>,
+    timestamp: Millis,
+    origin_connection: Option<String>,
+}
+
+impl Line {
+    fn of(m: &MessageRecord) -> Self {
+        Self {
+            conversation_id: m.conversation_id.as_str().to_owned(),
+            seq: m.seq,
+            message_id: m.message_id.clone(),
+            sender_id: m.sender_id.as_str().to_owned(),
+            client_message_id: m.client_message_id.clone(),
+            content: m.content.clone(),
+            reply_to: m.reply_to,
+            timestamp: m.timestamp,
+            origin_connection: m.origin_connection.clone(),
+        }
+    }
+
+    fn record(self) -> Result<MessageRecord, String> {
+        Ok(MessageRecord {
+            conversation_id: ConversationId::parse(self.conversation_id)
+                .map_err(|e| e.to_string())?,
+            seq: self.seq,
+            message_id: self.message_id,
+            sender_id: UserId::parse(self.sender_id).map_err(|e| e.to_string())?,
+            client_message_id: self.client_message_id,
+            content: self.content,
+            reply_to: self.reply_to,
+            timestamp: self.timestamp,
+            origin_connection: self.origin_connection,
+        })
+    }
+}
+
+/// A segment being written.
+struct Segment {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    /// The id of the last message written to it.
+    last_id: Option<i64>,
+}
+
+/// The log's segment files beside one database.
+pub(super) struct AppendLog {
+    /// `<database>-log.`: a segment's path is this and its number.
+    prefix: PathBuf,
+    current: Segment,
+    next_number: u64,
+    /// Full segments, oldest first, with the id of their last message.
+    sealed: VecDeque<(PathBuf, i64)>,
+    /// fsync each append and each new segment (the store's `PowerLoss` durability).
+    sync: bool,
+}
+
+fn prefix_for(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-log.");
+    PathBuf::from(name)
+}
+
+/// The segments beside `database`, oldest first, with their numbers.
+fn segments(database: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let prefix = prefix_for(database);
+    let dir = match prefix.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = prefix
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix(&stem).and_then(|n| n.parse::<u64>().ok()) {
+            found.push((n, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// What an earlier process left in the log: its messages in the order written, and the
+/// segment files that held them (delete them once the messages are in the database).
+pub(super) struct Leftovers {
+    pub records: Vec<MessageRecord>,
+    pub files: Vec<PathBuf>,
+    next_number: u64,
+}
+
+impl AppendLog {
+    /// Reads the segments an earlier process left beside `database`.
+    pub(super) fn recover(database: &Path) -> std::io::Result<Leftovers> {
+        let mut records = Vec::new();
+        let mut files = Vec::new();
+        let mut next_number = 0;
+        for (n, path) in segments(database)? {
+            let mut text = String::new();
+            File::open(&path)?.read_to_string(&mut text)?;
+            // Only lines with their newline were written whole.
+            let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+            for (i, line) in whole.lines().enumerate() {
+                match serde_json::from_str::<Line>(line)
+                    .map_err(|e| e.to_string())
+                    .and_then(Line::record)
+                {
+                    Ok(record) => records.push(record),
+                    Err(e) => tracing::error!(line = i + 1, error = %e, path = %path.display(),
+                        "append log: unreadable line skipped"),
+                }
+            }
+            files.push(path);
+            next_number = n + 1;
+        }
+        Ok(Leftovers {
+            records,
+            files,
+            next_number,
+        })
+    }
+
+    /// Starts the log with a new segment, deleting what `leftovers` read (its messages
+    /// must be in the database by now).
+    pub(super) fn start(
+        database: &Path,
+        sync: bool,
+        leftovers: Leftovers,
+    ) -> std::io::Result<Self> {
+        for path in &leftovers.files {
+            std::fs::remove_file(path)?;
+        }
+        let prefix = prefix_for(database);
+        let current = new_segment(&prefix, leftovers.next_number, sync)?;
+        Ok(Self {
+            prefix,
+            current,
+            next_number: leftovers.next_number + 1,
+            sealed: VecDeque::new(),
+            sync,
+        })
+    }
+
+    /// Writes `records` (each with its id) with one `write`, and an fsync when asked
+    /// for. On failure the segment is cut back to what it held, so no partial line stays
+    /// between whole ones.
+    pub(super) fn append<'a>(
+        &mut self,
+        records: impl Iterator<Item = (i64, &'a MessageRecord)>,
+    ) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(4096);
+        let mut last_id = None;
+        for (id, m) in records {
+            serde_json::to_writer(&mut buf, &Line::of(m))?;
+            buf.push(b'\n');
+            last_id = Some(id);
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let segment = &mut self.current;
+        let written = segment.file.write_all(&buf).and_then(|()| {
+            if self.sync {
+                segment.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match written {
+            Ok(()) => {
+                segment.len += buf.len() as u64;
+                segment.last_id = last_id;
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(cut) = segment.file.set_len(segment.len) {
+                    tracing::error!(error = %cut, path = %segment.path.display(),
+                        "append log: could not cut a failed write back");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Every message up to id `through` is in the database: deletes the segments that
+    /// hold nothing later, and starts a new segment unless the current one could be
+    /// emptied.
+    pub(super) fn applied_through(&mut self, through: i64) {
+        while let Some((path, last)) = self.sealed.front() {
+            if *last > through {
+                break;
+            }
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(error = %e, path = %path.display(),
+                    "append log: could not delete an applied segment");
+            }
+            self.sealed.pop_front();
+        }
+        let Some(last) = self.current.last_id else {
+            return;
+        };
+        if last <= through {
+            match self.current.file.set_len(0) {
+                Ok(()) => {
+                    self.current.len = 0;
+                    self.current.last_id = None;
+                }
+                Err(e) => tracing::warn!(error = %e, path = %self.current.path.display(),
+                    "append log: could not empty an applied segment"),
+            }
+            return;
+        }
+        match new_segment(&self.prefix, self.next_number, self.sync) {
+            Ok(fresh) => {
+                self.next_number += 1;
+                let full = std::mem::replace(&mut self.current, fresh);
+                self.sealed.push_back((full.path, last));
+            }
+            // The current segment simply goes on growing until the next try.
+            Err(e) => tracing::warn!(error = %e, "append log: could not start a segment"),
+        }
+    }
+}
+
+fn new_segment(prefix: &Path, number: u64, sync: bool) -> std::io::Result<Segment> {
+    let mut name = prefix.as_os_str().to_owned();
+    name.push(number.to_string());
+    let path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    if sync {
+        // The new name must survive a power loss too, or what is written under it would.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+    }
+    Ok(Segment {
+        len: file.metadata()?.len(),
+        file,
+        path,
+        last_id: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: Seq) -> MessageRecord {
+        MessageRecord {
+            conversation_id: ConversationId::parse("c_log").unwrap(),
+            seq,
+            message_id: format!("m{seq}"),
+            sender_id: UserId::parse("alice").unwrap(),
+            client_message_id: format!("k{seq}"),
+            content: Content {
+                kind: "text".into(),
+                text: "hi".into(),
+            },
+            reply_to: None,
+            timestamp: 5,
+            origin_connection: None,
+        }
+    }
+
+    fn start(db: &Path) -> AppendLog {
+        AppendLog::start(db, false, AppendLog::recover(db).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn what_was_not_applied_is_read_back_in_order_and_a_torn_line_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("chat.db");
+        let mut log = start(&db);
+        let (a, b, c) = (record(1), record(2), record(3));
+        log.append([(1, &a), (2, &b)].into_iter()).unwrap();
+        // The writer applied 1 and 2: the next message goes to a new segment.
+        log.applied_through(1);
+        log.append([(3, &c)].into_iter()).unwrap();
+        drop(log);
+        let last = segments(&db).unwrap().last().unwrap().1.clone();
+        OpenOptions::new()
+            .append(true)
+            .open(&last)
+            .unwrap()
+            .write_all(b"{\"conversationId\":\"c_lo")
+            .unwrap();
+
+        let leftovers = AppendLog::recover(&db).unwrap();
+
+        let seqs: Vec<Seq> = leftovers.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(leftovers.files.len(), 2);
+        AppendLog::start(&db, false, leftovers).unwrap();
+        assert!(AppendLog::recover(&db).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn applied_segments_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("chat.db");
+        let mut log = start(&db);
+        for seq in 1..=3 {
+            let r = record(seq);
+            log.append([(seq as i64, &r)].into_iter()).unwrap();
+            log.applied_through(seq as i64 - 1);
+        }
+        assert_eq!(
+            segments(&db).unwrap().len(),
+            2,
+            "one sealed and the current one"
+        );
+
+        log.applied_through(3);
+
+        assert_eq!(segments(&db).unwrap().len(), 1);
+        assert!(AppendLog::recover(&db).unwrap().records.is_empty());
+    }
+}
