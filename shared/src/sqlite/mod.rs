@@ -332,6 +332,7 @@ struct Writer {
 impl Writer {
     /// Runs until the store and the sequencer are dropped, then applies what is left.
     fn run(mut self, queue: std::sync::mpsc::Receiver<Job>) {
+        background_priority();
         let mut last_commit_start = Instant::now();
         let mut under_load = false;
         loop {
@@ -592,6 +593,20 @@ fn apply_messages<'a>(
     }
     Ok(())
 }
+/// Lowers the calling thread's CPU priority (nice 10), for the threads whose work no
+/// client waits on: applying acked messages and checkpoints. Both come in bursts (a
+/// second's messages at once); on a busy machine they then took CPU from the threads
+/// that ack and deliver. In the 1:1 benchmark at 10,000 msg/s with the machine under
+/// other load, p99 was 8.0-9.2 ms with these threads niced and 10.3-16.5 ms without
+/// (three runs each, interleaved).
+fn background_priority() {
+    // On Linux a thread id names that one thread here.
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+        tracing::debug!(error = %e, "could not lower a store thread's priority");
+    }
+}
+
 /// Copies into the database the WAL frames committed since the checkpointer's last copy,
 /// so that the writer's next transaction starts the WAL over from its beginning.
 ///
@@ -627,6 +642,7 @@ fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
 /// writer to copy that last bit itself and start the WAL over: the writer's pause is
 /// then a few pages and two fsyncs, not the whole copy.
 fn checkpoint_loop(conn: Connection, store: Weak<Inner>, checkpointed: Arc<AtomicBool>) {
+    background_priority();
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
         if store.upgrade().is_none() {
