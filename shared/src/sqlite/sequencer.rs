@@ -72,8 +72,11 @@ pub(super) struct InFlight {
 
 #[derive(Default)]
 struct InFlightState {
-    /// By idempotency key (see [`key`]).
+    /// By idempotency key (see [`key`]), until the sequencer forgets them after they
+    /// landed (see [`InFlight::forget_landed`]).
     by_key: HashMap<String, MessageRecord>,
+    /// Keys of messages in the database now, for the sequencer to forget.
+    landed: Vec<String>,
     conversations: HashMap<String, ConversationInFlight>,
 }
 
@@ -175,15 +178,30 @@ impl InFlight {
     /// `applied` are in the database now, and with them every message up to id
     /// `through`.
     pub fn landed<'a>(&self, applied: impl Iterator<Item = &'a MessageRecord>, through: i64) {
+        let keys: Vec<String> = applied
+            .map(|r| {
+                key(
+                    r.conversation_id.as_str(),
+                    r.sender_id.as_str(),
+                    &r.client_message_id,
+                )
+            })
+            .collect();
         let mut state = self.state();
-        for r in applied {
-            state.by_key.remove(&key(
-                r.conversation_id.as_str(),
-                r.sender_id.as_str(),
-                &r.client_message_id,
-            ));
-        }
+        state.landed.extend(keys);
         state.conversations.retain(|_, f| f.last_id > through);
+    }
+
+    /// Forgets the keys of messages that landed: a read of the database begun after
+    /// this finds them there. The sequencer's idempotency probes share one read
+    /// transaction per batch, whose snapshot may predate a landing during the batch;
+    /// forgetting only here, before it begins, means no key is in neither place.
+    fn forget_landed(&self) {
+        let mut state = self.state();
+        let InFlightState { by_key, landed, .. } = &mut *state;
+        for k in landed.drain(..) {
+            by_key.remove(&k);
+        }
     }
 }
 
@@ -246,7 +264,20 @@ impl Sequencer {
         let mut fresh: Vec<Sequenced> = Vec::new();
         let mut undo: Vec<(String, Option<Head>)> = Vec::new();
         let mut steps = Vec::with_capacity(batch.len());
-        for append in &batch {
+        // Membership first, each read on its own: a roster read from the database is
+        // kept, so it must not come from an older snapshot than the changes it could miss.
+        let members: Vec<_> = batch
+            .iter()
+            .map(|a| {
+                let m = &a.message;
+                self.member_head(m.conversation_id.as_str(), m.sender_id.as_str())
+            })
+            .collect();
+        self.in_flight.forget_landed();
+        // One read transaction for the batch's idempotency probes: beginning and ending
+        // one per probe (locks on the WAL index, each a system call) was half of them.
+        let in_transaction = self.run_sql("BEGIN").is_ok();
+        for (append, member) in batch.iter().zip(members) {
             let m = &append.message;
             let k = key(
                 m.conversation_id.as_str(),
@@ -259,7 +290,10 @@ impl Sequencer {
                 ))));
                 continue;
             }
-            let step = self.sequence(m);
+            let step = match member.and_then(|member| self.sequence(m, member)) {
+                Ok(step) => step,
+                Err(e) => Step::Answer(Err(e)),
+            };
             if let Step::New(record, before) = &step {
                 fresh_keys.insert(k, fresh.len());
                 undo.push((m.conversation_id.as_str().to_owned(), *before));
@@ -270,6 +304,9 @@ impl Sequencer {
                 self.next_id += 1;
             }
             steps.push(step);
+        }
+        if in_transaction && let Err(e) = self.run_sql("COMMIT") {
+            tracing::warn!(error = %e, "sequencer: could not end its read transaction");
         }
         let logged = self
             .log
@@ -330,14 +367,13 @@ impl Sequencer {
         }
     }
 
-    fn sequence(&mut self, m: &NewMessage) -> Step {
-        match self.try_sequence(m) {
-            Ok(step) => step,
-            Err(e) => Step::Answer(Err(e)),
-        }
+    fn run_sql(&self, sql: &str) -> rusqlite::Result<()> {
+        self.reader.prepare_cached(sql)?.execute([]).map(drop)
     }
 
-    fn try_sequence(&mut self, m: &NewMessage) -> rusqlite::Result<Step> {
+    /// Sequences one message whose sender's membership was read: `member` is the
+    /// conversation's head as stored, if the sender is a member.
+    fn sequence(&mut self, m: &NewMessage, member: Option<Head>) -> rusqlite::Result<Step> {
         let (cid, sender) = (m.conversation_id.as_str(), m.sender_id.as_str());
         let cmid = m.client_message_id.as_str();
         let duplicate = |reader: &Connection, in_flight: &InFlight| -> rusqlite::Result<_> {
@@ -347,7 +383,7 @@ impl Sequencer {
             };
             Ok(original.map(AppendOutcome::Duplicate))
         };
-        let Some(stored) = self.member_head(cid, sender)? else {
+        let Some(stored) = member else {
             // A retry is answered with the original even after its sender left.
             let found = duplicate(&self.reader, &self.in_flight)?;
             return Ok(Step::Answer(Ok(found.unwrap_or(AppendOutcome::NotMember))));
