@@ -2346,6 +2346,80 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn writes_that_read_counters_see_the_messages_in_flight() {
+        // GIVEN three messages acked, not yet applied
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("c.db"), Durability::Process).unwrap();
+        let conv = group(&store).await;
+        for k in ["a", "b", "c"] {
+            stored(&store, &conv, k).await;
+        }
+        assert!(
+            store.inner.in_flight.holds(conv.as_str()),
+            "not applied yet"
+        );
+
+        // WHEN bob reads up to them and carol joins
+        let receipt = store
+            .update_receipts(&conv, &user("bob"), Some(3), Some(3))
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .add_members(&conv, &[user("carol")], 20, 100)
+            .await
+            .unwrap();
+
+        // THEN the receipt was not cut back to what the database held before, and carol
+        // starts after the last message, as every read says
+        assert_eq!(receipt.positions.read_up_to, 3);
+        let (c, carol) = store
+            .membership(&conv, &user("carol"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.last_seq, carol.read_up_to), (3, 3));
+        let (_, alice) = store
+            .membership(&conv, &user("alice"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(alice.read_up_to, 3, "a sender has read its own messages");
+    }
+
+    #[tokio::test]
+    async fn reads_of_the_database_are_brought_up_to_messages_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("c.db"), Durability::PowerLoss).unwrap();
+        let conv = group(&store).await;
+        let sent = [
+            stored(&store, &conv, "a").await,
+            stored(&store, &conv, "b").await,
+        ];
+        // A roster loaded from the database now (nothing kept: say it was forgotten)
+        store.inner.cache.forget_conversation(conv.as_str());
+        let conversation = store.conversation(&conv).await.unwrap().unwrap();
+        assert_eq!(conversation.last_seq, 2);
+        assert_eq!(conversation.last_message_at, sent[1].timestamp);
+        // History waits for the apply
+        let (history, _) = store
+            .messages(
+                &conv,
+                MessageQuery {
+                    after: None,
+                    before: None,
+                    min_timestamp: 0,
+                    limit: 10,
+                    newest: true,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(history, sent);
+        assert!(!store.inner.in_flight.holds(conv.as_str()));
+    }
+
+    #[tokio::test]
     async fn retries_return_the_original_and_burn_no_seq() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("c.db"), Durability::Process).unwrap();
