@@ -34,6 +34,10 @@ const MAX_BATCH: usize = 256;
 /// Conversations whose counters are kept before they are all dropped (once nothing is in
 /// flight, so the database has them all).
 const MAX_HEADS: usize = 200_000;
+/// Messages in flight beyond which new ones are refused: the writer normally applies
+/// every second (at most `APPLY_AT` messages, 32,768), so this many means it has been
+/// failing (a full disk, say), and memory must not grow without end meanwhile.
+const MAX_IN_FLIGHT: usize = 262_144;
 
 /// Where a conversation's counter stands: its last seq and the time of that message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +117,12 @@ impl InFlight {
 
     pub fn is_empty(&self) -> bool {
         self.state().conversations.is_empty()
+    }
+
+    /// Messages in flight and not landed.
+    fn len(&self) -> usize {
+        let state = self.state();
+        state.by_key.len().saturating_sub(state.landed.len())
     }
 
     /// Brings a conversation read from the database up to its messages in flight.
@@ -257,6 +267,19 @@ impl Sequencer {
     fn sequence_batch(&mut self, batch: Vec<Append>) {
         if self.heads.len() > MAX_HEADS && self.in_flight.is_empty() {
             self.heads.clear();
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            tracing::error!(
+                in_flight = MAX_IN_FLIGHT,
+                "messages are not reaching the database; refusing new ones"
+            );
+            for append in batch {
+                let _ = append.reply.send(Err(failure(
+                    rusqlite::ffi::SQLITE_FULL,
+                    "too many messages waiting for the database",
+                )));
+            }
+            return;
         }
         let first_id = self.next_id;
         // The keys of this batch's new messages, for retries within the batch.
