@@ -278,6 +278,7 @@ where
         let _ = self.reply.send(result);
     }
 }
+
 fn failure(code: std::ffi::c_int, message: &str) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(message.to_owned()))
 }
@@ -466,15 +467,13 @@ impl Writer {
         writes: &mut [Box<dyn Write>],
         apply_at: Option<usize>,
     ) -> rusqlite::Result<()> {
-        // Prepared once: parsing these four statements again for every write was a tenth of
-        // the writer's time in a batch.
-        let run = |sql: &str| self.conn.prepare_cached(sql)?.execute([]).map(drop);
+        let run = |sql: &str| run_cached(&self.conn, sql);
         let apply = || {
             apply_messages(
                 &self.conn,
                 self.unapplied.iter().map(|u| {
                     let outbox = if u.fanned_out {
-                        Outbox::None
+                        Outbox::FannedOut
                     } else {
                         Outbox::Id(u.id)
                     };
@@ -519,10 +518,17 @@ impl Writer {
     }
 }
 
+/// Runs a statement without parameters (`BEGIN`, `COMMIT`, ...), prepared once: parsing
+/// the transaction statements again for every write was a tenth of the writer's time in
+/// a batch.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// The outbox row a message applied needs.
 enum Outbox {
-    /// None: it was fanned out already.
-    None,
+    /// No row: it was fanned out already.
+    FannedOut,
     Id(i64),
     /// A row with a fresh id (a message applied again from the log at start).
     Fresh,
@@ -567,7 +573,7 @@ fn apply_messages<'a>(
         ])?;
         if inserted == 1 {
             match row {
-                Outbox::None => {}
+                Outbox::FannedOut => {}
                 Outbox::Id(id) => drop(outbox.execute(params![id, cid, m.seq])?),
                 Outbox::Fresh => drop(outbox.execute(params![None::<i64>, cid, m.seq])?),
             }
@@ -593,6 +599,7 @@ fn apply_messages<'a>(
     }
     Ok(())
 }
+
 /// Lowers the calling thread's CPU priority (nice 10), for the threads whose work no
 /// client waits on: applying acked messages and checkpoints. Both come in bursts (a
 /// second's messages at once); on a busy machine they then took CPU from the threads
@@ -717,6 +724,23 @@ fn open_connection(path: &Path, durability: Durability) -> rusqlite::Result<Conn
         },
     )?;
     Ok(conn)
+}
+
+/// Hands a job to a store thread (the writer or the sequencer) through its queue and
+/// waits for its answer; `gone` is the error when the thread is no longer there.
+async fn ask<J, T>(
+    queue: &Mutex<std::sync::mpsc::Sender<J>>,
+    job: impl FnOnce(oneshot::Sender<rusqlite::Result<T>>) -> J,
+    gone: &'static str,
+) -> rusqlite::Result<T> {
+    let (reply, answer) = oneshot::channel();
+    let queued = queue.lock().expect("store queue").send(job(reply));
+    if queued.is_err() {
+        return Err(failure(rusqlite::ffi::SQLITE_MISUSE, gone));
+    }
+    answer
+        .await
+        .unwrap_or_else(|_| Err(failure(rusqlite::ffi::SQLITE_INTERNAL, gone)))
 }
 
 /// Applies what an earlier process acked but left in the append log, then starts the
@@ -925,25 +949,7 @@ impl SqliteStore {
         &self,
         job: impl FnOnce(oneshot::Sender<rusqlite::Result<T>>) -> Job,
     ) -> rusqlite::Result<T> {
-        let (reply, answer) = oneshot::channel();
-        let queued = self
-            .inner
-            .writes
-            .lock()
-            .expect("writer queue")
-            .send(job(reply));
-        if queued.is_err() {
-            return Err(failure(
-                rusqlite::ffi::SQLITE_MISUSE,
-                "the writer thread is gone",
-            ));
-        }
-        answer.await.unwrap_or_else(|_| {
-            Err(failure(
-                rusqlite::ffi::SQLITE_INTERNAL,
-                "the writer thread is gone",
-            ))
-        })
+        ask(&self.inner.writes, job, "the writer thread is gone").await
     }
 
     /// Runs `f` on the writer thread inside a transaction, and answers once that
@@ -1332,6 +1338,21 @@ fn find_by_client_id_tx(
     .optional()
 }
 
+/// The message stored under an idempotency key: among the messages in flight first (one
+/// applied meanwhile is in the database by the time the database is read), then there.
+fn find_original(
+    c: &Connection,
+    in_flight: &InFlight,
+    conversation: &str,
+    sender: &str,
+    cmid: &str,
+) -> rusqlite::Result<Option<MessageRecord>> {
+    match in_flight.find(conversation, sender, cmid) {
+        Some(m) => Ok(Some(m)),
+        None => find_by_client_id_tx(c, conversation, sender, cmid),
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_group(&self, new: &NewConversation) -> StoreResult<ConversationRecord> {
@@ -1648,32 +1669,12 @@ impl Store for SqliteStore {
     }
 
     async fn append_message(&self, message: &NewMessage) -> StoreResult<AppendOutcome> {
-        let (reply, answer) = oneshot::channel();
-        let append = Append {
+        let append = |reply| Append {
             message: message.clone(),
             reply,
         };
-        if self
-            .inner
-            .appends
-            .lock()
-            .expect("sequencer queue")
-            .send(append)
-            .is_err()
-        {
-            return Err(StoreError::new(
-                "append message",
-                failure(rusqlite::ffi::SQLITE_MISUSE, "the sequencer is gone"),
-            ));
-        }
-        answer
+        ask(&self.inner.appends, append, "the sequencer is gone")
             .await
-            .unwrap_or_else(|_| {
-                Err(failure(
-                    rusqlite::ffi::SQLITE_INTERNAL,
-                    "the sequencer is gone",
-                ))
-            })
             .map_err(err("append message"))
     }
 
@@ -1684,11 +1685,7 @@ impl Store for SqliteStore {
         client_message_id: &str,
     ) -> StoreResult<Option<MessageRecord>> {
         let (cid, sender) = (conversation.as_str(), sender.as_str());
-        // In flight first: a message applied meanwhile is in the database by then.
-        if let Some(m) = self.inner.in_flight.find(cid, sender, client_message_id) {
-            return Ok(Some(m));
-        }
-        self.lookup(|c| find_by_client_id_tx(c, cid, sender, client_message_id))
+        self.lookup(|c| find_original(c, &self.inner.in_flight, cid, sender, client_message_id))
             .map_err(err("find message"))
     }
 
@@ -2206,6 +2203,20 @@ mod tests {
         (store, feed, conv)
     }
 
+    /// A conversation's whole history (at most 100 messages), oldest first.
+    async fn history(store: &SqliteStore, conversation: &ConversationId) -> Vec<MessageRecord> {
+        let query = MessageQuery {
+            after: None,
+            before: None,
+            min_timestamp: 0,
+            limit: 100,
+            newest: false,
+        };
+        let (found, more) = store.messages(conversation, query).await.unwrap();
+        assert!(!more, "at most 100 messages");
+        found
+    }
+
     /// Appends a message under a new key: it must be stored.
     async fn stored(
         store: &SqliteStore,
@@ -2300,20 +2311,7 @@ mod tests {
 
         // THEN every acked message is there, counter and all, and waits for fan-out (the
         // first one's fan-out was noted in memory only, so it is repeated: at least once)
-        let (found, more) = store
-            .messages(
-                &conv,
-                MessageQuery {
-                    after: None,
-                    before: None,
-                    min_timestamp: 0,
-                    limit: 100,
-                    newest: false,
-                },
-            )
-            .await
-            .unwrap();
-        assert!(!more);
+        let found = history(&store, &conv).await;
         assert_eq!(found, acked);
         let conversation = store.conversation(&conv).await.unwrap().unwrap();
         assert_eq!(conversation.last_seq, 50);
@@ -2402,19 +2400,7 @@ mod tests {
         assert_eq!(conversation.last_seq, 2);
         assert_eq!(conversation.last_message_at, sent[1].timestamp);
         // History waits for the apply
-        let (history, _) = store
-            .messages(
-                &conv,
-                MessageQuery {
-                    after: None,
-                    before: None,
-                    min_timestamp: 0,
-                    limit: 10,
-                    newest: true,
-                },
-            )
-            .await
-            .unwrap();
+        let history = history(&store, &conv).await;
         assert_eq!(history, sent);
         assert!(!store.inner.in_flight.holds(conv.as_str()));
     }

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use super::cache::{Cache, Roster};
 use super::log::AppendLog;
-use super::{FeedSlot, Found, Job, failure, find_by_client_id_tx, membership_tx, read_roster};
+use super::{FeedSlot, Found, Job, failure, find_original, membership_tx, read_roster, run_cached};
 use crate::ids::{Millis, Seq};
 use crate::ports::{AppendOutcome, ConversationRecord, MemberRecord, MessageRecord, NewMessage};
 
@@ -299,7 +299,7 @@ impl Sequencer {
         self.in_flight.forget_landed();
         // One read transaction for the batch's idempotency probes: beginning and ending
         // one per probe (locks on the WAL index, each a system call) was half of them.
-        let in_transaction = self.run_sql("BEGIN").is_ok();
+        let in_transaction = run_cached(&self.reader, "BEGIN").is_ok();
         for (append, member) in batch.iter().zip(members) {
             let m = &append.message;
             let k = key(
@@ -328,7 +328,7 @@ impl Sequencer {
             }
             steps.push(step);
         }
-        if in_transaction && let Err(e) = self.run_sql("COMMIT") {
+        if in_transaction && let Err(e) = run_cached(&self.reader, "COMMIT") {
             tracing::warn!(error = %e, "sequencer: could not end its read transaction");
         }
         let logged = self
@@ -390,21 +390,14 @@ impl Sequencer {
         }
     }
 
-    fn run_sql(&self, sql: &str) -> rusqlite::Result<()> {
-        self.reader.prepare_cached(sql)?.execute([]).map(drop)
-    }
-
     /// Sequences one message whose sender's membership was read: `member` is the
     /// conversation's head as stored, if the sender is a member.
     fn sequence(&mut self, m: &NewMessage, member: Option<Head>) -> rusqlite::Result<Step> {
         let (cid, sender) = (m.conversation_id.as_str(), m.sender_id.as_str());
         let cmid = m.client_message_id.as_str();
-        let duplicate = |reader: &Connection, in_flight: &InFlight| -> rusqlite::Result<_> {
-            let original = match in_flight.find(cid, sender, cmid) {
-                Some(o) => Some(o),
-                None => find_by_client_id_tx(reader, cid, sender, cmid)?,
-            };
-            Ok(original.map(AppendOutcome::Duplicate))
+        let duplicate = |reader: &Connection, in_flight: &InFlight| {
+            find_original(reader, in_flight, cid, sender, cmid)
+                .map(|found| found.map(AppendOutcome::Duplicate))
         };
         let Some(stored) = member else {
             // A retry is answered with the original even after its sender left.
