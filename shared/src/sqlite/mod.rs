@@ -49,6 +49,7 @@ use crate::protocol::{Content, Positions};
 
 mod cache;
 mod log;
+mod seen;
 mod sequencer;
 
 use cache::{Cache, MAX_ROSTER_MEMBERS, Roster};
@@ -743,6 +744,31 @@ async fn ask<J, T>(
         .unwrap_or_else(|_| Err(failure(rusqlite::ffi::SQLITE_INTERNAL, gone)))
 }
 
+/// Hands the sequencer a filter of every idempotency key in the database (see `seen`).
+/// Runs at start, after the append log was applied, at background priority.
+fn scan_keys(
+    conn: &Connection,
+    hasher: &std::hash::RandomState,
+    hand_over: std::sync::mpsc::Sender<seen::Bloom>,
+) {
+    background_priority();
+    let started = Instant::now();
+    match seen::scan(conn, hasher) {
+        Ok(filter) => {
+            tracing::debug!(
+                keys = filter.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "idempotency keys read"
+            );
+            let _ = hand_over.send(filter);
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not read the idempotency keys; every send looks its key up"
+        ),
+    }
+}
+
 /// Applies what an earlier process acked but left in the append log, then starts the
 /// log afresh.
 fn recover(
@@ -812,8 +838,13 @@ impl SqliteStore {
             unapplied: Vec::new(),
             since: None,
         };
+        let hasher = std::hash::RandomState::new();
+        let (hand_over, scanned) = std::sync::mpsc::channel();
+        let scanner = open_connection(&path, durability).map_err(err("open database"))?;
+        let scan_hasher = hasher.clone();
         let sequencer = Sequencer {
             reader: sequencer_reader,
+            seen: seen::SeenKeys::new(hasher, scanned),
             heads: Default::default(),
             next_id,
             log,
@@ -839,6 +870,11 @@ impl SqliteStore {
                 std::thread::Builder::new()
                     .name("sqlite-sequencer".into())
                     .spawn(move || sequencer.run(append_queue))
+            })
+            .and_then(|_| {
+                std::thread::Builder::new()
+                    .name("sqlite-keys".into())
+                    .spawn(move || scan_keys(&scanner, &scan_hasher, hand_over))
             })
             .and_then(|_| {
                 let store = Arc::downgrade(&inner);
@@ -2341,6 +2377,34 @@ mod tests {
         assert_eq!(found, Some(a.clone()));
         let again = store.append_message(&message(&conv, "x")).await.unwrap();
         assert_eq!(again, AppendOutcome::Duplicate(a));
+    }
+
+    #[tokio::test]
+    async fn retries_of_messages_stored_before_a_restart_are_recognised() {
+        // GIVEN 300 messages an earlier process stored
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let store = SqliteStore::open(&path, Durability::Process).unwrap();
+        let conv = group(&store).await;
+        let mut originals = Vec::new();
+        for i in 0..300 {
+            originals.push(stored(&store, &conv, &format!("k{i}")).await);
+        }
+        store.settle().await.unwrap();
+        drop(store);
+
+        // WHEN the next process gets each again, while its keys are read and after
+        let store = SqliteStore::open(&path, Durability::Process).unwrap();
+        for (i, original) in originals.into_iter().enumerate() {
+            let again = store
+                .append_message(&message(&conv, &format!("k{i}")))
+                .await
+                .unwrap();
+            assert_eq!(again, AppendOutcome::Duplicate(original));
+        }
+
+        // THEN each is answered with its original and none took a seq
+        assert_eq!(stored(&store, &conv, "new").await.seq, 301);
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 //! A message needs three things before its ack: its sender is a member, it is not a
 //! retry, and the next seq of its conversation. The sequencer reads the first from the
 //! rosters kept in memory (kept exact by the writer), the second from the messages in
-//! flight and then the database's idempotency index, and keeps the third in memory for
+//! flight and then the database's idempotency index (only for a key the filters of
+//! `seen` may have seen: a retry, or rarely a new one), and keeps the third in memory for
 //! every conversation it has sequenced. It takes every append waiting, sequences them in
 //! order, writes them to the append log with one `write`, then hands them to the writer
 //! thread (which copies them into the database, many at once, see `Writer::apply`),
@@ -25,6 +26,7 @@ use tokio::sync::oneshot;
 
 use super::cache::{Cache, Roster};
 use super::log::AppendLog;
+use super::seen::SeenKeys;
 use super::{FeedSlot, Found, Job, failure, find_original, membership_tx, read_roster, run_cached};
 use crate::ids::{Millis, Seq};
 use crate::ports::{AppendOutcome, ConversationRecord, MemberRecord, MessageRecord, NewMessage};
@@ -229,6 +231,8 @@ fn raise_member(m: &mut MemberRecord, seq: Seq) {
 pub(super) struct Sequencer {
     /// A read connection of its own: rosters on a miss and the idempotency index.
     pub reader: Connection,
+    /// Which idempotency keys may be in the database, so that new ones are not looked up.
+    pub seen: SeenKeys,
     /// The counter of every conversation sequenced since the start (or since the last
     /// time they were all dropped). A conversation without one has nothing in flight, so
     /// the database and the kept rosters have its counter right.
@@ -239,6 +243,29 @@ pub(super) struct Sequencer {
     pub cache: Arc<Cache>,
     pub feed: FeedSlot,
     pub writer: std::sync::mpsc::Sender<Job>,
+}
+
+/// The read transaction a batch's idempotency lookups share, begun by the first one.
+#[derive(Default)]
+struct BatchReads {
+    begun: bool,
+}
+
+impl BatchReads {
+    fn begin(&mut self, reader: &Connection) {
+        // Without a transaction each lookup still reads consistently, in one of its own.
+        if !self.begun {
+            self.begun = run_cached(reader, "BEGIN").is_ok();
+        }
+    }
+
+    fn end(self, reader: &Connection) {
+        if self.begun
+            && let Err(e) = run_cached(reader, "COMMIT")
+        {
+            tracing::warn!(error = %e, "sequencer: could not end its read transaction");
+        }
+    }
 }
 
 /// What sequencing an append decided.
@@ -297,9 +324,10 @@ impl Sequencer {
             })
             .collect();
         self.in_flight.forget_landed();
-        // One read transaction for the batch's idempotency probes: beginning and ending
-        // one per probe (locks on the WAL index, each a system call) was half of them.
-        let in_transaction = run_cached(&self.reader, "BEGIN").is_ok();
+        // One read transaction for the batch's idempotency lookups, begun by the first:
+        // beginning and ending one per lookup (locks on the WAL index, each a system
+        // call) was half of their cost.
+        let mut reads = BatchReads::default();
         for (append, member) in batch.iter().zip(members) {
             let m = &append.message;
             let k = key(
@@ -313,7 +341,7 @@ impl Sequencer {
                 ))));
                 continue;
             }
-            let step = match member.and_then(|member| self.sequence(m, member)) {
+            let step = match member.and_then(|member| self.sequence(m, member, &mut reads)) {
                 Ok(step) => step,
                 Err(e) => Step::Answer(Err(e)),
             };
@@ -328,9 +356,7 @@ impl Sequencer {
             }
             steps.push(step);
         }
-        if in_transaction && let Err(e) = run_cached(&self.reader, "COMMIT") {
-            tracing::warn!(error = %e, "sequencer: could not end its read transaction");
-        }
+        reads.end(&self.reader);
         let logged = self
             .log
             .lock()
@@ -392,22 +418,32 @@ impl Sequencer {
 
     /// Sequences one message whose sender's membership was read: `member` is the
     /// conversation's head as stored, if the sender is a member.
-    fn sequence(&mut self, m: &NewMessage, member: Option<Head>) -> rusqlite::Result<Step> {
+    fn sequence(
+        &mut self,
+        m: &NewMessage,
+        member: Option<Head>,
+        reads: &mut BatchReads,
+    ) -> rusqlite::Result<Step> {
         let (cid, sender) = (m.conversation_id.as_str(), m.sender_id.as_str());
         let cmid = m.client_message_id.as_str();
-        let duplicate = |reader: &Connection, in_flight: &InFlight| {
-            find_original(reader, in_flight, cid, sender, cmid)
+        let mut duplicate = |this: &Self| {
+            reads.begin(&this.reader);
+            find_original(&this.reader, &this.in_flight, cid, sender, cmid)
                 .map(|found| found.map(AppendOutcome::Duplicate))
         };
         let Some(stored) = member else {
             // A retry is answered with the original even after its sender left.
-            let found = duplicate(&self.reader, &self.in_flight)?;
+            let found = duplicate(self)?;
             return Ok(Step::Answer(Ok(found.unwrap_or(AppendOutcome::NotMember))));
         };
-        // A retry burns no seq.
-        if let Some(found) = duplicate(&self.reader, &self.in_flight)? {
+        // A retry burns no seq. A key never seen is not looked up.
+        let key = self.seen.hash(cid, sender, cmid);
+        if self.seen.may_contain(key)
+            && let Some(found) = duplicate(self)?
+        {
             return Ok(Step::Answer(Ok(found)));
         }
+        self.seen.insert(key);
         let before = self.heads.get(cid).copied();
         let head = before.unwrap_or(stored);
         let record = MessageRecord {
