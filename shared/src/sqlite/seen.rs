@@ -165,28 +165,38 @@ fn key_hash(
     hasher.hash_one((conversation, sender, client_message_id))
 }
 
-/// Reads every idempotency key in the database into a filter (the index alone is read).
+/// Reads every idempotency key in the database into a filter (the index alone is read,
+/// twice: once to size the filter, once to fill it).
 pub(super) fn scan(
     conn: &rusqlite::Connection,
     hasher: &std::hash::RandomState,
 ) -> rusqlite::Result<Bloom> {
+    // One snapshot for both reads, so the count is the number of keys read.
+    conn.execute_batch("BEGIN")?;
+    let filled = fill(conn, hasher);
+    conn.execute_batch("COMMIT")?;
+    filled
+}
+
+fn fill(conn: &rusqlite::Connection, hasher: &std::hash::RandomState) -> rusqlite::Result<Bloom> {
+    let keys: usize = conn.query_row(
+        "SELECT COUNT(*) FROM messages INDEXED BY messages_idempotency",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut filter = Bloom::with_capacity(keys);
     let mut stmt = conn.prepare(
         "SELECT conversation_id, sender_id, client_message_id
          FROM messages INDEXED BY messages_idempotency",
     )?;
     let mut rows = stmt.query([])?;
-    let mut hashes = Vec::new();
     while let Some(row) = rows.next()? {
-        hashes.push(key_hash(
+        filter.insert(key_hash(
             hasher,
             row.get_ref(0)?.as_str()?,
             row.get_ref(1)?.as_str()?,
             row.get_ref(2)?.as_str()?,
         ));
-    }
-    let mut filter = Bloom::with_capacity(hashes.len());
-    for hash in hashes {
-        filter.insert(hash);
     }
     Ok(filter)
 }
