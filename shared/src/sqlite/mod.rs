@@ -744,31 +744,6 @@ async fn ask<J, T>(
         .unwrap_or_else(|_| Err(failure(rusqlite::ffi::SQLITE_INTERNAL, gone)))
 }
 
-/// Hands the sequencer a filter of every idempotency key in the database (see `seen`).
-/// Runs at start, after the append log was applied, at background priority.
-fn scan_keys(
-    conn: &Connection,
-    hasher: &std::hash::RandomState,
-    hand_over: std::sync::mpsc::Sender<seen::Bloom>,
-) {
-    background_priority();
-    let started = Instant::now();
-    match seen::scan(conn, hasher) {
-        Ok(filter) => {
-            tracing::debug!(
-                keys = filter.len(),
-                ms = started.elapsed().as_millis() as u64,
-                "idempotency keys read"
-            );
-            let _ = hand_over.send(filter);
-        }
-        Err(e) => tracing::warn!(
-            error = %e,
-            "could not read the idempotency keys; every send looks its key up"
-        ),
-    }
-}
-
 /// Applies what an earlier process acked but left in the append log, then starts the
 /// log afresh.
 fn recover(
@@ -838,13 +813,12 @@ impl SqliteStore {
             unapplied: Vec::new(),
             since: None,
         };
-        let hasher = std::hash::RandomState::new();
-        let (hand_over, scanned) = std::sync::mpsc::channel();
         let scanner = open_connection(&path, durability).map_err(err("open database"))?;
-        let scan_hasher = hasher.clone();
+        let seen = seen::SeenKeys::start(scanner)
+            .map_err(|e| StoreError::new("start the writer threads", e))?;
         let sequencer = Sequencer {
             reader: sequencer_reader,
-            seen: seen::SeenKeys::new(hasher, scanned),
+            seen,
             heads: Default::default(),
             next_id,
             log,
@@ -870,11 +844,6 @@ impl SqliteStore {
                 std::thread::Builder::new()
                     .name("sqlite-sequencer".into())
                     .spawn(move || sequencer.run(append_queue))
-            })
-            .and_then(|_| {
-                std::thread::Builder::new()
-                    .name("sqlite-keys".into())
-                    .spawn(move || scan_keys(&scanner, &scan_hasher, hand_over))
             })
             .and_then(|_| {
                 let store = Arc::downgrade(&inner);

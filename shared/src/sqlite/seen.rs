@@ -29,7 +29,7 @@ const BITS_PER_KEY: usize = 12;
 
 /// A blocked Bloom filter: each key sets one bit in each of the eight words of one
 /// 64-byte block, so a test touches one cache line.
-pub(super) struct Bloom {
+struct Bloom {
     blocks: Vec<[u64; 8]>,
     keys: usize,
     capacity: usize,
@@ -91,8 +91,20 @@ pub(super) struct SeenKeys {
 }
 
 impl SeenKeys {
+    /// Starts reading the keys in the database through `conn`, on a thread of its own
+    /// at background priority; until it is done, every key may have been seen.
+    pub fn start(conn: rusqlite::Connection) -> std::io::Result<Self> {
+        let hasher = std::hash::RandomState::new();
+        let scan_hasher = hasher.clone();
+        let (hand_over, scanned) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-keys".into())
+            .spawn(move || scan_in_background(&conn, &scan_hasher, hand_over))?;
+        Ok(Self::new(hasher, scanned))
+    }
+
     /// Keys hashed with `hasher` (the scan's too); `stored` arrives on `scanned`.
-    pub fn new(hasher: std::hash::RandomState, scanned: mpsc::Receiver<Bloom>) -> Self {
+    fn new(hasher: std::hash::RandomState, scanned: mpsc::Receiver<Bloom>) -> Self {
         Self {
             hasher,
             stored: None,
@@ -165,12 +177,35 @@ fn key_hash(
     hasher.hash_one((conversation, sender, client_message_id))
 }
 
-/// Reads every idempotency key in the database into a filter (the index alone is read,
-/// twice: once to size the filter, once to fill it).
-pub(super) fn scan(
+/// Hands the sequencer's `SeenKeys` a filter of every key in the database. It runs
+/// after the append log was applied (the store starts it once it is), so no key is
+/// missing (see the module docs).
+fn scan_in_background(
     conn: &rusqlite::Connection,
     hasher: &std::hash::RandomState,
-) -> rusqlite::Result<Bloom> {
+    hand_over: mpsc::Sender<Bloom>,
+) {
+    super::background_priority();
+    let started = std::time::Instant::now();
+    match scan(conn, hasher) {
+        Ok(filter) => {
+            tracing::debug!(
+                keys = filter.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "idempotency keys read"
+            );
+            let _ = hand_over.send(filter);
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not read the idempotency keys; every send looks its key up"
+        ),
+    }
+}
+
+/// Reads every idempotency key in the database into a filter (the index alone is read,
+/// twice: once to size the filter, once to fill it).
+fn scan(conn: &rusqlite::Connection, hasher: &std::hash::RandomState) -> rusqlite::Result<Bloom> {
     // One snapshot for both reads, so the count is the number of keys read.
     conn.execute_batch("BEGIN")?;
     let filled = fill(conn, hasher);
