@@ -2,13 +2,13 @@
 //! frames drained by its writer task. A client that stops reading fills its queue and
 //! is disconnected rather than stalling delivery to anyone else; it recovers by sync.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chat_shared::ports::{ConnectionGateway, GatewayError};
+use foldhash::HashMap;
 use tokio::sync::{Notify, mpsc};
 
 /// Frames a connection may have queued before it counts as a slow consumer.

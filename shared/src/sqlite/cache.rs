@@ -13,8 +13,9 @@
 //! every change bumps an epoch, and a load that saw the epoch move is used once and
 //! dropped, since it may predate the change.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+
+use foldhash::HashMap;
 
 use crate::ids::{Millis, Seq, UserId};
 use crate::ports::{ConnectionRecord, ConversationRecord, MemberRecord};

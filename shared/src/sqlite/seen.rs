@@ -21,6 +21,10 @@
 use std::hash::BuildHasher;
 use std::sync::mpsc;
 
+/// How keys are hashed: seeded at random per process, and with every bit of the hash
+/// mixed, since a filter takes its block and its eight bits from different parts of it.
+type KeyHasher = foldhash::quality::RandomState;
+
 /// Keys the first `recent` filter holds; each further one holds twice the one before.
 const FIRST_RECENT_KEYS: usize = 1 << 16;
 /// Filter bits per key: with 8 bits set per key in one 512-bit block, about 0.5% of new
@@ -83,7 +87,7 @@ impl Bloom {
 
 /// The sequencer's view of every idempotency key seen (see the module docs).
 pub(super) struct SeenKeys {
-    hasher: std::hash::RandomState,
+    hasher: KeyHasher,
     stored: Option<Bloom>,
     /// Where the scan hands `stored` over; gone once it did (or failed).
     scanned: Option<mpsc::Receiver<Bloom>>,
@@ -94,17 +98,16 @@ impl SeenKeys {
     /// Starts reading the keys in the database through `conn`, on a thread of its own
     /// at background priority; until it is done, every key may have been seen.
     pub fn start(conn: rusqlite::Connection) -> std::io::Result<Self> {
-        let hasher = std::hash::RandomState::new();
-        let scan_hasher = hasher.clone();
+        let hasher = KeyHasher::default();
         let (hand_over, scanned) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-keys".into())
-            .spawn(move || scan_in_background(&conn, &scan_hasher, hand_over))?;
+            .spawn(move || scan_in_background(&conn, &hasher, hand_over))?;
         Ok(Self::new(hasher, scanned))
     }
 
     /// Keys hashed with `hasher` (the scan's too); `stored` arrives on `scanned`.
-    fn new(hasher: std::hash::RandomState, scanned: mpsc::Receiver<Bloom>) -> Self {
+    fn new(hasher: KeyHasher, scanned: mpsc::Receiver<Bloom>) -> Self {
         Self {
             hasher,
             stored: None,
@@ -167,12 +170,7 @@ impl SeenKeys {
     }
 }
 
-fn key_hash(
-    hasher: &std::hash::RandomState,
-    conversation: &str,
-    sender: &str,
-    client_message_id: &str,
-) -> u64 {
+fn key_hash(hasher: &KeyHasher, conversation: &str, sender: &str, client_message_id: &str) -> u64 {
     // A tuple of strings hashes each with its length: no two keys run together.
     hasher.hash_one((conversation, sender, client_message_id))
 }
@@ -182,7 +180,7 @@ fn key_hash(
 /// missing (see the module docs).
 fn scan_in_background(
     conn: &rusqlite::Connection,
-    hasher: &std::hash::RandomState,
+    hasher: &KeyHasher,
     hand_over: mpsc::Sender<Bloom>,
 ) {
     super::background_priority();
@@ -205,7 +203,7 @@ fn scan_in_background(
 
 /// Reads every idempotency key in the database into a filter (the index alone is read,
 /// twice: once to size the filter, once to fill it).
-fn scan(conn: &rusqlite::Connection, hasher: &std::hash::RandomState) -> rusqlite::Result<Bloom> {
+fn scan(conn: &rusqlite::Connection, hasher: &KeyHasher) -> rusqlite::Result<Bloom> {
     // One snapshot for both reads, so the count is the number of keys read.
     conn.execute_batch("BEGIN")?;
     let filled = fill(conn, hasher);
@@ -213,7 +211,7 @@ fn scan(conn: &rusqlite::Connection, hasher: &std::hash::RandomState) -> rusqlit
     filled
 }
 
-fn fill(conn: &rusqlite::Connection, hasher: &std::hash::RandomState) -> rusqlite::Result<Bloom> {
+fn fill(conn: &rusqlite::Connection, hasher: &KeyHasher) -> rusqlite::Result<Bloom> {
     let keys: usize = conn.query_row(
         "SELECT COUNT(*) FROM messages INDEXED BY messages_idempotency",
         [],
@@ -242,7 +240,7 @@ mod tests {
 
     #[test]
     fn a_filter_keeps_every_key_and_refuses_most_others() {
-        let hasher = std::hash::RandomState::new();
+        let hasher = KeyHasher::default();
         let mut filter = Bloom::with_capacity(10_000);
         let key = |i: usize| key_hash(&hasher, "c_1", "alice", &format!("m{i}"));
         for i in 0..10_000 {
@@ -258,7 +256,7 @@ mod tests {
 
     #[test]
     fn keys_differ_by_where_their_parts_end() {
-        let hasher = std::hash::RandomState::new();
+        let hasher = KeyHasher::default();
         assert_ne!(
             key_hash(&hasher, "c_1", "ab", "c"),
             key_hash(&hasher, "c_1", "a", "bc")
@@ -267,9 +265,9 @@ mod tests {
 
     #[test]
     fn every_key_may_be_seen_until_the_scan_arrives_and_recent_filters_grow() {
-        let hasher = std::hash::RandomState::new();
+        let hasher = KeyHasher::default();
         let (hand_over, scanned) = mpsc::channel();
-        let mut seen = SeenKeys::new(hasher.clone(), scanned);
+        let mut seen = SeenKeys::new(hasher, scanned);
         let fresh = seen.hash("c_1", "alice", "never");
         assert!(seen.may_contain(fresh), "no scan yet: look everything up");
 
@@ -308,7 +306,7 @@ mod tests {
             )
             .unwrap();
         }
-        let hasher = std::hash::RandomState::new();
+        let hasher = KeyHasher::default();
         let filter = scan(&conn, &hasher).unwrap();
         assert_eq!(filter.len(), 1_000);
         let stored = |i: usize| key_hash(&hasher, "c_1", &format!("u{}", i % 7), &format!("k{i}"));
@@ -323,7 +321,7 @@ mod tests {
     #[test]
     fn a_failed_scan_means_every_key_is_looked_up() {
         let (hand_over, scanned) = mpsc::channel::<Bloom>();
-        let mut seen = SeenKeys::new(std::hash::RandomState::new(), scanned);
+        let mut seen = SeenKeys::new(KeyHasher::default(), scanned);
         drop(hand_over);
         let h = seen.hash("c_1", "alice", "x");
         assert!(seen.may_contain(h));

@@ -18,8 +18,9 @@
 //! Until the writer has copied them, messages are "in flight": [`InFlight`] tells readers
 //! about them, so a read never misses an acked message.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use foldhash::{HashMap, HashMapExt};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
