@@ -149,7 +149,7 @@ async fn fan_out_feed(
                 Err(_) => break,
             }
         }
-        let n = match handlers::fanout::handle_batch(&app.chat, &batch, |(_, m)| m).await {
+        let n = match handlers::fanout::handle_batch(&app.chat, &batch, |(_, m)| &**m).await {
             Ok(()) => batch.len(),
             Err((failed, e)) => {
                 warn!(error = %e, "fan-out failed; retrying from that message");

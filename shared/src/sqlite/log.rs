@@ -13,6 +13,7 @@
 //! One JSON line per message. A crash during a `write` can leave a last line without its
 //! newline; nothing in that write was acked, so it is dropped.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -24,48 +25,49 @@ use crate::ids::{ConversationId, Millis, Seq, UserId};
 use crate::ports::MessageRecord;
 use crate::protocol::Content;
 
-/// A message as the log holds it (the fields of [`MessageRecord`]).
+/// A message as the log holds it (the fields of [`MessageRecord`]): borrowed from the
+/// record when written, owned when read back.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Line {
-    conversation_id: String,
+struct Line<'a> {
+    conversation_id: Cow<'a, str>,
     seq: Seq,
-    message_id: String,
-    sender_id: String,
-    client_message_id: String,
-    content: Content,
+    message_id: Cow<'a, str>,
+    sender_id: Cow<'a, str>,
+    client_message_id: Cow<'a, str>,
+    content: Cow<'a, Content>,
     reply_to: Option<Seq>,
     timestamp: Millis,
-    origin_connection: Option<String>,
+    origin_connection: Option<Cow<'a, str>>,
 }
 
-impl Line {
-    fn of(m: &MessageRecord) -> Self {
+impl<'a> Line<'a> {
+    fn of(m: &'a MessageRecord) -> Self {
         Self {
-            conversation_id: m.conversation_id.as_str().to_owned(),
+            conversation_id: m.conversation_id.as_str().into(),
             seq: m.seq,
-            message_id: m.message_id.clone(),
-            sender_id: m.sender_id.as_str().to_owned(),
-            client_message_id: m.client_message_id.clone(),
-            content: m.content.clone(),
+            message_id: m.message_id.as_str().into(),
+            sender_id: m.sender_id.as_str().into(),
+            client_message_id: m.client_message_id.as_str().into(),
+            content: Cow::Borrowed(&m.content),
             reply_to: m.reply_to,
             timestamp: m.timestamp,
-            origin_connection: m.origin_connection.clone(),
+            origin_connection: m.origin_connection.as_deref().map(Cow::Borrowed),
         }
     }
 
     fn record(self) -> Result<MessageRecord, String> {
         Ok(MessageRecord {
-            conversation_id: ConversationId::parse(self.conversation_id)
+            conversation_id: ConversationId::parse(self.conversation_id.into_owned())
                 .map_err(|e| e.to_string())?,
             seq: self.seq,
-            message_id: self.message_id,
-            sender_id: UserId::parse(self.sender_id).map_err(|e| e.to_string())?,
-            client_message_id: self.client_message_id,
-            content: self.content,
+            message_id: self.message_id.into_owned(),
+            sender_id: UserId::parse(self.sender_id.into_owned()).map_err(|e| e.to_string())?,
+            client_message_id: self.client_message_id.into_owned(),
+            content: self.content.into_owned(),
             reply_to: self.reply_to,
             timestamp: self.timestamp,
-            origin_connection: self.origin_connection,
+            origin_connection: self.origin_connection.map(Cow::into_owned),
         })
     }
 }
@@ -140,7 +142,7 @@ impl AppendLog {
             // Only lines with their newline were written whole.
             let whole = text.rfind('\n').map_or("", |end| &text[..end]);
             for (i, line) in whole.lines().enumerate() {
-                match serde_json::from_str::<Line>(line)
+                match serde_json::from_str::<Line<'_>>(line)
                     .map_err(|e| e.to_string())
                     .and_then(Line::record)
                 {

@@ -161,7 +161,7 @@ const READERS_KEPT: usize = 8;
 const STATEMENTS_KEPT: usize = 64;
 
 /// A message committed but not yet fanned out, with its outbox row id.
-pub type FeedItem = (i64, MessageRecord);
+pub type FeedItem = (i64, Arc<MessageRecord>);
 
 /// How hard commits are pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -306,7 +306,7 @@ enum Job {
 /// A message acked by the sequencer and not yet in the database.
 struct Unapplied {
     id: i64,
-    record: MessageRecord,
+    record: Arc<MessageRecord>,
     /// Its fan-out is done, so it needs no outbox row.
     fanned_out: bool,
 }
@@ -478,7 +478,7 @@ impl Writer {
                     } else {
                         Outbox::Id(u.id)
                     };
-                    (&u.record, outbox)
+                    (&*u.record, outbox)
                 }),
             )
         };
@@ -878,7 +878,7 @@ impl SqliteStore {
                 "SELECT o.id, {MESSAGE_COLUMNS} FROM outbox o JOIN messages m
                  ON m.conversation_id = o.conversation_id AND m.seq = o.seq ORDER BY o.id"
             ))?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, message_at(r, 1)?)))?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, Arc::new(message_at(r, 1)?))))?;
             rows.collect()
         })
         .await
