@@ -15,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod handlers;
 pub mod ids;
+mod json;
 pub mod ports;
 pub mod protocol;
 pub mod service;

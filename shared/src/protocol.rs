@@ -2,10 +2,11 @@
 //! and the JSON objects shared by WebSocket and HTTP.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{ChatError, ErrorCode};
 use crate::ids::{ClientMessageId, ConversationId, Millis, Seq, UserId};
+use crate::json::{JsonObject, JsonValue, Loose};
 
 /// Largest WebSocket frame a client may send (API Gateway's limit).
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
@@ -34,18 +35,18 @@ pub struct Content {
 
 impl Content {
     /// Validates a client-supplied content object.
-    pub fn parse(value: &Value) -> Result<Self, ChatError> {
+    fn parse<V: JsonValue>(value: &V) -> Result<Self, ChatError> {
         let obj = value
             .as_object()
             .ok_or_else(|| invalid("content must be an object"))?;
-        match obj.get("type").and_then(Value::as_str) {
+        match obj.get("type").and_then(V::as_str) {
             Some("text") => {}
             Some(_) => return Err(invalid("only content type \"text\" is supported")),
             None => return Err(invalid("content.type is required")),
         }
         let text = obj
             .get("text")
-            .and_then(Value::as_str)
+            .and_then(V::as_str)
             .ok_or_else(|| invalid("content.text must be a string"))?;
         let n = text.chars().count();
         if n == 0 || n > MAX_TEXT_CHARS {
@@ -105,14 +106,16 @@ pub struct FrameError {
     pub error: ChatError,
 }
 
-/// Reads a field of an object: required or optional, with a type check.
-pub(crate) struct Fields<'a>(pub &'a Map<String, Value>);
+/// Reads a field of an object (an HTTP body or a WebSocket frame): required or
+/// optional, with a type check.
+pub(crate) struct Fields<'a, O>(pub &'a O);
 
-impl Fields<'_> {
+impl<O: JsonObject> Fields<'_, O> {
     pub fn str(&self, name: &str) -> Result<&str, ChatError> {
         match self.0.get(name) {
-            Some(Value::String(s)) => Ok(s),
-            Some(_) => Err(ChatError::Invalid(format!("{name} must be a string"))),
+            Some(v) => v
+                .as_str()
+                .ok_or_else(|| ChatError::Invalid(format!("{name} must be a string"))),
             None => Err(ChatError::Invalid(format!("{name} is required"))),
         }
     }
@@ -126,15 +129,16 @@ impl Fields<'_> {
 
     pub fn opt_seq(&self, name: &str) -> Result<Option<Seq>, ChatError> {
         match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => seq_value(name, v).map(Some),
+            Some(v) if !v.is_null() => seq_value(name, v).map(Some),
+            _ => Ok(None),
         }
     }
 
     pub fn bool(&self, name: &str) -> Result<bool, ChatError> {
         match self.0.get(name) {
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(ChatError::Invalid(format!("{name} must be a boolean"))),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| ChatError::Invalid(format!("{name} must be a boolean"))),
             None => Err(ChatError::Invalid(format!("{name} is required"))),
         }
     }
@@ -144,14 +148,14 @@ impl Fields<'_> {
     }
 }
 
-fn seq_value(name: &str, v: &Value) -> Result<Seq, ChatError> {
+fn seq_value(name: &str, v: &impl JsonValue) -> Result<Seq, ChatError> {
     v.as_u64()
         .ok_or_else(|| ChatError::Invalid(format!("{name} must be an integer >= 0")))
 }
 
 /// Parses a `send` body: shared by the WebSocket frame and `POST .../messages`.
-pub fn parse_send(
-    fields: &Map<String, Value>,
+pub(crate) fn parse_send<O: JsonObject>(
+    fields: &O,
     conversation_id: ConversationId,
 ) -> Result<SendRequest, ChatError> {
     let f = Fields(fields);
@@ -200,26 +204,29 @@ impl ClientFrame {
             client_message_id: cmid,
             error,
         };
-        let value: Value = serde_json::from_str(text)
+        let value: Loose<'_> = serde_json::from_str(text)
             .map_err(|_| fail(None, None, invalid("frame is not valid JSON")))?;
-        let Value::Object(obj) = value else {
+        let Loose::Object(obj) = value else {
             return Err(fail(None, None, invalid("frame must be a JSON object")));
         };
         let request_id = match obj.get("requestId") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.chars().count() <= MAX_REQUEST_ID_CHARS => Some(s.clone()),
-            Some(_) => {
-                return Err(fail(
-                    None,
-                    None,
-                    invalid("requestId must be a string of at most 64 characters"),
-                ));
-            }
+            None => None,
+            Some(v) if v.is_null() => None,
+            Some(v) => match v.as_str() {
+                Some(s) if s.chars().count() <= MAX_REQUEST_ID_CHARS => Some(s.to_owned()),
+                _ => {
+                    return Err(fail(
+                        None,
+                        None,
+                        invalid("requestId must be a string of at most 64 characters"),
+                    ));
+                }
+            },
         };
-        let action = obj.get("action").and_then(Value::as_str);
+        let action = obj.get("action").and_then(Loose::as_str);
         // Echoed only when it could be a valid one, as `answer_ids` does.
         let cmid = (action == Some("send"))
-            .then(|| obj.get("clientMessageId").and_then(Value::as_str))
+            .then(|| obj.get("clientMessageId").and_then(Loose::as_str))
             .flatten()
             .filter(|s| s.chars().count() <= MAX_REQUEST_ID_CHARS)
             .map(str::to_owned);
@@ -231,7 +238,7 @@ impl ClientFrame {
             .map_err(|error| fail(request_id, cmid, error))
     }
 
-    fn parse_action(action: Option<&str>, obj: &Map<String, Value>) -> Result<Action, ChatError> {
+    fn parse_action(action: Option<&str>, obj: &impl JsonObject) -> Result<Action, ChatError> {
         let f = Fields(obj);
         Ok(match action {
             Some("send") => Action::Send(parse_send(obj, f.conversation_id()?)?),
