@@ -177,11 +177,11 @@ impl Out {
 }
 
 async fn one_to_one(out: &Out, pairs: usize, args: &RampArgs) -> anyhow::Result<()> {
-    // Fine steps where the embedded server's capacity has been (5,000-8,000), so the
+    // Fine steps where the embedded server's capacity has been (5,000-15,000), so the
     // report says where it is, not just the step below it.
     let rates = [
-        2e3, 3e3, 4e3, 5e3, 6e3, 7e3, 8e3, 10e3, 15e3, 20e3, 25e3, 30e3, 40e3, 50e3, 60e3, 80e3,
-        100e3,
+        2e3, 3e3, 4e3, 5e3, 6e3, 7e3, 8e3, 10e3, 12e3, 14e3, 17e3, 20e3, 25e3, 30e3, 40e3, 50e3,
+        60e3, 80e3, 100e3,
     ];
     let ramp = ramp(args, &rates, 10.0);
     let (o, l) = both(|e| {
