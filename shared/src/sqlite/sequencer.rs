@@ -103,15 +103,11 @@ fn key(conversation: &str, sender: &str, client_message_id: &str) -> String {
     // instructions, where `format!` went through its formatting machinery.
     let mut key =
         String::with_capacity(conversation.len() + sender.len() + client_message_id.len() + 2);
-    for (i, part) in [conversation, sender, client_message_id]
-        .into_iter()
-        .enumerate()
-    {
-        if i > 0 {
-            key.push('\n');
-        }
-        key.push_str(part);
-    }
+    key.push_str(conversation);
+    key.push('\n');
+    key.push_str(sender);
+    key.push('\n');
+    key.push_str(client_message_id);
     key
 }
 
@@ -401,7 +397,10 @@ impl Sequencer {
             return;
         }
         self.in_flight.publish(&fresh);
-        let feed_items: Vec<FeedItem> = fresh.iter().map(|s| (s.id, s.record.clone())).collect();
+        let feed_items: Vec<FeedItem> = fresh
+            .iter()
+            .map(|s| (s.id, Arc::clone(&s.record)))
+            .collect();
         // Before the feed: the writer hears of a message before its fan-out is noted.
         if !fresh.is_empty() && self.writer.send(Job::Sequenced(fresh)).is_err() {
             // Stopping: the log keeps them for the next start.
