@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::error::{ChatError, ErrorCode};
 use crate::ids::{ClientMessageId, ConversationId, Millis, Seq, UserId};
-use crate::json::{JsonObject, JsonValue, Loose};
+use crate::json::{JsonObject, JsonValue, Loose, LooseObject};
 
 /// Largest WebSocket frame a client may send (API Gateway's limit).
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
@@ -177,23 +177,25 @@ pub(crate) fn parse_send<O: JsonObject>(
     })
 }
 
+/// A string member an error may echo: only one that could be a valid id.
+fn echoable_id(obj: &LooseObject<'_>, name: &str) -> Option<String> {
+    obj.get(name)
+        .and_then(Loose::as_str)
+        .filter(|s| s.chars().count() <= MAX_REQUEST_ID_CHARS)
+        .map(str::to_owned)
+}
+
 impl ClientFrame {
     /// The `requestId` and (for a send) `clientMessageId` of a frame refused before
     /// validation, so its error can still carry them.
     pub fn answer_ids(text: &str) -> (Option<String>, Option<String>) {
-        let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) else {
+        let Ok(Loose::Object(obj)) = serde_json::from_str::<Loose<'_>>(text) else {
             return (None, None);
         };
-        let short = |name: &str| {
-            obj.get(name)
-                .and_then(Value::as_str)
-                .filter(|s| s.chars().count() <= MAX_REQUEST_ID_CHARS)
-                .map(str::to_owned)
-        };
-        let is_send = obj.get("action").and_then(Value::as_str) == Some("send");
+        let is_send = obj.get("action").and_then(Loose::as_str) == Some("send");
         (
-            short("requestId"),
-            short("clientMessageId").filter(|_| is_send),
+            echoable_id(&obj, "requestId"),
+            echoable_id(&obj, "clientMessageId").filter(|_| is_send),
         )
     }
 
@@ -224,12 +226,9 @@ impl ClientFrame {
             },
         };
         let action = obj.get("action").and_then(Loose::as_str);
-        // Echoed only when it could be a valid one, as `answer_ids` does.
         let cmid = (action == Some("send"))
-            .then(|| obj.get("clientMessageId").and_then(Loose::as_str))
-            .flatten()
-            .filter(|s| s.chars().count() <= MAX_REQUEST_ID_CHARS)
-            .map(str::to_owned);
+            .then(|| echoable_id(&obj, "clientMessageId"))
+            .flatten();
         Self::parse_action(action, &obj)
             .map(|action| ClientFrame {
                 request_id: request_id.clone(),
