@@ -508,8 +508,7 @@ impl Writer {
         // Before `landed`: a roster read from the database before the commit and
         // overlaid after it must not be kept.
         self.cache.changed();
-        self.in_flight
-            .landed(self.unapplied.iter().map(|u| &u.record), through);
+        self.in_flight.landed(through);
         self.log
             .lock()
             .unwrap_or_else(|e| e.into_inner())

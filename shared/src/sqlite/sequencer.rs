@@ -18,6 +18,7 @@
 //! Until the writer has copied them, messages are "in flight": [`InFlight`] tells readers
 //! about them, so a read never misses an acked message.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use foldhash::{HashMap, HashMapExt};
@@ -80,14 +81,34 @@ pub(super) struct InFlight {
     state: Mutex<InFlightState>,
 }
 
+/// Idempotency keys a generation holds before the next one begins.
+///
+/// Keys are forgotten a generation at a time, once all of its messages landed. Removing
+/// them one by one (a second's worth, 25,000 at 25,000 msg/s) took the sequencer 10-14
+/// ms under the lock every second, and every ack waited behind it (BENCHMARKS.md, round
+/// ten). A lookup asks each generation, newest first: about one per 4,096 messages in
+/// flight, and lookups are rare (a retry, or a key the filters of `seen` cannot rule out).
+const GENERATION_KEYS: usize = 4096;
+
 #[derive(Default)]
 struct InFlightState {
-    /// By idempotency key (see [`key`]), until the sequencer forgets them after they
-    /// landed (see [`InFlight::forget_landed`]).
-    by_key: HashMap<String, Arc<MessageRecord>>,
-    /// Keys of messages in the database now, for the sequencer to forget.
-    landed: Vec<String>,
+    /// The messages in flight by idempotency key (see [`key`]), oldest generation first,
+    /// until the sequencer forgets them after they landed (see
+    /// [`InFlight::forget_landed`]).
+    generations: VecDeque<Generation>,
+    /// Every message up to this id is in the database.
+    landed_through: i64,
+    /// Generations forgotten, for the writer to free (see [`InFlight::landed`]): the
+    /// sequencer, which every ack waits for, only moves them here.
+    retired: Vec<Generation>,
     conversations: HashMap<String, ConversationInFlight>,
+}
+
+#[derive(Default)]
+struct Generation {
+    by_key: HashMap<String, Arc<MessageRecord>>,
+    /// The id of its last message.
+    last_id: i64,
 }
 
 struct ConversationInFlight {
@@ -119,9 +140,12 @@ impl InFlight {
 
     /// A message in flight with this idempotency key.
     pub fn find(&self, conversation: &str, sender: &str, cmid: &str) -> Option<MessageRecord> {
+        let k = key(conversation, sender, cmid);
         self.state()
-            .by_key
-            .get(&key(conversation, sender, cmid))
+            .generations
+            .iter()
+            .rev()
+            .find_map(|g| g.by_key.get(&k))
             .map(|r| MessageRecord::clone(r))
     }
 
@@ -134,10 +158,16 @@ impl InFlight {
         self.state().conversations.is_empty()
     }
 
-    /// Messages in flight and not landed.
+    /// Messages held that have not landed, give or take the generation that has landed
+    /// in part.
     fn len(&self) -> usize {
         let state = self.state();
-        state.by_key.len().saturating_sub(state.landed.len())
+        state
+            .generations
+            .iter()
+            .filter(|g| g.last_id > state.landed_through)
+            .map(|g| g.by_key.len())
+            .sum()
     }
 
     /// Brings a conversation read from the database up to its messages in flight.
@@ -178,10 +208,18 @@ impl InFlight {
         for s in batch {
             let r = &s.record;
             let cid = r.conversation_id.as_str();
-            state.by_key.insert(
+            let generation = match state.generations.back_mut() {
+                Some(g) if g.by_key.len() < GENERATION_KEYS => g,
+                _ => {
+                    state.generations.push_back(Generation::default());
+                    state.generations.back_mut().expect("just pushed")
+                }
+            };
+            generation.by_key.insert(
                 key(cid, r.sender_id.as_str(), &r.client_message_id),
                 Arc::clone(r),
             );
+            generation.last_id = s.id;
             let head = Head {
                 last_seq: r.seq,
                 last_message_at: r.timestamp,
@@ -200,21 +238,17 @@ impl InFlight {
         }
     }
 
-    /// `applied` are in the database now, and with them every message up to id
-    /// `through`.
-    pub fn landed<'a>(&self, applied: impl Iterator<Item = &'a Arc<MessageRecord>>, through: i64) {
-        let keys: Vec<String> = applied
-            .map(|r| {
-                key(
-                    r.conversation_id.as_str(),
-                    r.sender_id.as_str(),
-                    &r.client_message_id,
-                )
-            })
-            .collect();
-        let mut state = self.state();
-        state.landed.extend(keys);
-        state.conversations.retain(|_, f| f.last_id > through);
+    /// Every message up to id `through` is in the database now. Called by the writer,
+    /// which also frees here what the sequencer forgot since the last time, outside the
+    /// lock.
+    pub fn landed(&self, through: i64) {
+        let retired = {
+            let mut state = self.state();
+            state.landed_through = state.landed_through.max(through);
+            state.conversations.retain(|_, f| f.last_id > through);
+            std::mem::take(&mut state.retired)
+        };
+        drop(retired);
     }
 
     /// Forgets the keys of messages that landed: a read of the database begun after
@@ -223,9 +257,17 @@ impl InFlight {
     /// forgetting only here, before it begins, means no key is in neither place.
     fn forget_landed(&self) {
         let mut state = self.state();
-        let InFlightState { by_key, landed, .. } = &mut *state;
-        for k in landed.drain(..) {
-            by_key.remove(&k);
+        let InFlightState {
+            generations,
+            landed_through,
+            retired,
+            ..
+        } = &mut *state;
+        while generations
+            .front()
+            .is_some_and(|g| g.last_id <= *landed_through)
+        {
+            retired.extend(generations.pop_front());
         }
     }
 }
@@ -497,5 +539,78 @@ impl Sequencer {
                 }
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ConversationId, UserId};
+    use crate::protocol::Content;
+
+    /// Message `id` of conversation `c_in_flight`, sent by alice with key `k<id>`.
+    fn sequenced(id: i64) -> Sequenced {
+        Sequenced {
+            id,
+            record: Arc::new(MessageRecord {
+                conversation_id: ConversationId::parse("c_in_flight").unwrap(),
+                seq: id as u64,
+                message_id: format!("m{id}"),
+                sender_id: UserId::parse("alice").unwrap(),
+                client_message_id: format!("k{id}"),
+                content: Content {
+                    kind: "text".into(),
+                    text: "hi".into(),
+                },
+                reply_to: None,
+                timestamp: 5,
+                origin_connection: None,
+            }),
+        }
+    }
+
+    fn found(in_flight: &InFlight, id: i64) -> bool {
+        in_flight
+            .find("c_in_flight", "alice", &format!("k{id}"))
+            .is_some_and(|m| m.seq == id as u64)
+    }
+
+    #[test]
+    fn landed_keys_are_forgotten_a_whole_generation_at_a_time_and_only_when_asked() {
+        // GIVEN two and a half generations of messages in flight
+        let in_flight = InFlight::default();
+        let total = (GENERATION_KEYS * 5 / 2) as i64;
+        let batch: Vec<Sequenced> = (1..=total).map(sequenced).collect();
+        in_flight.publish(&batch[..100]);
+        in_flight.publish(&batch[100..]);
+        assert!((1..=total).all(|id| found(&in_flight, id)));
+        assert_eq!(in_flight.len(), total as usize);
+
+        // WHEN the writer lands them up to the middle of the second generation
+        let through = (GENERATION_KEYS + GENERATION_KEYS / 2) as i64;
+        in_flight.landed(through);
+
+        // THEN nothing is forgotten until the sequencer asks (its read snapshot may
+        // predate the landing), but the landed generation no longer counts
+        assert!((1..=total).all(|id| found(&in_flight, id)));
+        assert_eq!(in_flight.len(), total as usize - GENERATION_KEYS);
+        assert!(in_flight.holds("c_in_flight"));
+
+        // AND when it asks, only the wholly landed generation goes
+        in_flight.forget_landed();
+        let first = GENERATION_KEYS as i64;
+        assert!((1..=first).all(|id| !found(&in_flight, id)));
+        assert!((first + 1..=total).all(|id| found(&in_flight, id)));
+
+        // AND once everything landed, everything goes, and the conversation is clear
+        in_flight.landed(total);
+        assert_eq!(in_flight.len(), 0);
+        assert!(!in_flight.holds("c_in_flight"));
+        in_flight.forget_landed();
+        assert!((1..=total).all(|id| !found(&in_flight, id)));
+        assert!(in_flight.state().generations.is_empty());
+        // The writer frees what was forgotten the next time it lands something.
+        in_flight.landed(total);
+        assert!(in_flight.state().retired.is_empty());
     }
 }
