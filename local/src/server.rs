@@ -20,7 +20,7 @@ use chat_shared::ids::UserId;
 use chat_shared::ports::Store;
 use chat_shared::protocol::{MAX_BODY_BYTES, MAX_READ_FRAME_BYTES, ServerFrame};
 use chat_shared::sqlite::{FeedItem, SqliteStore};
-use chat_shared::{Chat, ChatError};
+use chat_shared::{Chat, ChatError, domain};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -261,7 +261,7 @@ async fn ws_upgrade(
             )));
         }
     };
-    let connection_id = uuid::Uuid::new_v4().simple().to_string();
+    let connection_id = domain::random_uuid().simple().to_string();
     // Register the queue before $connect so nothing posted to the new connection is lost.
     let (frames, handle) = app.gateway.register(&connection_id);
     let connect = handlers::ws::connect(
