@@ -72,8 +72,9 @@ async fn upgrade(
 ) -> Response {
     let room = rooms.room(&q.room);
     let id = rooms.next_id.fetch_add(1, Ordering::Relaxed);
-    // The same read buffer as chat-local's, so idle memory compares like for like.
-    ws.read_buffer_size(8 * 1024)
+    // The same read buffer as chat-local's (4 KiB since round eight), so idle memory and
+    // the zeroing tungstenite does before each read compare like for like.
+    ws.read_buffer_size(4 * 1024)
         .on_upgrade(move |socket| session(socket, room, id))
 }
 

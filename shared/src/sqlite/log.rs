@@ -291,20 +291,7 @@ mod tests {
     use super::*;
 
     fn record(seq: Seq) -> MessageRecord {
-        MessageRecord {
-            conversation_id: ConversationId::parse("c_log").unwrap(),
-            seq,
-            message_id: format!("m{seq}"),
-            sender_id: UserId::parse("alice").unwrap(),
-            client_message_id: format!("k{seq}"),
-            content: Content {
-                kind: "text".into(),
-                text: "hi".into(),
-            },
-            reply_to: None,
-            timestamp: 5,
-            origin_connection: None,
-        }
+        super::super::test_message("c_log", seq)
     }
 
     fn start(db: &Path) -> AppendLog {

@@ -2152,6 +2152,26 @@ impl PushSender for SqliteStore {
     }
 }
 
+/// Message `seq` of `conversation`, sent by alice with client message id `k<seq>`: for
+/// the unit tests of the store's parts.
+#[cfg(test)]
+fn test_message(conversation: &str, seq: Seq) -> MessageRecord {
+    MessageRecord {
+        conversation_id: ConversationId::parse(conversation).unwrap(),
+        seq,
+        message_id: format!("m{seq}"),
+        sender_id: UserId::parse("alice").unwrap(),
+        client_message_id: format!("k{seq}"),
+        content: crate::protocol::Content {
+            kind: "text".into(),
+            text: "hi".into(),
+        },
+        reply_to: None,
+        timestamp: 5,
+        origin_connection: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -545,27 +545,12 @@ impl Sequencer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ConversationId, UserId};
-    use crate::protocol::Content;
 
     /// Message `id` of conversation `c_in_flight`, sent by alice with key `k<id>`.
     fn sequenced(id: i64) -> Sequenced {
         Sequenced {
             id,
-            record: Arc::new(MessageRecord {
-                conversation_id: ConversationId::parse("c_in_flight").unwrap(),
-                seq: id as u64,
-                message_id: format!("m{id}"),
-                sender_id: UserId::parse("alice").unwrap(),
-                client_message_id: format!("k{id}"),
-                content: Content {
-                    kind: "text".into(),
-                    text: "hi".into(),
-                },
-                reply_to: None,
-                timestamp: 5,
-                origin_connection: None,
-            }),
+            record: Arc::new(super::super::test_message("c_in_flight", id as u64)),
         }
     }
 
