@@ -325,7 +325,7 @@ struct Writer {
     checkpointed: Arc<AtomicBool>,
     cache: Arc<Cache>,
     in_flight: Arc<InFlight>,
-    log: Arc<Mutex<AppendLog>>,
+    log: AppendLog,
     /// In id order; the oldest came at `since`.
     unapplied: Vec<Unapplied>,
     since: Option<Instant>,
@@ -509,10 +509,7 @@ impl Writer {
         // overlaid after it must not be kept.
         self.cache.changed();
         self.in_flight.landed(through);
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .applied_through(through);
+        self.log.applied_through(through);
         self.unapplied.clear();
         self.since = None;
     }
@@ -788,7 +785,7 @@ impl SqliteStore {
         writer
             .pragma_update(None, "temp_store", "MEMORY")
             .map_err(err("open database"))?;
-        let log = Arc::new(Mutex::new(recover(&writer, &path, durability)?));
+        let log = recover(&writer, &path, durability)?;
         let next_id: i64 = writer
             .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM outbox", [], |r| {
                 r.get(0)
@@ -802,13 +799,14 @@ impl SqliteStore {
         let checkpointed = Arc::new(AtomicBool::new(false));
         let cache = Arc::new(Cache::default());
         let in_flight = Arc::new(InFlight::default());
+        let tail = log.tail();
         let writer = Writer {
             conn: writer,
             feed: feed.clone(),
             checkpointed: checkpointed.clone(),
             cache: cache.clone(),
             in_flight: in_flight.clone(),
-            log: log.clone(),
+            log,
             unapplied: Vec::new(),
             since: None,
         };
@@ -820,7 +818,7 @@ impl SqliteStore {
             seen,
             heads: Default::default(),
             next_id,
-            log,
+            log: tail,
             in_flight: in_flight.clone(),
             cache: cache.clone(),
             feed: feed.clone(),

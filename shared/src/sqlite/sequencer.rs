@@ -27,7 +27,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::cache::{Cache, Roster};
-use super::log::AppendLog;
+use super::log::{self, Tail};
 use super::seen::SeenKeys;
 use super::{
     FeedItem, FeedSlot, Found, Job, failure, find_original, membership_tx, read_roster, run_cached,
@@ -293,7 +293,7 @@ pub(super) struct Sequencer {
     /// the database and the kept rosters have its counter right.
     pub heads: HashMap<String, Head>,
     pub next_id: i64,
-    pub log: Arc<Mutex<AppendLog>>,
+    pub log: Tail,
     pub in_flight: Arc<InFlight>,
     pub cache: Arc<Cache>,
     pub feed: FeedSlot,
@@ -412,11 +412,7 @@ impl Sequencer {
             steps.push(step);
         }
         reads.end(&self.reader);
-        let logged = self
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .append(fresh.iter().map(|s| (s.id, &*s.record)));
+        let logged = log::lock(&self.log).append(fresh.iter().map(|s| (s.id, &*s.record)));
         if let Err(e) = logged {
             tracing::error!(error = %e, "append log: write failed; the batch's messages are refused");
             for (conversation, before) in undo.into_iter().rev() {
