@@ -374,7 +374,11 @@ async fn session(
         }
     });
     let ctx = ConnectionContext::new(connection_id.clone(), user);
-    let mut idle_deadline = tokio::time::Instant::now() + app.idle_timeout;
+    // One idle timer per session, moved on only when it fires: a timer armed afresh for
+    // every frame was a timer-wheel insertion and removal per message.
+    let mut last_frame = tokio::time::Instant::now();
+    let idle = tokio::time::sleep_until(last_frame + app.idle_timeout);
+    tokio::pin!(idle);
     let mut writer_done = false;
     let close = loop {
         let next = tokio::select! {
@@ -384,19 +388,26 @@ async fn session(
                 writer_done = true;
                 break close_frame(close_code::NORMAL, "");
             }
-            next = tokio::time::timeout_at(idle_deadline, stream.next()) => next,
+            () = &mut idle => {
+                let deadline = last_frame + app.idle_timeout;
+                if deadline <= tokio::time::Instant::now() {
+                    break close_frame(close_code::NORMAL, "heartbeat timeout");
+                }
+                idle.as_mut().reset(deadline);
+                continue;
+            }
+            next = stream.next() => next,
         };
         let message = match next {
-            Err(_) => break close_frame(close_code::NORMAL, "heartbeat timeout"),
-            Ok(None) => break close_frame(close_code::NORMAL, ""),
-            Ok(Some(Err(e))) => break read_error_close(e),
-            Ok(Some(Ok(m))) => m,
+            None => break close_frame(close_code::NORMAL, ""),
+            Some(Err(e)) => break read_error_close(e),
+            Some(Ok(m)) => m,
         };
         if matches!(&message, Message::Pong(p) if p.as_ref() == PING_PAYLOAD) {
             continue;
         }
         // Every client frame counts for liveness (protocol frames touch in the handler).
-        idle_deadline = tokio::time::Instant::now() + app.idle_timeout;
+        last_frame = tokio::time::Instant::now();
         if !matches!(message, Message::Text(_)) {
             handlers::ws::touch(&app.chat, &ctx).await;
         }
