@@ -674,8 +674,10 @@ fn checkpoint_loop(conn: Connection, store: Weak<Inner>, checkpointed: Arc<Atomi
 struct Inner {
     path: PathBuf,
     durability: Durability,
-    writes: Mutex<std::sync::mpsc::Sender<Job>>,
-    appends: Mutex<std::sync::mpsc::Sender<Append>>,
+    // Sent to from any thread without a lock: a lock here made one worker wait on
+    // another's wake-up of the thread behind the queue.
+    writes: std::sync::mpsc::Sender<Job>,
+    appends: std::sync::mpsc::Sender<Append>,
     readers: Mutex<Vec<Connection>>,
     feed: FeedSlot,
     cache: Arc<Cache>,
@@ -726,12 +728,12 @@ fn open_connection(path: &Path, durability: Durability) -> rusqlite::Result<Conn
 /// Hands a job to a store thread (the writer or the sequencer) through its queue and
 /// waits for its answer; `gone` is the error when the thread is no longer there.
 async fn ask<J, T>(
-    queue: &Mutex<std::sync::mpsc::Sender<J>>,
+    queue: &std::sync::mpsc::Sender<J>,
     job: impl FnOnce(oneshot::Sender<rusqlite::Result<T>>) -> J,
     gone: &'static str,
 ) -> rusqlite::Result<T> {
     let (reply, answer) = oneshot::channel();
-    let queued = queue.lock().expect("store queue").send(job(reply));
+    let queued = queue.send(job(reply));
     if queued.is_err() {
         return Err(failure(rusqlite::ffi::SQLITE_MISUSE, gone));
     }
@@ -827,8 +829,8 @@ impl SqliteStore {
         let inner = Arc::new(Inner {
             path,
             durability,
-            writes: Mutex::new(writes),
-            appends: Mutex::new(appends),
+            writes,
+            appends,
             readers: Mutex::new(Vec::new()),
             feed,
             cache,
