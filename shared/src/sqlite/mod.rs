@@ -2458,6 +2458,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn retries_queued_beside_their_original_get_it_back_and_burn_no_seq() {
+        // GIVEN 40 messages each sent three times at once, so that retries share the
+        // sequencer's batches with their originals
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("c.db"), Durability::Process).unwrap();
+        let conv = group(&store).await;
+        let sends: Vec<NewMessage> = (0..120)
+            .map(|i| message(&conv, &format!("k{}", i % 40)))
+            .collect();
+
+        // WHEN they are all appended concurrently
+        let outcomes =
+            futures_util::future::join_all(sends.iter().map(|m| store.append_message(m))).await;
+
+        // THEN each key got one seq, 1 to 40 with no gap, and its retries that same record
+        let mut originals = std::collections::HashMap::new();
+        for outcome in &outcomes {
+            if let AppendOutcome::Stored(m) = outcome.as_ref().unwrap() {
+                assert!(
+                    originals
+                        .insert(m.client_message_id.clone(), m.clone())
+                        .is_none()
+                );
+            }
+        }
+        let mut seqs: Vec<Seq> = originals.values().map(|m| m.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=40).collect::<Vec<Seq>>());
+        for outcome in outcomes {
+            if let AppendOutcome::Duplicate(m) = outcome.unwrap() {
+                assert_eq!(originals[&m.client_message_id], m);
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn retries_return_the_original_and_burn_no_seq() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("c.db"), Durability::Process).unwrap();

@@ -59,6 +59,15 @@ impl Head {
             last_message_at: c.last_message_at,
         }
     }
+
+    /// The head after a message sent at `now`: the next seq, and a time that never goes
+    /// back.
+    fn next(self, now: Millis) -> Self {
+        Self {
+            last_seq: self.last_seq + 1,
+            last_message_at: now.max(self.last_message_at),
+        }
+    }
 }
 
 /// One append waiting for the sequencer.
@@ -224,17 +233,25 @@ impl InFlight {
                 last_seq: r.seq,
                 last_message_at: r.timestamp,
             };
-            let f = state
-                .conversations
-                .entry(cid.to_owned())
-                .or_insert_with(|| ConversationInFlight {
-                    head,
-                    last_id: s.id,
-                    senders: HashMap::new(),
-                });
+            // Looked up before inserting: a conversation or sender already held (the
+            // usual case under load) costs no copy of its id.
+            let f = match state.conversations.get_mut(cid) {
+                Some(f) => f,
+                None => state
+                    .conversations
+                    .entry(cid.to_owned())
+                    .or_insert_with(|| ConversationInFlight {
+                        head,
+                        last_id: s.id,
+                        senders: HashMap::new(),
+                    }),
+            };
             f.head = head;
             f.last_id = s.id;
-            f.senders.insert(r.sender_id.as_str().to_owned(), r.seq);
+            match f.senders.get_mut(r.sender_id.as_str()) {
+                Some(seq) => *seq = r.seq,
+                None => drop(f.senders.insert(r.sender_id.as_str().to_owned(), r.seq)),
+            }
         }
     }
 
@@ -325,8 +342,8 @@ impl BatchReads {
 
 /// What sequencing an append decided.
 enum Step {
-    /// A new message, with its conversation's head before it.
-    New(MessageRecord, Option<Head>),
+    /// A new message (the batch's next in `fresh`), with its conversation's head before it.
+    New(Option<Head>),
     /// Answered without a new message (a retry, not a member, or a failure).
     Answer(rusqlite::Result<AppendOutcome>),
 }
@@ -364,11 +381,9 @@ impl Sequencer {
             return;
         }
         let first_id = self.next_id;
-        // The keys of this batch's new messages, for retries within the batch.
-        let mut fresh_keys: HashMap<String, usize> = HashMap::new();
         let mut fresh: Vec<Sequenced> = Vec::new();
-        let mut undo: Vec<(String, Option<Head>)> = Vec::new();
         let mut steps = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
         // Membership first, each read on its own: a roster read from the database is
         // kept, so it must not come from an older snapshot than the changes it could miss.
         let members: Vec<_> = batch
@@ -383,54 +398,40 @@ impl Sequencer {
         // beginning and ending one per lookup (locks on the WAL index, each a system
         // call) was half of their cost.
         let mut reads = BatchReads::default();
-        for (append, member) in batch.iter().zip(members) {
-            let m = &append.message;
-            let k = key(
-                m.conversation_id.as_str(),
-                m.sender_id.as_str(),
-                &m.client_message_id,
-            );
-            if let Some(&i) = fresh_keys.get(&k) {
-                steps.push(Step::Answer(Ok(AppendOutcome::Duplicate(
-                    MessageRecord::clone(&fresh[i].record),
-                ))));
-                continue;
-            }
-            let step = match member.and_then(|member| self.sequence(m, member, &mut reads)) {
-                Ok(step) => step,
-                Err(e) => Step::Answer(Err(e)),
-            };
-            if let Step::New(record, before) = &step {
-                fresh_keys.insert(k, fresh.len());
-                undo.push((m.conversation_id.as_str().to_owned(), *before));
-                fresh.push(Sequenced {
-                    id: self.next_id,
-                    record: Arc::new(record.clone()),
-                });
-                self.next_id += 1;
-            }
-            steps.push(step);
+        for (append, member) in batch.into_iter().zip(members) {
+            replies.push(append.reply);
+            let step = member
+                .and_then(|member| self.sequence(append.message, member, &mut fresh, &mut reads));
+            steps.push(step.unwrap_or_else(|e| Step::Answer(Err(e))));
         }
         reads.end(&self.reader);
         let logged = log::lock(&self.log).append(fresh.iter().map(|s| (s.id, &*s.record)));
         if let Err(e) = logged {
             tracing::error!(error = %e, "append log: write failed; the batch's messages are refused");
-            for (conversation, before) in undo.into_iter().rev() {
+            let befores: Vec<Option<Head>> = steps
+                .iter()
+                .filter_map(|step| match step {
+                    Step::New(before) => Some(*before),
+                    Step::Answer(_) => None,
+                })
+                .collect();
+            for (s, before) in fresh.iter().zip(befores).rev() {
+                let conversation = s.record.conversation_id.as_str();
                 match before {
-                    Some(head) => self.heads.insert(conversation, head),
-                    None => self.heads.remove(&conversation),
+                    Some(head) => self.heads.insert(conversation.to_owned(), head),
+                    None => self.heads.remove(conversation),
                 };
             }
             self.next_id = first_id;
-            for (append, step) in batch.into_iter().zip(steps) {
+            for (reply, step) in replies.into_iter().zip(steps) {
                 let answer = match step {
-                    Step::New(..) => Err(failure(
+                    Step::New(_) => Err(failure(
                         rusqlite::ffi::SQLITE_IOERR,
                         "could not write the append log",
                     )),
                     Step::Answer(answer) => answer,
                 };
-                let _ = append.reply.send(answer);
+                let _ = reply.send(answer);
             }
             return;
         }
@@ -439,6 +440,9 @@ impl Sequencer {
             .iter()
             .map(|s| (s.id, Arc::clone(&s.record)))
             .collect();
+        // The answers' records, copied from the shared ones once the feed has them.
+        let stored: Vec<Arc<MessageRecord>> =
+            feed_items.iter().map(|(_, r)| Arc::clone(r)).collect();
         // Before the feed: the writer hears of a message before its fan-out is noted.
         if !fresh.is_empty() && self.writer.send(Job::Sequenced(fresh)).is_err() {
             // Stopping: the log keeps them for the next start.
@@ -460,64 +464,89 @@ impl Sequencer {
                 }
             }
         }
-        for (append, step) in batch.into_iter().zip(steps) {
+        let mut stored = stored.iter();
+        for (reply, step) in replies.into_iter().zip(steps) {
             let answer = match step {
-                Step::New(record, _) => Ok(AppendOutcome::Stored(record)),
+                Step::New(_) => Ok(AppendOutcome::Stored(MessageRecord::clone(
+                    stored.next().expect("one record per new message"),
+                ))),
                 Step::Answer(answer) => answer,
             };
-            let _ = append.reply.send(answer);
+            let _ = reply.send(answer);
         }
     }
 
     /// Sequences one message whose sender's membership was read: `member` is the
-    /// conversation's head as stored, if the sender is a member.
+    /// conversation's head as stored, if the sender is a member. A new message is moved
+    /// into its record and pushed onto `fresh`, the batch's new messages so far.
     fn sequence(
         &mut self,
-        m: &NewMessage,
+        m: NewMessage,
         member: Option<Head>,
+        fresh: &mut Vec<Sequenced>,
         reads: &mut BatchReads,
     ) -> rusqlite::Result<Step> {
         let (cid, sender) = (m.conversation_id.as_str(), m.sender_id.as_str());
         let cmid = m.client_message_id.as_str();
-        let mut duplicate = |this: &Self| {
+        // A retry of a message earlier in this batch, which readers cannot see yet;
+        // else the one in flight or in the database.
+        let duplicate = |this: &Self, reads: &mut BatchReads| {
+            if let Some(s) = fresh.iter().find(|s| {
+                let r = &s.record;
+                r.conversation_id.as_str() == cid
+                    && r.sender_id.as_str() == sender
+                    && r.client_message_id == cmid
+            }) {
+                return Ok(Some(AppendOutcome::Duplicate(MessageRecord::clone(
+                    &s.record,
+                ))));
+            }
             reads.begin(&this.reader);
             find_original(&this.reader, &this.in_flight, cid, sender, cmid)
                 .map(|found| found.map(AppendOutcome::Duplicate))
         };
         let Some(stored) = member else {
             // A retry is answered with the original even after its sender left.
-            let found = duplicate(self)?;
+            let found = duplicate(self, reads)?;
             return Ok(Step::Answer(Ok(found.unwrap_or(AppendOutcome::NotMember))));
         };
-        // A retry burns no seq. A key never seen is not looked up.
+        // A retry burns no seq. A key never seen is not looked up (a retry within the
+        // batch was seen: its original put the key in).
         let key = self.seen.hash(cid, sender, cmid);
         if self.seen.may_contain(key)
-            && let Some(found) = duplicate(self)?
+            && let Some(found) = duplicate(self, reads)?
         {
             return Ok(Step::Answer(Ok(found)));
         }
         self.seen.insert(key);
-        let before = self.heads.get(cid).copied();
-        let head = before.unwrap_or(stored);
-        let record = MessageRecord {
-            conversation_id: m.conversation_id.clone(),
-            seq: head.last_seq + 1,
-            message_id: m.message_id.clone(),
-            sender_id: m.sender_id.clone(),
-            client_message_id: m.client_message_id.clone(),
-            content: m.content.clone(),
-            reply_to: m.reply_to,
-            timestamp: m.now.max(head.last_message_at),
-            origin_connection: m.origin_connection.clone(),
+        let (before, after) = match self.heads.get_mut(cid) {
+            Some(head) => {
+                let before = *head;
+                *head = before.next(m.now);
+                (Some(before), *head)
+            }
+            None => {
+                let after = stored.next(m.now);
+                self.heads.insert(cid.to_owned(), after);
+                (None, after)
+            }
         };
-        self.heads.insert(
-            cid.to_owned(),
-            Head {
-                last_seq: record.seq,
-                last_message_at: record.timestamp,
-            },
-        );
-        Ok(Step::New(record, before))
+        fresh.push(Sequenced {
+            id: self.next_id,
+            record: Arc::new(MessageRecord {
+                conversation_id: m.conversation_id,
+                seq: after.last_seq,
+                message_id: m.message_id,
+                sender_id: m.sender_id,
+                client_message_id: m.client_message_id,
+                content: m.content,
+                reply_to: m.reply_to,
+                timestamp: after.last_message_at,
+                origin_connection: m.origin_connection,
+            }),
+        });
+        self.next_id += 1;
+        Ok(Step::New(before))
     }
 
     /// The conversation's head as stored, when `sender` is one of its members.
