@@ -436,13 +436,11 @@ impl Sequencer {
             return;
         }
         self.in_flight.publish(&fresh);
-        let feed_items: Vec<FeedItem> = fresh
+        // For the feed, then for the answers (each a copy of its shared record).
+        let stored: Vec<FeedItem> = fresh
             .iter()
             .map(|s| (s.id, Arc::clone(&s.record)))
             .collect();
-        // The answers' records, copied from the shared ones once the feed has them.
-        let stored: Vec<Arc<MessageRecord>> =
-            feed_items.iter().map(|(_, r)| Arc::clone(r)).collect();
         // Before the feed: the writer hears of a message before its fan-out is noted.
         if !fresh.is_empty() && self.writer.send(Job::Sequenced(fresh)).is_err() {
             // Stopping: the log keeps them for the next start.
@@ -450,7 +448,7 @@ impl Sequencer {
         }
         {
             let feed = self.feed.lock().expect("feed lock");
-            for (id, record) in feed_items {
+            for (id, record) in &stored {
                 self.cache.message_appended(
                     record.conversation_id.as_str(),
                     record.sender_id.as_str(),
@@ -460,11 +458,11 @@ impl Sequencer {
                 if let Some(feed) = feed.as_ref() {
                     // A closed feed means the server is stopping: the message gets an
                     // outbox row and is fanned out at the next start.
-                    let _ = feed.send((id, record));
+                    let _ = feed.send((*id, Arc::clone(record)));
                 }
             }
         }
-        let mut stored = stored.iter();
+        let mut stored = stored.iter().map(|(_, record)| record);
         for (reply, step) in replies.into_iter().zip(steps) {
             let answer = match step {
                 Step::New(_) => Ok(AppendOutcome::Stored(MessageRecord::clone(
