@@ -54,7 +54,7 @@ mod sequencer;
 
 use cache::{Cache, MAX_ROSTER_MEMBERS, Roster};
 use log::AppendLog;
-use sequencer::{Append, InFlight, Sequenced, Sequencer};
+use sequencer::{Acked, Append, InFlight, Sequencer};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS conversations (
@@ -297,8 +297,8 @@ fn copy_error(e: &rusqlite::Error) -> rusqlite::Error {
 /// One job for the writer thread.
 enum Job {
     Write(Box<dyn Write>),
-    /// Messages the sequencer acked, to copy into the database.
-    Sequenced(Vec<Sequenced>),
+    /// Messages the sequencer acked wait in [`Acked`], to copy into the database.
+    Acked,
     /// Feed items fanned out: their outbox rows are no longer needed.
     FannedOut(Vec<i64>, oneshot::Sender<rusqlite::Result<()>>),
 }
@@ -326,6 +326,8 @@ struct Writer {
     cache: Arc<Cache>,
     in_flight: Arc<InFlight>,
     log: AppendLog,
+    /// Where the sequencer leaves what it acked, until [`Writer::collect`] takes it.
+    acked: Arc<Acked>,
     /// In id order; the oldest came at `since`.
     unapplied: Vec<Unapplied>,
     since: Option<Instant>,
@@ -385,29 +387,41 @@ impl Writer {
             under_load = writes.len() > 1;
             self.run_batch(writes, false);
         }
+        self.collect();
         if !self.unapplied.is_empty() {
             self.run_batch(Vec::new(), true);
         }
     }
 
+    /// Takes what the sequencer acked since the last time.
+    fn collect(&mut self) {
+        let acked = self.acked.take();
+        if acked.is_empty() {
+            return;
+        }
+        self.since.get_or_insert_with(Instant::now);
+        self.unapplied.extend(acked.into_iter().map(|s| Unapplied {
+            id: s.id,
+            record: s.record,
+            fanned_out: false,
+        }));
+    }
+
     fn apply_due(&self) -> bool {
-        self.since
-            .is_some_and(|since| since.elapsed() >= APPLY_EVERY || self.unapplied.len() >= APPLY_AT)
+        self.since.is_some_and(|since| {
+            since.elapsed() >= APPLY_EVERY || self.unapplied.len() + self.acked.len() >= APPLY_AT
+        })
     }
 
     fn take(&mut self, job: Job, writes: &mut Vec<Box<dyn Write>>) {
         match job {
             Job::Write(w) => writes.push(w),
-            Job::Sequenced(messages) => {
-                self.since.get_or_insert_with(Instant::now);
-                self.unapplied
-                    .extend(messages.into_iter().map(|s| Unapplied {
-                        id: s.id,
-                        record: s.record,
-                        fanned_out: false,
-                    }));
-            }
+            // Left in the list until they are applied or a write needs them: taking them
+            // now would empty it, and the next batch would wake the writer again.
+            Job::Acked => drop(self.since.get_or_insert_with(Instant::now)),
             Job::FannedOut(ids, reply) => {
+                // The sequencer left these messages before the fan-out saw them.
+                self.collect();
                 let mut applied = Vec::new();
                 for id in ids {
                     match self.unapplied.binary_search_by_key(&id, |u| u.id) {
@@ -440,6 +454,8 @@ impl Writer {
     /// Runs `writes` in one transaction, applying the messages acked so far first when
     /// due (or `stopping`), or before the first write that reads what they change.
     fn run_batch(&mut self, mut writes: Vec<Box<dyn Write>>, stopping: bool) {
+        // A write queued after an ack may read what that message changes.
+        self.collect();
         let apply_at = if self.unapplied.is_empty() {
             None
         } else if stopping || self.apply_due() {
@@ -802,6 +818,7 @@ impl SqliteStore {
         let cache = Arc::new(Cache::default());
         let in_flight = Arc::new(InFlight::default());
         let tail = log.tail();
+        let acked = Arc::new(Acked::default());
         let writer = Writer {
             conn: writer,
             feed: feed.clone(),
@@ -809,6 +826,7 @@ impl SqliteStore {
             cache: cache.clone(),
             in_flight: in_flight.clone(),
             log,
+            acked: acked.clone(),
             unapplied: Vec::new(),
             since: None,
         };
@@ -825,6 +843,7 @@ impl SqliteStore {
             cache: cache.clone(),
             feed: feed.clone(),
             writer: writes.clone(),
+            acked,
         };
         let inner = Arc::new(Inner {
             path,
@@ -2346,6 +2365,37 @@ mod tests {
         // and a retry of one in the log is recognised
         let again = store.append_message(&message(&conv, "k7")).await.unwrap();
         assert_eq!(again, AppendOutcome::Duplicate(acked[7].clone()));
+    }
+
+    /// Waits (up to five seconds) until the database file holds `count` messages.
+    async fn applied(path: &Path, count: i64) -> bool {
+        for _ in 0..100 {
+            if stored_messages(path) == count {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn acked_messages_reach_the_database_with_nothing_else_written() {
+        // GIVEN a store that acked messages one batch at a time, and writes nothing else
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let store = SqliteStore::open(&path, Durability::Process).unwrap();
+        let conv = group(&store).await;
+        for i in 0..3 {
+            stored(&store, &conv, &format!("a{i}")).await;
+        }
+
+        // THEN the writer applies them on its own within its interval
+        assert!(applied(&path, 3).await, "the first messages were applied");
+        // AND so it does again for messages acked after that
+        for i in 0..2 {
+            stored(&store, &conv, &format!("b{i}")).await;
+        }
+        assert!(applied(&path, 5).await, "later messages were applied too");
     }
 
     #[tokio::test]
