@@ -1,7 +1,8 @@
 //! The SQLite adapter of the [`Store`] port (bundled SQLite, WAL), plus the local push
 //! outbox and the message change feed that stands in for DynamoDB Streams.
 //!
-//! New messages go to the sequencer thread (see `sequencer`): it checks them, gives them
+//! New messages go to the sequencer (see `sequencer`), a task of the server's runtime
+//! (a thread of its own under `PowerLoss` durability): it checks them, gives them
 //! their seq from counters kept in memory, writes them to an append log beside the
 //! database (see `log`) and acks them, with no transaction on the way. It also emits them
 //! on the change feed, in seq order.
@@ -693,7 +694,7 @@ struct Inner {
     // Sent to from any thread without a lock: a lock here made one worker wait on
     // another's wake-up of the thread behind the queue.
     writes: std::sync::mpsc::Sender<Job>,
-    appends: std::sync::mpsc::Sender<Append>,
+    appends: mpsc::UnboundedSender<Append>,
     readers: Mutex<Vec<Connection>>,
     feed: FeedSlot,
     cache: Arc<Cache>,
@@ -741,16 +742,33 @@ fn open_connection(path: &Path, durability: Durability) -> rusqlite::Result<Conn
     Ok(conn)
 }
 
-/// Hands a job to a store thread (the writer or the sequencer) through its queue and
-/// waits for its answer; `gone` is the error when the thread is no longer there.
+/// A queue in front of a store thread or task.
+trait Queue<J> {
+    /// Queues `job`; false when nothing takes jobs from the queue any more.
+    fn push(&self, job: J) -> bool;
+}
+
+impl<J> Queue<J> for std::sync::mpsc::Sender<J> {
+    fn push(&self, job: J) -> bool {
+        self.send(job).is_ok()
+    }
+}
+
+impl<J> Queue<J> for mpsc::UnboundedSender<J> {
+    fn push(&self, job: J) -> bool {
+        self.send(job).is_ok()
+    }
+}
+
+/// Hands a job to the writer thread or the sequencer through its queue and waits for
+/// its answer; `gone` is the error when it is no longer there.
 async fn ask<J, T>(
-    queue: &std::sync::mpsc::Sender<J>,
+    queue: &impl Queue<J>,
     job: impl FnOnce(oneshot::Sender<rusqlite::Result<T>>) -> J,
     gone: &'static str,
 ) -> rusqlite::Result<T> {
     let (reply, answer) = oneshot::channel();
-    let queued = queue.send(job(reply));
-    if queued.is_err() {
+    if !queue.push(job(reply)) {
         return Err(failure(rusqlite::ffi::SQLITE_MISUSE, gone));
     }
     answer
@@ -812,7 +830,7 @@ impl SqliteStore {
         let checkpointer = open_connection(&path, durability).map_err(err("open database"))?;
         let sequencer_reader = open_connection(&path, durability).map_err(err("open database"))?;
         let (writes, queue) = std::sync::mpsc::channel();
-        let (appends, append_queue) = std::sync::mpsc::channel();
+        let (appends, append_queue) = mpsc::unbounded_channel();
         let feed = FeedSlot::default();
         let checkpointed = Arc::new(AtomicBool::new(false));
         let cache = Arc::new(Cache::default());
@@ -858,11 +876,7 @@ impl SqliteStore {
         let spawned = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer.run(queue))
-            .and_then(|_| {
-                std::thread::Builder::new()
-                    .name("sqlite-sequencer".into())
-                    .spawn(move || sequencer.run(append_queue))
-            })
+            .and_then(|_| sequencer.start(append_queue, durability))
             .and_then(|_| {
                 let store = Arc::downgrade(&inner);
                 std::thread::Builder::new()
@@ -2396,6 +2410,23 @@ mod tests {
             stored(&store, &conv, &format!("b{i}")).await;
         }
         assert!(applied(&path, 5).await, "later messages were applied too");
+    }
+
+    #[test]
+    fn a_store_opened_outside_a_runtime_sequences_on_a_thread_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("o.db"), Durability::Process).unwrap();
+        // The runtime comes later and is gone before the next one uses the store.
+        for key in ["a", "b"] {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let conv = group(&store).await;
+                assert_eq!(stored(&store, &conv, key).await.seq, 1);
+            });
+        }
     }
 
     #[tokio::test]
