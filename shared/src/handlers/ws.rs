@@ -35,6 +35,27 @@ impl ConnectionContext {
             touched_at: AtomicI64::new(Millis::MIN),
         }
     }
+
+    /// Takes on the liveness write due at `now`, if one is (none was taken on in the
+    /// last [`TOUCH_EVERY_MS`]): the time of the one before, to give back with
+    /// [`ConnectionContext::untouch`] if the write fails. Two frames at once never both
+    /// write.
+    pub fn claim_touch(&self, now: Millis) -> Option<Millis> {
+        let last = self.touched_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < TOUCH_EVERY_MS {
+            return None;
+        }
+        self.touched_at
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+    }
+
+    /// The write claimed at `claimed` failed: the next frame writes again.
+    fn untouch(&self, claimed: Millis, before: Millis) {
+        let _ =
+            self.touched_at
+                .compare_exchange(claimed, before, Ordering::Relaxed, Ordering::Relaxed);
+    }
 }
 
 /// Records that the client framed: writes the connection's liveness unless this context
@@ -42,13 +63,16 @@ impl ConnectionContext {
 /// invocation) writes it every time.
 pub async fn touch(chat: &Chat, ctx: &ConnectionContext) {
     let now = chat.now();
-    let last = ctx.touched_at.load(Ordering::Relaxed);
-    if now.saturating_sub(last) < TOUCH_EVERY_MS {
-        return;
+    if let Some(before) = ctx.claim_touch(now) {
+        write_touch(chat, ctx, now, before).await;
     }
-    match chat.touch(&ctx.connection_id, &ctx.user_id).await {
-        Ok(()) => ctx.touched_at.store(now, Ordering::Relaxed),
-        Err(e) => tracing::warn!(error = %e, "could not record connection liveness"),
+}
+
+/// Writes the liveness claimed with [`ConnectionContext::claim_touch`] at `now`.
+pub async fn write_touch(chat: &Chat, ctx: &ConnectionContext, now: Millis, before: Millis) {
+    if let Err(e) = chat.touch(&ctx.connection_id, &ctx.user_id).await {
+        ctx.untouch(now, before);
+        tracing::warn!(error = %e, "could not record connection liveness");
     }
 }
 
@@ -197,4 +221,24 @@ fn error_frame(request_id: Option<String>, cmid: Option<String>, e: ChatError) -
         tracing::error!(error = %inner, source = ?std::error::Error::source(inner), "request failed");
     }
     ServerFrame::error(request_id, cmid, &e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_liveness_write_is_claimed_per_interval_and_a_failed_one_is_given_back() {
+        let ctx = ConnectionContext::new("c1".into(), UserId::parse("alice").unwrap());
+        let before = ctx.claim_touch(1_000).expect("the first frame writes");
+        assert_eq!(ctx.claim_touch(1_000), None, "a frame beside it does not");
+        assert_eq!(ctx.claim_touch(1_000 + TOUCH_EVERY_MS - 1), None);
+        ctx.untouch(1_000, before);
+        assert_eq!(
+            ctx.claim_touch(2_000),
+            Some(before),
+            "after a failure, the next frame does"
+        );
+        assert_eq!(ctx.claim_touch(2_000 + TOUCH_EVERY_MS), Some(2_000));
+    }
 }
