@@ -38,7 +38,7 @@ impl ConnectionContext {
 
     /// Takes on the liveness write due at `now`, if one is (none was taken on in the
     /// last [`TOUCH_EVERY_MS`]): the time of the one before, to give back with
-    /// [`ConnectionContext::untouch`] if the write fails. Two frames at once never both
+    /// `untouch` if the write fails. Two frames at once never both
     /// write.
     pub fn claim_touch(&self, now: Millis) -> Option<Millis> {
         let last = self.touched_at.load(Ordering::Relaxed);
@@ -59,8 +59,9 @@ impl ConnectionContext {
 }
 
 /// Records that the client framed: writes the connection's liveness unless this context
-/// wrote it in the last [`TOUCH_EVERY_MS`]. A context made per frame (a Lambda
-/// invocation) writes it every time.
+/// claimed that write in the last [`TOUCH_EVERY_MS`] (see
+/// [`ConnectionContext::claim_touch`]). A context made per frame (a Lambda invocation)
+/// writes it every time.
 pub async fn touch(chat: &Chat, ctx: &ConnectionContext) {
     let now = chat.now();
     if let Some(before) = ctx.claim_touch(now) {

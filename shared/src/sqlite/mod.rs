@@ -418,8 +418,14 @@ impl Writer {
         match job {
             Job::Write(w) => writes.push(w),
             // Left in the list until they are applied or a write needs them: taking them
-            // now would empty it, and the next batch would wake the writer again.
-            Job::Acked => drop(self.since.get_or_insert_with(Instant::now)),
+            // now would empty it, and the next batch would wake the writer again. A batch
+            // of writes may have taken them since the note was sent: then the timer,
+            // which only an apply stops, must not start.
+            Job::Acked => {
+                if self.acked.len() > 0 {
+                    self.since.get_or_insert_with(Instant::now);
+                }
+            }
             Job::FannedOut(ids, reply) => {
                 // The sequencer left these messages before the fan-out saw them.
                 self.collect();
@@ -2410,6 +2416,36 @@ mod tests {
             stored(&store, &conv, &format!("b{i}")).await;
         }
         assert!(applied(&path, 5).await, "later messages were applied too");
+    }
+
+    #[test]
+    fn the_apply_timer_runs_only_while_acked_messages_wait() {
+        // GIVEN a writer whose list of acked messages was already taken (by a batch of
+        // writes that needed them) when the sequencer's note that it had added some
+        // arrives
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = open_connection(&path, Durability::Process).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let log = AppendLog::start(&path, false, AppendLog::recover(&path).unwrap()).unwrap();
+        let mut writer = Writer {
+            conn,
+            feed: FeedSlot::default(),
+            checkpointed: Arc::new(AtomicBool::new(false)),
+            cache: Arc::new(Cache::default()),
+            in_flight: Arc::new(InFlight::default()),
+            log,
+            acked: Arc::new(Acked::default()),
+            unapplied: Vec::new(),
+            since: None,
+        };
+        let mut writes = Vec::new();
+        writer.take(Job::Acked, &mut writes);
+
+        // THEN it does not start its apply timer: with nothing to apply, nothing would
+        // stop it, and the writer would commit empty transactions in a loop
+        assert_eq!(writer.since, None);
+        assert!(!writer.apply_due());
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! flight and then the database's idempotency index (only for a key the filters of
 //! `seen` may have seen: a retry, or rarely a new one), and keeps the third in memory for
 //! every conversation it has sequenced. It takes every append waiting, sequences them in
-//! order, writes them to the append log with one `write`, then hands them to the writer
-//! thread (which copies them into the database, many at once, see `Writer::apply`),
+//! order, writes them to the append log with one `write`, then leaves them for the writer
+//! thread (which copies them into the database, many at once, see `Writer::run_batch`),
 //! emits them on the change feed and answers.
 //!
 //! With SQLite's transaction on the ack path the embedded server topped out at 6,000 1:1
@@ -92,7 +92,9 @@ pub(super) struct Sequenced {
 /// context switch on a machine whose threads already wait for a core as long as they run.
 /// Now the writer hears only of the first message after it took the list (to start its
 /// apply timer) and of a list reaching the size that makes it apply early; it takes the
-/// rest when it applies, or sooner when a write of its own needs them.
+/// rest when it applies, or before each batch of writes (one may need them). So under
+/// pure message traffic it wakes about once per apply; every batch of other writes
+/// adds one more.
 #[derive(Default)]
 pub(super) struct Acked(Mutex<Vec<Sequenced>>);
 
@@ -387,7 +389,6 @@ enum Step {
 }
 
 impl Sequencer {
-    /// Runs until the store is dropped.
     /// Starts sequencing what comes on `queue`: as a task of the runtime the store is
     /// opened in, or on a thread of its own when there is none, or when every batch waits
     /// for an fsync (`PowerLoss`), which must not hold up a worker of the runtime.
@@ -422,7 +423,8 @@ impl Sequencer {
         }
     }
 
-    /// Sequences every append waiting, a batch at a time, until the store is dropped.
+    /// Sequences every append waiting, a batch at a time, until the store is dropped (or
+    /// the runtime it runs on is: appends then fail with "the sequencer is gone").
     async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Append>) {
         while let Some(first) = queue.recv().await {
             let mut batch = vec![first];
