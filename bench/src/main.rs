@@ -177,11 +177,13 @@ impl Out {
 }
 
 async fn one_to_one(out: &Out, pairs: usize, args: &RampArgs) -> anyhow::Result<()> {
-    // Fine steps where the embedded server's capacity has been (5,000-15,000), so the
-    // report says where it is, not just the step below it.
+    // Steps of about a tenth from 20,000 up, where both servers' capacities have been
+    // (ours 17,000-32,000, the limit server's 50,000-100,000 and more), so the report says
+    // where each is, not just the step below it: with steps of a third (30,000 then
+    // 40,000, 80,000 then 100,000) one run's ratio could be anywhere from 0.30 to 0.50.
     let rates = [
-        2e3, 3e3, 4e3, 5e3, 6e3, 7e3, 8e3, 10e3, 12e3, 14e3, 17e3, 20e3, 25e3, 30e3, 40e3, 50e3,
-        60e3, 80e3, 100e3,
+        2e3, 5e3, 10e3, 15e3, 20e3, 22e3, 25e3, 28e3, 30e3, 33e3, 36e3, 40e3, 45e3, 50e3, 55e3,
+        60e3, 66e3, 73e3, 80e3, 88e3, 97e3, 107e3, 118e3, 130e3,
     ];
     let ramp = ramp(args, &rates, 10.0);
     let (o, l) = both(|e| {
