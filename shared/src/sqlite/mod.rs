@@ -2,10 +2,10 @@
 //! outbox and the message change feed that stands in for DynamoDB Streams.
 //!
 //! New messages go to the sequencer (see `sequencer`), a task of the server's runtime
-//! (a thread of its own under `PowerLoss` durability): it checks them, gives them
-//! their seq from counters kept in memory, writes them to an append log beside the
-//! database (see `log`) and acks them, with no transaction on the way. It also emits them
-//! on the change feed, in seq order.
+//! (a thread of its own under `PowerLoss` durability, or for a store opened outside a
+//! runtime): it checks them, gives them their seq from counters kept in memory, writes
+//! them to an append log beside the database (see `log`) and acks them, with no
+//! transaction on the way. It also emits them on the change feed, in seq order.
 //!
 //! Every other write goes to one writer thread that owns the only write connection. It
 //! takes every write waiting in its queue and runs them in one transaction (group
