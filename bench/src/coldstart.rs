@@ -755,7 +755,7 @@ fn mb(bytes: u64) -> String {
     format!("{:.2} MB", bytes as f64 / 1e6)
 }
 
-/// The BENCHMARKS.md section.
+/// The docs/bench-results.md section.
 pub fn report(results: &[FunctionResult], packages: &[Package], notes: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();

@@ -419,7 +419,7 @@ pub fn counts_table(c: &Counts) -> String {
     out
 }
 
-/// The whole section of BENCHMARKS.md.
+/// The whole section of docs/bench-results.md.
 pub fn report(c: &Counts, p: &Prices, a: &Assumptions) -> anyhow::Result<String> {
     let mut out = String::new();
     let _ = writeln!(

@@ -6,7 +6,7 @@
 //! - [`limit`]: the thinnest WebSocket fan-out, the yardstick.
 //! - [`target`]: starting the servers and speaking to them.
 //! - [`scenarios`]: 1:1, groups, idle connections, offline sync, reconnect storm.
-//! - [`report`]: the tables of BENCHMARKS.md.
+//! - [`report`]: the tables of docs/bench-results.md.
 //! - [`procstat`]: server CPU and memory from `/proc`.
 //! - [`coldstart`]: the Lambda cold-start proxy (a local Runtime API).
 //! - [`cost`]: dollars per million messages from the measured AWS request counts.

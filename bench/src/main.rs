@@ -1,5 +1,5 @@
 //! `chat-bench`: run a benchmark scenario against `chat-local` and the limit server, print
-//! the table and write it into BENCHMARKS.md. See BENCHMARKS.md for the commands.
+//! the table and write it into docs/bench-results.md. See BENCHMARKS.md for the commands.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(about = "Benchmarks of chat-local against a reference limit server")]
 struct Cli {
-    /// Print the tables without writing them into BENCHMARKS.md.
+    /// Print the tables without writing them into docs/bench-results.md.
     #[arg(long, global = true)]
     dry_run: bool,
     #[command(subcommand)]
@@ -117,8 +117,8 @@ enum Command {
     },
 }
 
-fn benchmarks_md() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md")
+fn results_md() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/bench-results.md")
 }
 
 fn workspace_dir() -> PathBuf {
@@ -170,7 +170,7 @@ impl Out {
     fn emit(&self, block: &str, title: &str, body: String) -> anyhow::Result<()> {
         println!("\n### {title}\n\n{body}");
         if !self.dry_run {
-            report::write_block(&benchmarks_md(), block, &format!("### {title}\n\n{body}"))?;
+            report::write_block(&results_md(), block, &format!("### {title}\n\n{body}"))?;
         }
         Ok(())
     }

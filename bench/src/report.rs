@@ -1,4 +1,4 @@
-//! Markdown tables for BENCHMARKS.md, and the blocks of that file they replace.
+//! Markdown tables for docs/bench-results.md, and the blocks of that file they replace.
 
 use std::fmt::Write as _;
 use std::path::Path;

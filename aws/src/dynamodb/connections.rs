@@ -1,0 +1,163 @@
+//! Connections and last-seen times.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+use chat_shared::ids::{Millis, UserId};
+use chat_shared::ports::{ConnectionRecord, ConnectionStore, StoreResult};
+
+use super::client::{condition_held, put, sdk};
+use super::codec::{USER_SK, connection_entry, connection_from, get_map, get_s, key, malformed, n, opt_n, s, user_pk};
+
+/// API Gateway closes connections after 2 h: connection items expire a little later.
+const CONNECTION_TTL_SECS: i64 = 2 * 3600 + 600;
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn put_connection(&self, c: &ConnectionRecord) -> StoreResult<()> {
+        let mut item = HashMap::from([
+            ("connectionId".to_owned(), s(&c.connection_id)),
+            ("userId".to_owned(), s(c.user_id.as_str())),
+            ("connectedAt".to_owned(), n(c.connected_at)),
+            (
+                "expiresAt".to_owned(),
+                n(c.connected_at / 1000 + CONNECTION_TTL_SECS),
+            ),
+        ]);
+        if let Some(d) = &c.device_id {
+            item.insert("deviceId".into(), s(d.as_str()));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.tables.connections)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk("put connection"))?;
+        self.set_user_map_entry(
+            c.user_id.as_str(),
+            "conns",
+            &c.connection_id,
+            connection_entry(c),
+        )
+        .await
+    }
+
+    async fn connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>> {
+        let Some(item) = self
+            .get(
+                &self.tables.connections,
+                HashMap::from([("connectionId".to_owned(), s(connection_id))]),
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let user = UserId::parse(get_s(&item, "userId")?).map_err(|e| malformed(e.0))?;
+        let user_item = self
+            .get(&self.tables.main, key(user_pk(user.as_str()), USER_SK))
+            .await?;
+        let entry = user_item
+            .as_ref()
+            .and_then(|u| get_map(u, "conns"))
+            .and_then(|m| get_map(m, connection_id));
+        match entry {
+            Some(entry) => Ok(Some(connection_from(connection_id, &user, entry)?)),
+            // The user map lost it (a 410 cleaned it up): the connection is gone.
+            None => Ok(None),
+        }
+    }
+
+    async fn touch_connection(
+        &self,
+        connection_id: &str,
+        user: &UserId,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let resp = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(key(user_pk(user.as_str()), USER_SK)))
+            .update_expression("SET conns.#c.f = :now")
+            .condition_expression("attribute_exists(conns.#c)")
+            .expression_attribute_names("#c", connection_id)
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        // A failed condition means there is nothing to do.
+        condition_held(resp, "touch connection")?;
+        Ok(())
+    }
+
+    async fn delete_connection(
+        &self,
+        connection_id: &str,
+    ) -> StoreResult<Option<ConnectionRecord>> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.connections)
+            .set_key(Some(HashMap::from([(
+                "connectionId".to_owned(),
+                s(connection_id),
+            )])))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk("delete connection"))?;
+        let Some(item) = out.attributes else {
+            return Ok(None);
+        };
+        let user = UserId::parse(get_s(&item, "userId")?).map_err(|e| malformed(e.0))?;
+        match self
+            .remove_user_map_entry(user.as_str(), "conns", connection_id)
+            .await?
+        {
+            Some(entry) => Ok(Some(connection_from(connection_id, &user, &entry)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn connections_of(&self, users: &[UserId]) -> StoreResult<Vec<ConnectionRecord>> {
+        let mut out = Vec::new();
+        for (user, item) in self.user_items(users).await? {
+            if let Some(conns) = get_map(&item, "conns") {
+                for (id, entry) in conns {
+                    if let AttributeValue::M(entry) = entry {
+                        out.push(connection_from(id, &user, entry)?);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_last_seen(&self, user: &UserId, at: Millis) -> StoreResult<()> {
+        let resp = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(key(user_pk(user.as_str()), USER_SK)))
+            .update_expression("SET lastSeen = :at")
+            .condition_expression("attribute_not_exists(lastSeen) OR lastSeen < :at")
+            .expression_attribute_values(":at", n(at))
+            .send()
+            .await;
+        // A failed condition means there is nothing to do.
+        condition_held(resp, "set last seen")?;
+        Ok(())
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> StoreResult<Vec<(UserId, Millis)>> {
+        let mut out = Vec::new();
+        for (user, item) in self.user_items(users).await? {
+            if let Some(at) = opt_n(&item, "lastSeen")? {
+                out.push((user, at));
+            }
+        }
+        Ok(out)
+    }
+}

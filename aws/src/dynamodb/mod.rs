@@ -1,0 +1,31 @@
+//! The DynamoDB adapter of the [`Store`] port. Table layout and access patterns: see
+//! [`crate::tables`].
+//!
+//! A send is one `TransactWriteItems`: advance the conversation's `lastSeq` from n-1 to n
+//! (conditional), put message n, put the idempotency record, move the sender's positions
+//! (conditional on membership). Two racing senders cannot both win n, a retry finds its
+//! idempotency record, and since every message of a conversation shares a partition key,
+//! commit order = seq order = stream order for the fan-out.
+
+use aws_sdk_dynamodb::Client;
+
+use crate::tables::TableNames;
+
+/// The store over DynamoDB.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    tables: TableNames,
+}
+
+impl DynamoStore {
+    /// A store over `client` using `tables`.
+    pub fn new(client: Client, tables: TableNames) -> Self {
+        Self { client, tables }
+    }
+
+    /// The SDK client (shared with other adapters).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
