@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use chat_aws::dynamodb::DynamoStore;
 use chat_aws::tables::TableNames;
 use chat_shared::ids::UserId;
-use chat_shared::ports::{ConnectionRecord, Store};
+use chat_shared::ports::ConnectionRecord;
+use chat_shared::ports::ConnectionStore;
 use chat_tests::TestServer;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,7 +1,7 @@
 //! `chat-local`: the whole chat protocol in one process on a SQLite file.
 //!
 //! `chat-local [--listen ADDR] [--db PATH]` serves; `chat-local token USER` prints a token.
-//! Configuration is PROTOCOL.md section 7; see the README.
+//! Configuration is docs/protocol.md section 6; see the README.
 
 mod gateway;
 mod server;
@@ -18,7 +18,7 @@ use chat_shared::config::{ConfigError, Limits, env_flag, env_u32};
 use chat_shared::ids::UserId;
 use chat_shared::ports::{Clock, SystemClock};
 use chat_shared::protocol::LIVENESS_MS;
-use chat_shared::sqlite::{Durability, SqliteStore};
+use chat_sqlite::{Durability, SqliteStore};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::{info, warn};

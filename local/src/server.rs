@@ -17,10 +17,10 @@ use axum::serve::ListenerExt;
 use bytes::Bytes;
 use chat_shared::handlers::{self, ws::ConnectionContext};
 use chat_shared::ids::UserId;
-use chat_shared::ports::Store;
+use chat_shared::ports::{ChangeFeed, FeedItem, MessageStore};
 use chat_shared::protocol::{MAX_BODY_BYTES, MAX_READ_FRAME_BYTES, ServerFrame};
-use chat_shared::sqlite::{FeedItem, SqliteStore};
 use chat_shared::{Chat, ChatError, domain};
+use chat_sqlite::SqliteStore;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -49,7 +49,7 @@ const PING_PAYLOAD: &[u8] = b"chat-local";
 /// zeroed per connection) made an idle connection cost ~140 KB; chat frames are small,
 /// and a larger frame is simply read in several chunks. tungstenite zeroes this much
 /// before every read, too: 4 KiB rather than 8 took 2.4% off the server's instructions
-/// per 1:1 message, and 4.2 KB off each idle connection (BENCHMARKS.md, round eight).
+/// per 1:1 message, and 4.2 KB off each idle connection (perf-history.md, round eight).
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// How much of an oversized request body is read (and dropped) before the 413.
@@ -75,7 +75,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     app.store.clear_connections().await?;
     // Replay what an earlier process committed but did not fan out, then follow the feed.
-    let pending = app.store.pending_feed().await?;
+    let pending = app.store.pending().await?;
     let feed = app.store.subscribe();
     if !pending.is_empty() {
         info!(
@@ -116,7 +116,7 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    app.store.close_feed();
+    app.store.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), fanout).await;
     // Acked messages go into the database with what the fan-out noted, so the next
     // start has nothing to replay.
@@ -149,7 +149,8 @@ async fn fan_out_feed(
                 Err(_) => break,
             }
         }
-        let n = match handlers::fanout::handle_batch(&app.chat, &batch, |(_, m)| &**m).await {
+        let n = match handlers::fanout::handle_batch(&app.chat, &batch, |item| &*item.message).await
+        {
             Ok(()) => batch.len(),
             Err((failed, e)) => {
                 warn!(error = %e, "fan-out failed; retrying from that message");
@@ -157,7 +158,7 @@ async fn fan_out_feed(
                 failed
             }
         };
-        let ids: Vec<i64> = batch.drain(..n).map(|(id, _)| id).collect();
+        let ids: Vec<i64> = batch.drain(..n).map(|item| item.position).collect();
         if !ids.is_empty() {
             let _ = fanned_out.send(ids);
         }
@@ -203,7 +204,7 @@ async fn delete_outbox_rows(app: &App, done: &mut Vec<i64>) {
     if done.is_empty() {
         return;
     }
-    if let Err(e) = app.store.ack_feed(std::mem::take(done)).await {
+    if let Err(e) = app.store.acknowledge(std::mem::take(done)).await {
         warn!(error = %e, "could not delete fanned-out outbox rows; they will be replayed");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::env;
 
-/// Limits and policies of the chat service (PROTOCOL.md sections 3 and 7).
+/// Limits and policies of the chat service (docs/protocol.md sections 3 and 6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Sends per user per fixed 60 s window; 0 disables the limit.

@@ -1,4 +1,4 @@
-//! The one error type of the core, and its mapping to the protocol's codes (PROTOCOL.md §6).
+//! The one error type of the core, and its mapping to the protocol's codes (docs/protocol.md §7).
 
 use serde::Serialize;
 

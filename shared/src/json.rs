@@ -2,7 +2,7 @@
 //! WebSocket frames, one per message sent, are parsed into [`Loose`]: strings borrowed
 //! from the frame unless they hold escapes, and an object's members kept in a list, not
 //! a map of owned keys. A send parsed into `Value` cost about 7% of the server's
-//! instructions per 1:1 message (BENCHMARKS.md, round nine).
+//! instructions per 1:1 message (perf-history.md, round nine).
 //!
 //! The validation in `protocol` is written once, against [`JsonValue`] and
 //! [`JsonObject`], so a frame and a body are checked alike, with the same errors.

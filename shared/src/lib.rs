@@ -1,12 +1,11 @@
 //! The chat core: everything the embedded server and the Lambda functions share.
 //!
 //! # Layout
-//! - [`protocol`]: frames and bodies of PROTOCOL.md, their validation, error codes.
+//! - [`protocol`]: frames and bodies of docs/protocol.md, their validation, error codes.
 //! - [`ids`], [`domain`]: domain values that validate on parse, and pure rules.
 //! - [`ports`]: the traits the core needs (store, connection gateway, push, clock).
 //! - [`service`]: every operation of the protocol over the ports.
 //! - [`handlers`]: one function per route (WebSocket, HTTP, fan-out) over the service.
-//! - [`sqlite`]: the SQLite store adapter, local push outbox and change feed.
 //! - [`auth`], [`config`]: tokens and typed configuration.
 
 pub mod auth;
@@ -19,7 +18,6 @@ mod json;
 pub mod ports;
 pub mod protocol;
 pub mod service;
-pub mod sqlite;
 
 pub use error::{ChatError, ChatResult, ErrorCode, StoreError};
 pub use service::Chat;

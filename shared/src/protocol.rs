@@ -1,4 +1,4 @@
-//! The wire format (PROTOCOL.md): client frames with their validation, server frames,
+//! The wire format (docs/protocol.md): client frames with their validation, server frames,
 //! and the JSON objects shared by WebSocket and HTTP.
 
 use serde::{Deserialize, Serialize};

@@ -1030,7 +1030,7 @@ impl Chat {
         Ok(())
     }
 
-    /// Everything the caller missed (see PROTOCOL.md "Reconnect").
+    /// Everything the caller missed (see docs/protocol.md, "Reconnect").
     pub async fn sync(
         &self,
         caller: &UserId,

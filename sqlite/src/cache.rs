@@ -17,9 +17,9 @@ use std::sync::Mutex;
 
 use foldhash::HashMap;
 
-use crate::ids::{Millis, Seq, UserId};
-use crate::ports::{ConnectionRecord, ConversationRecord, MemberRecord};
-use crate::protocol::Positions;
+use chat_shared::ids::{Millis, Seq, UserId};
+use chat_shared::ports::{ConnectionRecord, ConversationRecord, MemberRecord};
+use chat_shared::protocol::Positions;
 
 /// Conversations with more members are not kept (their fan-out reads members in pages).
 pub(super) const MAX_ROSTER_MEMBERS: u64 = 10_000;
@@ -220,8 +220,17 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use super::super::*;
-    use crate::ids::ConversationId;
+    use chat_shared::ids::ConversationId;
+    use chat_shared::ports::{
+        ConnectionStore, ConversationKind, ConversationStore, MessageStore, NewConversation,
+        NewMessage, ReceiptStore,
+    };
+    use chat_shared::protocol::Content;
+
+    use super::*;
+    use crate::queries::{conversation_tx, select_for_users, strings};
+    use crate::rows::{MEMBER_COLUMNS, connection_at, member_at};
+    use crate::{Durability, SqliteStore};
 
     fn user(i: usize) -> UserId {
         UserId::parse(format!("user{i}")).unwrap()
@@ -299,7 +308,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("c.db"), Durability::Process).unwrap();
         let users: Vec<UserId> = (0..6).map(user).collect();
-        let conv = crate::domain::new_conversation_id();
+        let conv = chat_shared::domain::new_conversation_id();
         store
             .create_group(&NewConversation {
                 id: conv.clone(),
@@ -349,7 +358,7 @@ mod tests {
                     let _ = store
                         .append_message(&NewMessage {
                             conversation_id: conv.clone(),
-                            message_id: crate::domain::new_message_id(),
+                            message_id: chat_shared::domain::new_message_id(),
                             sender_id: u.clone(),
                             client_message_id: format!("m{sent}"),
                             content: Content {

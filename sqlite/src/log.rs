@@ -29,9 +29,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ConversationId, Millis, Seq, UserId};
-use crate::ports::MessageRecord;
-use crate::protocol::Content;
+use chat_shared::ids::{ConversationId, Millis, Seq, UserId};
+use chat_shared::ports::MessageRecord;
+use chat_shared::protocol::Content;
 
 /// A message as the log holds it (the fields of [`MessageRecord`]): borrowed from the
 /// record when written, owned when read back.
@@ -306,7 +306,7 @@ mod tests {
     use super::*;
 
     fn record(seq: Seq) -> MessageRecord {
-        super::super::test_message("c_log", seq)
+        crate::tests::test_message("c_log", seq)
     }
 
     fn start(db: &Path) -> AppendLog {

@@ -5,7 +5,7 @@
 //!
 //! That lookup was a tenth of the server's instructions per 1:1 message (a B-tree descent
 //! that nearly always missed, plus the read transaction around it), on the one thread
-//! every send waits for (BENCHMARKS.md, round eight).
+//! every send waits for (perf-history.md, round eight).
 //!
 //! Two parts, so that no key is ever missing:
 //! - `stored`: every key in the database when a scan began. A thread of its own scans
@@ -183,7 +183,7 @@ fn scan_in_background(
     hasher: &KeyHasher,
     hand_over: mpsc::Sender<Bloom>,
 ) {
-    super::background_priority();
+    crate::threads::background_priority();
     let started = std::time::Instant::now();
     match scan(conn, hasher) {
         Ok(filter) => {
@@ -296,7 +296,7 @@ mod tests {
     fn the_scan_reads_every_key_in_the_database() {
         let dir = tempfile::tempdir().unwrap();
         let conn = rusqlite::Connection::open(dir.path().join("c.db")).unwrap();
-        conn.execute_batch(super::super::SCHEMA).unwrap();
+        conn.execute_batch(crate::schema::SCHEMA).unwrap();
         for i in 0..1_000 {
             conn.execute(
                 "INSERT INTO messages (conversation_id, seq, message_id, sender_id,

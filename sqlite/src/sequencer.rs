@@ -12,333 +12,46 @@
 //! emits them on the change feed and answers.
 //!
 //! With SQLite's transaction on the ack path the embedded server topped out at 6,000 1:1
-//! msg/s on this machine; a commit costs far more than the rows it holds (BENCHMARKS.md,
+//! msg/s on this machine; a commit costs far more than the rows it holds (perf-history.md,
 //! round six).
 //!
 //! Until the writer has copied them, messages are "in flight": [`InFlight`] tells readers
 //! about them, so a read never misses an acked message.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use foldhash::{HashMap, HashMapExt};
-
+use foldhash::HashMap;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::cache::{Cache, Roster};
-use super::log::{self, Tail};
-use super::seen::SeenKeys;
-use super::{
-    APPLY_AT, Durability, FeedItem, FeedSlot, Found, Job, failure, find_original, membership_tx,
-    read_roster, run_cached,
-};
-use crate::ids::{Millis, Seq};
-use crate::ports::{AppendOutcome, ConversationRecord, MemberRecord, MessageRecord, NewMessage};
+use chat_shared::ports::{AppendOutcome, FeedItem, MessageRecord, NewMessage};
+
+use crate::cache::{Cache, Roster};
+use crate::errors::failure;
+use crate::feed::FeedSlot;
+use crate::in_flight::{Acked, Head, InFlight, MAX_IN_FLIGHT, Sequenced, find_original};
+use crate::log::{self, Tail};
+use crate::queries::membership_tx;
+use crate::roster::{Found, read_roster};
+use crate::schema::Durability;
+use crate::seen::SeenKeys;
+use crate::writer::{APPLY_AT, Job, run_cached};
 
 /// Appends a batch holds at most.
 const MAX_BATCH: usize = 256;
+
 /// Conversations whose counters are kept before they are all dropped (once nothing is in
 /// flight, so the database has them all).
 const MAX_HEADS: usize = 200_000;
-/// Messages in flight beyond which new ones are refused: the writer normally applies
-/// every second (at most `APPLY_AT` messages, 32,768), so this many means it has been
-/// failing (a full disk, say), and memory must not grow without end meanwhile.
-const MAX_IN_FLIGHT: usize = 262_144;
-
-/// Where a conversation's counter stands: its last seq and the time of that message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Head {
-    pub last_seq: Seq,
-    pub last_message_at: Millis,
-}
-
-impl Head {
-    fn of(c: &ConversationRecord) -> Self {
-        Self {
-            last_seq: c.last_seq,
-            last_message_at: c.last_message_at,
-        }
-    }
-
-    /// The head after a message sent at `now`: the next seq, and a time that never goes
-    /// back.
-    fn next(self, now: Millis) -> Self {
-        Self {
-            last_seq: self.last_seq + 1,
-            last_message_at: now.max(self.last_message_at),
-        }
-    }
-}
 
 /// One append waiting for the sequencer.
-pub(super) struct Append {
+pub(crate) struct Append {
     pub message: NewMessage,
     pub reply: oneshot::Sender<rusqlite::Result<AppendOutcome>>,
 }
 
-/// A message sequenced and logged, on its way into the database, with the id of its
-/// outbox row (and feed item).
-pub(super) struct Sequenced {
-    pub id: i64,
-    /// Shared by the writer, the readers' view of what is in flight, and the fan-out.
-    pub record: Arc<MessageRecord>,
-}
-
-/// Messages the sequencer logged that the writer has not taken yet.
-///
-/// They were handed over through the writer's queue, which woke the writer for every
-/// batch only to add them to its list: 1,365 wake-ups a second at 20,000 msg/s, each a
-/// context switch on a machine whose threads already wait for a core as long as they run.
-/// Now the writer hears only of the first message after it took the list (to start its
-/// apply timer) and of a list reaching the size that makes it apply early; it takes the
-/// rest when it applies, or before each batch of writes (one may need them). So under
-/// pure message traffic it wakes about once per apply; every batch of other writes
-/// adds one more.
-#[derive(Default)]
-pub(super) struct Acked(Mutex<Vec<Sequenced>>);
-
-impl Acked {
-    /// Adds `fresh` (in id order, after what is there); true when the writer should be
-    /// told: the list was empty, or it just reached `apply_at` messages.
-    pub fn add(&self, mut fresh: Vec<Sequenced>, apply_at: usize) -> bool {
-        let mut waiting = self.0.lock().expect("acked lock");
-        let before = waiting.len();
-        if before == 0 {
-            std::mem::swap(&mut *waiting, &mut fresh);
-        } else {
-            waiting.append(&mut fresh);
-        }
-        before == 0 || (before < apply_at && waiting.len() >= apply_at)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.lock().expect("acked lock").len()
-    }
-
-    /// Everything waiting, oldest first.
-    pub fn take(&self) -> Vec<Sequenced> {
-        std::mem::take(&mut *self.0.lock().expect("acked lock"))
-    }
-}
-
-/// Messages acked but not yet in the database, as readers need them.
-#[derive(Default)]
-pub(super) struct InFlight {
-    state: Mutex<InFlightState>,
-}
-
-/// Idempotency keys a generation holds before the next one begins.
-///
-/// Keys are forgotten a generation at a time, once all of its messages landed. Removing
-/// them one by one (a second's worth, 25,000 at 25,000 msg/s) took the sequencer 10-14
-/// ms under the lock every second, and every ack waited behind it (BENCHMARKS.md, round
-/// ten). A lookup asks each generation, newest first: about one per 4,096 messages in
-/// flight, and lookups are rare (a retry, or a key the filters of `seen` cannot rule out).
-const GENERATION_KEYS: usize = 4096;
-
-#[derive(Default)]
-struct InFlightState {
-    /// The messages in flight by idempotency key (see [`key`]), oldest generation first,
-    /// until the sequencer forgets them after they landed (see
-    /// [`InFlight::forget_landed`]).
-    generations: VecDeque<Generation>,
-    /// Every message up to this id is in the database.
-    landed_through: i64,
-    /// Generations forgotten, for the writer to free (see [`InFlight::landed`]): the
-    /// sequencer, which every ack waits for, only moves them here.
-    retired: Vec<Generation>,
-    conversations: HashMap<String, ConversationInFlight>,
-}
-
-#[derive(Default)]
-struct Generation {
-    by_key: HashMap<String, Arc<MessageRecord>>,
-    /// The id of its last message.
-    last_id: i64,
-}
-
-struct ConversationInFlight {
-    head: Head,
-    /// The id of its last message in flight.
-    last_id: i64,
-    /// Each sender's last seq in flight (senders have seen their own messages).
-    senders: HashMap<String, Seq>,
-}
-
-fn key(conversation: &str, sender: &str, client_message_id: &str) -> String {
-    // Built by hand, three times per message: under callgrind this takes about 175
-    // instructions, where `format!` went through its formatting machinery.
-    let mut key =
-        String::with_capacity(conversation.len() + sender.len() + client_message_id.len() + 2);
-    key.push_str(conversation);
-    key.push('\n');
-    key.push_str(sender);
-    key.push('\n');
-    key.push_str(client_message_id);
-    key
-}
-
-impl InFlight {
-    fn state(&self) -> std::sync::MutexGuard<'_, InFlightState> {
-        // Plain maps, consistent between statements.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A message in flight with this idempotency key.
-    pub fn find(&self, conversation: &str, sender: &str, cmid: &str) -> Option<MessageRecord> {
-        let k = key(conversation, sender, cmid);
-        self.state()
-            .generations
-            .iter()
-            .rev()
-            .find_map(|g| g.by_key.get(&k))
-            .map(|r| MessageRecord::clone(r))
-    }
-
-    /// Whether the conversation has messages in flight.
-    pub fn holds(&self, conversation: &str) -> bool {
-        self.state().conversations.contains_key(conversation)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.state().conversations.is_empty()
-    }
-
-    /// Messages held that have not landed, give or take the generation that has landed
-    /// in part.
-    fn len(&self) -> usize {
-        let state = self.state();
-        state
-            .generations
-            .iter()
-            .filter(|g| g.last_id > state.landed_through)
-            .map(|g| g.by_key.len())
-            .sum()
-    }
-
-    /// Brings a conversation read from the database up to its messages in flight.
-    pub fn overlay_conversation(&self, c: &mut ConversationRecord) {
-        if let Some(f) = self.state().conversations.get(c.id.as_str()) {
-            raise(c, f.head);
-        }
-    }
-
-    /// Brings a member read from the database up to its messages in flight.
-    pub fn overlay_member(&self, m: &mut MemberRecord) {
-        if let Some(seq) = self
-            .state()
-            .conversations
-            .get(m.conversation_id.as_str())
-            .and_then(|f| f.senders.get(m.user_id.as_str()))
-        {
-            raise_member(m, *seq);
-        }
-    }
-
-    /// Brings a roster read from the database up to its messages in flight.
-    pub fn overlay_roster(&self, r: &mut Roster) {
-        let state = self.state();
-        let Some(f) = state.conversations.get(r.conversation.id.as_str()) else {
-            return;
-        };
-        raise(&mut r.conversation, f.head);
-        for (sender, seq) in &f.senders {
-            if let Some(m) = r.member_mut(sender) {
-                raise_member(m, *seq);
-            }
-        }
-    }
-
-    fn publish(&self, batch: &[Sequenced]) {
-        let mut state = self.state();
-        for s in batch {
-            let r = &s.record;
-            let cid = r.conversation_id.as_str();
-            let generation = match state.generations.back_mut() {
-                Some(g) if g.by_key.len() < GENERATION_KEYS => g,
-                _ => {
-                    state.generations.push_back(Generation::default());
-                    state.generations.back_mut().expect("just pushed")
-                }
-            };
-            generation.by_key.insert(
-                key(cid, r.sender_id.as_str(), &r.client_message_id),
-                Arc::clone(r),
-            );
-            generation.last_id = s.id;
-            let head = Head {
-                last_seq: r.seq,
-                last_message_at: r.timestamp,
-            };
-            // Looked up before inserting: a conversation or sender already held (the
-            // usual case under load) costs no copy of its id.
-            let f = match state.conversations.get_mut(cid) {
-                Some(f) => f,
-                None => state
-                    .conversations
-                    .entry(cid.to_owned())
-                    .or_insert_with(|| ConversationInFlight {
-                        head,
-                        last_id: s.id,
-                        senders: HashMap::new(),
-                    }),
-            };
-            f.head = head;
-            f.last_id = s.id;
-            match f.senders.get_mut(r.sender_id.as_str()) {
-                Some(seq) => *seq = r.seq,
-                None => drop(f.senders.insert(r.sender_id.as_str().to_owned(), r.seq)),
-            }
-        }
-    }
-
-    /// Every message up to id `through` is in the database now. Called by the writer,
-    /// which also frees here what the sequencer forgot since the last time, outside the
-    /// lock.
-    pub fn landed(&self, through: i64) {
-        let retired = {
-            let mut state = self.state();
-            state.landed_through = state.landed_through.max(through);
-            state.conversations.retain(|_, f| f.last_id > through);
-            std::mem::take(&mut state.retired)
-        };
-        drop(retired);
-    }
-
-    /// Forgets the keys of messages that landed: a read of the database begun after
-    /// this finds them there. The sequencer's idempotency probes share one read
-    /// transaction per batch, whose snapshot may predate a landing during the batch;
-    /// forgetting only here, before it begins, means no key is in neither place.
-    fn forget_landed(&self) {
-        let mut state = self.state();
-        let InFlightState {
-            generations,
-            landed_through,
-            retired,
-            ..
-        } = &mut *state;
-        while generations
-            .front()
-            .is_some_and(|g| g.last_id <= *landed_through)
-        {
-            retired.extend(generations.pop_front());
-        }
-    }
-}
-
-fn raise(c: &mut ConversationRecord, head: Head) {
-    c.last_seq = c.last_seq.max(head.last_seq);
-    c.last_message_at = c.last_message_at.max(head.last_message_at);
-}
-
-fn raise_member(m: &mut MemberRecord, seq: Seq) {
-    m.delivered_up_to = m.delivered_up_to.max(seq);
-    m.read_up_to = m.read_up_to.max(seq);
-}
-
 /// The sequencer's state.
-pub(super) struct Sequencer {
+pub(crate) struct Sequencer {
     /// A read connection of its own: rosters on a miss and the idempotency index.
     pub reader: Connection,
     /// Which idempotency keys may be in the database, so that new ones are not looked up.
@@ -523,7 +236,10 @@ impl Sequencer {
         // For the feed, then for the answers (each a copy of its shared record).
         let stored: Vec<FeedItem> = fresh
             .iter()
-            .map(|s| (s.id, Arc::clone(&s.record)))
+            .map(|s| FeedItem {
+                position: s.id,
+                message: Arc::clone(&s.record),
+            })
             .collect();
         // Before the feed: the writer hears of a message before its fan-out is noted.
         if !fresh.is_empty()
@@ -535,7 +251,8 @@ impl Sequencer {
         }
         {
             let feed = self.feed.lock().expect("feed lock");
-            for (id, record) in &stored {
+            for item in &stored {
+                let record = &item.message;
                 self.cache.message_appended(
                     record.conversation_id.as_str(),
                     record.sender_id.as_str(),
@@ -545,11 +262,11 @@ impl Sequencer {
                 if let Some(feed) = feed.as_ref() {
                     // A closed feed means the server is stopping: the message gets an
                     // outbox row and is fanned out at the next start.
-                    let _ = feed.send((*id, Arc::clone(record)));
+                    let _ = feed.send(item.clone());
                 }
             }
         }
-        let mut stored = stored.iter().map(|(_, record)| record);
+        let mut stored = stored.iter().map(|item| &item.message);
         for (reply, step) in replies.into_iter().zip(steps) {
             let answer = match step {
                 Step::New(_) => Ok(AppendOutcome::Stored(MessageRecord::clone(
@@ -649,63 +366,5 @@ impl Sequencer {
                 }
             },
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Message `id` of conversation `c_in_flight`, sent by alice with key `k<id>`.
-    fn sequenced(id: i64) -> Sequenced {
-        Sequenced {
-            id,
-            record: Arc::new(super::super::test_message("c_in_flight", id as u64)),
-        }
-    }
-
-    fn found(in_flight: &InFlight, id: i64) -> bool {
-        in_flight
-            .find("c_in_flight", "alice", &format!("k{id}"))
-            .is_some_and(|m| m.seq == id as u64)
-    }
-
-    #[test]
-    fn landed_keys_are_forgotten_a_whole_generation_at_a_time_and_only_when_asked() {
-        // GIVEN two and a half generations of messages in flight
-        let in_flight = InFlight::default();
-        let total = (GENERATION_KEYS * 5 / 2) as i64;
-        let batch: Vec<Sequenced> = (1..=total).map(sequenced).collect();
-        in_flight.publish(&batch[..100]);
-        in_flight.publish(&batch[100..]);
-        assert!((1..=total).all(|id| found(&in_flight, id)));
-        assert_eq!(in_flight.len(), total as usize);
-
-        // WHEN the writer lands them up to the middle of the second generation
-        let through = (GENERATION_KEYS + GENERATION_KEYS / 2) as i64;
-        in_flight.landed(through);
-
-        // THEN nothing is forgotten until the sequencer asks (its read snapshot may
-        // predate the landing), but the landed generation no longer counts
-        assert!((1..=total).all(|id| found(&in_flight, id)));
-        assert_eq!(in_flight.len(), total as usize - GENERATION_KEYS);
-        assert!(in_flight.holds("c_in_flight"));
-
-        // AND when it asks, only the wholly landed generation goes
-        in_flight.forget_landed();
-        let first = GENERATION_KEYS as i64;
-        assert!((1..=first).all(|id| !found(&in_flight, id)));
-        assert!((first + 1..=total).all(|id| found(&in_flight, id)));
-
-        // AND once everything landed, everything goes, and the conversation is clear
-        in_flight.landed(total);
-        assert_eq!(in_flight.len(), 0);
-        assert!(!in_flight.holds("c_in_flight"));
-        in_flight.forget_landed();
-        assert!((1..=total).all(|id| !found(&in_flight, id)));
-        assert!(in_flight.state().generations.is_empty());
-        // The writer frees what was forgotten the next time it lands something.
-        in_flight.landed(total);
-        assert!(in_flight.state().retired.is_empty());
     }
 }

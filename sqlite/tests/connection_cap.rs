@@ -25,8 +25,8 @@ fn limits(cap: u32) -> Limits {
     }
 }
 
-async fn connection_ids(store: &chat_shared::sqlite::SqliteStore, user: &str) -> Vec<String> {
-    use chat_shared::ports::Store;
+async fn connection_ids(store: &chat_sqlite::SqliteStore, user: &str) -> Vec<String> {
+    use chat_shared::ports::ConnectionStore;
     let mut ids: Vec<String> = store
         .connections_of(&[common::user(user)])
         .await

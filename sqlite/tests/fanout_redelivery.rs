@@ -7,7 +7,7 @@ mod common;
 
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
-use chat_shared::ports::{ConversationKind, Platform, SystemClock};
+use chat_shared::ports::{ChangeFeed, ConversationKind, Platform, SystemClock};
 use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::CreateConversation;
 
@@ -48,12 +48,12 @@ async fn a_replayed_outbox_entry_pushes_once() {
         reply_to: None,
     };
     chat.send(&alice, None, send).await.unwrap();
-    let pending = store.pending_feed().await.unwrap();
+    let pending = store.pending().await.unwrap();
     assert_eq!(pending.len(), 1);
 
     // WHEN it is fanned out, then replayed as after a crash before the outbox row went
-    chat.fan_out(&pending[0].1).await.unwrap();
-    chat.fan_out(&pending[0].1).await.unwrap();
+    chat.fan_out(&pending[0].message).await.unwrap();
+    chat.fan_out(&pending[0].message).await.unwrap();
 
     // THEN bob's phone was pushed once, with his unread count as the badge
     let pushes = store.pushes().await.unwrap();

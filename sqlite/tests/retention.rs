@@ -8,7 +8,7 @@ mod common;
 
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, UserId};
-use chat_shared::ports::{Clock, ConversationKind, Store};
+use chat_shared::ports::{ChangeFeed, Clock, ConversationKind, MessageStore};
 use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::{CreateConversation, HistoryQuery, SyncCursor};
 
@@ -87,9 +87,9 @@ async fn expired_messages_are_never_returned_and_first_seq_moves_up() {
     assert_eq!(synced.conversations[0].messages.len(), 1);
 
     // AND the sweeper deletes the expired rows once they were fanned out
-    let pending = store.pending_feed().await.unwrap();
+    let pending = store.pending().await.unwrap();
     store
-        .ack_feed(pending.into_iter().map(|(i, _)| i).collect())
+        .acknowledge(pending.into_iter().map(|item| item.position).collect())
         .await
         .unwrap();
     let cutoff = chat.limits.retention_cutoff(chat.now());

@@ -6,18 +6,21 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
+};
 
 use chat_shared::StoreError;
 use chat_shared::ports::StoreResult;
 
-use super::codec::{Item, key, opt_s, s};
+use super::DynamoStore;
+use super::codec::{Item, opt_s, s};
 
 /// `TransactWriteItems` takes at most 100 actions.
 pub(crate) const TRANSACTION_MAX: usize = 100;
 
 /// How often a conditional write lost to a racing writer is retried.
-const MAX_ATTEMPTS: u32 = 12;
+pub(crate) const MAX_ATTEMPTS: u32 = 12;
 
 pub(crate) fn sdk<E: std::error::Error + Send + Sync + 'static>(
     context: &'static str,
@@ -102,7 +105,11 @@ impl DynamoStore {
     /// Reads many items of the main table (any order, each key once), retrying
     /// unprocessed keys. Eventually consistent reads cost half: they serve listings,
     /// badges and connection lookups, where a read a moment old is as good.
-    pub(crate) async fn batch_get(&self, mut keys: Vec<Item>, consistent: bool) -> StoreResult<Vec<Item>> {
+    pub(crate) async fn batch_get(
+        &self,
+        mut keys: Vec<Item>,
+        consistent: bool,
+    ) -> StoreResult<Vec<Item>> {
         let mut seen = HashSet::new();
         keys.retain(|k| seen.insert((opt_s(k, "pk"), opt_s(k, "sk"))));
         let mut out = Vec::new();

@@ -6,7 +6,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use chat_shared::StoreError;
 use chat_shared::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
-use chat_shared::ports::{ConnectionRecord, ConversationKind, ConversationRecord, DeviceRecord, MemberRecord, MessageRecord, NewMessage, Platform, Role};
+use chat_shared::ports::{
+    ConnectionRecord, ConversationKind, ConversationRecord, DeviceRecord, MemberRecord,
+    MessageRecord, NewMessage, Platform, Role,
+};
 use chat_shared::protocol::Content;
 
 /// A DynamoDB item.
@@ -15,7 +18,7 @@ pub type Item = HashMap<String, AttributeValue>;
 /// An item that does not have the shape this adapter writes.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed item: {0}")]
-pub struct MalformedItem(String);
+pub struct MalformedItem(pub(crate) String);
 
 pub(crate) fn malformed(what: String) -> StoreError {
     StoreError::new("decode item", MalformedItem(what))
@@ -75,7 +78,10 @@ pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, 
     opt_n(item, name)?.ok_or_else(|| malformed(format!("missing number {name}")))
 }
 
-pub(crate) fn opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
+pub(crate) fn opt_n<T: std::str::FromStr>(
+    item: &Item,
+    name: &str,
+) -> Result<Option<T>, StoreError> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v
             .parse()
@@ -130,7 +136,13 @@ pub(crate) fn member_from(item: &Item) -> Result<MemberRecord, StoreError> {
     })
 }
 
-pub(crate) fn member_item(conversation: &str, user: &str, role: Role, now: Millis, last_seq: Seq) -> Item {
+pub(crate) fn member_item(
+    conversation: &str,
+    user: &str,
+    role: Role,
+    now: Millis,
+    last_seq: Seq,
+) -> Item {
     HashMap::from([
         ("pk".to_owned(), s(conv_pk(conversation))),
         ("sk".to_owned(), s(member_sk(user))),
@@ -201,7 +213,11 @@ pub(crate) fn connection_entry(c: &ConnectionRecord) -> AttributeValue {
     AttributeValue::M(m)
 }
 
-pub(crate) fn connection_from(id: &str, user: &UserId, entry: &Item) -> Result<ConnectionRecord, StoreError> {
+pub(crate) fn connection_from(
+    id: &str,
+    user: &UserId,
+    entry: &Item,
+) -> Result<ConnectionRecord, StoreError> {
     Ok(ConnectionRecord {
         connection_id: id.to_owned(),
         user_id: user.clone(),
@@ -225,7 +241,11 @@ pub(crate) fn device_entry(d: &DeviceRecord) -> AttributeValue {
     AttributeValue::M(m)
 }
 
-pub(crate) fn device_from(user: &UserId, id: &str, entry: &Item) -> Result<DeviceRecord, StoreError> {
+pub(crate) fn device_from(
+    user: &UserId,
+    id: &str,
+    entry: &Item,
+) -> Result<DeviceRecord, StoreError> {
     Ok(DeviceRecord {
         user_id: user.clone(),
         device_id: DeviceId::parse(id).map_err(|e| malformed(e.0))?,

@@ -8,8 +8,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chat_shared::ids::{Millis, UserId};
 use chat_shared::ports::{ConnectionRecord, ConnectionStore, StoreResult};
 
-use super::client::{condition_held, put, sdk};
-use super::codec::{USER_SK, connection_entry, connection_from, get_map, get_s, key, malformed, n, opt_n, s, user_pk};
+use super::DynamoStore;
+use super::client::{condition_held, sdk};
+use super::codec::{
+    USER_SK, connection_entry, connection_from, get_map, get_s, key, malformed, n, opt_n, s,
+    user_pk,
+};
 
 /// API Gateway closes connections after 2 h: connection items expire a little later.
 const CONNECTION_TTL_SECS: i64 = 2 * 3600 + 600;

@@ -7,10 +7,19 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update}
 
 use chat_shared::StoreError;
 use chat_shared::ids::{ConversationId, Millis, UserId};
-use chat_shared::ports::{AddMembersOutcome, ConversationCursor, ConversationKind, ConversationRecord, ConversationStore, MemberRecord, NewConversation, RemovedMember, Role, StoreResult};
+use chat_shared::ports::{
+    AddMembersOutcome, ConversationCursor, ConversationKind, ConversationRecord, ConversationStore,
+    MemberRecord, NewConversation, RemovedMember, Role, StoreResult,
+};
 
-use super::client::{TRANSACTION_MAX, backoff, cancellation_codes, condition_held, put, sdk};
-use super::codec::{Item, META, MalformedItem, conv_pk, conversation_from, get_s, key, member_from, member_item, member_sk, n, opt_s, s};
+use super::DynamoStore;
+use super::client::{
+    MAX_ATTEMPTS, TRANSACTION_MAX, backoff, cancellation_codes, condition_held, put, sdk,
+};
+use super::codec::{
+    Item, META, MalformedItem, conv_pk, conversation_from, get_s, key, member_from, member_item,
+    member_sk, n, opt_s, s,
+};
 
 impl DynamoStore {
     /// Writes a new conversation with its members (and its pair item for a direct
@@ -133,7 +142,7 @@ impl ConversationStore for DynamoStore {
         ))
     }
 
-    pub(crate) async fn membership(
+    async fn membership(
         &self,
         conversation: &ConversationId,
         user: &UserId,

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chat_shared::ids::{DeviceId, UserId};
 use chat_shared::ports::{DeviceRecord, DeviceStore, StoreResult};
 
+use super::DynamoStore;
 use super::client::sdk;
 use super::codec::{device_entry, device_from, get_map, get_s, key, s, token_pk};
 

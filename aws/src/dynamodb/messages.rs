@@ -7,10 +7,16 @@ use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 
 use chat_shared::StoreError;
 use chat_shared::ids::{ConversationId, Millis, Seq, UserId};
-use chat_shared::ports::{AppendOutcome, MessageQuery, MessageRecord, MessageStore, NewMessage, StoreResult};
+use chat_shared::ports::{
+    AppendOutcome, MessageQuery, MessageRecord, MessageStore, NewMessage, StoreResult,
+};
 
-use super::client::{backoff, cancellation_codes, is_transaction_conflict, put, sdk};
-use super::codec::{META, MalformedItem, conv_pk, conversation_from, get_n, idem_sk, key, member_sk, message_from, message_item, n, s};
+use super::DynamoStore;
+use super::client::{MAX_ATTEMPTS, backoff, cancellation_codes, is_transaction_conflict, put, sdk};
+use super::codec::{
+    META, MalformedItem, conv_pk, conversation_from, get_n, idem_sk, key, member_sk, message_from,
+    message_item, n, s,
+};
 
 #[async_trait]
 impl MessageStore for DynamoStore {

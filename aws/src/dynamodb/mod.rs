@@ -1,4 +1,5 @@
-//! The DynamoDB adapter of the [`Store`] port. Table layout and access patterns: see
+//! The DynamoDB adapter of the core's store port (every area of
+//! [`Store`](chat_shared::ports::Store)). Table layout and access patterns: see
 //! [`crate::tables`].
 //!
 //! A send is one `TransactWriteItems`: advance the conversation's `lastSeq` from n-1 to n
@@ -6,6 +7,25 @@
 //! (conditional on membership). Two racing senders cannot both win n, a retry finds its
 //! idempotency record, and since every message of a conversation shares a partition key,
 //! commit order = seq order = stream order for the fan-out.
+//!
+//! # Layout
+//! - `codec`: keys and attributes, records to items and back; `client`: SDK helpers.
+//! - `users`: the user item and a user's memberships, which several areas read.
+//! - One file per area of the port: `conversations`, `messages`, `receipts`, `pushes`,
+//!   `throttles`, `connections`, `devices`.
+
+mod client;
+mod codec;
+mod connections;
+mod conversations;
+mod devices;
+mod messages;
+mod pushes;
+mod receipts;
+mod throttles;
+mod users;
+
+pub use codec::{Item, MalformedItem, message_from};
 
 use aws_sdk_dynamodb::Client;
 

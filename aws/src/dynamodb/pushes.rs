@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chat_shared::ids::{ConversationId, Millis, Seq};
 use chat_shared::ports::{PushLedger, StoreResult};
 
+use super::DynamoStore;
 use super::client::sdk;
 use super::codec::{conv_pk, key, n};
 

@@ -5,10 +5,11 @@ use async_trait::async_trait;
 use chat_shared::StoreError;
 use chat_shared::domain::advance_positions;
 use chat_shared::ids::{ConversationId, Seq, UserId};
-use chat_shared::ports::{ReceiptStore, ReceiptUpdate, StoreResult};
+use chat_shared::ports::{ConversationStore, ReceiptStore, ReceiptUpdate, StoreResult};
 use chat_shared::protocol::Positions;
 
-use super::client::{backoff, condition_held};
+use super::DynamoStore;
+use super::client::{MAX_ATTEMPTS, backoff, condition_held};
 use super::codec::{MalformedItem, conv_pk, key, member_sk, n};
 
 #[async_trait]

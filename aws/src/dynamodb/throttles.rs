@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use chat_shared::ids::{ConversationId, Millis, UserId};
 use chat_shared::ports::{StoreResult, ThrottleStore};
 
+use super::DynamoStore;
 use super::client::{condition_held, sdk};
 use super::codec::{conv_pk, get_n, key, member_sk, n, user_pk};
 

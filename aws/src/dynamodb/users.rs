@@ -8,8 +8,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chat_shared::ids::UserId;
 use chat_shared::ports::{ConversationRecord, MemberRecord, StoreResult};
 
+use super::DynamoStore;
 use super::client::{condition_held, sdk};
-use super::codec::{Item, META, USER_SK, conversation_from, get_map, get_s, key, malformed, member_from, s, user_pk};
+use super::codec::{
+    Item, META, USER_SK, conversation_from, get_map, get_s, key, malformed, member_from, s, user_pk,
+};
 
 impl DynamoStore {
     /// The member items of a user (GSI `byUser`).

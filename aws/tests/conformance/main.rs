@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use chat_aws::dynamodb::DynamoStore;
 use chat_aws::tables::{TableNames, create_all};
 use chat_shared::ports::Store;
-use chat_shared::sqlite::{Durability, SqliteStore};
+use chat_sqlite::{Durability, SqliteStore};
 use chat_tests::emulators::DynamoDbLocal;
 
 /// A store under test, with whatever keeps it alive.

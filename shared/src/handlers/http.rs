@@ -1,4 +1,4 @@
-//! The HTTP API (PROTOCOL.md §4) over `http::Request<Bytes>`: [`handle`] authenticates a
+//! The HTTP API (docs/protocol.md §5) over `http::Request<Bytes>`: [`handle`] authenticates a
 //! request, [`decode`]s it into an [`ApiRequest`] (pure validation of path, query and
 //! body) and executes that on the service. The local server and the HTTP Lambda both
 //! call [`handle`].

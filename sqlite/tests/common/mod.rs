@@ -11,7 +11,7 @@ use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::UserId;
 use chat_shared::ports::{Clock, ConnectionGateway, GatewayError};
-use chat_shared::sqlite::{Durability, SqliteStore};
+use chat_sqlite::{Durability, SqliteStore};
 
 /// The gateway of a process with no socket open: every connection is gone.
 pub struct NoSockets;

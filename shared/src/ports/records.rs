@@ -1,0 +1,253 @@
+//! The records the store ports take and give.
+
+use crate::error::StoreError;
+use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
+use crate::protocol::{Content, Positions};
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Direct (exactly two members, idempotent per pair) or group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+impl ConversationKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationKind::Direct => "direct",
+            ConversationKind::Group => "group",
+        }
+    }
+
+    /// Parses the stored/wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "direct" => Some(ConversationKind::Direct),
+            "group" => Some(ConversationKind::Group),
+            _ => None,
+        }
+    }
+}
+
+/// A conversation's stored state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRecord {
+    pub id: ConversationId,
+    pub kind: ConversationKind,
+    pub name: Option<String>,
+    pub created_at: Millis,
+    /// The sequence counter: the seq of the newest message (0 before the first).
+    pub last_seq: Seq,
+    /// Time of the newest message, or of creation.
+    pub last_message_at: Millis,
+    pub member_count: u64,
+}
+
+/// A member's role in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Member,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+/// A membership: role, receipt positions and settings of one user in one conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub joined_at: Millis,
+    pub delivered_up_to: Seq,
+    pub read_up_to: Seq,
+    pub muted: bool,
+}
+
+impl MemberRecord {
+    /// The member's receipt positions.
+    pub fn positions(&self) -> Positions {
+        Positions {
+            delivered_up_to: self.delivered_up_to,
+            read_up_to: self.read_up_to,
+        }
+    }
+}
+
+/// A stored message. Also the record the change feed (outbox / DynamoDB stream) carries
+/// to the fan-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub conversation_id: ConversationId,
+    pub seq: Seq,
+    pub message_id: String,
+    pub sender_id: UserId,
+    pub client_message_id: String,
+    pub content: Content,
+    pub reply_to: Option<Seq>,
+    pub timestamp: Millis,
+    /// The connection that sent it, which gets the ack instead of `message.new`.
+    pub origin_connection: Option<String>,
+}
+
+/// A message to append; the store assigns `seq` and the final timestamp.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub conversation_id: ConversationId,
+    pub message_id: String,
+    pub sender_id: UserId,
+    pub client_message_id: String,
+    pub content: Content,
+    pub reply_to: Option<Seq>,
+    pub now: Millis,
+    pub origin_connection: Option<String>,
+    /// Messages older than this are expired (for the record's `expiresAt` on stores with TTL).
+    pub expires_at: Option<Millis>,
+    /// The conversation's `(lastSeq, lastMessageAt)` as the caller last read them: a store
+    /// that must read the counter before writing may try these first (a stale hint only
+    /// costs a retry).
+    pub hint: Option<(Seq, Millis)>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// A new message with the next seq, now durable.
+    Stored(MessageRecord),
+    /// The same (conversation, sender, clientMessageId) was stored before: the original.
+    Duplicate(MessageRecord),
+    /// The sender is not (or no longer) a member.
+    NotMember,
+}
+
+/// A new conversation to create.
+#[derive(Debug, Clone)]
+pub struct NewConversation {
+    pub id: ConversationId,
+    pub kind: ConversationKind,
+    pub name: Option<String>,
+    pub now: Millis,
+    /// In join order; the first is the creator. Groups: the creator is admin.
+    pub members: Vec<UserId>,
+}
+
+/// What adding members did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddMembersOutcome {
+    /// The users that were not members before and are now.
+    Added(Vec<UserId>),
+    /// The group would exceed `max` members.
+    OverCap,
+}
+
+/// What removing a member did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedMember {
+    /// The member promoted to admin because the last admin left, if any.
+    pub promoted: Option<UserId>,
+}
+
+/// What a receipt update did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptUpdate {
+    /// The conversation as read by the update (saves the caller a read).
+    pub conversation: ConversationRecord,
+    pub positions: Positions,
+    /// False when nothing moved (lower or equal values are accepted and ignored).
+    pub changed: bool,
+}
+
+/// A live (or recently live) WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRecord {
+    pub connection_id: String,
+    pub user_id: UserId,
+    pub device_id: Option<DeviceId>,
+    pub connected_at: Millis,
+    /// Time of the last client frame (or of the connect): liveness.
+    pub last_frame_at: Millis,
+}
+
+/// A push platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    Apns,
+    ApnsSandbox,
+    Fcm,
+}
+
+impl Platform {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Apns => "apns",
+            Platform::ApnsSandbox => "apns_sandbox",
+            Platform::Fcm => "fcm",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "apns" => Some(Platform::Apns),
+            "apns_sandbox" => Some(Platform::ApnsSandbox),
+            "fcm" => Some(Platform::Fcm),
+            _ => None,
+        }
+    }
+}
+
+/// A device registered for push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub user_id: UserId,
+    pub device_id: DeviceId,
+    pub platform: Platform,
+    pub token: String,
+    /// Platform endpoint handle (SNS endpoint ARN on AWS), if the sender made one.
+    pub endpoint: Option<String>,
+    pub updated_at: Millis,
+}
+
+/// One page position for the conversation list: (lastMessageAt, id) of the last item seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationCursor {
+    pub last_message_at: Millis,
+    pub conversation_id: ConversationId,
+}
+
+/// Which messages to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageQuery {
+    /// Only seqs greater than this.
+    pub after: Option<Seq>,
+    /// Only seqs lower than this.
+    pub before: Option<Seq>,
+    /// At most this many.
+    pub limit: u32,
+    /// Take the newest of the range (history's default and `before`) rather than the oldest.
+    pub newest: bool,
+    /// Only messages with `timestamp >= min_timestamp` (retention).
+    pub min_timestamp: Millis,
+}

@@ -1,0 +1,219 @@
+//! The store port, split by area: one trait per part of the data the core keeps, and
+//! [`Store`], the umbrella every adapter implements in full, so the service holds one
+//! `Arc<dyn Store>`. One conformance suite runs against every adapter.
+
+use async_trait::async_trait;
+
+use super::{
+    AddMembersOutcome, AppendOutcome, ConnectionRecord, ConversationCursor, ConversationRecord,
+    DeviceRecord, MemberRecord, MessageQuery, MessageRecord, NewConversation, NewMessage,
+    ReceiptUpdate, RemovedMember, StoreResult,
+};
+use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
+
+/// Conversations and their members.
+#[async_trait]
+pub trait ConversationStore: Send + Sync + 'static {
+    /// Creates a group with its members (the first is admin).
+    async fn create_group(&self, new: &NewConversation) -> StoreResult<ConversationRecord>;
+    /// Creates the direct conversation of the pair, or returns the existing one
+    /// (`false` when it existed). Exactly one per unordered pair, even under races.
+    async fn create_direct(&self, new: &NewConversation)
+    -> StoreResult<(ConversationRecord, bool)>;
+    /// A conversation with the caller's membership: `None` when either is missing.
+    async fn membership(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<(ConversationRecord, MemberRecord)>>;
+    /// A conversation, whoever asks.
+    async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<ConversationRecord>>;
+    /// Members in userId order, after `after` (the last user id of the previous page).
+    async fn members(
+        &self,
+        conversation: &ConversationId,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> StoreResult<Vec<MemberRecord>>;
+    /// The user's conversations by (lastMessageAt desc, id asc), after the cursor.
+    async fn user_conversations(
+        &self,
+        user: &UserId,
+        after: Option<&ConversationCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>>;
+    /// Adds users to a group (existing members are left alone) unless it would then
+    /// hold more than `max` members.
+    async fn add_members(
+        &self,
+        conversation: &ConversationId,
+        users: &[UserId],
+        now: Millis,
+        max: u64,
+    ) -> StoreResult<AddMembersOutcome>;
+    /// Removes a member; promotes the longest-standing member when the last admin
+    /// leaves. `None` when the user was not a member.
+    async fn remove_member(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<RemovedMember>>;
+    /// Sets the member's mute flag; false when not a member.
+    async fn set_muted(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        muted: bool,
+    ) -> StoreResult<bool>;
+    /// Of `candidates`, the users who share at least one conversation with `user`.
+    async fn users_sharing_conversation(
+        &self,
+        user: &UserId,
+        candidates: &[UserId],
+    ) -> StoreResult<Vec<UserId>>;
+    /// Users sharing a conversation of at most `max_members` members with `user`.
+    async fn contacts(&self, user: &UserId, max_members: u64) -> StoreResult<Vec<UserId>>;
+}
+
+/// Messages: the append that gives each its seq, reads, idempotency and retention.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Allocates the next seq and persists the message, the conversation's counter, the
+    /// sender's positions and the change-feed record atomically. Idempotent per
+    /// (conversation, sender, clientMessageId).
+    async fn append_message(&self, message: &NewMessage) -> StoreResult<AppendOutcome>;
+    /// The message a sender stored under a clientMessageId, if any.
+    async fn find_by_client_id(
+        &self,
+        conversation: &ConversationId,
+        sender: &UserId,
+        client_message_id: &str,
+    ) -> StoreResult<Option<MessageRecord>>;
+    /// Messages in ascending seq order, and whether more exist in the asked direction.
+    async fn messages(
+        &self,
+        conversation: &ConversationId,
+        query: MessageQuery,
+    ) -> StoreResult<(Vec<MessageRecord>, bool)>;
+    /// The lowest seq with `timestamp >= min_timestamp`, if any.
+    async fn first_retained_seq(
+        &self,
+        conversation: &ConversationId,
+        min_timestamp: Millis,
+    ) -> StoreResult<Option<Seq>>;
+    /// Deletes messages older than `before`; returns how many.
+    async fn expire_messages(&self, before: Millis) -> StoreResult<u64>;
+}
+
+/// Members' receipt positions and what follows from them.
+#[async_trait]
+pub trait ReceiptStore: Send + Sync + 'static {
+    /// Moves a member's positions forward (clamped to lastSeq; read implies delivered).
+    /// `None` when not a member.
+    async fn update_receipts(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        delivered_up_to: Option<Seq>,
+        read_up_to: Option<Seq>,
+    ) -> StoreResult<Option<ReceiptUpdate>>;
+    /// Sum of `lastSeq - readUpTo` over the user's conversations (the push badge).
+    async fn total_unread(&self, user: &UserId) -> StoreResult<u64>;
+}
+
+/// The record of which messages' pushes were sent, so a replayed feed does not push again.
+#[async_trait]
+pub trait PushLedger: Send + Sync + 'static {
+    /// Whether every push of one message was sent already (see
+    /// [`PushLedger::record_pushes_sent`]): a redelivery of the change feed skips them.
+    async fn pushes_sent(&self, conversation: &ConversationId, seq: Seq) -> StoreResult<bool>;
+    /// Records that every push of one message was sent. Written after the pushes, so a
+    /// process that dies in between sends them again when the feed is replayed: pushes
+    /// are at least once, never lost (a repeat carries the same messageId).
+    async fn record_pushes_sent(
+        &self,
+        conversation: &ConversationId,
+        seq: Seq,
+        now: Millis,
+    ) -> StoreResult<()>;
+}
+
+/// Stateless throttles: typing and the send rate, counted in the store so every process
+/// (and every Lambda) sees one count.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync + 'static {
+    /// Counts one `isTyping: true` in the member's current window of `window_ms`;
+    /// `Some(false)` when `max` were already counted, `None` when not a member.
+    async fn typing_permit(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        now: Millis,
+        window_ms: i64,
+        max: u32,
+    ) -> StoreResult<Option<bool>>;
+    /// Counts one send in the user's fixed window starting at `window_start`; returns the
+    /// count including this one.
+    async fn count_send(&self, user: &UserId, window_start: Millis) -> StoreResult<u64>;
+}
+
+/// WebSocket connections and users' last-seen times (presence).
+#[async_trait]
+pub trait ConnectionStore: Send + Sync + 'static {
+    /// Records a new connection.
+    async fn put_connection(&self, connection: &ConnectionRecord) -> StoreResult<()>;
+    /// A connection by id.
+    async fn connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>>;
+    /// Marks a client frame on `user`'s connection (liveness).
+    async fn touch_connection(
+        &self,
+        connection_id: &str,
+        user: &UserId,
+        now: Millis,
+    ) -> StoreResult<()>;
+    /// Deletes a connection; returns it when it existed.
+    async fn delete_connection(&self, connection_id: &str)
+    -> StoreResult<Option<ConnectionRecord>>;
+    /// All connections of these users.
+    async fn connections_of(&self, users: &[UserId]) -> StoreResult<Vec<ConnectionRecord>>;
+    /// Records when a user was last seen (their last frame or close).
+    async fn set_last_seen(&self, user: &UserId, at: Millis) -> StoreResult<()>;
+    /// Last-seen times of these users (users never seen are left out).
+    async fn last_seen(&self, users: &[UserId]) -> StoreResult<Vec<(UserId, Millis)>>;
+}
+
+/// Devices registered for push.
+#[async_trait]
+pub trait DeviceStore: Send + Sync + 'static {
+    /// Registers or updates a device; a token held by another user's device moves to
+    /// this one (that device is removed).
+    async fn put_device(&self, device: &DeviceRecord) -> StoreResult<()>;
+    /// Removes a device; false when it did not exist.
+    async fn delete_device(&self, user: &UserId, device: &DeviceId) -> StoreResult<bool>;
+    /// All devices of these users.
+    async fn devices_of(&self, users: &[UserId]) -> StoreResult<Vec<DeviceRecord>>;
+}
+
+/// Everything the core stores: every area's trait. Adapters implement the areas; this
+/// comes with them.
+pub trait Store:
+    ConversationStore
+    + MessageStore
+    + ReceiptStore
+    + PushLedger
+    + ThrottleStore
+    + ConnectionStore
+    + DeviceStore
+{
+}
+
+impl<T> Store for T where
+    T: ConversationStore
+        + MessageStore
+        + ReceiptStore
+        + PushLedger
+        + ThrottleStore
+        + ConnectionStore
+        + DeviceStore
+{
+}

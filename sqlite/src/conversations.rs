@@ -1,0 +1,336 @@
+//! Conversations and their members.
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use chat_shared::ids::{ConversationId, Millis, UserId};
+use chat_shared::ports::{
+    AddMembersOutcome, ConversationCursor, ConversationRecord, ConversationStore, MemberRecord,
+    NewConversation, RemovedMember, Role, StoreResult,
+};
+
+use crate::errors::err;
+use crate::queries::{
+    conversation_tx, create_conversation_tx, insert_member, membership_tx, placeholders, strings,
+};
+use crate::roster::Found;
+use crate::rows::{
+    CONVERSATION_COLUMNS, MEMBER_COLUMNS, bad_value, conversation_at, member_at, user_at,
+};
+use crate::store::SqliteStore;
+
+#[async_trait]
+impl ConversationStore for SqliteStore {
+    async fn create_group(&self, new: &NewConversation) -> StoreResult<ConversationRecord> {
+        let new = new.clone();
+        self.write_noting(
+            move |tx| create_conversation_tx(tx, &new, None),
+            |cache, conv| cache.forget_conversation(conv.id.as_str()),
+        )
+        .await
+        .map_err(err("create group"))
+    }
+
+    async fn create_direct(
+        &self,
+        new: &NewConversation,
+    ) -> StoreResult<(ConversationRecord, bool)> {
+        let new = new.clone();
+        self.write_noting_after(
+            move |tx| {
+                let mut pair = strings(&new.members);
+                pair.sort();
+                let pair = pair.join("\n");
+                let existing: Option<String> = tx
+                    .query_row(
+                        "SELECT id FROM conversations WHERE direct_pair = ?1",
+                        [&pair],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match existing {
+                    Some(id) => Ok((
+                        conversation_tx(tx, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+                        false,
+                    )),
+                    None => Ok((create_conversation_tx(tx, &new, Some(&pair))?, true)),
+                }
+            },
+            |cache, (conv, _)| cache.forget_conversation(conv.id.as_str()),
+            true,
+        )
+        .await
+        .map_err(err("create direct conversation"))
+    }
+
+    async fn membership(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<(ConversationRecord, MemberRecord)>> {
+        let found = self.with_roster(conversation, |r| {
+            r.member(user.as_str())
+                .map(|m| (r.conversation.clone(), m.clone()))
+        });
+        match found.map_err(err("read membership"))? {
+            Found::Kept(v) => Ok(v),
+            Found::Missing => Ok(None),
+            Found::Large => {
+                let found = self
+                    .lookup(|c| membership_tx(c, conversation.as_str(), user.as_str()))
+                    .map_err(err("read membership"))?;
+                Ok(found.map(|(mut c, mut m)| {
+                    self.inner.in_flight.overlay_conversation(&mut c);
+                    self.inner.in_flight.overlay_member(&mut m);
+                    (c, m)
+                }))
+            }
+        }
+    }
+
+    async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<ConversationRecord>> {
+        match self
+            .with_roster(id, |r| r.conversation.clone())
+            .map_err(err("read conversation"))?
+        {
+            Found::Kept(v) => Ok(Some(v)),
+            Found::Missing => Ok(None),
+            Found::Large => {
+                let found = self
+                    .lookup(|c| conversation_tx(c, id.as_str()))
+                    .map_err(err("read conversation"))?;
+                Ok(found.map(|mut c| {
+                    self.inner.in_flight.overlay_conversation(&mut c);
+                    c
+                }))
+            }
+        }
+    }
+
+    async fn members(
+        &self,
+        conversation: &ConversationId,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> StoreResult<Vec<MemberRecord>> {
+        // "" sorts before every user id: the first page is the same query.
+        let after = after.map_or("", UserId::as_str);
+        match self
+            .with_roster(conversation, |r| r.page(after, limit as usize))
+            .map_err(err("read members"))?
+        {
+            Found::Kept(page) => return Ok(page),
+            Found::Missing => return Ok(Vec::new()),
+            Found::Large => {}
+        }
+        self.lookup(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members m
+                 WHERE m.conversation_id = ?1 AND m.user_id > ?2
+                 ORDER BY m.user_id LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(params![conversation.as_str(), after, limit], |r| {
+                member_at(r, 0)
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map(|mut page| {
+            for m in &mut page {
+                self.inner.in_flight.overlay_member(m);
+            }
+            page
+        })
+        .map_err(err("read members"))
+    }
+
+    async fn user_conversations(
+        &self,
+        user: &UserId,
+        after: Option<&ConversationCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
+        self.settle_for(None)
+            .await
+            .map_err(err("read user conversations"))?;
+        let user = user.clone();
+        let after = after.cloned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {CONVERSATION_COLUMNS}, {MEMBER_COLUMNS} FROM members m
+                 JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.user_id = ?1
+                   AND (c.last_message_at < ?2 OR (c.last_message_at = ?2 AND c.id > ?3))
+                 ORDER BY c.last_message_at DESC, c.id ASC LIMIT ?4"
+            ))?;
+            // The first page starts after (Millis::MAX, ""): before every conversation.
+            let (before_at, after_id) = after.as_ref().map_or((Millis::MAX, ""), |a| {
+                (a.last_message_at, a.conversation_id.as_str())
+            });
+            let rows = stmt.query_map(params![user.as_str(), before_at, after_id, limit], |r| {
+                Ok((conversation_at(r, 0)?, member_at(r, 7)?))
+            })?;
+            rows.collect()
+        })
+        .await
+        .map_err(err("read user conversations"))
+    }
+
+    async fn add_members(
+        &self,
+        conversation: &ConversationId,
+        users: &[UserId],
+        now: Millis,
+        max: u64,
+    ) -> StoreResult<AddMembersOutcome> {
+        let (conversation, id) = (conversation.clone(), conversation.clone());
+        let users = users.to_vec();
+        self.write_noting_after(
+            move |tx| {
+                let Some(conv) = conversation_tx(tx, conversation.as_str())? else {
+                    return Ok(AddMembersOutcome::Added(Vec::new()));
+                };
+                let mut fresh = Vec::new();
+                for user in &users {
+                    let exists = membership_tx(tx, conversation.as_str(), user.as_str())?.is_some();
+                    if !exists && !fresh.contains(user) {
+                        fresh.push(user.clone());
+                    }
+                }
+                if conv.member_count + fresh.len() as u64 > max {
+                    return Ok(AddMembersOutcome::OverCap);
+                }
+                for user in &fresh {
+                    insert_member(
+                        tx,
+                        conversation.as_str(),
+                        user.as_str(),
+                        Role::Member,
+                        now,
+                        conv.last_seq,
+                    )?;
+                }
+                tx.execute(
+                    "UPDATE conversations SET member_count = member_count + ?2 WHERE id = ?1",
+                    params![conversation.as_str(), fresh.len() as i64],
+                )?;
+                Ok(AddMembersOutcome::Added(fresh))
+            },
+            move |cache, _| cache.forget_conversation(id.as_str()),
+            true,
+        )
+        .await
+        .map_err(err("add members"))
+    }
+
+    async fn remove_member(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> StoreResult<Option<RemovedMember>> {
+        let (conversation, user, id) = (conversation.clone(), user.clone(), conversation.clone());
+        self.write_noting(move |tx| {
+            let cid = conversation.as_str();
+            if tx.execute(
+                "DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2",
+                params![cid, user.as_str()],
+            )? == 0
+            {
+                return Ok(None);
+            }
+            tx.execute(
+                "UPDATE conversations SET member_count = member_count - 1 WHERE id = ?1",
+                [cid],
+            )?;
+            let admins: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM members WHERE conversation_id = ?1 AND role = 'admin'",
+                [cid],
+                |r| r.get(0),
+            )?;
+            let mut promoted = None;
+            if admins == 0 {
+                let next: Option<String> = tx
+                    .query_row(
+                        "SELECT user_id FROM members WHERE conversation_id = ?1
+                         ORDER BY join_order LIMIT 1",
+                        [cid],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(next) = next {
+                    tx.execute(
+                        "UPDATE members SET role = 'admin' WHERE conversation_id = ?1 AND user_id = ?2",
+                        params![cid, next],
+                    )?;
+                    promoted = Some(UserId::parse(next).map_err(|e| bad_value(0, e))?);
+                }
+            }
+            Ok(Some(RemovedMember { promoted }))
+        }, move |cache, _| cache.forget_conversation(id.as_str()))
+        .await
+        .map_err(err("remove member"))
+    }
+
+    async fn set_muted(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        muted: bool,
+    ) -> StoreResult<bool> {
+        let (conversation, user, id) = (conversation.clone(), user.clone(), conversation.clone());
+        self.write_noting(
+            move |tx| {
+                Ok(tx.execute(
+                    "UPDATE members SET muted = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
+                    params![conversation.as_str(), user.as_str(), muted],
+                )? == 1)
+            },
+            move |cache, _| cache.forget_conversation(id.as_str()),
+        )
+        .await
+        .map_err(err("set muted"))
+    }
+
+    async fn users_sharing_conversation(
+        &self,
+        user: &UserId,
+        candidates: &[UserId],
+    ) -> StoreResult<Vec<UserId>> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let user = user.clone();
+        let candidates = strings(candidates);
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT DISTINCT o.user_id FROM members me
+                 JOIN members o ON o.conversation_id = me.conversation_id
+                 WHERE me.user_id = ?1 AND o.user_id IN ({})",
+                placeholders(2, candidates.len())
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let values = std::iter::once(user.as_str().to_owned()).chain(candidates);
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| user_at(r, 0))?;
+            rows.collect()
+        })
+        .await
+        .map_err(err("read shared users"))
+    }
+
+    async fn contacts(&self, user: &UserId, max_members: u64) -> StoreResult<Vec<UserId>> {
+        let user = user.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT o.user_id FROM members me
+                 JOIN conversations c ON c.id = me.conversation_id
+                 JOIN members o ON o.conversation_id = me.conversation_id
+                 WHERE me.user_id = ?1 AND c.member_count <= ?2 AND o.user_id != ?1",
+            )?;
+            let rows = stmt.query_map(params![user.as_str(), max_members as i64], |r| {
+                user_at(r, 0)
+            })?;
+            rows.collect()
+        })
+        .await
+        .map_err(err("read contacts"))
+    }
+}

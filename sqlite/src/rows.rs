@@ -1,0 +1,103 @@
+//! Rows to records: the column lists the queries select and the mappers that read them.
+
+use rusqlite::Row;
+
+use chat_shared::ids::{ConversationId, DeviceId, UserId};
+use chat_shared::ports::{
+    ConnectionRecord, ConversationKind, ConversationRecord, DeviceRecord, MemberRecord,
+    MessageRecord, Platform, Role,
+};
+use chat_shared::protocol::Content;
+
+pub(crate) const CONVERSATION_COLUMNS: &str =
+    "c.id, c.kind, c.name, c.created_at, c.last_seq, c.last_message_at, c.member_count";
+
+pub(crate) const MEMBER_COLUMNS: &str =
+    "m.conversation_id, m.user_id, m.role, m.joined_at, m.delivered_up_to, m.read_up_to, m.muted";
+
+pub(crate) const MESSAGE_COLUMNS: &str = "m.conversation_id, m.seq, m.message_id, m.sender_id, \
+     m.client_message_id, m.content, m.reply_to, m.timestamp, m.origin_connection";
+
+pub(crate) fn bad_value(
+    i: usize,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+}
+
+pub(crate) fn user_at(r: &Row<'_>, i: usize) -> rusqlite::Result<UserId> {
+    UserId::parse(r.get::<_, String>(i)?).map_err(|e| bad_value(i, e))
+}
+
+pub(crate) fn conversation_id_at(r: &Row<'_>, i: usize) -> rusqlite::Result<ConversationId> {
+    ConversationId::parse(r.get::<_, String>(i)?).map_err(|e| bad_value(i, e))
+}
+
+pub(crate) fn conversation_at(r: &Row<'_>, i: usize) -> rusqlite::Result<ConversationRecord> {
+    let kind: String = r.get(i + 1)?;
+    Ok(ConversationRecord {
+        id: conversation_id_at(r, i)?,
+        kind: ConversationKind::parse(&kind)
+            .ok_or_else(|| bad_value(i + 1, chat_shared::ids::InvalidValue(kind)))?,
+        name: r.get(i + 2)?,
+        created_at: r.get(i + 3)?,
+        last_seq: r.get(i + 4)?,
+        last_message_at: r.get(i + 5)?,
+        member_count: r.get(i + 6)?,
+    })
+}
+
+pub(crate) fn member_at(r: &Row<'_>, i: usize) -> rusqlite::Result<MemberRecord> {
+    let role: String = r.get(i + 2)?;
+    Ok(MemberRecord {
+        conversation_id: conversation_id_at(r, i)?,
+        user_id: user_at(r, i + 1)?,
+        role: Role::parse(&role)
+            .ok_or_else(|| bad_value(i + 2, chat_shared::ids::InvalidValue(role)))?,
+        joined_at: r.get(i + 3)?,
+        delivered_up_to: r.get(i + 4)?,
+        read_up_to: r.get(i + 5)?,
+        muted: r.get(i + 6)?,
+    })
+}
+
+pub(crate) fn message_at(r: &Row<'_>, i: usize) -> rusqlite::Result<MessageRecord> {
+    let content: String = r.get(i + 5)?;
+    Ok(MessageRecord {
+        conversation_id: conversation_id_at(r, i)?,
+        seq: r.get(i + 1)?,
+        message_id: r.get(i + 2)?,
+        sender_id: user_at(r, i + 3)?,
+        client_message_id: r.get(i + 4)?,
+        content: serde_json::from_str::<Content>(&content).map_err(|e| bad_value(i + 5, e))?,
+        reply_to: r.get(i + 6)?,
+        timestamp: r.get(i + 7)?,
+        origin_connection: r.get(i + 8)?,
+    })
+}
+
+pub(crate) fn connection_at(r: &Row<'_>) -> rusqlite::Result<ConnectionRecord> {
+    let device: Option<String> = r.get(2)?;
+    Ok(ConnectionRecord {
+        connection_id: r.get(0)?,
+        user_id: user_at(r, 1)?,
+        device_id: device
+            .map(|d| DeviceId::parse(d).map_err(|e| bad_value(2, e)))
+            .transpose()?,
+        connected_at: r.get(3)?,
+        last_frame_at: r.get(4)?,
+    })
+}
+
+pub(crate) fn device_at(r: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    let platform: String = r.get(2)?;
+    Ok(DeviceRecord {
+        user_id: user_at(r, 0)?,
+        device_id: DeviceId::parse(r.get::<_, String>(1)?).map_err(|e| bad_value(1, e))?,
+        platform: Platform::parse(&platform)
+            .ok_or_else(|| bad_value(2, chat_shared::ids::InvalidValue(platform)))?,
+        token: r.get(3)?,
+        endpoint: r.get(4)?,
+        updated_at: r.get(5)?,
+    })
+}
