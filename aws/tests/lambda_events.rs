@@ -7,11 +7,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use chat_aws::dynamodb::DynamoStore;
 use chat_aws::lambda::{Deps, LambdaConfig, StreamEvent, WsEvent, handle_stream, handle_ws};
 use chat_aws::sns::PlatformApplications;
 use chat_aws::tables::{TableNames, create_all};
+use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::UserId;
+use chat_shared::ports::ConnectionStore;
 use chat_shared::ports::ConversationKind;
 use chat_shared::service::CreateConversation;
 use chat_tests::emulators::{DynamoDbLocal, MotoServer};
@@ -29,7 +32,9 @@ fn credentials() -> Credentials {
     Credentials::new("test", "test", None, None, "fixtures")
 }
 
-async fn deps() -> Deps {
+/// The Lambda dependencies over fresh tables, and the store they run on (read directly to
+/// check what it keeps).
+async fn deps() -> (Deps, DynamoStore) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::Config::builder()
@@ -62,7 +67,7 @@ async fn deps() -> Deps {
         ))
         .build();
     let config = LambdaConfig {
-        tables: names,
+        tables: names.clone(),
         jwt_secret: SECRET.into(),
         jwt_issuer: None,
         jwt_audience: None,
@@ -70,13 +75,16 @@ async fn deps() -> Deps {
         apigw_endpoint: Some(moto),
         push_apps: PlatformApplications::default(),
     };
-    Deps::with_clients(config, dynamodb, sns, sdk)
+    let store = DynamoStore::new(dynamodb.clone(), names);
+    (Deps::with_clients(config, dynamodb, sns, sdk), store)
 }
 
 fn token(deps: &Deps, user: &str) -> String {
-    deps.chat
-        .tokens
-        .issue(&UserId::parse(user).unwrap(), deps.chat.now(), 3600)
+    TokenVerifier::new(SECRET, None, None).issue(
+        &UserId::parse(user).unwrap(),
+        deps.chat.now(),
+        3600,
+    )
 }
 
 /// A fixture with its placeholders filled, checked against the real event type first.
@@ -108,19 +116,14 @@ async fn direct(deps: &Deps) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_send_and_disconnect_events_drive_the_handlers() {
-    let deps = deps().await;
+    let (deps, store) = deps().await;
     let conversation = direct(&deps).await;
     let alice = token(&deps, "alice");
 
     // $connect with the token in the query string
     let connect = handle_ws(&deps, ws_event(CONNECT, &[("__TOKEN__", &alice)])).await;
     assert_eq!(connect.status_code, 200);
-    let stored = deps
-        .chat
-        .store
-        .connection(FIXTURE_CONNECTION)
-        .await
-        .unwrap();
+    let stored = store.connection(FIXTURE_CONNECTION).await.unwrap();
     let stored = stored.expect("the connection is recorded");
     assert_eq!(stored.user_id.as_str(), "alice");
     assert_eq!(
@@ -160,8 +163,7 @@ async fn connect_send_and_disconnect_events_drive_the_handlers() {
     let disconnect = handle_ws(&deps, ws_event(DISCONNECT, &[])).await;
     assert_eq!(disconnect.status_code, 200);
     assert!(
-        deps.chat
-            .store
+        store
             .connection(FIXTURE_CONNECTION)
             .await
             .unwrap()
@@ -181,7 +183,7 @@ async fn connect_send_and_disconnect_events_drive_the_handlers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emulator_event_without_the_timing_fields_is_accepted() {
     // Emulators omit connectedAt / requestTimeEpoch, which the strict type requires.
-    let deps = deps().await;
+    let (deps, _) = deps().await;
     let alice = token(&deps, "alice");
     let mut event: Value = serde_json::from_str(CONNECT).unwrap();
     let ctx = event["requestContext"].as_object_mut().unwrap();
@@ -195,7 +197,7 @@ async fn an_emulator_event_without_the_timing_fields_is_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_batch_is_fanned_out_and_a_poison_record_is_skipped() {
-    let deps = deps().await;
+    let (deps, store) = deps().await;
     let conversation = direct(&deps).await;
     // bob is online on a connection the Management API (moto) accepts posts for
     let bob = token(&deps, "bob");
@@ -214,14 +216,7 @@ async fn a_stream_batch_is_fanned_out_and_a_poison_record_is_skipped() {
     // post succeeded: a 410 would have removed it)
     let response = handle_stream(&deps.chat, batch.clone()).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    assert!(
-        deps.chat
-            .store
-            .connection("bob-conn=")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(store.connection("bob-conn=").await.unwrap().is_some());
 
     // AND a batch whose second INSERT is not a message skips exactly that record (it can
     // never be processed: reporting it would only hold the shard back)

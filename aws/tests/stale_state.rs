@@ -24,7 +24,9 @@ use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId, UserId};
 use chat_shared::ports::{
     ConnectionGateway, ConnectionRecord, GatewayError, Platform, SystemClock,
 };
+use chat_shared::ports::{ConnectionStore, DeviceStore};
 use chat_shared::protocol::{Content, SendRequest};
+use chat_shared::service::Ports;
 use chat_tests::emulators::MotoServer;
 use common::*;
 
@@ -63,6 +65,8 @@ impl ConnectionGateway for GoneSockets {
 
 struct Stack {
     chat: Chat,
+    /// The store the service runs on, read directly to check what it keeps.
+    store: DynamoStore,
     dynamodb: aws_sdk_dynamodb::Client,
     names: TableNames,
 }
@@ -70,22 +74,26 @@ struct Stack {
 async fn stack(tag: &str, gateway: Arc<dyn ConnectionGateway>, fcm: Option<String>) -> Stack {
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(dynamodb_config().build());
     let names = tables(&dynamodb, tag).await;
-    let chat = Chat {
-        store: Arc::new(DynamoStore::new(dynamodb.clone(), names.clone())),
-        gateway,
-        push: Arc::new(SnsPush::new(
-            sns_client(),
-            PlatformApplications {
-                fcm,
-                ..Default::default()
-            },
-        )),
-        clock: Arc::new(SystemClock),
-        limits: Limits::default(),
-        tokens: TokenVerifier::new("aws-tests", None, None),
-    };
+    let store = DynamoStore::new(dynamodb.clone(), names.clone());
+    let chat = Chat::new(
+        Ports {
+            store: Arc::new(store.clone()),
+            gateway,
+            push: Arc::new(SnsPush::new(
+                sns_client(),
+                PlatformApplications {
+                    fcm,
+                    ..Default::default()
+                },
+            )),
+            clock: Arc::new(SystemClock),
+        },
+        Limits::default(),
+        TokenVerifier::new("aws-tests", None, None),
+    );
     Stack {
         chat,
+        store,
         dynamodb,
         names,
     }
@@ -136,8 +144,7 @@ async fn a_connection_whose_socket_is_gone_is_forgotten_by_the_fan_out() {
         .unwrap();
     s.chat.connect("bob-1", &user("bob"), None).await.unwrap();
     let now = now_ms();
-    s.chat
-        .store
+    s.store
         .put_connection(&ConnectionRecord {
             connection_id: "bob-stale".into(),
             user_id: user("bob"),
@@ -158,16 +165,8 @@ async fn a_connection_whose_socket_is_gone_is_forgotten_by_the_fan_out() {
         frames.iter().any(|f| f["type"] == "message.new"),
         "{frames:?}"
     );
-    assert!(
-        s.chat
-            .store
-            .connection("bob-stale")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(s.store.connection("bob-stale").await.unwrap().is_none());
     let left: HashSet<String> = s
-        .chat
         .store
         .connections_of(&[user("bob")])
         .await
@@ -235,7 +234,6 @@ async fn a_device_whose_endpoint_is_disabled_is_forgotten_after_a_push() {
     assert_eq!(moto.publishes_to(&tablet).await.unwrap().len(), 1);
     assert!(moto.publishes_to(&phone).await.unwrap().is_empty());
     let devices: Vec<String> = s
-        .chat
         .store
         .devices_of(&[user("carol")])
         .await

@@ -5,9 +5,11 @@
 
 mod common;
 
+use chat_aws::dynamodb::DynamoStore;
 use chat_aws::lambda::handle_stream;
 use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
 use chat_shared::ports::{ConversationKind, Platform};
+use chat_shared::ports::{ConversationStore, DeviceStore, ReceiptStore};
 use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::CreateConversation;
 use chat_tests::emulators::MotoServer;
@@ -24,6 +26,8 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
     // offline with an FCM phone, dave is offline and muted the group
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(dynamodb_config().build());
     let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "st").await;
+    // The store the service runs on, read directly to check what it keeps.
+    let store = DynamoStore::new(dynamodb.clone(), names.clone());
     let (group, _) = chat
         .create_conversation(
             &user("alice"),
@@ -106,33 +110,21 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
         })
         .collect();
     assert_eq!(pushed_seqs, ["1", "2", "3"]);
-    let dave_devices = chat
-        .store
-        .devices_of(std::slice::from_ref(&dave))
-        .await
-        .unwrap();
+    let dave_devices = store.devices_of(std::slice::from_ref(&dave)).await.unwrap();
     let dave_endpoint = dave_devices[0].endpoint.clone().unwrap();
     assert!(moto.publishes_to(&dave_endpoint).await.unwrap().is_empty());
 
     // WHEN the same batch is delivered again (a Lambda retry)
-    let unread_before = chat.store.total_unread(&carol).await.unwrap();
+    let unread_before = store.total_unread(&carol).await.unwrap();
     let response = handle_stream(&chat, batch).await;
     assert!(response.batch_item_failures.is_empty());
 
     // THEN nothing observable is counted twice: no second push, unread and positions as
     // they were; bob sees the frames again, which clients drop by (conversation, seq)
     assert_eq!(moto.publishes_to(&endpoint).await.unwrap().len(), 3);
-    assert_eq!(
-        chat.store.total_unread(&carol).await.unwrap(),
-        unread_before
-    );
+    assert_eq!(store.total_unread(&carol).await.unwrap(), unread_before);
     assert_eq!(unread_before, 3);
-    let (_, bob_member) = chat
-        .store
-        .membership(&id, &user("bob"))
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, bob_member) = store.membership(&id, &user("bob")).await.unwrap().unwrap();
     assert_eq!((bob_member.delivered_up_to, bob_member.read_up_to), (0, 0));
     assert_eq!(seqs(tap.frames_to("bob-1")), [1, 2, 3, 1, 2, 3]);
 }

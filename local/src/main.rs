@@ -18,6 +18,7 @@ use chat_shared::config::{ConfigError, Limits, env_flag, env_u32};
 use chat_shared::ids::UserId;
 use chat_shared::ports::{Clock, SystemClock};
 use chat_shared::protocol::LIVENESS_MS;
+use chat_shared::service::Ports;
 use chat_sqlite::{Durability, SqliteStore};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -136,14 +137,16 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("opening database {}", cli.db.display()))?;
     let gateway = Arc::new(LocalGateway::default());
     let app = Arc::new(App {
-        chat: Chat {
-            store: Arc::new(store.clone()),
-            gateway: gateway.clone(),
-            push: Arc::new(store.clone()),
-            clock: Arc::new(SystemClock),
+        chat: Chat::new(
+            Ports {
+                store: Arc::new(store.clone()),
+                gateway: gateway.clone(),
+                push: Arc::new(store.clone()),
+                clock: Arc::new(SystemClock),
+            },
             limits,
-            tokens: verifier(&cli.listen)?,
-        },
+            verifier(&cli.listen)?,
+        ),
         store,
         gateway,
         dev_endpoints: env_flag("CHAT_DEV_ENDPOINTS")?,

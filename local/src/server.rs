@@ -17,7 +17,7 @@ use axum::serve::ListenerExt;
 use bytes::Bytes;
 use chat_shared::handlers::{self, ws::ConnectionContext};
 use chat_shared::ids::UserId;
-use chat_shared::ports::{ChangeFeed, FeedItem, MessageStore};
+use chat_shared::ports::{ChangeFeed, FeedItem};
 use chat_shared::protocol::{MAX_BODY_BYTES, MAX_READ_FRAME_BYTES, ServerFrame};
 use chat_shared::{Chat, ChatError, domain};
 use chat_sqlite::SqliteStore;
@@ -211,12 +211,11 @@ async fn delete_outbox_rows(app: &App, done: &mut Vec<i64>) {
 
 /// Deletes expired messages periodically.
 async fn sweep(app: Arc<App>) {
-    if app.chat.limits.retention_days == 0 {
+    if app.chat.limits().retention_days == 0 {
         return;
     }
     loop {
-        let cutoff = app.chat.limits.retention_cutoff(app.chat.now());
-        match app.store.expire_messages(cutoff).await {
+        match app.chat.expire_messages().await {
             Ok(0) => {}
             Ok(n) => info!(count = n, "expired messages deleted"),
             Err(e) => warn!(error = %e, "retention sweep failed"),

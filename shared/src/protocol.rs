@@ -516,3 +516,36 @@ mod tests {
         assert!(v.as_object().unwrap().contains_key("clientMessageId"));
     }
 }
+
+/// One conversation of a sync answer.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncedConversation {
+    pub conversation_id: ConversationId,
+    pub messages: Vec<MessageView>,
+    pub has_more: bool,
+    pub first_seq: Seq,
+    pub last_seq: Seq,
+    pub delivered_up_to: Seq,
+    pub read_up_to: Seq,
+    pub unread_count: u64,
+}
+
+/// A sync answer.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncResult {
+    pub conversations: Vec<SyncedConversation>,
+    pub new_conversations: Vec<ConversationView>,
+    pub removed_conversation_ids: Vec<ConversationId>,
+    pub server_time: Millis,
+}
+
+/// One user's presence.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceView {
+    pub user_id: UserId,
+    pub status: PresenceStatus,
+    pub last_seen: Option<Millis>,
+}

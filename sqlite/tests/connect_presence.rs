@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chat_shared::config::Limits;
 use chat_shared::ids::UserId;
+use chat_shared::ports::ConnectionStore;
 use chat_shared::ports::{ConversationKind, SystemClock};
 use chat_shared::service::CreateConversation;
 
@@ -14,7 +15,7 @@ use chat_shared::service::CreateConversation;
 async fn connections_that_answer_gone_while_opening_are_kept() {
     // GIVEN alice and bob share a conversation, and no socket accepts frames yet (as
     // during $connect on API Gateway)
-    let (chat, _store, _dir) = common::chat(Arc::new(SystemClock), Limits::default());
+    let (chat, store, _dir) = common::chat(Arc::new(SystemClock), Limits::default());
     let (alice, bob) = (
         UserId::parse("alice").unwrap(),
         UserId::parse("bob").unwrap(),
@@ -35,6 +36,6 @@ async fn connections_that_answer_gone_while_opening_are_kept() {
     chat.connect("alice-1", &alice, None).await.unwrap();
 
     // THEN both connections are still recorded
-    assert!(chat.store.connection("bob-1").await.unwrap().is_some());
-    assert!(chat.store.connection("alice-1").await.unwrap().is_some());
+    assert!(store.connection("bob-1").await.unwrap().is_some());
+    assert!(store.connection("alice-1").await.unwrap().is_some());
 }

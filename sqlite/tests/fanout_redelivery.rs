@@ -7,6 +7,7 @@ mod common;
 
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
+use chat_shared::ports::ReceiptStore;
 use chat_shared::ports::{ChangeFeed, ConversationKind, Platform, SystemClock};
 use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::CreateConversation;
@@ -59,5 +60,5 @@ async fn a_replayed_outbox_entry_pushes_once() {
     let pushes = store.pushes().await.unwrap();
     assert_eq!(pushes.len(), 1);
     assert_eq!(pushes[0].notification.badge, 1);
-    assert_eq!(chat.store.total_unread(&bob).await.unwrap(), 1);
+    assert_eq!(store.total_unread(&bob).await.unwrap(), 1);
 }

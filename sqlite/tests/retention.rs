@@ -8,7 +8,7 @@ mod common;
 
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, UserId};
-use chat_shared::ports::{ChangeFeed, Clock, ConversationKind, MessageStore};
+use chat_shared::ports::{ChangeFeed, Clock, ConversationKind};
 use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::{CreateConversation, HistoryQuery, SyncCursor};
 
@@ -92,8 +92,7 @@ async fn expired_messages_are_never_returned_and_first_seq_moves_up() {
         .acknowledge(pending.into_iter().map(|item| item.position).collect())
         .await
         .unwrap();
-    let cutoff = chat.limits.retention_cutoff(chat.now());
-    assert_eq!(store.expire_messages(cutoff).await.unwrap(), 2);
+    assert_eq!(chat.expire_messages().await.unwrap(), 2);
     let view = chat.get_conversation(&bob, &id).await.unwrap();
     assert_eq!((view.first_seq, view.last_seq), (3, 3));
 }

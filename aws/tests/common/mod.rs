@@ -19,6 +19,7 @@ use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ports::{ConnectionGateway, GatewayError, SystemClock};
+use chat_shared::service::Ports;
 use chat_tests::emulators::{DynamoDbLocal, MotoServer};
 
 pub fn credentials() -> Credentials {
@@ -121,14 +122,16 @@ pub fn chat(
     gateway: Arc<Tap<ApiGatewayGateway>>,
     apps: PlatformApplications,
 ) -> Chat {
-    Chat {
-        store: Arc::new(DynamoStore::new(dynamodb, names)),
-        gateway,
-        push: Arc::new(SnsPush::new(sns_client(), apps)),
-        clock: Arc::new(SystemClock),
-        limits: Limits::default(),
-        tokens: TokenVerifier::new("aws-tests", None, None),
-    }
+    Chat::new(
+        Ports {
+            store: Arc::new(DynamoStore::new(dynamodb, names)),
+            gateway,
+            push: Arc::new(SnsPush::new(sns_client(), apps)),
+            clock: Arc::new(SystemClock),
+        },
+        Limits::default(),
+        TokenVerifier::new("aws-tests", None, None),
+    )
 }
 
 /// The chat service on fresh tables tagged `tag`, with the tapped Management API of moto

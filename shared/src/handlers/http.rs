@@ -456,7 +456,7 @@ fn device_body(r: &Req<'_>) -> ChatResult<ApiRequest> {
 async fn execute(chat: &Chat, caller: &UserId, request: ApiRequest) -> ChatResult<HttpResponse> {
     Ok(match request {
         ApiRequest::CreateConversation(create) => {
-            if create.members.len() > 1000 + chat.limits.max_group_members as usize {
+            if create.members.len() > 1000 + chat.limits().max_group_members as usize {
                 return Err(ChatError::Invalid("too many members".into()));
             }
             let (view, created) = chat.create_conversation(caller, create).await?;

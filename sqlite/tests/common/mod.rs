@@ -11,6 +11,7 @@ use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::UserId;
 use chat_shared::ports::{Clock, ConnectionGateway, GatewayError};
+use chat_shared::service::Ports;
 use chat_sqlite::{Durability, SqliteStore};
 
 /// The gateway of a process with no socket open: every connection is gone.
@@ -31,14 +32,16 @@ impl ConnectionGateway for NoSockets {
 pub fn chat(clock: Arc<dyn Clock>, limits: Limits) -> (Chat, SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("chat.db"), Durability::Process).unwrap();
-    let chat = Chat {
-        store: Arc::new(store.clone()),
-        gateway: Arc::new(NoSockets),
-        push: Arc::new(store.clone()),
-        clock,
+    let chat = Chat::new(
+        Ports {
+            store: Arc::new(store.clone()),
+            gateway: Arc::new(NoSockets),
+            push: Arc::new(store.clone()),
+            clock,
+        },
         limits,
-        tokens: TokenVerifier::new("s", None, None),
-    };
+        TokenVerifier::new("s", None, None),
+    );
     (chat, store, dir)
 }
 

@@ -1,0 +1,61 @@
+//! The functions' configuration, read from the environment once, at start.
+
+use chat_shared::config::{ConfigError, Limits};
+
+use crate::sns::PlatformApplications;
+use crate::tables::TableNames;
+
+/// Everything a function reads from its environment, once, at start.
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    pub tables: TableNames,
+    pub jwt_secret: String,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub limits: Limits,
+    /// `CHAT_APIGW_ENDPOINT`: the Management API endpoint, when it is not
+    /// `https://{domain}/{stage}` of the event (emulators, custom domains, the fan-out).
+    pub apigw_endpoint: Option<String>,
+    pub push_apps: PlatformApplications,
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => Err(ConfigError {
+            name,
+            value: String::new(),
+            reason: "is required",
+        }),
+    }
+}
+
+pub(crate) fn optional(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl LambdaConfig {
+    /// Reads `CHAT_TABLE_MAIN`, `CHAT_TABLE_MESSAGES`, `CHAT_TABLE_CONNECTIONS`,
+    /// `CHAT_JWT_SECRET` (required), `CHAT_JWT_ISSUER`, `CHAT_JWT_AUDIENCE`,
+    /// `CHAT_APIGW_ENDPOINT`, `CHAT_SNS_APNS_ARN`, `CHAT_SNS_APNS_SANDBOX_ARN`,
+    /// `CHAT_SNS_FCM_ARN` and the limits of [`Limits::from_env`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            tables: TableNames {
+                main: required("CHAT_TABLE_MAIN")?,
+                messages: required("CHAT_TABLE_MESSAGES")?,
+                connections: required("CHAT_TABLE_CONNECTIONS")?,
+            },
+            jwt_secret: required("CHAT_JWT_SECRET")?,
+            jwt_issuer: optional("CHAT_JWT_ISSUER"),
+            jwt_audience: optional("CHAT_JWT_AUDIENCE"),
+            limits: Limits::from_env()?,
+            apigw_endpoint: optional("CHAT_APIGW_ENDPOINT"),
+            push_apps: PlatformApplications {
+                apns: optional("CHAT_SNS_APNS_ARN"),
+                apns_sandbox: optional("CHAT_SNS_APNS_SANDBOX_ARN"),
+                fcm: optional("CHAT_SNS_FCM_ARN"),
+            },
+        })
+    }
+}

@@ -1,0 +1,90 @@
+//! The Lambda glue: typed configuration, the adapters built once per process, and one
+//! handler per kind of event (WebSocket route, HTTP API, DynamoDB stream). Each turns
+//! its event into a call of a shared handler from `chat_shared::handlers`; the binaries
+//! under `functions/` only wire these to `lambda_runtime`.
+//!
+//! Events are decoded leniently (every field optional): emulators omit fields AWS sends.
+//!
+//! # Layout
+//! - `config`: [`LambdaConfig`]; `stage`: the [`StageGateway`]; [`Deps`] here.
+//! - One file per kind of event: `ws` (WebSocket routes), `http` (the HTTP API),
+//!   `stream` (the DynamoDB stream's fan-out), `replay` (the dead-letter replay).
+
+mod config;
+mod http;
+mod replay;
+mod stage;
+mod stream;
+mod ws;
+
+pub use config::LambdaConfig;
+pub use http::handle_http;
+pub use replay::{
+    DeadLetter, FailedAgain, ReplayDeps, ReplayError, Replayed, StreamBatchInfo,
+    handle_dead_letter, replay, stream_image, stream_record,
+};
+pub use stage::{EndpointUnknown, StageGateway};
+pub use stream::{
+    BadImage, BatchItemFailure, BatchResponse, SKIPPED_METRIC, StreamChange, StreamEvent,
+    StreamRecord, handle_stream, image_to_item,
+};
+pub use ws::{WsContext, WsEvent, WsResponse, handle_ws};
+
+use std::sync::Arc;
+
+use tracing::error;
+
+use chat_shared::auth::TokenVerifier;
+use chat_shared::ports::SystemClock;
+use chat_shared::service::Ports;
+use chat_shared::{Chat, ChatError};
+
+use crate::dynamodb::DynamoStore;
+use crate::sns::SnsPush;
+
+/// The adapters and the service, built once per Lambda process.
+pub struct Deps {
+    pub chat: Chat,
+    pub gateway: Arc<StageGateway>,
+}
+
+impl Deps {
+    /// Loads the AWS configuration (region, credentials, endpoints from the environment)
+    /// and builds the DynamoDB, API Gateway Management and SNS adapters.
+    pub async fn new(config: LambdaConfig) -> Self {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sns = aws_sdk_sns::Client::new(&sdk);
+        Self::with_clients(config, dynamodb, sns, sdk)
+    }
+
+    /// The same from given clients (tests point each at its emulator); `sdk` configures
+    /// the Management API client.
+    pub fn with_clients(
+        config: LambdaConfig,
+        dynamodb: aws_sdk_dynamodb::Client,
+        sns: aws_sdk_sns::Client,
+        sdk: aws_config::SdkConfig,
+    ) -> Self {
+        let store = DynamoStore::new(dynamodb, config.tables);
+        let push = SnsPush::new(sns, config.push_apps);
+        let gateway = Arc::new(StageGateway::new(sdk, config.apigw_endpoint));
+        let chat = Chat::new(
+            Ports {
+                store: Arc::new(store),
+                gateway: gateway.clone(),
+                push: Arc::new(push),
+                clock: Arc::new(SystemClock),
+            },
+            config.limits,
+            TokenVerifier::new(config.jwt_secret, config.jwt_issuer, config.jwt_audience),
+        );
+        Self { chat, gateway }
+    }
+}
+
+pub(crate) fn log_failure(e: &ChatError) {
+    if let ChatError::Store(inner) = e {
+        error!(error = %inner, source = ?std::error::Error::source(inner), "request failed");
+    }
+}

@@ -1,0 +1,210 @@
+//! The DynamoDB stream: a batch of message records fanned out by the shared fan-out
+//! handler, with partial batch failures.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::error;
+
+use chat_shared::Chat;
+
+use super::config::optional;
+use super::log_failure;
+use crate::dynamodb::{Item, message_from};
+
+/// A DynamoDB stream batch, as much of it as the fan-out needs.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct StreamEvent {
+    #[serde(rename = "Records")]
+    pub records: Vec<StreamRecord>,
+}
+
+/// One stream record.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct StreamRecord {
+    #[serde(rename = "eventName")]
+    pub event_name: Option<String>,
+    pub dynamodb: StreamChange,
+}
+
+/// The change of a stream record.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct StreamChange {
+    #[serde(rename = "NewImage")]
+    pub new_image: Option<Value>,
+    #[serde(rename = "SequenceNumber")]
+    pub sequence_number: Option<String>,
+}
+
+/// The partial batch response: the first record that failed (Lambda retries from it).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResponse {
+    pub batch_item_failures: Vec<BatchItemFailure>,
+    /// The sequence numbers of the records skipped as poison (logged and counted, not
+    /// sent back: Lambda reads only the failures).
+    #[serde(skip)]
+    pub skipped: Vec<String>,
+}
+
+/// One failed record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItemFailure {
+    pub item_identifier: String,
+}
+
+/// A stream image that is not a message item.
+#[derive(Debug, thiserror::Error)]
+#[error("stream record image is not a message: {0}")]
+pub struct BadImage(String);
+
+/// Decodes a DynamoDB-JSON image (`{"seq":{"N":"1"},...}`) into an item.
+pub fn image_to_item(image: &Value) -> Result<Item, BadImage> {
+    let obj = image
+        .as_object()
+        .ok_or_else(|| BadImage("not an object".into()))?;
+    obj.iter()
+        .map(|(k, v)| Ok((k.clone(), attribute(v)?)))
+        .collect()
+}
+
+fn attribute(v: &Value) -> Result<AttributeValue, BadImage> {
+    let obj = v
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .ok_or_else(|| BadImage(format!("not a typed value: {v}")))?;
+    let (tag, inner) = obj.iter().next().expect("one entry");
+    let text = || {
+        inner
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| BadImage(format!("{tag} is not a string")))
+    };
+    Ok(match tag.as_str() {
+        "S" => AttributeValue::S(text()?),
+        "N" => AttributeValue::N(text()?),
+        "BOOL" => AttributeValue::Bool(inner.as_bool().unwrap_or(false)),
+        "NULL" => AttributeValue::Null(true),
+        "M" => AttributeValue::M(image_to_item(inner)?),
+        "L" => AttributeValue::L(
+            inner
+                .as_array()
+                .ok_or_else(|| BadImage("L is not a list".into()))?
+                .iter()
+                .map(attribute)
+                .collect::<Result<_, _>>()?,
+        ),
+        other => return Err(BadImage(format!("unsupported type {other}"))),
+    })
+}
+
+/// Why one stream record was not fanned out.
+enum RecordError {
+    /// The record can never be processed (no image, or an image that is not a message):
+    /// retrying cannot help, so it is skipped.
+    Poison(String),
+    /// Processing failed for now (the store or a service): the batch resumes from it.
+    Transient(String),
+}
+
+async fn fan_out_record(chat: &Chat, record: &StreamRecord) -> Result<(), RecordError> {
+    let image = record.dynamodb.new_image.as_ref().ok_or_else(|| {
+        RecordError::Poison("no NewImage (the stream must be NEW_IMAGE)".to_owned())
+    })?;
+    let item = image_to_item(image).map_err(|e| RecordError::Poison(e.to_string()))?;
+    let message = message_from(&item).map_err(|e| RecordError::Poison(e.to_string()))?;
+    chat.fan_out(&message).await.map_err(|e| {
+        log_failure(&e);
+        RecordError::Transient(e.to_string())
+    })
+}
+
+/// Fans out a stream batch in order. Only `INSERT`s of message items matter (the trigger
+/// filters to them; others are skipped).
+///
+/// A record that can never be processed (poison: no image, or not a message) is skipped
+/// with an error log and the `FanoutSkippedRecords` metric: retrying it would only hold
+/// the shard back, and its message, if any, is stored and reaches clients by sync.
+///
+/// On the first other failure, that record's sequence number is reported and the rest
+/// of the batch is left for the retry: Lambda resumes from the lowest reported record,
+/// so nothing is lost or reordered. A redelivered record re-posts its frames (clients
+/// de-duplicate by seq) but never re-pushes. A record that keeps failing goes, after
+/// the mapping's retries, to its `OnFailure` queue.
+pub async fn handle_stream(chat: &Chat, event: StreamEvent) -> BatchResponse {
+    let mut response = BatchResponse::default();
+    for record in &event.records {
+        if record.event_name.as_deref() != Some("INSERT") {
+            continue;
+        }
+        let id = record.dynamodb.sequence_number.clone().unwrap_or_default();
+        match fan_out_record(chat, record).await {
+            Ok(()) => {}
+            Err(RecordError::Poison(reason)) => {
+                error!(sequence_number = %id, %reason, "poison stream record skipped, not fanned out");
+                response.skipped.push(id);
+            }
+            Err(RecordError::Transient(reason)) => {
+                error!(sequence_number = %id, %reason, "fan-out failed; the batch resumes from this record");
+                response.batch_item_failures.push(BatchItemFailure {
+                    item_identifier: id,
+                });
+                break;
+            }
+        }
+    }
+    if !response.skipped.is_empty() {
+        println!("{}", skipped_metric(response.skipped.len()));
+    }
+    response
+}
+
+/// The name of the metric of skipped (poison) stream records, in the `Chat` namespace.
+pub const SKIPPED_METRIC: &str = "FanoutSkippedRecords";
+
+/// One CloudWatch embedded-metric-format log line counting skipped records (CloudWatch
+/// turns it into the metric; no API call), by function name.
+fn skipped_metric(count: usize) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let function = optional("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".to_owned());
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": now,
+            "CloudWatchMetrics": [{
+                "Namespace": "Chat",
+                "Dimensions": [["FunctionName"]],
+                "Metrics": [{ "Name": SKIPPED_METRIC, "Unit": "Count" }],
+            }],
+        },
+        "FunctionName": function,
+        SKIPPED_METRIC: count,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_skipped_metric_is_one_embedded_metric_format_line() {
+        let line = skipped_metric(3);
+        assert!(!line.contains('\n'), "one log line");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Chat");
+        assert_eq!(directive["Metrics"][0]["Name"], SKIPPED_METRIC);
+        assert!(v["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+        // every dimension named is a member of the line, and so is the metric
+        for name in directive["Dimensions"][0].as_array().unwrap() {
+            assert!(v[name.as_str().unwrap()].is_string(), "{name}");
+        }
+        assert_eq!(v[SKIPPED_METRIC], 3);
+    }
+}

@@ -1,0 +1,170 @@
+//! Connections: connect (with the per-user cap), disconnect, liveness, and posting
+//! frames to connections, forgetting the gone ones.
+
+use bytes::Bytes;
+use tracing::{debug, warn};
+
+use crate::error::{ChatError, ChatResult};
+use crate::ids::{DeviceId, Millis, UserId};
+use crate::ports::{ConnectionRecord, GatewayError};
+use crate::protocol::{LIVENESS_MS, PresenceStatus, ServerFrame};
+
+use super::Chat;
+
+/// A connection this young that answers "gone" is still being opened, not gone.
+const CONNECT_GRACE_MS: Millis = 10_000;
+
+impl Chat {
+    /// Registers a new connection and tells contacts when the user came online. Beyond
+    /// `max_connections_per_user`, the user's oldest other connections are closed.
+    pub async fn connect(
+        &self,
+        connection_id: &str,
+        user: &UserId,
+        device_id: Option<DeviceId>,
+    ) -> ChatResult<()> {
+        let now = self.now();
+        self.store
+            .put_connection(&ConnectionRecord {
+                connection_id: connection_id.to_owned(),
+                user_id: user.clone(),
+                device_id,
+                connected_at: now,
+                last_frame_at: now,
+            })
+            .await?;
+        let mut others = self
+            .store
+            .connections_of(std::slice::from_ref(user))
+            .await?;
+        others.retain(|c| c.connection_id != connection_id);
+        if others.iter().all(|c| now - c.last_frame_at >= LIVENESS_MS) {
+            self.announce_presence(user, PresenceStatus::Online, now, now)
+                .await?;
+        }
+        self.enforce_connection_cap(user, others).await;
+        Ok(())
+    }
+
+    /// Closes the oldest of `others` (the user's connections but the new one) so that,
+    /// with the new one, at most `max_connections_per_user` stay. A closed connection is
+    /// forgotten at once, without a presence event: the user keeps the new one.
+    async fn enforce_connection_cap(&self, user: &UserId, mut others: Vec<ConnectionRecord>) {
+        let cap = self.limits.max_connections_per_user as usize;
+        if cap == 0 || others.len() < cap {
+            return;
+        }
+        others.sort_by(|a, b| {
+            (a.connected_at, &a.connection_id).cmp(&(b.connected_at, &b.connection_id))
+        });
+        let excess = others.len() + 1 - cap;
+        for old in &others[..excess] {
+            let id = old.connection_id.as_str();
+            match self.gateway.close(id).await {
+                Ok(()) | Err(GatewayError::Gone) => {}
+                Err(e) => {
+                    // Forgetting a socket that stays open would leave it without frames.
+                    warn!(error = %e, connection.id = id, "could not close a connection over the per-user cap");
+                    continue;
+                }
+            }
+            debug!(user.id = %user, connection.id = id, "closed the oldest connection: over the per-user cap");
+            if let Err(e) = self.store.delete_connection(id).await {
+                warn!(error = %e, connection.id = id, "could not forget a connection over the per-user cap");
+            }
+        }
+    }
+
+    /// Forgets a connection; when it was the user's last, records lastSeen and tells
+    /// contacts the user went offline.
+    pub async fn disconnect(&self, connection_id: &str) -> ChatResult<()> {
+        let Some(gone) = self.store.delete_connection(connection_id).await? else {
+            return Ok(());
+        };
+        let now = self.now();
+        let user = gone.user_id;
+        if self
+            .live_connections(std::slice::from_ref(&user), now)
+            .await?
+            .is_empty()
+        {
+            self.store.set_last_seen(&user, now).await?;
+            self.announce_presence(&user, PresenceStatus::Offline, now, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records a client frame on a connection (liveness for presence and push).
+    pub async fn touch(&self, connection_id: &str, user: &UserId) -> ChatResult<()> {
+        Ok(self
+            .store
+            .touch_connection(connection_id, user, self.now())
+            .await?)
+    }
+
+    /// The user of a connection, for a frame that came on it: `Unauthorized` when the
+    /// connection is not known (never opened, or forgotten).
+    pub async fn connection_user(&self, connection_id: &str) -> ChatResult<UserId> {
+        self.store
+            .connection(connection_id)
+            .await?
+            .map(|c| c.user_id)
+            .ok_or(ChatError::Unauthorized)
+    }
+
+    /// Posts one frame to many connections, skipping `except`; gone ones are forgotten.
+    pub(crate) async fn post_all(
+        &self,
+        conns: &[ConnectionRecord],
+        frame: &ServerFrame,
+        except: Option<&str>,
+    ) {
+        let bytes = Bytes::from(frame.to_json());
+        let targets: Vec<&ConnectionRecord> = conns
+            .iter()
+            .filter(|c| Some(c.connection_id.as_str()) != except)
+            .collect();
+        let ids: Vec<&str> = targets.iter().map(|c| c.connection_id.as_str()).collect();
+        for (i, e) in self.gateway.post_many(&ids, &bytes).await {
+            self.post_failed(targets[i], e).await;
+        }
+    }
+
+    /// Posts one frame; a gone connection is deleted, other failures are logged (the
+    /// client recovers by sync).
+    pub async fn post(&self, connection: &ConnectionRecord, frame: Bytes) {
+        if let Err(e) = self
+            .gateway
+            .post(connection.connection_id.as_str(), frame)
+            .await
+        {
+            self.post_failed(connection, e).await;
+        }
+    }
+
+    pub(crate) async fn post_failed(&self, connection: &ConnectionRecord, e: GatewayError) {
+        let connection_id = connection.connection_id.as_str();
+        match e {
+            // A connection still in its `$connect` cannot be posted to yet (API Gateway
+            // answers 410): it is not gone, so it is kept.
+            GatewayError::Gone if self.now() - connection.connected_at < CONNECT_GRACE_MS => {
+                debug!(
+                    connection.id = connection_id,
+                    "connection not open yet, frame skipped"
+                );
+            }
+            GatewayError::Gone => {
+                debug!(
+                    connection.id = connection_id,
+                    "connection gone, forgetting it"
+                );
+                // Boxed: forgetting a connection may announce presence, which posts again.
+                if let Err(e) = Box::pin(self.disconnect(connection_id)).await {
+                    warn!(error = %e, connection.id = connection_id, "could not forget gone connection");
+                }
+            }
+            e => warn!(error = %e, connection.id = connection_id, "post failed"),
+        }
+    }
+}

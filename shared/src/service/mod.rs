@@ -1,0 +1,88 @@
+//! The chat service: every operation of the protocol, over the ports. Handlers (WebSocket,
+//! HTTP, fan-out) decode their input, call one method here and encode the result.
+//!
+//! # Layout
+//! One `impl Chat` block per area: [`connections`](self) (connect, disconnect, posting
+//! frames), `presence`, `conversations` (and members), `messages` (send, history),
+//! `fanout` (stored messages to connections and pushes), `events` (receipts, typing),
+//! `sync`, `devices`. The service's fields are private: callers go through its methods.
+
+use std::sync::Arc;
+
+use tracing::debug;
+
+use crate::auth::TokenVerifier;
+use crate::config::Limits;
+use crate::error::{ChatError, ChatResult};
+use crate::ids::{Millis, UserId};
+use crate::ports::{Clock, ConnectionGateway, PushSender, Store};
+
+mod connections;
+mod conversations;
+mod devices;
+mod events;
+mod fanout;
+mod messages;
+mod presence;
+mod sync;
+
+pub use conversations::{ConversationPage, CreateConversation, MemberPage};
+pub use messages::{HistoryQuery, message_view};
+pub use sync::SyncCursor;
+
+/// The adapters the service runs over: one per port.
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub gateway: Arc<dyn ConnectionGateway>,
+    pub push: Arc<dyn PushSender>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The service over its ports. Cheap to share behind an `Arc`.
+pub struct Chat {
+    store: Arc<dyn Store>,
+    gateway: Arc<dyn ConnectionGateway>,
+    push: Arc<dyn PushSender>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    tokens: TokenVerifier,
+}
+
+impl Chat {
+    /// The service over `ports`, with its limits and the verifier of its tokens.
+    pub fn new(ports: Ports, limits: Limits, tokens: TokenVerifier) -> Self {
+        let Ports {
+            store,
+            gateway,
+            push,
+            clock,
+        } = ports;
+        Self {
+            store,
+            gateway,
+            push,
+            clock,
+            limits,
+            tokens,
+        }
+    }
+
+    /// The limits and policies the service enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Now, by the service's clock.
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// Verifies a token and returns its user.
+    pub fn authenticate(&self, token: Option<&str>) -> ChatResult<UserId> {
+        let token = token.ok_or(ChatError::Unauthorized)?;
+        self.tokens.verify(token, self.now()).map_err(|e| {
+            debug!(reason = %e, "token refused");
+            ChatError::Unauthorized
+        })
+    }
+}
