@@ -20,17 +20,13 @@ use chat_aws::tables::{CONNECTIONS, TableNames};
 use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
-use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId, UserId};
+use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId};
 use chat_shared::ports::{
     ConnectionGateway, ConnectionRecord, GatewayError, Platform, SystemClock,
 };
 use chat_shared::protocol::{Content, SendRequest};
 use chat_tests::emulators::MotoServer;
 use common::*;
-
-fn user(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -68,7 +64,7 @@ struct Stack {
 }
 
 async fn stack(tag: &str, gateway: Arc<dyn ConnectionGateway>, fcm: Option<String>) -> Stack {
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(dynamodb_config().build());
+    let dynamodb = dynamodb_client();
     let names = tables(&dynamodb, tag).await;
     let chat = Chat {
         store: Arc::new(DynamoStore::new(dynamodb.clone(), names.clone())),
