@@ -20,11 +20,12 @@ async fn a_connection_over_the_per_user_cap_closes_the_oldest_with_1008() {
         .recv_where("bob online", |f| is_presence_status(f, "bob", "online"))
         .await;
 
-    // WHEN bob opens three more (a phone reconnecting over flapping networks); the pause
-    // keeps their connect times apart so "oldest" is well defined
+    // WHEN bob opens three more (a phone reconnecting over flapping networks); each one
+    // waits for the server's clock to move on, so their connect times differ and "oldest"
+    // is well defined
     let mut newer = Vec::new();
     for device in ["phone-2", "phone-3", "phone-4"] {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        server.tick().await;
         newer.push(server.connect_device("bob", device).await);
     }
 
