@@ -9,7 +9,10 @@
 //! - One module per area of the protocol: `auth`, `conversations`, `groups`, `messaging`,
 //!   `validation`, `receipts`, `typing`, `presence`, `history`, `sync`, `push`,
 //!   `devices`, `rate_limit`, `fanout` (the large-conversation rules).
-//! - `concurrency` and `durability`: the load test and the kill -9 test.
+//! - `tokens`: the token rules on the running server (leeway, issuer and audience,
+//!   the query token over the header, the secret off loopback).
+//! - `concurrency` and `durability`: the load test and the kill -9 test (also with
+//!   `CHAT_SQLITE_SYNC=full`).
 //! - `authz_property`: a seeded random walk checking no one sees a conversation they are
 //!   not in.
 
@@ -34,5 +37,6 @@ mod rate_limit;
 mod receipts;
 mod robustness;
 mod sync;
+mod tokens;
 mod typing;
 mod validation;
