@@ -11,6 +11,8 @@
 //!   `devices`, `rate_limit`, `fanout` (the large-conversation rules).
 //! - `tokens`: the token rules on the running server (leeway, issuer and audience,
 //!   the query token over the header, the secret off loopback).
+//! - `transport`: binary frames, non-GET upgrades, the body cap before the token,
+//!   a trailing `/`, wrong methods.
 //! - `concurrency` and `durability`: the load test and the kill -9 test (also with
 //!   `CHAT_SQLITE_SYNC=full`).
 //! - `authz_property`: a seeded random walk checking no one sees a conversation they are
@@ -38,5 +40,6 @@ mod receipts;
 mod robustness;
 mod sync;
 mod tokens;
+mod transport;
 mod typing;
 mod validation;
