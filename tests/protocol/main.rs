@@ -13,6 +13,7 @@
 //!   the query token over the header, the secret off loopback).
 //! - `transport`: binary frames, non-GET upgrades, the body cap before the token,
 //!   a trailing `/`, wrong methods.
+//! - `retention`: `CHAT_RETENTION_DAYS`, the sweep and `firstSeq`.
 //! - `concurrency` and `durability`: the load test and the kill -9 test (also with
 //!   `CHAT_SQLITE_SYNC=full`).
 //! - `authz_property`: a seeded random walk checking no one sees a conversation they are
@@ -37,6 +38,7 @@ mod presence;
 mod push;
 mod rate_limit;
 mod receipts;
+mod retention;
 mod robustness;
 mod sync;
 mod tokens;
