@@ -14,6 +14,7 @@
 //! - `transport`: binary frames, non-GET upgrades, the body cap before the token,
 //!   a trailing `/`, wrong methods.
 //! - `retention`: `CHAT_RETENTION_DAYS`, the sweep and `firstSeq`.
+//! - `restart`: what a new process forgets and keeps of the previous one's connections.
 //! - `concurrency` and `durability`: the load test and the kill -9 test (also with
 //!   `CHAT_SQLITE_SYNC=full`).
 //! - `authz_property`: a seeded random walk checking no one sees a conversation they are
@@ -38,6 +39,7 @@ mod presence;
 mod push;
 mod rate_limit;
 mod receipts;
+mod restart;
 mod retention;
 mod robustness;
 mod sync;
