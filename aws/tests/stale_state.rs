@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -26,14 +25,8 @@ use chat_shared::ports::{
 };
 use chat_shared::protocol::{Content, SendRequest};
 use chat_tests::emulators::MotoServer;
+use chat_tests::now_ms;
 use common::*;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// The Management API of moto, answering 410 (`GoneException`) for the connections
 /// whose socket is gone, as API Gateway does (moto accepts posts to any id; the real
