@@ -11,5 +11,14 @@ set -a
 # shellcheck disable=SC1091
 . target/emulators/stack.env
 set +a
+# The suites must reach the stack, never fall back to a local server: fail here on a
+# stack.env without them, and make the e2e suite refuse to run without them too.
+for var in CHAT_E2E_WS_URL CHAT_E2E_HTTP_URL CHAT_E2E_JWT_SECRET; do
+  if [ -z "${!var:-}" ]; then
+    echo "e2e.sh: $var is missing from target/emulators/stack.env" >&2
+    exit 1
+  fi
+done
+export CHAT_E2E_REQUIRE=1
 cargo test --workspace --test e2e
 cargo test --workspace --test deployed_stack -- --ignored

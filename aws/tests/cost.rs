@@ -142,10 +142,6 @@ impl Intercept for Meter {
     }
 }
 
-fn user(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
-}
-
 fn text(conversation: &chat_shared::ids::ConversationId, cmid: &str) -> SendRequest {
     SendRequest {
         conversation_id: conversation.clone(),

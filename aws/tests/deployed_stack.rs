@@ -4,14 +4,14 @@
 //! the fan-out's 410. Needs the deployment, so it is `#[ignore]`d in the plain test run
 //! and run by `localstack/e2e.sh`.
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+mod common;
+
 use chat_aws::dynamodb::DynamoStore;
 use chat_aws::tables::TableNames;
-use chat_shared::ids::UserId;
-use chat_shared::ports::ConnectionRecord;
-use chat_shared::ports::ConnectionStore;
-use chat_tests::TestServer;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use chat_shared::ports::{ConnectionRecord, ConnectionStore};
+use chat_tests::{TestServer, now_ms, unique};
+use common::{dynamodb_config_at, user};
+use std::time::Duration;
 
 struct Deployment {
     server: TestServer,
@@ -31,26 +31,11 @@ fn deployment() -> Option<Deployment> {
         messages: var("CHAT_E2E_MESSAGES_TABLE_NAME")?,
         connections: var("CHAT_E2E_CONNECTIONS_TABLE_NAME")?,
     };
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
-            .endpoint_url(endpoint)
-            .build(),
-    );
+    let client = aws_sdk_dynamodb::Client::from_conf(dynamodb_config_at(&endpoint).build());
     Some(Deployment {
         server: TestServer::remote(&ws, &http, &secret),
         store: DynamoStore::new(client, tables),
     })
-}
-
-fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,15 +46,12 @@ async fn a_stale_connection_is_removed_by_the_fan_outs_410() {
     let (alice, bob) = (unique("alice"), unique("bob"));
     let id = chat_tests::conv_id(&d.server.http(&alice).create_direct(&bob).await);
     // GIVEN bob's record of a connection opened a minute ago whose socket is gone
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     let stale = format!("stale{now}");
     d.store
         .put_connection(&ConnectionRecord {
             connection_id: stale.clone(),
-            user_id: UserId::parse(bob.as_str()).unwrap(),
+            user_id: user(&bob),
             device_id: None,
             connected_at: now - 60_000,
             last_frame_at: now,
@@ -90,10 +72,6 @@ async fn a_stale_connection_is_removed_by_the_fan_outs_410() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let alice_conns = d
-        .store
-        .connections_of(&[UserId::parse(alice.as_str()).unwrap()])
-        .await
-        .unwrap();
+    let alice_conns = d.store.connections_of(&[user(&alice)]).await.unwrap();
     assert_eq!(alice_conns.len(), 1, "alice's live connection is untouched");
 }

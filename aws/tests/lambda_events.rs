@@ -2,22 +2,29 @@
 //! the real event types and driven through the Lambda handlers, over DynamoDB Local (the
 //! store) and moto (the Management API the fan-out posts to, and SNS).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use bytes::Bytes;
 use chat_aws::dynamodb::DynamoStore;
-use chat_aws::lambda::{Deps, LambdaConfig, StreamEvent, WsEvent, handle_stream, handle_ws};
-use chat_aws::sns::PlatformApplications;
-use chat_aws::tables::{TableNames, create_all};
+use chat_aws::lambda::{
+    Deps, LambdaConfig, StageGateway, StreamEvent, WsEvent, handle_stream, handle_ws,
+};
+use chat_aws::sns::{PlatformApplications, SnsPush};
+use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
-use chat_shared::ids::UserId;
-use chat_shared::ports::ConnectionStore;
-use chat_shared::ports::ConversationKind;
+use chat_shared::ports::{
+    ConnectionGateway, ConnectionStore, ConversationKind, GatewayError, SystemClock,
+};
 use chat_shared::service::CreateConversation;
-use chat_tests::emulators::{DynamoDbLocal, MotoServer};
+use chat_shared::service::Ports;
+use chat_tests::emulators::MotoServer;
+use common::{Tap, dynamodb_client, sdk_config, sns_client, tables, user};
 use serde_json::Value;
 
 const SECRET: &str = "fixture-secret";
@@ -28,44 +35,12 @@ const STREAM: &str = include_str!("../../tests/fixtures/dynamodb-stream-insert.j
 /// The connection id in the fixtures.
 const FIXTURE_CONNECTION: &str = "BZ5XvdRdIAMCJuQ=";
 
-fn credentials() -> Credentials {
-    Credentials::new("test", "test", None, None, "fixtures")
-}
-
 /// The Lambda dependencies over fresh tables, and the store they run on (read directly to
 /// check what it keeps).
 async fn deps() -> (Deps, DynamoStore) {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(credentials())
-            .endpoint_url(DynamoDbLocal::shared().endpoint())
-            .build(),
-    );
-    let names = TableNames::prefixed(&format!(
-        "fx{}n{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    create_all(&dynamodb, &names).await.expect("create tables");
+    let dynamodb = dynamodb_client();
+    let names = tables(&dynamodb, "fx").await;
     let moto = MotoServer::shared().endpoint();
-    let sns = aws_sdk_sns::Client::from_conf(
-        aws_sdk_sns::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(credentials())
-            .endpoint_url(&moto)
-            .build(),
-    );
-    let sdk = aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-            credentials(),
-        ))
-        .build();
     let config = LambdaConfig {
         tables: names.clone(),
         jwt_secret: SECRET.into(),
@@ -76,15 +51,45 @@ async fn deps() -> (Deps, DynamoStore) {
         push_apps: PlatformApplications::default(),
     };
     let store = DynamoStore::new(dynamodb.clone(), names);
-    (Deps::with_clients(config, dynamodb, sns, sdk), store)
+    (
+        Deps::with_clients(config, dynamodb, sns_client(), sdk_config()),
+        store,
+    )
 }
 
-fn token(deps: &Deps, user: &str) -> String {
-    TokenVerifier::new(SECRET, None, None).issue(
-        &UserId::parse(user).unwrap(),
-        deps.chat.now(),
-        3600,
-    )
+fn token(deps: &Deps, name: &str) -> String {
+    TokenVerifier::new(SECRET, None, None).issue(&user(name), deps.chat.now(), 3600)
+}
+
+/// The Management API gateway of a [`Deps`], shared with a [`Tap`].
+struct Stage(Arc<StageGateway>);
+
+#[async_trait]
+impl ConnectionGateway for Stage {
+    async fn post(&self, connection_id: &str, frame: Bytes) -> Result<(), GatewayError> {
+        self.0.post(connection_id, frame).await
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
+        self.0.close(connection_id).await
+    }
+}
+
+/// The service of `deps` with its Management API (moto) behind a tap that records every
+/// post moto accepted.
+fn tapped(deps: &Deps, store: &DynamoStore) -> (Chat, Arc<Tap<Stage>>) {
+    let tap = Arc::new(Tap::new(Stage(deps.gateway.clone())));
+    let chat = Chat::new(
+        Ports {
+            store: Arc::new(store.clone()),
+            gateway: tap.clone(),
+            push: Arc::new(SnsPush::new(sns_client(), PlatformApplications::default())),
+            clock: Arc::new(SystemClock),
+        },
+        Limits::default(),
+        TokenVerifier::new(SECRET, None, None),
+    );
+    (chat, tap)
 }
 
 /// A fixture with its placeholders filled, checked against the real event type first.
@@ -102,11 +107,11 @@ async fn direct(deps: &Deps) -> String {
     let (view, _) = deps
         .chat
         .create_conversation(
-            &UserId::parse("alice").unwrap(),
+            &user("alice"),
             CreateConversation {
                 kind: ConversationKind::Direct,
                 name: None,
-                members: vec![UserId::parse("bob").unwrap()],
+                members: vec![user("bob")],
             },
         )
         .await
@@ -212,10 +217,19 @@ async fn a_stream_batch_is_fanned_out_and_a_poison_record_is_skipped() {
     serde_json::from_str::<DynamoDbEvent>(&text).expect("a real DynamoDB stream event");
     let batch: StreamEvent = serde_json::from_str(&text).unwrap();
 
-    // WHEN it is handled THEN nothing fails, and bob's connection is still there (the
-    // post succeeded: a 410 would have removed it)
-    let response = handle_stream(&deps.chat, batch.clone()).await;
+    // WHEN it is handled, posting through a tap on the Management API
+    let (chat, tap) = tapped(&deps, &store);
+    let response = handle_stream(&chat, batch.clone()).await;
+
+    // THEN nothing fails, moto accepted the message.new posted to bob's connection, and
+    // the connection is still recorded. (Moto accepts posts to any connection id, so the
+    // 410 path cannot be seen here: `stale_state.rs` answers 410 and checks the removal,
+    // and `deployed_stack.rs` does it against the deployed stack.)
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let to_bob = tap.frames_to("bob-conn=");
+    assert_eq!(to_bob.len(), 1, "frames posted to bob: {to_bob:?}");
+    assert_eq!(to_bob[0]["type"], "message.new", "{}", to_bob[0]);
+    assert_eq!(to_bob[0]["conversationId"], conversation.as_str());
     assert!(store.connection("bob-conn=").await.unwrap().is_some());
 
     // AND a batch whose second INSERT is not a message skips exactly that record (it can

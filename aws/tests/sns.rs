@@ -1,39 +1,45 @@
 //! The SNS push adapter against moto server (a real SNS API on loopback), reading back
 //! what was published to each platform endpoint.
 
-use aws_sdk_sns::config::{BehaviorVersion, Credentials, Region};
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_sdk_sns::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use chat_aws::sns::{PlatformApplications, SnsPush};
-use chat_shared::ids::{ConversationId, DeviceId, UserId};
+use chat_shared::ids::{ConversationId, DeviceId};
 use chat_shared::ports::{DeviceRecord, Platform, PushError, PushNotification, PushSender};
 use chat_tests::emulators::MotoServer;
+use chat_tests::unique;
+use common::{fcm_app, sns_client, sns_config, user};
 use serde_json::Value;
 
-fn client() -> aws_sdk_sns::Client {
-    let conf = aws_sdk_sns::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "sns-test"))
-        .endpoint_url(MotoServer::shared().endpoint())
-        .build();
-    aws_sdk_sns::Client::from_conf(conf)
+/// Counts the requests a client sends (whatever the operation).
+#[derive(Debug, Clone, Default)]
+struct RequestCounter(Arc<AtomicUsize>);
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
 }
 
-async fn fcm_app(client: &aws_sdk_sns::Client, name: &str) -> String {
-    client
-        .create_platform_application()
-        .name(name)
-        .platform("GCM")
-        .attributes("PlatformCredential", "fcm-server-key")
-        .send()
-        .await
-        .expect("create platform application")
-        .platform_application_arn
-        .expect("arn")
-}
-
-fn device(user: &str, id: &str, token: &str) -> DeviceRecord {
+fn device(user_id: &str, id: &str, token: &str) -> DeviceRecord {
     DeviceRecord {
-        user_id: UserId::parse(user).unwrap(),
+        user_id: user(user_id),
         device_id: DeviceId::parse(id).unwrap(),
         platform: Platform::Fcm,
         token: token.into(),
@@ -54,22 +60,11 @@ fn notification(seq: u64) -> PushNotification {
     }
 }
 
-fn unique(name: &str) -> String {
-    format!("{name}-{}-{}", std::process::id(), rand_suffix())
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_device_receives_the_fcm_payload() {
     // GIVEN an FCM platform application and a registered device
-    let client = client();
-    let app = fcm_app(&client, &unique("chat-fcm")).await;
+    let client = sns_client();
+    let app = fcm_app(&unique("chat-fcm")).await;
     let push = SnsPush::new(
         client,
         PlatformApplications {
@@ -100,8 +95,8 @@ async fn a_registered_device_receives_the_fcm_payload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_endpoint_is_reported_gone() {
-    let client = client();
-    let app = fcm_app(&client, &unique("chat-fcm")).await;
+    let client = sns_client();
+    let app = fcm_app(&unique("chat-fcm")).await;
     let push = SnsPush::new(
         client.clone(),
         PlatformApplications {
@@ -126,8 +121,8 @@ async fn a_disabled_endpoint_is_reported_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_registered_again_reuses_and_re_enables_its_endpoint() {
-    let client = client();
-    let app = fcm_app(&client, &unique("chat-fcm")).await;
+    let client = sns_client();
+    let app = fcm_app(&unique("chat-fcm")).await;
     let push = SnsPush::new(
         client.clone(),
         PlatformApplications {
@@ -172,8 +167,31 @@ async fn a_token_registered_again_reuses_and_re_enables_its_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platforms_without_an_application_are_skipped() {
-    let push = SnsPush::new(client(), PlatformApplications::default());
-    let phone = device("erin", "phone", "t");
-    assert_eq!(push.register(&phone).await.unwrap(), None);
+    // GIVEN no platform application at all, on a client that counts its requests
+    let requests = RequestCounter::default();
+    let client = aws_sdk_sns::Client::from_conf(sns_config().interceptor(requests.clone()).build());
+    let push = SnsPush::new(client, PlatformApplications::default());
+    let token = unique("token");
+    let phone = device("erin", "phone", &token);
+
+    // WHEN the device registers and is pushed to
+    let endpoint = push.register(&phone).await.unwrap();
     push.push(&phone, &notification(1)).await.unwrap();
+
+    // THEN no endpoint was made, SNS was never called, and moto holds nothing for the token
+    assert_eq!(endpoint, None);
+    assert_eq!(
+        requests.0.load(Ordering::SeqCst),
+        0,
+        "SNS requests were sent"
+    );
+    // (the counter does see requests: one call through it counts one)
+    let probe = aws_sdk_sns::Client::from_conf(sns_config().interceptor(requests.clone()).build());
+    probe.list_platform_applications().send().await.unwrap();
+    assert_eq!(requests.0.load(Ordering::SeqCst), 1);
+    let publishes = MotoServer::shared().platform_publishes().await.unwrap();
+    assert!(
+        publishes.iter().all(|p| p.token != token),
+        "something was published for the token: {publishes:?}"
+    );
 }

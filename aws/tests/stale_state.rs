@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -20,7 +19,7 @@ use chat_aws::tables::{CONNECTIONS, TableNames};
 use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
-use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId, UserId};
+use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId};
 use chat_shared::ports::{
     ConnectionGateway, ConnectionRecord, GatewayError, Platform, SystemClock,
 };
@@ -28,18 +27,8 @@ use chat_shared::ports::{ConnectionStore, DeviceStore};
 use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::Ports;
 use chat_tests::emulators::MotoServer;
+use chat_tests::now_ms;
 use common::*;
-
-fn user(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// The Management API of moto, answering 410 (`GoneException`) for the connections
 /// whose socket is gone, as API Gateway does (moto accepts posts to any id; the real
@@ -72,7 +61,7 @@ struct Stack {
 }
 
 async fn stack(tag: &str, gateway: Arc<dyn ConnectionGateway>, fcm: Option<String>) -> Stack {
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(dynamodb_config().build());
+    let dynamodb = dynamodb_client();
     let names = tables(&dynamodb, tag).await;
     let store = DynamoStore::new(dynamodb.clone(), names.clone());
     let chat = Chat::new(

@@ -21,7 +21,7 @@ use chat_aws::lambda::{
     handle_stream, replay,
 };
 use chat_shared::Chat;
-use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId, UserId};
+use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId};
 use chat_shared::ports::{ConversationKind, Platform};
 use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::CreateConversation;
@@ -106,10 +106,6 @@ impl Intercept for Outage {
         }
         Ok(())
     }
-}
-
-fn user(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
 }
 
 /// A group of alice (sending from alice-1), bob (online on bob-1) and carol (offline,

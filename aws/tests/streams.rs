@@ -7,7 +7,7 @@ mod common;
 
 use chat_aws::dynamodb::DynamoStore;
 use chat_aws::lambda::handle_stream;
-use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
+use chat_shared::ids::{ClientMessageId, DeviceId};
 use chat_shared::ports::{ConversationKind, Platform};
 use chat_shared::ports::{ConversationStore, DeviceStore, ReceiptStore};
 use chat_shared::protocol::{Content, SendRequest};
@@ -16,15 +16,11 @@ use chat_tests::emulators::MotoServer;
 use common::*;
 use serde_json::Value;
 
-fn user(s: &str) -> UserId {
-    UserId::parse(s).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_inserts_become_deliveries_and_pushes_once() {
     // GIVEN a group: alice sends from connection alice-1, bob is online on bob-1, carol is
     // offline with an FCM phone, dave is offline and muted the group
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(dynamodb_config().build());
+    let dynamodb = dynamodb_client();
     let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "st").await;
     // The store the service runs on, read directly to check what it keeps.
     let store = DynamoStore::new(dynamodb.clone(), names.clone());

@@ -4,38 +4,80 @@
 //! `target/emulators/stack.env`) it runs against that deployment: the stack from
 //! `template.yaml` on a local AWS emulator, or a real AWS stage.
 //!
+//! With `CHAT_E2E_REQUIRE=1` (`localstack/e2e.sh` sets it) the deployment is required:
+//! every test fails when a variable is missing or empty instead of quietly testing a
+//! local process, so a broken `stack.env` cannot pass as a green emulator run.
+//!
 //! Every test uses user ids of its own (a unique prefix), so tests share a deployment
 //! without seeing each other. What a deployment cannot show (the local push outbox, a
 //! restart) is covered by the protocol suite and the adapter tests instead.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use chat_tests::*;
 use serde_json::{Value, json};
 
-/// The deployment under test.
+/// The variables naming a deployment.
+const DEPLOYMENT_VARS: [&str; 3] = [
+    "CHAT_E2E_WS_URL",
+    "CHAT_E2E_HTTP_URL",
+    "CHAT_E2E_JWT_SECRET",
+];
+
+/// Whether the run must be against a deployment (`CHAT_E2E_REQUIRE=1`).
+fn deployment_required() -> bool {
+    std::env::var("CHAT_E2E_REQUIRE").is_ok_and(|v| v.trim() == "1")
+}
+
+/// The deployment under test: the one the `CHAT_E2E_*` variables name, else a local
+/// `chat-local` process unless `CHAT_E2E_REQUIRE=1`.
 async fn target() -> TestServer {
-    match (
-        std::env::var("CHAT_E2E_WS_URL"),
-        std::env::var("CHAT_E2E_HTTP_URL"),
-        std::env::var("CHAT_E2E_JWT_SECRET"),
-    ) {
-        (Ok(ws), Ok(http), Ok(secret)) => TestServer::remote(&ws, &http, &secret),
+    let vars = DEPLOYMENT_VARS.map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    match vars {
+        [Some(ws), Some(http), Some(secret)] => {
+            assert!(
+                ws.starts_with("ws://") || ws.starts_with("wss://"),
+                "CHAT_E2E_WS_URL is not a WebSocket URL: {ws:?}"
+            );
+            TestServer::remote(&ws, &http, &secret)
+        }
+        _ if deployment_required() => {
+            let missing: Vec<&str> = DEPLOYMENT_VARS
+                .iter()
+                .zip(&vars)
+                .filter(|(_, value)| value.is_none())
+                .map(|(name, _)| *name)
+                .collect();
+            panic!(
+                "CHAT_E2E_REQUIRE=1 but {missing:?} are unset or empty: the suite would test \
+                 a local chat-local instead of the deployment (check target/emulators/stack.env)"
+            )
+        }
         _ => TestServer::start(env!("CARGO_BIN_EXE_chat-local")).await,
     }
 }
 
-/// A user id no other test (or run) uses.
-fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
-}
-
 async fn direct(server: &TestServer, a: &str, b: &str) -> String {
     conv_id(&server.http(a).create_direct(b).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_deployment_is_the_target() {
+    let server = target().await;
+    if !deployment_required() {
+        // A plain run may use either; `target()` itself enforces the requirement.
+        return;
+    }
+    assert!(
+        server.is_remote(),
+        "CHAT_E2E_REQUIRE=1 but the target is local"
+    );
+    // The harness's own chat-local serves the push outbox; a deployment has no such route.
+    let (status, body) = server.http_anon().get("/dev/push-outbox").await;
+    assert_ne!(
+        status, 200,
+        "the target serves the local push outbox: {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,8 +314,11 @@ async fn a_closed_client_is_forgotten_and_recovers_by_sync() {
         .await;
     let messages: &Vec<Value> = synced["conversations"][0]["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0]["text"], Value::Null);
-    assert_eq!(messages[0]["content"]["text"], "are you there?");
+    assert_subset(
+        &messages[0],
+        &json!({"seq": 1, "senderId": alice, "messageId": ack["messageId"],
+                "content": {"type": "text", "text": "are you there?"}}),
+    );
     bob_again.heartbeat().await;
 }
 

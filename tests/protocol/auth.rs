@@ -203,7 +203,7 @@ async fn http_with_valid_token_is_accepted() {
 async fn token_subcommand_prints_a_token_the_server_accepts() {
     let server = start().await;
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chat-local"))
+    let output = clean_command(env!("CARGO_BIN_EXE_chat-local"))
         .args(["token", "alice"])
         .env("CHAT_JWT_SECRET", TEST_SECRET)
         .output()

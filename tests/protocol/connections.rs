@@ -6,10 +6,6 @@ use std::net::TcpStream;
 
 use crate::support::*;
 
-fn is_presence_of(frame: &Value, user: &str, status: &str) -> bool {
-    frame["type"] == "presence" && frame["userId"] == user && frame["status"] == status
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_over_the_per_user_cap_closes_the_oldest_with_1008() {
     // GIVEN at most 3 connections per user, alice watching bob, bob on one device
@@ -21,14 +17,15 @@ async fn a_connection_over_the_per_user_cap_closes_the_oldest_with_1008() {
     let mut alice = server.connect("alice").await;
     let mut oldest = server.connect_device("bob", "phone-1").await;
     alice
-        .recv_where("bob online", |f| is_presence_of(f, "bob", "online"))
+        .recv_where("bob online", |f| is_presence_status(f, "bob", "online"))
         .await;
 
-    // WHEN bob opens three more (a phone reconnecting over flapping networks); the pause
-    // keeps their connect times apart so "oldest" is well defined
+    // WHEN bob opens three more (a phone reconnecting over flapping networks); each one
+    // waits for the server's clock to move on, so their connect times differ and "oldest"
+    // is well defined
     let mut newer = Vec::new();
     for device in ["phone-2", "phone-3", "phone-4"] {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        server.tick().await;
         newer.push(server.connect_device("bob", device).await);
     }
 
@@ -43,7 +40,7 @@ async fn a_connection_over_the_per_user_cap_closes_the_oldest_with_1008() {
     // AND bob never looked offline
     alice
         .expect_none("bob offline", SHORT, |f| {
-            is_presence_of(f, "bob", "offline")
+            is_presence_status(f, "bob", "offline")
         })
         .await;
     let (status, body) = server.http("alice").get("/v1/presence?userIds=bob").await;
@@ -145,13 +142,13 @@ async fn a_silent_half_open_socket_is_dropped_after_the_idle_timeout() {
     // WHEN bob's socket opens, then goes silent without closing (app killed, TCP alive)
     let socket = half_open_socket(&server, "bob", "phone");
     keep_alive_until(&mut alice, "bob online", RECV_TIMEOUT, |f| {
-        is_presence_of(f, "bob", "online")
+        is_presence_status(f, "bob", "online")
     })
     .await;
 
     // THEN the server drops it after the timeout: alice sees bob go offline
     let offline = keep_alive_until(&mut alice, "bob offline", Duration::from_secs(15), |f| {
-        is_presence_of(f, "bob", "offline")
+        is_presence_status(f, "bob", "offline")
     })
     .await;
     assert!(offline["lastSeen"].is_i64(), "{offline}");

@@ -360,9 +360,14 @@ async fn conversation_list_is_ordered_by_last_message_with_cursor_paging() {
     let server = start().await;
     let alice = server.http("alice");
     let mut ids = Vec::new();
+    // Each step waits for the server's clock to pass the previous one's timestamp, so no
+    // two of them tie.
     for user in ["u1", "u2", "u3", "u4", "u5"] {
-        ids.push(conv_id(&alice.create_direct(user).await));
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let created = alice.create_direct(user).await;
+        ids.push(conv_id(&created));
+        server
+            .wait_for_clock_past(created["createdAt"].as_i64().expect("createdAt"))
+            .await;
     }
     let mut ws = server.connect("alice").await;
     let mut last_message_at = std::collections::HashMap::new();
@@ -371,7 +376,9 @@ async fn conversation_list_is_ordered_by_last_message_with_cursor_paging() {
             .send_message(&ids[index], &format!("cm-{index}"), "hi")
             .await;
         last_message_at.insert(ids[index].clone(), ack["timestamp"].clone());
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        server
+            .wait_for_clock_past(ack["timestamp"].as_i64().expect("timestamp"))
+            .await;
     }
     // u5, u1, u3 by their last message; then u4, u2 by creation (no messages).
     let expected = [4, 0, 2, 3, 1].map(|i| ids[i].clone());

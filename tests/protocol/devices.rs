@@ -2,10 +2,6 @@
 
 use crate::support::*;
 
-fn pushes_for<'a>(pushes: &'a [Value], user: &str) -> Vec<&'a Value> {
-    pushes.iter().filter(|p| p["userId"] == user).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_answers_201_and_delete_204_then_404() {
     let server = start().await;

@@ -191,9 +191,10 @@ async fn last_admin_leaving_promotes_the_longest_standing_member() {
     let server = start().await;
     let alice = server.http("alice");
     let id = conv_id(&alice.create_group("Team", &[]).await);
-    // carol joins before bob, so she is the longest-standing member despite her name.
+    // carol joins before bob, so she is the longest-standing member despite her name
+    // (and in a later millisecond, so not even a store ordering by join time ties them).
     alice.add_members(&id, &["carol"]).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    server.tick().await;
     alice.add_members(&id, &["bob"]).await;
     let mut alice_ws = server.connect("alice").await;
 

@@ -9,7 +9,14 @@
 //! - One module per area of the protocol: `auth`, `conversations`, `groups`, `messaging`,
 //!   `validation`, `receipts`, `typing`, `presence`, `history`, `sync`, `push`,
 //!   `devices`, `rate_limit`, `fanout` (the large-conversation rules).
-//! - `concurrency` and `durability`: the load test and the kill -9 test.
+//! - `tokens`: the token rules on the running server (leeway, issuer and audience,
+//!   the query token over the header, the secret off loopback).
+//! - `transport`: binary frames, non-GET upgrades, the body cap before the token,
+//!   a trailing `/`, wrong methods.
+//! - `retention`: `CHAT_RETENTION_DAYS`, the sweep and `firstSeq`.
+//! - `restart`: what a new process forgets and keeps of the previous one's connections.
+//! - `concurrency` and `durability`: the load test and the kill -9 test (also with
+//!   `CHAT_SQLITE_SYNC=full`).
 //! - `authz_property`: a seeded random walk checking no one sees a conversation they are
 //!   not in.
 
@@ -32,7 +39,11 @@ mod presence;
 mod push;
 mod rate_limit;
 mod receipts;
+mod restart;
+mod retention;
 mod robustness;
 mod sync;
+mod tokens;
+mod transport;
 mod typing;
 mod validation;

@@ -2,10 +2,6 @@
 
 use crate::support::*;
 
-fn is_presence_of(frame: &Value, user: &str) -> bool {
-    frame["type"] == "presence" && frame["userId"] == user
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_connection_sends_online_to_contacts() {
     let (server, _id) = direct_pair().await;

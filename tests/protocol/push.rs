@@ -3,10 +3,6 @@
 
 use crate::support::*;
 
-fn pushes_for<'a>(pushes: &'a [Value], user: &str) -> Vec<&'a Value> {
-    pushes.iter().filter(|p| p["userId"] == user).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_member_gets_one_push_per_device_and_the_sender_none() {
     let (server, id) = direct_pair().await;

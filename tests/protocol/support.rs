@@ -148,13 +148,3 @@ pub async fn all_members(http: &Http, conversation_id: &str, limit: usize) -> Ve
     }
     panic!("member paging never ended")
 }
-
-/// Sleeps past the next wall-clock boundary of `period_ms` if fewer than `margin_ms`
-/// remain before it, so a burst of actions lands in one fixed window.
-pub async fn avoid_window_edge(period_ms: i64, margin_ms: i64) {
-    let into = now_ms().rem_euclid(period_ms);
-    if period_ms - into < margin_ms {
-        let wait = period_ms - into + 20;
-        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-    }
-}

@@ -123,15 +123,23 @@ async fn sync_reflects_the_callers_read_position() {
     );
 }
 
+fn created_at(conversation: &Value) -> i64 {
+    conversation["createdAt"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no integer createdAt in {conversation}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_lists_unnamed_conversations_as_new_most_recent_first() {
     let server = start().await;
     let alice = server.http("alice");
     let known = conv_id(&alice.create_direct("bob").await);
-    let quiet = conv_id(&alice.create_direct("carol").await);
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let busy = conv_id(&server.http("dave").create_group("Dave's", &["alice"]).await);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    let quiet = alice.create_direct("carol").await;
+    server.wait_for_clock_past(created_at(&quiet)).await;
+    let quiet = conv_id(&quiet);
+    let busy = server.http("dave").create_group("Dave's", &["alice"]).await;
+    server.wait_for_clock_past(created_at(&busy)).await;
+    let busy = conv_id(&busy);
     server
         .http("dave")
         .send_message(&busy, "cm-1", "hi alice")

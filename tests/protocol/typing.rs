@@ -1,6 +1,33 @@
 //! Section 3 "Typing": ephemeral events, the 2-per-second limit on `isTyping: true`.
+//!
+//! The limit's window is one second from the first relayed `isTyping: true`, with no
+//! setting to widen it, so the tests that hit it send their frames in one go (written
+//! back to back, answers collected afterwards) rather than one round trip at a time: the
+//! server then handles them within microseconds of each other. Only a server stalled for
+//! a whole second between two frames already in its socket buffer could see them in two
+//! windows.
 
 use crate::support::*;
+
+/// Writes every frame of `frames` before reading any answer, then returns the answers
+/// in order (each frame carries a `requestId`).
+async fn pipelined(ws: &mut WsClient, frames: &[Value]) -> Vec<Value> {
+    for frame in frames {
+        ws.send_json(frame).await;
+    }
+    let mut answers = Vec::new();
+    for frame in frames {
+        let id = frame["requestId"]
+            .as_str()
+            .expect("pipelined frames carry a requestId");
+        answers.push(ws.recv_response(id).await);
+    }
+    answers
+}
+
+fn typing(request_id: &str, conversation_id: &str, is_typing: bool) -> Value {
+    json!({"action": "typing", "requestId": request_id, "conversationId": conversation_id, "isTyping": is_typing})
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_reaches_the_other_member_with_expiry() {
@@ -65,29 +92,22 @@ async fn third_typing_true_within_a_second_is_dropped_but_answered_and_false_nev
     let (server, id) = direct_pair().await;
     let mut alice = server.connect("alice").await;
     let mut bob = server.connect("bob").await;
-    // Start right after a wall-clock second so a fixed one-second window holds the burst.
-    avoid_window_edge(1000, 1000).await;
+    let frames: Vec<Value> = (1..=7)
+        .map(|n| typing(&format!("t-{n}"), &id, n <= 3))
+        .collect();
 
-    for n in 1..=3 {
-        let answer = alice
-            .request(json!({"action": "typing", "requestId": format!("t-{n}"), "conversationId": id, "isTyping": true}))
-            .await;
+    let answers = pipelined(&mut alice, &frames).await;
+
+    for (n, answer) in (1..=7).zip(&answers) {
         assert_subset(
-            &answer,
+            answer,
             &json!({"type": "ok", "requestId": format!("t-{n}")}),
         );
     }
-    for n in 4..=7 {
-        let answer = alice
-            .request(json!({"action": "typing", "requestId": format!("t-{n}"), "conversationId": id, "isTyping": false}))
-            .await;
-        assert_subset(
-            &answer,
-            &json!({"type": "ok", "requestId": format!("t-{n}")}),
-        );
-    }
-
-    let events = bob.drain_type("typing", SHORT).await;
+    // A sentinel after them: bob has every typing event before its message.new.
+    alice.send_message(&id, "sentinel", "done typing").await;
+    bob.recv_type("message.new").await;
+    let events = bob.drain_type("typing", Duration::ZERO).await;
     let states: Vec<&Value> = events.iter().map(|e| &e["isTyping"]).collect();
     assert_eq!(
         states,
@@ -110,14 +130,17 @@ async fn typing_limit_is_per_conversation() {
     let second = conv_id(&server.http("alice").create_group("Team", &["bob"]).await);
     let mut alice = server.connect("alice").await;
     let mut bob = server.connect("bob").await;
-    avoid_window_edge(1000, 1000).await;
+    let frames: Vec<Value> = [&first, &first, &second, &second]
+        .iter()
+        .enumerate()
+        .map(|(n, id)| typing(&format!("t-{n}"), id, true))
+        .collect();
 
-    for id in [&first, &first, &second, &second] {
-        alice
-            .request(json!({"action": "typing", "conversationId": id, "isTyping": true}))
-            .await;
-    }
+    pipelined(&mut alice, &frames).await;
+    // Both conversations' events reach bob before the message.new of a send after them.
+    alice.send_message(&first, "sentinel", "done typing").await;
+    bob.recv_type("message.new").await;
 
-    let events = bob.drain_type("typing", SHORT).await;
+    let events = bob.drain_type("typing", Duration::ZERO).await;
     assert_eq!(events.len(), 4, "two per conversation pass: {events:?}");
 }

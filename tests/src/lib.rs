@@ -42,20 +42,10 @@ pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server gets to print its `listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Configuration variables the server reads; cleared from the inherited environment so a
-/// developer's shell cannot change what a test sees.
-const SERVER_VARS: &[&str] = &[
-    "CHAT_LISTEN",
-    "CHAT_DB",
-    "CHAT_JWT_SECRET",
-    "CHAT_RATE_LIMIT_PER_MIN",
-    "CHAT_RETENTION_DAYS",
-    "CHAT_MAX_GROUP_MEMBERS",
-    "CHAT_EVENT_FANOUT_MAX_MEMBERS",
-    "CHAT_MAX_CONNECTIONS_PER_USER",
-    "CHAT_IDLE_TIMEOUT_SECS",
-    "CHAT_DEV_ENDPOINTS",
-];
+/// The prefix of every variable the server reads. A test server starts with none of the
+/// test process's own (a developer's `CHAT_JWT_ISSUER`, `CHAT_SQLITE_SYNC`, `CHAT_LOG`...
+/// would change what a test sees): only what the harness and the test set.
+const SERVER_VAR_PREFIX: &str = "CHAT_";
 
 /// Unix time in milliseconds, the unit of every protocol timestamp.
 pub fn now_ms() -> i64 {
@@ -70,6 +60,18 @@ pub fn now_secs() -> i64 {
     now_ms() / 1000
 }
 
+/// `name` made unique to this process and call (`name-PID-NANOS-N`): for user ids, tokens
+/// and resource names in suites that share a deployment or an emulator.
+pub fn unique(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{name}-{}-{nanos}-{n}", std::process::id())
+}
+
 // ---------------------------------------------------------------------------------------
 // Server process
 // ---------------------------------------------------------------------------------------
@@ -78,6 +80,8 @@ pub fn now_secs() -> i64 {
 #[derive(Debug, Clone)]
 pub struct TestServerBuilder {
     bin: PathBuf,
+    /// `--listen`; `127.0.0.1:0` unless a test asks for another address.
+    listen: String,
     /// `Some(value)` sets the variable, `None` removes it (e.g. to test a default).
     env: Vec<(String, Option<String>)>,
 }
@@ -96,29 +100,68 @@ impl TestServerBuilder {
         self
     }
 
-    /// Spawns the server and waits until it listens.
-    pub async fn start(self) -> TestServer {
-        let dir = tempfile::tempdir().expect("create a temp dir for the database");
-        let db = dir.path().join("chat.db");
+    /// Listens on `addr` (`--listen`) instead of `127.0.0.1:0`; clients still connect
+    /// over loopback when it is an unspecified address such as `0.0.0.0:0`.
+    pub fn listen(mut self, addr: &str) -> Self {
+        addr.clone_into(&mut self.listen);
+        self
+    }
+
+    /// The harness defaults, then the test's own settings.
+    fn full_env(&self) -> Vec<(String, Option<String>)> {
         let mut env = vec![
             ("CHAT_JWT_SECRET".to_owned(), Some(TEST_SECRET.to_owned())),
             ("CHAT_DEV_ENDPOINTS".to_owned(), Some("1".to_owned())),
         ];
-        env.extend(self.env);
-        let (child, addr) = spawn_server(&self.bin, &env, &db).await;
+        env.extend(self.env.iter().cloned());
+        env
+    }
+
+    /// Spawns the server expecting it to refuse to start: waits for it to exit (failing
+    /// the test if it prints `listening on` or still runs after the start timeout) and
+    /// answers its exit status and stderr.
+    pub fn start_refused(self) -> (std::process::ExitStatus, String) {
+        let dir = tempfile::tempdir().expect("create a temp dir for the database");
+        let mut command = server_command(
+            &self.bin,
+            &self.listen,
+            &self.full_env(),
+            &dir.path().join("chat.db"),
+        );
+        command.stderr(Stdio::piped());
+        let output = run_with_timeout(command, START_TIMEOUT);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !stdout.contains("listening on"),
+            "the server started although it should have refused: {stdout}"
+        );
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Spawns the server and waits until it listens.
+    pub async fn start(self) -> TestServer {
+        let dir = tempfile::tempdir().expect("create a temp dir for the database");
+        let db = dir.path().join("chat.db");
+        let env = self.full_env();
+        let (child, addr) = spawn_server(&self.bin, &self.listen, &env, &db).await;
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("build the HTTP client");
+        let reach = reachable(addr);
         TestServer {
             bin: self.bin,
+            listen: self.listen,
             env,
             db,
             child: Some(child),
             addr,
-            ws_base: format!("ws://{addr}/ws"),
-            http_base: format!("http://{addr}"),
+            ws_base: format!("ws://{reach}/ws"),
+            http_base: format!("http://{reach}"),
             secret: TEST_SECRET.to_owned(),
             http,
             _dir: Some(dir),
@@ -131,6 +174,7 @@ impl TestServerBuilder {
 #[derive(Debug)]
 pub struct TestServer {
     bin: PathBuf,
+    listen: String,
     env: Vec<(String, Option<String>)>,
     db: PathBuf,
     child: Option<Child>,
@@ -151,6 +195,7 @@ impl TestServer {
     pub fn builder(bin: impl AsRef<Path>) -> TestServerBuilder {
         TestServerBuilder {
             bin: bin.as_ref().to_path_buf(),
+            listen: "127.0.0.1:0".to_owned(),
             env: Vec::new(),
         }
     }
@@ -166,6 +211,7 @@ impl TestServer {
     pub fn remote(ws_base: &str, http_base: &str, secret: &str) -> TestServer {
         TestServer {
             bin: PathBuf::new(),
+            listen: String::new(),
             env: Vec::new(),
             db: PathBuf::new(),
             child: None,
@@ -247,11 +293,12 @@ impl TestServer {
     pub async fn restart(&mut self) {
         assert!(!self.is_remote(), "a remote deployment cannot be restarted");
         self.kill9();
-        let (child, addr) = spawn_server(&self.bin, &self.env, &self.db).await;
+        let (child, addr) = spawn_server(&self.bin, &self.listen, &self.env, &self.db).await;
         self.child = Some(child);
         self.addr = addr;
-        self.ws_base = format!("ws://{addr}/ws");
-        self.http_base = format!("http://{addr}");
+        let reach = reachable(addr);
+        self.ws_base = format!("ws://{reach}/ws");
+        self.http_base = format!("http://{reach}");
     }
 
     /// An HTTP client authenticated as `user`.
@@ -343,6 +390,12 @@ impl TestServer {
         }
     }
 
+    /// Opens a WebSocket on `/ws?{query}`, optionally with `Authorization: Bearer`, ready
+    /// for fan-out like [`Self::connect`] (failing the test if the handshake is refused).
+    pub async fn connect_with(&self, query: &str, bearer: Option<&str>, label: &str) -> WsClient {
+        self.connect_ready(query, bearer, label.to_owned()).await
+    }
+
     /// Opens a WebSocket authenticated only by `Authorization: Bearer` (no `token` query).
     pub async fn connect_bearer(&self, user: &str, device: &str) -> WsClient {
         let query = format!("v=1&deviceId={device}");
@@ -359,6 +412,92 @@ impl TestServer {
             .as_array()
             .unwrap_or_else(|| panic!("push outbox without `pushes` array: {body}"))
             .clone()
+    }
+
+    /// The server's clock now: the `serverTime` of a `POST /v1/sync` (the same clock
+    /// that stamps messages, conversations and connections).
+    pub async fn server_time(&self) -> i64 {
+        let (status, body) = self
+            .http("clock-reader")
+            .post("/v1/sync", &json!({"conversations": []}))
+            .await;
+        assert_eq!(status, 200, "POST /v1/sync for the server time: {body}");
+        body["serverTime"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("sync without an integer serverTime: {body}"))
+    }
+
+    /// Returns once the server's clock reads later than `ms`, so whatever the test does
+    /// next is stamped after it (the explicit form of "sleep a few milliseconds").
+    pub async fn wait_for_clock_past(&self, ms: i64) {
+        let deadline = Instant::now() + RECV_TIMEOUT;
+        loop {
+            let now = self.server_time().await;
+            if now > ms {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server clock stayed at {now}, not past {ms}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Writes `head` (request line and headers, each ending in CRLF, without the empty
+    /// line) and `body` on a fresh TCP connection, as they are: for requests a normal
+    /// client will not make (a non-GET upgrade, a chunked body). Answers the status and
+    /// the body (JSON as in [`Http::call`]), read by its `Content-Length`.
+    pub async fn raw_request(&self, head: &str, body: &[u8]) -> (u16, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(reachable(self.addr))
+            .await
+            .expect("connect to the server");
+        let mut request = format!("{head}Host: {}\r\n\r\n", reachable(self.addr)).into_bytes();
+        request.extend_from_slice(body);
+        // The server may answer (and close) before the whole body is read: a refused
+        // write is fine, the answer is what counts.
+        let _ = stream.write_all(&request).await;
+        let mut received = Vec::new();
+        let deadline = Instant::now() + RECV_TIMEOUT;
+        let mut buf = [0u8; 8192];
+        loop {
+            if let Some(end) = find(&received, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&received[..end]).into_owned();
+                let length = head
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |(_, v)| {
+                        v.trim().parse::<usize>().expect("a Content-Length")
+                    });
+                if received.len() >= end + 4 + length {
+                    let status = head
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+                    return (status, body_value(&received[end + 4..end + 4 + length]));
+                }
+            }
+            let read = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("no full answer within {RECV_TIMEOUT:?}: {received:?}"))
+                .expect("read the answer");
+            assert!(
+                read > 0,
+                "the server closed before a full answer: {:?}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&buf[..read]);
+        }
+    }
+
+    /// Returns once the server's clock has moved on from its reading at the call: what the
+    /// test did before is stamped earlier than anything it does after.
+    pub async fn tick(&self) {
+        let now = self.server_time().await;
+        self.wait_for_clock_past(now).await;
     }
 
     /// Polls the push outbox until `pred` holds for it, failing after [`RECV_TIMEOUT`]
@@ -402,29 +541,78 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-async fn spawn_server(
+/// The index of the first `needle` in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Where a client reaches a server bound to `addr`: loopback for an unspecified address.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+/// The server command: `--listen`, `--db`, a clean `CHAT_*` environment plus `env`.
+fn server_command(
     bin: &Path,
+    listen: &str,
     env: &[(String, Option<String>)],
     db: &Path,
-) -> (Child, SocketAddr) {
+) -> Command {
     let mut command = Command::new(bin);
     command
         .arg("--listen")
-        .arg("127.0.0.1:0")
+        .arg(listen)
         .arg("--db")
         .arg(db)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    for key in SERVER_VARS {
-        command.env_remove(key);
-    }
+    remove_inherited_server_vars(&mut command);
     for (key, value) in env {
         match value {
             Some(value) => command.env(key, value),
             None => command.env_remove(key),
         };
     }
+    command
+}
+
+/// Runs `command` to its end, killing it (and failing the test) after `timeout`.
+fn run_with_timeout(mut command: Command, timeout: Duration) -> std::process::Output {
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => {
+                return child
+                    .wait_with_output()
+                    .expect("read the output of an exited process");
+            }
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let output = child.wait_with_output();
+                panic!("{command:?} still ran after {timeout:?}: {output:?}");
+            }
+        }
+    }
+}
+
+async fn spawn_server(
+    bin: &Path,
+    listen: &str,
+    env: &[(String, Option<String>)],
+    db: &Path,
+) -> (Child, SocketAddr) {
+    let mut command = server_command(bin, listen, env, db);
     let mut child = command
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
@@ -441,6 +629,24 @@ async fn spawn_server(
             let _ = child.kill();
             let _ = child.wait();
             panic!("the server printed no `listening on ADDR` line within {START_TIMEOUT:?}")
+        }
+    }
+}
+
+/// A command running `bin` (e.g. `chat-local token USER`) with none of the test
+/// process's `CHAT_*` variables: only what the test sets.
+pub fn clean_command(bin: impl AsRef<Path>) -> Command {
+    let mut command = Command::new(bin.as_ref());
+    remove_inherited_server_vars(&mut command);
+    command
+}
+
+/// Removes from `command` every inherited variable whose name starts with `CHAT_`, so
+/// the server sees only what the test sets.
+fn remove_inherited_server_vars(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with(SERVER_VAR_PREFIX) {
+            command.env_remove(key);
         }
     }
 }
@@ -706,6 +912,13 @@ impl WsClient {
             .send(Message::text(text))
             .await
             .map_err(|e| e.to_string())
+    }
+
+    /// Sends one binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        if let Err(e) = self.stream.send(Message::binary(bytes)).await {
+            panic!("[{}] cannot send a binary frame: {e}", self.label);
+        }
     }
 
     /// Sends `value` serialized as one text frame.
@@ -1024,13 +1237,35 @@ impl Http {
         let response = request.send().await?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok((status, body))
+        Ok((status, body_value(&bytes)))
+    }
+
+    /// `method path` with an optional JSON body, keeping the response headers.
+    pub async fn call_full(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> HttpResponse {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .expect("the HTTP request reaches the server");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("the body is readable");
+        HttpResponse {
+            status,
+            headers,
+            body: body_value(&bytes),
+        }
     }
 
     /// `GET path`.
@@ -1158,9 +1393,55 @@ impl Http {
     }
 }
 
+/// An HTTP answer with its headers (`Retry-After`, `Allow`...).
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON (`null` when empty, a JSON string when not JSON).
+    pub body: Value,
+}
+
+impl HttpResponse {
+    /// The value of header `name`, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `(status, body)`, the shape the assertion helpers take.
+    pub fn pair(&self) -> (u16, Value) {
+        (self.status, self.body.clone())
+    }
+}
+
+/// An empty body is `null`; a body that is not JSON is a JSON string.
+fn body_value(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Assertions
 // ---------------------------------------------------------------------------------------
+
+/// The pushes of the outbox addressed to `user`, in outbox order.
+pub fn pushes_for<'a>(pushes: &'a [Value], user: &str) -> Vec<&'a Value> {
+    pushes.iter().filter(|p| p["userId"] == user).collect()
+}
+
+/// Whether `frame` is a `presence` event about `user`.
+pub fn is_presence_of(frame: &Value, user: &str) -> bool {
+    frame["type"] == "presence" && frame["userId"] == user
+}
+
+/// Whether `frame` is a `presence` event saying `user` is `status` (`online`/`offline`).
+pub fn is_presence_status(frame: &Value, user: &str, status: &str) -> bool {
+    is_presence_of(frame, user) && frame["status"] == status
+}
 
 /// The `conversationId` of a conversation object.
 pub fn conv_id(conversation: &Value) -> String {

@@ -18,31 +18,65 @@ use chat_aws::tables::{TableNames, create_all};
 use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
+use chat_shared::ids::UserId;
 use chat_shared::ports::{ConnectionGateway, GatewayError, SystemClock};
 use chat_shared::service::Ports;
 use chat_tests::emulators::{DynamoDbLocal, MotoServer};
 
+/// A user id, from a literal the test knows is valid.
+pub fn user(s: &str) -> UserId {
+    UserId::parse(s).unwrap_or_else(|e| panic!("{s:?} is not a valid user id: {e}"))
+}
+
+/// The dummy credentials every emulator accepts.
 pub fn credentials() -> Credentials {
     Credentials::new("test", "test", None, None, "aws-tests")
 }
 
-pub fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
+/// A DynamoDB client configuration for the emulator at `endpoint` (DynamoDB Local, or a
+/// deployed stack's emulator), to add interceptors or retry settings to.
+pub fn dynamodb_config_at(endpoint: &str) -> aws_sdk_dynamodb::config::Builder {
     aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(credentials())
-        .endpoint_url(DynamoDbLocal::shared().endpoint())
+        .endpoint_url(endpoint)
 }
 
+/// [`dynamodb_config_at`] DynamoDB Local.
+pub fn dynamodb_config() -> aws_sdk_dynamodb::config::Builder {
+    dynamodb_config_at(&DynamoDbLocal::shared().endpoint())
+}
+
+/// A plain DynamoDB client for DynamoDB Local.
+pub fn dynamodb_client() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(dynamodb_config().build())
+}
+
+/// An SDK configuration with the dummy credentials (for clients the code under test
+/// builds itself, like the Management API's).
+pub fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            credentials(),
+        ))
+        .build()
+}
+
+/// An SNS client configuration for moto, to add interceptors to.
+pub fn sns_config() -> aws_sdk_sns::config::Builder {
+    aws_sdk_sns::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(credentials())
+        .endpoint_url(MotoServer::shared().endpoint())
+}
+
+/// A plain SNS client for moto.
 pub fn sns_client() -> aws_sdk_sns::Client {
-    aws_sdk_sns::Client::from_conf(
-        aws_sdk_sns::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(credentials())
-            .endpoint_url(MotoServer::shared().endpoint())
-            .build(),
-    )
+    aws_sdk_sns::Client::from_conf(sns_config().build())
 }
 
 /// The Management API of moto: it accepts posts to any connection id.
