@@ -288,18 +288,20 @@ async fn an_outage_at_the_fourth_record_reports_it_and_the_retry_loses_nothing()
     // THEN exactly the fourth record is reported (the SDK's three attempts were refused)
     assert_eq!(failed(&response), [s.sequence_number(4)]);
     assert_eq!(s.outage.refused(), 3);
-    // AND the records before it were delivered once, the fourth's frame once, none after
-    assert_eq!(s.bob_seqs(), [1, 2, 3, 4]);
+    // AND every frame of the run went out once (the fan-out posts a conversation's run
+    // before its pushes), and the pushes stopped before the fourth
+    assert_eq!(s.bob_seqs(), [1, 2, 3, 4, 5, 6]);
     assert_eq!(s.pushed_seqs().await, [1, 2, 3]);
 
     // WHEN DynamoDB is back and Lambda hands the batch again from the reported record
     s.outage.end();
     let retry = handle_stream(&s.chat, s.from(&s.sequence_number(4))).await;
 
-    // THEN the rest is delivered in order; the only duplicate is the failed record's
-    // frame, and every message was pushed exactly once
+    // THEN the rest is delivered in order; the only duplicates are the frames from the
+    // failed record on (clients drop them by seq), and every message was pushed exactly
+    // once
     assert!(failed(&retry).is_empty(), "{retry:?}");
-    assert_eq!(s.bob_seqs(), [1, 2, 3, 4, 4, 5, 6]);
+    assert_eq!(s.bob_seqs(), [1, 2, 3, 4, 5, 6, 4, 5, 6]);
     assert_eq!(s.pushed_seqs().await, [1, 2, 3, 4, 5, 6]);
 
     // WHEN the whole batch comes again (an invocation that timed out after its work)
@@ -307,7 +309,7 @@ async fn an_outage_at_the_fourth_record_reports_it_and_the_retry_loses_nothing()
 
     // THEN frames repeat (clients drop them by seq) but no push does: they are recorded
     assert!(failed(&again).is_empty());
-    assert_eq!(s.bob_seqs(), [1, 2, 3, 4, 4, 5, 6, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(s.bob_seqs(), [1, 2, 3, 4, 5, 6, 4, 5, 6, 1, 2, 3, 4, 5, 6]);
     assert_eq!(s.pushed_seqs().await, [1, 2, 3, 4, 5, 6]);
 }
 
@@ -326,10 +328,10 @@ async fn an_outage_between_the_pushed_check_and_the_pushes_repeats_them_never_lo
     let retry = handle_stream(&s.chat, s.from(&s.sequence_number(2))).await;
     assert!(failed(&retry).is_empty(), "{retry:?}");
 
-    // THEN every frame arrived (the failed record's twice), and every message was pushed:
-    // pushes are recorded as sent only after they went out, so the retry sends the
-    // second's
-    assert_eq!(s.bob_seqs(), [1, 2, 2, 3, 4]);
+    // THEN every frame arrived (from the failed record on, twice), and every message was
+    // pushed: pushes are recorded as sent only after they went out, so the retry sends
+    // the second's
+    assert_eq!(s.bob_seqs(), [1, 2, 3, 4, 2, 3, 4]);
     assert_eq!(s.pushed_seqs().await, [1, 2, 3, 4]);
 }
 
@@ -373,6 +375,51 @@ async fn poison_records_are_skipped_and_the_shard_keeps_flowing() {
     assert!(failed(&response).is_empty(), "{response:?}");
     assert_eq!(response.skipped, ids);
     assert_eq!(s.bob_seqs(), [1, 2, 3, 4, 5]);
+    assert_eq!(s.pushed_seqs().await, [1, 2, 3, 4, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_after_a_failed_one_is_skipped_by_the_retry_not_before() {
+    // GIVEN five messages with a record that can never be processed after the fourth,
+    // and DynamoDB unreachable for the fourth's "pushes sent" item
+    let s = scene("sf6", 5).await;
+    let mut records = s.batch.records.clone();
+    let mut no_image = records[3].clone();
+    no_image.dynamodb.new_image = None;
+    let poison_id = format!("{}9", s.sequence_number(4));
+    no_image.dynamodb.sequence_number = Some(poison_id.clone());
+    records.insert(4, no_image);
+    let [conv, item] = s.pushes_sent_item(4);
+    s.outage.start(&[&conv, &item]);
+
+    // WHEN the batch is handled
+    let response = handle_stream(
+        &s.chat,
+        StreamEvent {
+            records: records.clone(),
+        },
+    )
+    .await;
+
+    // THEN the fourth is reported and the poison after it is not counted yet: Lambda
+    // hands it again with the retry
+    assert_eq!(failed(&response), [s.sequence_number(4)]);
+    assert!(response.skipped.is_empty(), "{response:?}");
+
+    // WHEN DynamoDB is back and the batch comes again from the fourth
+    s.outage.end();
+    let at = position(&records, &s.sequence_number(4));
+    let retry = handle_stream(
+        &s.chat,
+        StreamEvent {
+            records: records[at..].to_vec(),
+        },
+    )
+    .await;
+
+    // THEN the poison is skipped, once, and every message was pushed once
+    assert!(failed(&retry).is_empty(), "{retry:?}");
+    assert_eq!(retry.skipped, [poison_id]);
     assert_eq!(s.pushed_seqs().await, [1, 2, 3, 4, 5]);
 }
 
@@ -458,7 +505,7 @@ async fn lambda_polls(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_that_keeps_failing_is_dead_lettered_and_the_others_are_delivered_once() {
+async fn a_record_that_keeps_failing_is_dead_lettered_and_the_others_are_pushed_once() {
     // GIVEN six messages, and DynamoDB unreachable for the third's "pushes sent" item for good
     // (nothing in the record says so: to the handler it looks like any outage)
     let mapping = Mapping::from_template();
@@ -489,11 +536,18 @@ async fn a_record_that_keeps_failing_is_dead_lettered_and_the_others_are_deliver
     // and 5 retries; each try is the SDK's 3 refused attempts
     let tries = 2 + 1 + mapping.maximum_retry_attempts as usize;
     assert_eq!(s.outage.refused(), 3 * tries);
-    // AND every other record was delivered and pushed exactly once, in order; the only
-    // duplicates are the third's frames (posted before its "pushes sent" read failed, on every try)
+    // AND every other record was pushed exactly once, in order, and every frame arrived
+    // in order the first time; the duplicates are frames a failed try had posted
+    // (clients drop them by seq): the third's on every try, and those of the records
+    // after it in the tries that held them
     let bob = s.bob_seqs();
-    let good: Vec<u64> = bob.iter().copied().filter(|&q| q != 3).collect();
-    assert_eq!(good, [1, 2, 4, 5, 6]);
+    let mut first_seen = Vec::new();
+    for q in &bob {
+        if !first_seen.contains(q) {
+            first_seen.push(*q);
+        }
+    }
+    assert_eq!(first_seen, [1, 2, 3, 4, 5, 6], "frames to bob: {bob:?}");
     assert_eq!(bob.iter().filter(|&&q| q == 3).count(), tries);
     assert_eq!(s.pushed_seqs().await, [1, 2, 4, 5, 6]);
 

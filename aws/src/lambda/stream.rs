@@ -7,6 +7,8 @@ use serde_json::Value;
 use tracing::error;
 
 use chat_shared::Chat;
+use chat_shared::handlers;
+use chat_shared::ports::MessageRecord;
 
 use super::config::optional;
 use super::log_failure;
@@ -102,29 +104,22 @@ fn attribute(v: &Value) -> Result<AttributeValue, BadImage> {
     })
 }
 
-/// Why one stream record was not fanned out.
-enum RecordError {
-    /// The record can never be processed (no image, or an image that is not a message):
-    /// retrying cannot help, so it is skipped.
-    Poison(String),
-    /// Processing failed for now (the store or a service): the batch resumes from it.
-    Transient(String),
+/// The message a stream record carries, or why it can never be processed (no image, or
+/// an image that is not a message): poison, which retrying cannot help.
+fn decode(record: &StreamRecord) -> Result<MessageRecord, String> {
+    let image = record
+        .dynamodb
+        .new_image
+        .as_ref()
+        .ok_or_else(|| "no NewImage (the stream must be NEW_IMAGE)".to_owned())?;
+    let item = image_to_item(image).map_err(|e| e.to_string())?;
+    message_from(&item).map_err(|e| e.to_string())
 }
 
-async fn fan_out_record(chat: &Chat, record: &StreamRecord) -> Result<(), RecordError> {
-    let image = record.dynamodb.new_image.as_ref().ok_or_else(|| {
-        RecordError::Poison("no NewImage (the stream must be NEW_IMAGE)".to_owned())
-    })?;
-    let item = image_to_item(image).map_err(|e| RecordError::Poison(e.to_string()))?;
-    let message = message_from(&item).map_err(|e| RecordError::Poison(e.to_string()))?;
-    chat.fan_out(&message).await.map_err(|e| {
-        log_failure(&e);
-        RecordError::Transient(e.to_string())
-    })
-}
-
-/// Fans out a stream batch in order. Only `INSERT`s of message items matter (the trigger
-/// filters to them; others are skipped).
+/// Fans out a stream batch in order with the fan-out handler of every mode
+/// ([`handlers::fanout::handle_batch`]): each run of one conversation's messages
+/// together, its members and their connections read once. Only `INSERT`s of message
+/// items matter (the trigger filters to them; others are skipped).
 ///
 /// A record that can never be processed (poison: no image, or not a message) is skipped
 /// with an error log and the `FanoutSkippedRecords` metric: retrying it would only hold
@@ -133,29 +128,43 @@ async fn fan_out_record(chat: &Chat, record: &StreamRecord) -> Result<(), Record
 /// On the first other failure, that record's sequence number is reported and the rest
 /// of the batch is left for the retry: Lambda resumes from the lowest reported record,
 /// so nothing is lost or reordered. A redelivered record re-posts its frames (clients
-/// de-duplicate by seq) but never re-pushes. A record that keeps failing goes, after
-/// the mapping's retries, to its `OnFailure` queue.
+/// de-duplicate by seq; frames of a failed run may have gone out already) but never
+/// re-pushes. A record that keeps failing goes, after the mapping's retries, to its
+/// `OnFailure` queue.
 pub async fn handle_stream(chat: &Chat, event: StreamEvent) -> BatchResponse {
-    let mut response = BatchResponse::default();
-    for record in &event.records {
+    // (position in the batch, sequence number, message or why it is poison)
+    let mut messages = Vec::new();
+    let mut poison = Vec::new();
+    for (position, record) in event.records.iter().enumerate() {
         if record.event_name.as_deref() != Some("INSERT") {
             continue;
         }
         let id = record.dynamodb.sequence_number.clone().unwrap_or_default();
-        match fan_out_record(chat, record).await {
-            Ok(()) => {}
-            Err(RecordError::Poison(reason)) => {
-                error!(sequence_number = %id, %reason, "poison stream record skipped, not fanned out");
-                response.skipped.push(id);
-            }
-            Err(RecordError::Transient(reason)) => {
-                error!(sequence_number = %id, %reason, "fan-out failed; the batch resumes from this record");
-                response.batch_item_failures.push(BatchItemFailure {
-                    item_identifier: id,
-                });
-                break;
-            }
+        match decode(record) {
+            Ok(message) => messages.push((position, id, message)),
+            Err(reason) => poison.push((position, id, reason)),
         }
+    }
+    let mut response = BatchResponse::default();
+    let failed_at = match handlers::fanout::handle_batch(chat, &messages, |(_, _, m)| m).await {
+        Ok(()) => None,
+        Err((i, e)) => {
+            log_failure(&e);
+            let (position, id, _) = &messages[i];
+            error!(sequence_number = %id, reason = %e, "fan-out failed; the batch resumes from this record");
+            response.batch_item_failures.push(BatchItemFailure {
+                item_identifier: id.clone(),
+            });
+            Some(*position)
+        }
+    };
+    // Poison after the failed record comes back with the retry, and is skipped then.
+    for (position, id, reason) in poison {
+        if failed_at.is_some_and(|failed| position > failed) {
+            break;
+        }
+        error!(sequence_number = %id, %reason, "poison stream record skipped, not fanned out");
+        response.skipped.push(id);
     }
     if !response.skipped.is_empty() {
         println!("{}", skipped_metric(response.skipped.len()));

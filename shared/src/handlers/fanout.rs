@@ -1,5 +1,5 @@
-//! The fan-out handler: consumes the store's change feed (the SQLite outbox locally,
-//! DynamoDB Streams on AWS) in order.
+//! The fan-out handler: consumes the store's change feed in order, in both modes: the
+//! embedded store's feed (`chat-local`) and DynamoDB Streams (the fan-out Lambda).
 
 use crate::error::ChatError;
 use crate::ports::MessageRecord;
