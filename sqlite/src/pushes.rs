@@ -92,8 +92,7 @@ impl PushSender for SqliteStore {
             tx.prepare_cached(
                 "INSERT INTO push_outbox (user_id, device_id, platform, title, body,
                      conversation_id, seq, message_id, badge, timestamp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 d.user_id.as_str(),

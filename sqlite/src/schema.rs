@@ -99,9 +99,9 @@ CREATE TABLE IF NOT EXISTS push_outbox (
     badge           INTEGER NOT NULL,
     timestamp       INTEGER NOT NULL
 );
--- A replayed fan-out pushes a message again; the local outbox keeps it once per device.
-CREATE UNIQUE INDEX IF NOT EXISTS push_outbox_once
-    ON push_outbox (conversation_id, seq, user_id, device_id);
+-- Every push the fan-out sends is recorded, a repeated one too, so that a push sent
+-- twice shows (databases made before kept one per device and message).
+DROP INDEX IF EXISTS push_outbox_once;
 "#;
 
 /// Prepared statements each connection keeps.
