@@ -6,7 +6,7 @@
 //!
 //! - nobody receives a `message.new`, `typing`, `receipt` or `conversation.*` event of a
 //!   conversation they are not (or no longer) in, nor `presence` of a user they share no
-//!   conversation with (PROTOCOL.md section 3);
+//!   conversation with (docs/protocol.md section 3);
 //! - every frame a client receives is one the model expects, and every member receives
 //!   what they must (so the check is not vacuous: each kind is counted and must occur);
 //! - non-members get `404 NOT_FOUND` on every HTTP read and write and `NOT_FOUND` on every

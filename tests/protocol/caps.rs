@@ -1,5 +1,5 @@
-//! Size caps not covered elsewhere, each answered with the protocol's codes (PROTOCOL.md
-//! sections 2, 4 and 6). The others live beside their feature: group size
+//! Size caps not covered elsewhere, each answered with the protocol's codes (docs/protocol.md
+//! sections 2, 5 and 7). The others live beside their feature: group size
 //! (`conversations`), members per add call (`groups`), `userIds` in presence
 //! (`presence`), conversations and `limit` in sync (`sync`), page sizes of conversations
 //! and history (`conversations`, `history`), body and frame sizes (`validation`), tokens

@@ -1,4 +1,4 @@
-//! The protocol suite: every behaviour of `PROTOCOL.md` for the local server, checked
+//! The protocol suite: every behaviour of `docs/protocol.md` for the local server, checked
 //! against the real `chat-local` binary over real sockets (WebSocket and HTTP).
 //!
 //! Each test starts its own server on port 0 with its own SQLite file, so the tests share

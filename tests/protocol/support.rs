@@ -36,7 +36,7 @@ pub async fn team() -> (TestServer, String) {
     (server, conv_id(&group))
 }
 
-/// Asserts the shape of a conversation object (PROTOCOL.md section 4).
+/// Asserts the shape of a conversation object (docs/protocol.md section 5).
 pub fn assert_conversation(conversation: &Value) {
     assert_keys(
         conversation,

