@@ -10,7 +10,9 @@
 #   --stack-name NAME                 (default $CHAT_STACK_NAME or chat-e2e)
 #   --template PATH                   (default template.yaml at the repository root)
 #   --param KEY=VALUE                 extra parameter override (repeatable)
-#   --no-build                        use the binaries already in target/function/
+#   --profile NAME                    cargo profile of the Lambda binaries (default function;
+#                                     dev reuses the debug build of `cargo test`)
+#   --no-build                        use the binaries already built for that profile
 #
 # Environment: CHAT_EMULATORS_DIR (default target/emulators), CHAT_E2E_JWT_SECRET (default:
 # the one of the previous deployment, else random), LOCALSTACK_ENDPOINT (default
@@ -25,6 +27,7 @@ EMULATOR=ministack
 STACK=${CHAT_STACK_NAME:-chat-e2e}
 TEMPLATE=$ROOT/template.yaml
 BUILD=1
+PROFILE=function
 EXTRA_PARAMS=()
 
 while [ $# -gt 0 ]; do
@@ -34,8 +37,10 @@ while [ $# -gt 0 ]; do
     --stack-name) STACK=${2:?}; shift 2 ;;
     --template) TEMPLATE=$(cd "$(dirname "${2:?}")" && pwd)/$(basename "$2"); shift 2 ;;
     --param) EXTRA_PARAMS+=("${2:?}"); shift 2 ;;
+    --profile) PROFILE=${2:?}; shift 2 ;;
+    --profile=*) PROFILE=${1#*=}; shift ;;
     --no-build) BUILD=0; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "up.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -81,9 +86,11 @@ PREV_JWT_SECRET=$(env_value CHAT_E2E_JWT_SECRET)
 
 # ------------------------------------------------------------------ build the functions
 if [ "$BUILD" = 1 ]; then
-  log "building the Lambda functions (cargo build --profile function -p chat-functions)"
-  (cd "$ROOT" && cargo build --profile function -p chat-functions)
+  log "building the Lambda functions (cargo build --profile $PROFILE -p chat-functions)"
+  (cd "$ROOT" && cargo build --profile "$PROFILE" -p chat-functions)
 fi
+# Cargo puts the dev profile's output in target/debug.
+BINARIES_DIR=$ROOT/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 
 # ------------------------------------------------------------------ the emulator
 if [ "$EMULATOR" = ministack ]; then
@@ -157,7 +164,7 @@ PARAM_ARGS=()
 for p in ${EXTRA_PARAMS[@]+"${EXTRA_PARAMS[@]}"}; do PARAM_ARGS+=(--param "$p"); done
 log "laying out the bootstraps and deriving the template in $STACK_BUILD"
 SUMMARY=$("$PY" "$ROOT/localstack/derive_template.py" --template "$TEMPLATE" --out-dir "$STACK_BUILD" \
-  --binaries-dir "$ROOT/target/function" --emulator "$EMULATOR" --ws-api-id "$WS_API_ID" \
+  --binaries-dir "$BINARIES_DIR" --emulator "$EMULATOR" --ws-api-id "$WS_API_ID" \
   ${PARAM_ARGS[@]+"${PARAM_ARGS[@]}"})
 echo "$SUMMARY" >"$STACK_BUILD/summary.json"
 summary() { "$PY" -c "import json,sys; d=json.load(open('$STACK_BUILD/summary.json')); print($1)"; }
