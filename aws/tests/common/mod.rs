@@ -103,10 +103,11 @@ pub async fn tables(client: &aws_sdk_dynamodb::Client, tag: &str) -> TableNames 
     names
 }
 
-/// A gateway that records every frame it passes on to the real one.
+/// A gateway that records every frame and every close the real one accepted.
 pub struct Tap<G> {
     pub inner: G,
     pub posted: Mutex<Vec<(String, serde_json::Value)>>,
+    pub closed: Mutex<Vec<String>>,
 }
 
 impl<G> Tap<G> {
@@ -114,6 +115,7 @@ impl<G> Tap<G> {
         Self {
             inner,
             posted: Mutex::new(Vec::new()),
+            closed: Mutex::new(Vec::new()),
         }
     }
 
@@ -144,7 +146,11 @@ impl<G: ConnectionGateway> ConnectionGateway for Tap<G> {
     }
 
     async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
-        self.inner.close(connection_id).await
+        let result = self.inner.close(connection_id).await;
+        if result.is_ok() {
+            self.closed.lock().unwrap().push(connection_id.to_owned());
+        }
+        result
     }
 }
 
