@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -25,7 +26,7 @@ use crate::schema::{Durability, SCHEMA, open_connection};
 use crate::seen::SeenKeys;
 use crate::sequencer::{Append, Sequencer};
 use crate::threads::ask;
-use crate::writer::{Job, Pending, WRITER_CACHE_KIB, Writer};
+use crate::writer::{APPLY_EVERY, Job, Pending, WRITER_CACHE_KIB, Writer};
 
 /// Idle read connections kept open for reuse (more are opened under bursts).
 const READERS_KEPT: usize = 8;
@@ -78,6 +79,16 @@ pub(crate) fn recover(
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
+        Self::open_applying_every(path, durability, APPLY_EVERY)
+    }
+
+    /// [`SqliteStore::open`] with acked messages applied to the database every
+    /// `apply_every`: tests that must see messages in the append log only.
+    pub(crate) fn open_applying_every(
+        path: impl AsRef<Path>,
+        durability: Durability,
+        apply_every: Duration,
+    ) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let writer = open_connection(&path, durability).map_err(err("open database"))?;
         writer.execute_batch(SCHEMA).map_err(err("create schema"))?;
@@ -118,7 +129,8 @@ impl SqliteStore {
             in_flight.clone(),
             log,
             acked.clone(),
-        );
+        )
+        .apply_every(apply_every);
         let scanner = open_connection(&path, durability).map_err(err("open database"))?;
         let seen =
             SeenKeys::start(scanner).map_err(|e| StoreError::new("start the writer threads", e))?;

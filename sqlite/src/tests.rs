@@ -15,6 +15,7 @@ use chat_shared::protocol::Content;
 
 use crate::schema::Durability;
 use crate::store::SqliteStore;
+use crate::writer::APPLY_EVERY;
 
 /// Message `seq` of `conversation`, sent by alice with client message id `k<seq>`: for
 /// the unit tests of the store's parts.
@@ -76,12 +77,13 @@ pub(crate) fn message(conversation: &ConversationId, cmid: &str) -> NewMessage {
 /// A store at `path`, subscribed to its change feed, with one group.
 async fn subscribed_with_group(
     path: &Path,
+    apply_every: Duration,
 ) -> (
     SqliteStore,
     mpsc::UnboundedReceiver<FeedItem>,
     ConversationId,
 ) {
-    let store = SqliteStore::open(path, Durability::Process).unwrap();
+    let store = SqliteStore::open_applying_every(path, Durability::Process, apply_every).unwrap();
     let feed = store.subscribe();
     let conv = group(&store).await;
     (store, feed, conv)
@@ -122,7 +124,7 @@ async fn committed_but_not_fanned_out_messages_survive_a_restart() {
     // GIVEN a message committed while a subscriber was listening, never acked
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chat.db");
-    let (store, mut feed, conv) = subscribed_with_group(&path).await;
+    let (store, mut feed, conv) = subscribed_with_group(&path, APPLY_EVERY).await;
     store.append_message(&message(&conv, "m1")).await.unwrap();
     let FeedItem {
         position: id,
@@ -168,10 +170,11 @@ fn stored_messages(path: &Path) -> i64 {
 
 #[tokio::test]
 async fn messages_acked_but_not_yet_applied_survive_a_crash() {
-    // GIVEN acked messages, one of them fanned out, none applied yet
+    // GIVEN acked messages, one of them fanned out, none applied yet (the writer waits
+    // an hour before it applies them, however slow the machine)
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live.db");
-    let (store, mut feed, conv) = subscribed_with_group(&live).await;
+    let (store, mut feed, conv) = subscribed_with_group(&live, Duration::from_secs(3600)).await;
     let mut acked = Vec::new();
     for i in 0..50 {
         let AppendOutcome::Stored(m) = store

@@ -47,7 +47,7 @@ const MAX_BATCH: usize = 256;
 /// share the pages they change, so the less often the cheaper: in the 1:1 benchmark a
 /// message cost the writer about 20 us applied once a second, against 65 us in a
 /// transaction of its own (perf-history.md, round six). The log holds about this much.
-const APPLY_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const APPLY_EVERY: Duration = Duration::from_secs(1);
 
 /// Acked messages waiting that make the writer apply them before `APPLY_EVERY`.
 pub(crate) const APPLY_AT: usize = 32_768;
@@ -146,6 +146,8 @@ pub(crate) struct Writer {
     log: AppendLog,
     /// Where the sequencer leaves what it acked, until [`Writer::collect`] takes it.
     acked: Arc<Acked>,
+    /// How long acked messages wait at most: [`APPLY_EVERY`] but in tests.
+    apply_every: Duration,
     /// In id order; the oldest came at `since`.
     unapplied: Vec<Unapplied>,
     since: Option<Instant>,
@@ -171,9 +173,17 @@ impl Writer {
             in_flight,
             log,
             acked,
+            apply_every: APPLY_EVERY,
             unapplied: Vec::new(),
             since: None,
         }
+    }
+
+    /// Applies acked messages every `apply_every` rather than every [`APPLY_EVERY`]:
+    /// tests that must catch messages in the log only, whatever the machine's speed.
+    pub(crate) fn apply_every(mut self, apply_every: Duration) -> Self {
+        self.apply_every = apply_every;
+        self
     }
 
     /// Runs until the store and the sequencer are dropped, then applies what is left.
@@ -184,7 +194,7 @@ impl Writer {
         loop {
             let first = match self.since {
                 Some(since) => {
-                    let wait = (since + APPLY_EVERY).saturating_duration_since(Instant::now());
+                    let wait = (since + self.apply_every).saturating_duration_since(Instant::now());
                     match queue.recv_timeout(wait) {
                         Ok(job) => Some(job),
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
@@ -251,7 +261,8 @@ impl Writer {
 
     fn apply_due(&self) -> bool {
         self.since.is_some_and(|since| {
-            since.elapsed() >= APPLY_EVERY || self.unapplied.len() + self.acked.len() >= APPLY_AT
+            since.elapsed() >= self.apply_every
+                || self.unapplied.len() + self.acked.len() >= APPLY_AT
         })
     }
 
