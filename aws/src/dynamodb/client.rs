@@ -89,6 +89,26 @@ pub(crate) fn put(table: &str, item: Item, condition: Option<&str>) -> TransactW
 }
 
 impl DynamoStore {
+    /// Runs `actions` as one transaction: false when a condition failed (the transaction
+    /// was cancelled and wrote nothing).
+    pub(crate) async fn transact(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        context: &'static str,
+    ) -> StoreResult<bool> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if cancellation_codes(&e).is_some() => Ok(false),
+            Err(e) => Err(sdk(context)(e)),
+        }
+    }
+
     pub(crate) async fn get(&self, table: &str, key: Item) -> StoreResult<Option<Item>> {
         let out = self
             .client

@@ -74,16 +74,8 @@ impl DynamoStore {
                 .iter()
                 .map(|m| put(&self.tables.main, m.clone(), None)),
         );
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if cancellation_codes(&e).is_some() => return Ok(None),
-            Err(e) => return Err(sdk("create conversation")(e)),
+        if !self.transact(actions, "create conversation").await? {
+            return Ok(None);
         }
         // Groups of more than ~98 members: the rest are added after the transaction. The
         // conversation is new and unknown to anyone outside, so nothing can observe the gap
@@ -354,16 +346,8 @@ impl ConversationStore for DynamoStore {
                 )
                 .build(),
         ];
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if cancellation_codes(&e).is_some() => return Ok(None),
-            Err(e) => return Err(sdk("remove member")(e)),
+        if !self.transact(actions, "remove member").await? {
+            return Ok(None);
         }
         let mut promoted = None;
         if was_admin {
