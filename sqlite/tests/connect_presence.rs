@@ -8,8 +8,7 @@ use std::sync::Arc;
 use chat_shared::config::Limits;
 use chat_shared::ids::UserId;
 use chat_shared::ports::ConnectionStore;
-use chat_shared::ports::{ConversationKind, SystemClock};
-use chat_shared::service::CreateConversation;
+use chat_shared::ports::SystemClock;
 
 #[tokio::test]
 async fn connections_that_answer_gone_while_opening_are_kept() {
@@ -20,16 +19,7 @@ async fn connections_that_answer_gone_while_opening_are_kept() {
         UserId::parse("alice").unwrap(),
         UserId::parse("bob").unwrap(),
     );
-    chat.create_conversation(
-        &alice,
-        CreateConversation {
-            kind: ConversationKind::Direct,
-            name: None,
-            members: vec![bob.clone()],
-        },
-    )
-    .await
-    .unwrap();
+    common::direct(&chat, &alice, &bob).await;
 
     // WHEN bob connects, then alice (whose presence is announced to bob's new connection)
     chat.connect("bob-1", &bob, None).await.unwrap();

@@ -8,9 +8,8 @@ mod common;
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
 use chat_shared::ports::ReceiptStore;
-use chat_shared::ports::{ChangeFeed, ConversationKind, Platform, SystemClock};
+use chat_shared::ports::{ChangeFeed, Platform, SystemClock};
 use chat_shared::protocol::{Content, SendRequest};
-use chat_shared::service::CreateConversation;
 
 #[tokio::test]
 async fn a_replayed_outbox_entry_pushes_once() {
@@ -20,17 +19,7 @@ async fn a_replayed_outbox_entry_pushes_once() {
         UserId::parse("alice").unwrap(),
         UserId::parse("bob").unwrap(),
     );
-    let (conv, _) = chat
-        .create_conversation(
-            &alice,
-            CreateConversation {
-                kind: ConversationKind::Direct,
-                name: None,
-                members: vec![bob.clone()],
-            },
-        )
-        .await
-        .unwrap();
+    let conv_id = common::direct(&chat, &alice, &bob).await;
     chat.register_device(
         &bob,
         DeviceId::parse("phone").unwrap(),
@@ -40,7 +29,7 @@ async fn a_replayed_outbox_entry_pushes_once() {
     .await
     .unwrap();
     let send = SendRequest {
-        conversation_id: conv.conversation_id,
+        conversation_id: conv_id,
         client_message_id: ClientMessageId::parse("m1").unwrap(),
         content: Content {
             kind: "text".into(),

@@ -8,9 +8,9 @@ mod common;
 
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, UserId};
-use chat_shared::ports::{ChangeFeed, Clock, ConversationKind};
+use chat_shared::ports::{ChangeFeed, Clock};
 use chat_shared::protocol::{Content, SendRequest};
-use chat_shared::service::{CreateConversation, HistoryQuery, SyncCursor};
+use chat_shared::service::{HistoryQuery, SyncCursor};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -36,18 +36,8 @@ async fn expired_messages_are_never_returned_and_first_seq_moves_up() {
     };
     let (chat, store, _dir) = common::chat(clock.clone(), limits);
     let (alice, bob) = (user("alice"), user("bob"));
-    let (conv, _) = chat
-        .create_conversation(
-            &alice,
-            CreateConversation {
-                kind: ConversationKind::Direct,
-                name: None,
-                members: vec![bob.clone()],
-            },
-        )
-        .await
-        .unwrap();
-    let id = conv.conversation_id;
+    let conv_id = common::direct(&chat, &alice, &bob).await;
+    let id = conv_id;
     let send = |cmid: &str| SendRequest {
         conversation_id: id.clone(),
         client_message_id: ClientMessageId::parse(cmid).unwrap(),

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
-use chat_shared::ids::UserId;
-use chat_shared::ports::{Clock, ConnectionGateway, GatewayError};
-use chat_shared::service::Ports;
+use chat_shared::ids::{ConversationId, UserId};
+use chat_shared::ports::{Clock, ConnectionGateway, ConversationKind, GatewayError};
+use chat_shared::service::{CreateConversation, Ports};
 use chat_sqlite::{Durability, SqliteStore};
 
 /// The gateway of a process with no socket open: every connection is gone.
@@ -48,4 +48,20 @@ pub fn chat(clock: Arc<dyn Clock>, limits: Limits) -> (Chat, SqliteStore, tempfi
 /// A user id.
 pub fn user(s: &str) -> UserId {
     UserId::parse(s).unwrap()
+}
+
+/// `a` opens the direct conversation with `b`; its id.
+pub async fn direct(chat: &Chat, a: &UserId, b: &UserId) -> ConversationId {
+    let (conv, _) = chat
+        .create_conversation(
+            a,
+            CreateConversation {
+                kind: ConversationKind::Direct,
+                name: None,
+                members: vec![b.clone()],
+            },
+        )
+        .await
+        .unwrap();
+    conv.conversation_id
 }
