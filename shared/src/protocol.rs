@@ -16,6 +16,10 @@ pub const MAX_READ_FRAME_BYTES: usize = 1024 * 1024;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Largest `requestId`.
 pub const MAX_REQUEST_ID_CHARS: usize = 64;
+/// Largest answer of a list, history or sync: one that would be larger ends early with
+/// `hasMore: true` (or a next cursor) at an item boundary. Well under the 6 MB that API
+/// Gateway and Lambda allow.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 /// Message text limits, in Unicode scalar values.
 pub const MAX_TEXT_CHARS: usize = 4000;
 /// How long a typing state lasts unless renewed.

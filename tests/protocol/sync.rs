@@ -228,3 +228,91 @@ async fn sync_validates_its_limits() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Long messages: 4000 four-byte characters, 16 KB of text each.
+async fn with_long_messages(count: usize) -> (TestServer, String, String) {
+    let server = server().env("CHAT_RATE_LIMIT_PER_MIN", "0").start().await;
+    let id = conv_id(&server.http("alice").create_direct("bob").await);
+    let text = "\u{1F600}".repeat(4000);
+    let mut alice = server.connect("alice").await;
+    for n in 1..=count {
+        alice.send_message(&id, &format!("cm-{n}"), &text).await;
+    }
+    (server, id, text)
+}
+
+fn answer_bytes(answer: &Value) -> usize {
+    serde_json::to_vec(answer).expect("serialize").len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_answer_stops_at_one_mebibyte_at_a_message_boundary_and_pages_on() {
+    // 100 messages of 16 KB: 1.6 MB of text, more than one answer may carry.
+    let (server, id, text) = with_long_messages(100).await;
+    let mut after = 0;
+    let mut answers = 0;
+    let mut seen: Vec<i64> = Vec::new();
+    loop {
+        let body =
+            json!({"conversations": [{"conversationId": id, "afterSeq": after}], "limit": 1000});
+        let result = sync(&server, "bob", body).await;
+        answers += 1;
+        assert!(
+            answer_bytes(&result) <= 1024 * 1024,
+            "answer {answers} is {} bytes",
+            answer_bytes(&result)
+        );
+        let entry = &result["conversations"][0];
+        let messages = entry["messages"].as_array().expect("messages");
+        assert!(
+            !messages.is_empty(),
+            "answer {answers} carried no message: {entry}"
+        );
+        assert!(
+            messages
+                .iter()
+                .all(|m| m["content"]["text"] == text.as_str())
+        );
+        let got = seqs(messages);
+        assert_eq!(
+            got[0],
+            after + 1,
+            "answer {answers} starts after the cursor"
+        );
+        seen.extend(&got);
+        after = *got.last().expect("a message");
+        if entry["hasMore"] == false {
+            break;
+        }
+        assert!(answers < 10, "sync never ended");
+    }
+    assert!(answers >= 2, "1.6 MB fitted in one answer");
+    assert_eq!(
+        seen,
+        (1..=100).collect::<Vec<i64>>(),
+        "every message once, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_page_stops_at_one_mebibyte_keeping_the_newest() {
+    let (server, id, _) = with_long_messages(100).await;
+    let page = server.http("bob").messages(&id, "limit=200").await;
+    assert!(
+        answer_bytes(&page) <= 1024 * 1024,
+        "{} bytes",
+        answer_bytes(&page)
+    );
+    assert_eq!(page["hasMore"], true, "older messages were left out");
+    let got = seqs(page["messages"].as_array().expect("messages"));
+    assert!(got.len() < 100 && got.len() > 20, "{} messages", got.len());
+    assert_eq!(*got.last().unwrap(), 100, "the newest message is in");
+    assert_eq!(got, (got[0]..=100).collect::<Vec<i64>>(), "contiguous");
+
+    // Going forward from the start, the oldest come first.
+    let page = server.http("bob").messages(&id, "after=0&limit=200").await;
+    assert!(answer_bytes(&page) <= 1024 * 1024);
+    assert_eq!(page["hasMore"], true);
+    let got = seqs(page["messages"].as_array().expect("messages"));
+    assert_eq!(got, (1..=got.len() as i64).collect::<Vec<i64>>());
+}

@@ -16,6 +16,7 @@ use crate::ports::{
 use crate::protocol::{ConversationView, MemberView, ServerFrame};
 
 use super::Chat;
+use super::budget::AnswerBudget;
 
 /// A request to create a conversation.
 #[derive(Debug, Clone)]
@@ -277,18 +278,25 @@ impl Chat {
             .store
             .user_conversations(caller, after.as_ref(), limit + 1)
             .await?;
-        let more = rows.len() > limit as usize;
+        let mut more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next_cursor = more.then(|| rows.last()).flatten().map(|(c, _)| {
+        let mut budget = AnswerBudget::new();
+        let mut conversations = Vec::with_capacity(rows.len());
+        for (conv, me) in &rows {
+            let view = self.view(conv, me).await?;
+            if !budget.take(&view) {
+                more = true;
+                break;
+            }
+            conversations.push(view);
+        }
+        let last = conversations.len().checked_sub(1).and_then(|i| rows.get(i));
+        let next_cursor = more.then_some(last).flatten().map(|(c, _)| {
             domain::encode_conversation_cursor(&ConversationCursor {
                 last_message_at: c.last_message_at,
                 conversation_id: c.id.clone(),
             })
         });
-        let mut conversations = Vec::with_capacity(rows.len());
-        for (conv, me) in &rows {
-            conversations.push(self.view(conv, me).await?);
-        }
         Ok(ConversationPage {
             conversations,
             next_cursor,

@@ -10,6 +10,10 @@ use crate::ports::{AppendOutcome, ConversationRecord, MessageQuery, MessageRecor
 use crate::protocol::{Ack, MessageView, SendRequest};
 
 use super::Chat;
+use super::budget::AnswerBudget;
+
+/// Messages read from the store at a time when filling an answer.
+const READ_CHUNK: u32 = 50;
 
 /// What the checks before a send found.
 enum Checked {
@@ -131,20 +135,59 @@ impl Chat {
         q: HistoryQuery,
     ) -> ChatResult<(Vec<MessageView>, bool)> {
         self.member_of(id, caller).await?;
-        let (messages, has_more) = self
-            .store
-            .messages(
-                id,
-                MessageQuery {
-                    after: q.after,
-                    before: q.before,
-                    limit: q.limit,
-                    newest: q.after.is_none(),
-                    min_timestamp: self.limits.retention_cutoff(self.now()),
-                },
-            )
-            .await?;
-        Ok((messages.iter().map(message_view).collect(), has_more))
+        let query = MessageQuery {
+            after: q.after,
+            before: q.before,
+            limit: q.limit,
+            newest: q.after.is_none(),
+            min_timestamp: self.limits.retention_cutoff(self.now()),
+        };
+        self.messages_within(id, query, &mut AnswerBudget::new())
+            .await
+    }
+
+    /// The messages of `query` that fit in `budget`, ascending, and whether more exist
+    /// in its range. They are read a chunk at a time, so a page cut short by the budget
+    /// never held more than a chunk beyond it; the cut keeps the messages nearest the
+    /// query's anchor (the oldest going forward, the newest going back).
+    pub(crate) async fn messages_within(
+        &self,
+        id: &ConversationId,
+        query: MessageQuery,
+        budget: &mut AnswerBudget,
+    ) -> ChatResult<(Vec<MessageView>, bool)> {
+        let mut out: Vec<MessageView> = Vec::new();
+        let mut range = query;
+        let has_more = loop {
+            range.limit = (query.limit - out.len() as u32).min(READ_CHUNK);
+            let (messages, more) = self.store.messages(id, range).await?;
+            let nearest_first: Box<dyn Iterator<Item = &MessageRecord>> = if query.newest {
+                range.before = messages.first().map(|m| m.seq).or(range.before);
+                Box::new(messages.iter().rev())
+            } else {
+                range.after = messages.last().map(|m| m.seq).or(range.after);
+                Box::new(messages.iter())
+            };
+            let mut taken = 0;
+            for m in nearest_first {
+                let view = message_view(m);
+                if !budget.take(&view) {
+                    break;
+                }
+                out.push(view);
+                taken += 1;
+            }
+            if budget.spent() {
+                break more || taken < messages.len();
+            }
+            if !more || out.len() as u32 >= query.limit {
+                break more;
+            }
+        };
+        if query.newest {
+            out.reverse();
+        }
+        Ok((out, has_more))
     }
 }
 

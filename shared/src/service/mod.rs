@@ -17,6 +17,7 @@ use crate::error::{ChatError, ChatResult};
 use crate::ids::{Millis, UserId};
 use crate::ports::{Clock, ConnectionGateway, PushSender, Store};
 
+mod budget;
 mod connections;
 mod conversations;
 mod devices;

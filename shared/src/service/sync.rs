@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::Chat;
-use super::messages::message_view;
+use super::budget::AnswerBudget;
 use crate::error::ChatResult;
 use crate::ids::{ConversationId, Seq, UserId};
 use crate::ports::MessageQuery;
@@ -16,7 +16,8 @@ pub struct SyncCursor {
     pub after_seq: Seq,
 }
 
-/// The most conversations `newConversations` carries in a sync answer.
+/// The most conversations `newConversations` carries in a sync answer (fewer when the
+/// answer reaches its byte cap).
 const SYNC_NEW_CONVERSATIONS_MAX: usize = 100;
 
 impl Chat {
@@ -32,6 +33,7 @@ impl Chat {
         let mut conversations = Vec::new();
         let mut removed = Vec::new();
         let mut named: HashSet<&ConversationId> = HashSet::new();
+        let mut budget = AnswerBudget::new();
         for cursor in cursors {
             if !named.insert(&cursor.conversation_id) {
                 continue;
@@ -44,22 +46,17 @@ impl Chat {
                 removed.push(cursor.conversation_id.clone());
                 continue;
             };
-            let (messages, has_more) = self
-                .store
-                .messages(
-                    &conv.id,
-                    MessageQuery {
-                        after: Some(cursor.after_seq),
-                        before: None,
-                        limit,
-                        newest: false,
-                        min_timestamp: cutoff,
-                    },
-                )
-                .await?;
+            let query = MessageQuery {
+                after: Some(cursor.after_seq),
+                before: None,
+                limit,
+                newest: false,
+                min_timestamp: cutoff,
+            };
+            let (messages, has_more) = self.messages_within(&conv.id, query, &mut budget).await?;
             conversations.push(SyncedConversation {
                 conversation_id: conv.id.clone(),
-                messages: messages.iter().map(message_view).collect(),
+                messages,
                 has_more,
                 first_seq: self.first_seq(&conv).await?,
                 last_seq: conv.last_seq,
@@ -78,7 +75,11 @@ impl Chat {
             if new_conversations.len() == SYNC_NEW_CONVERSATIONS_MAX {
                 break;
             }
-            new_conversations.push(self.view(conv, me).await?);
+            let view = self.view(conv, me).await?;
+            if !budget.take(&view) {
+                break;
+            }
+            new_conversations.push(view);
         }
         Ok(SyncResult {
             conversations,
