@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS members (
     muted           INTEGER NOT NULL DEFAULT 0,
     typing_window   INTEGER NOT NULL DEFAULT 0,
     typing_count    INTEGER NOT NULL DEFAULT 0,
+    typing_until    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (conversation_id, user_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, conversation_id);
@@ -117,6 +118,28 @@ pub enum Durability {
     PowerLoss,
 }
 
+/// Columns added after the first release: (table, column, declaration). A database made
+/// before gets them when opened.
+const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("members", "typing_until", "INTEGER NOT NULL DEFAULT 0")];
+
+/// Adds the [`ADDED_COLUMNS`] a database does not have yet.
+pub(crate) fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let present: i64 = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )?;
+        if present == 0 {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn open_connection(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -137,4 +160,25 @@ pub(crate) fn open_connection(path: &Path, durability: Durability) -> rusqlite::
         },
     )?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_from_before_a_column_gets_it_once() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE members (conversation_id TEXT, user_id TEXT, typing_count INTEGER);
+             INSERT INTO members VALUES ('c', 'u', 1);",
+        )
+        .unwrap();
+        add_missing_columns(&conn).unwrap();
+        add_missing_columns(&conn).unwrap();
+        let until: i64 = conn
+            .query_row("SELECT typing_until FROM members", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(until, 0);
+    }
 }

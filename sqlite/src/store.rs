@@ -22,7 +22,7 @@ use crate::feed::FeedSlot;
 use crate::in_flight::{Acked, InFlight};
 use crate::log::AppendLog;
 use crate::roster::{Found, read_roster};
-use crate::schema::{Durability, SCHEMA, open_connection};
+use crate::schema::{Durability, SCHEMA, add_missing_columns, open_connection};
 use crate::seen::SeenKeys;
 use crate::sequencer::{Append, Sequencer};
 use crate::threads::ask;
@@ -92,6 +92,7 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let writer = open_connection(&path, durability).map_err(err("open database"))?;
         writer.execute_batch(SCHEMA).map_err(err("create schema"))?;
+        add_missing_columns(&writer).map_err(err("add new columns"))?;
         // Checkpoints run on their own thread, not inside a commit.
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)

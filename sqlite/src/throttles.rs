@@ -18,6 +18,7 @@ impl ThrottleStore for SqliteStore {
         now: Millis,
         window_ms: i64,
         max: u32,
+        shown_until: Millis,
     ) -> StoreResult<Option<bool>> {
         let (conversation, user) = (conversation.clone(), user.clone());
         self.write(move |tx| {
@@ -41,14 +42,50 @@ impl ThrottleStore for SqliteStore {
                 return Ok(Some(false));
             };
             tx.prepare_cached(
-                "UPDATE members SET typing_window = ?3, typing_count = ?4
+                "UPDATE members SET typing_window = ?3, typing_count = ?4, typing_until = ?5
                  WHERE conversation_id = ?1 AND user_id = ?2",
             )?
-            .execute(params![conversation.as_str(), user.as_str(), window, count])?;
+            .execute(params![
+                conversation.as_str(),
+                user.as_str(),
+                window,
+                count,
+                shown_until
+            ])?;
             Ok(Some(true))
         })
         .await
         .map_err(err("typing throttle"))
+    }
+
+    async fn typing_stop(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        now: Millis,
+    ) -> StoreResult<Option<bool>> {
+        let (conversation, user) = (conversation.clone(), user.clone());
+        self.write(move |tx| {
+            let until: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT typing_until FROM members WHERE conversation_id = ?1 AND user_id = ?2",
+                )?
+                .query_row(params![conversation.as_str(), user.as_str()], |r| r.get(0))
+                .optional()?;
+            let Some(until) = until else {
+                return Ok(None);
+            };
+            if until <= now {
+                return Ok(Some(false));
+            }
+            tx.prepare_cached(
+                "UPDATE members SET typing_until = 0 WHERE conversation_id = ?1 AND user_id = ?2",
+            )?
+            .execute(params![conversation.as_str(), user.as_str()])?;
+            Ok(Some(true))
+        })
+        .await
+        .map_err(err("typing stop"))
     }
 
     async fn count_send(&self, user: &UserId, window_start: Millis) -> StoreResult<u64> {

@@ -88,7 +88,7 @@ async fn typing_is_never_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn third_typing_true_within_a_second_is_dropped_but_answered_and_false_never_is() {
+async fn third_typing_true_within_a_second_is_dropped_and_only_the_first_false_relayed() {
     let (server, id) = direct_pair().await;
     let mut alice = server.connect("alice").await;
     let mut bob = server.connect("bob").await;
@@ -111,16 +111,31 @@ async fn third_typing_true_within_a_second_is_dropped_but_answered_and_false_nev
     let states: Vec<&Value> = events.iter().map(|e| &e["isTyping"]).collect();
     assert_eq!(
         states,
-        [
-            &json!(true),
-            &json!(true),
-            &json!(false),
-            &json!(false),
-            &json!(false),
-            &json!(false)
-        ],
+        [&json!(true), &json!(true), &json!(false)],
         "events: {events:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_typing_false_relays_only_the_one_that_ends_a_shown_state() {
+    let (server, id) = direct_pair().await;
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    // 200 `false` with nothing to end, then a `true`, then 200 more `false`.
+    let mut frames: Vec<Value> = (1..=200)
+        .map(|n| typing(&format!("f-{n}"), &id, false))
+        .collect();
+    frames.push(typing("t-1", &id, true));
+    frames.extend((201..=400).map(|n| typing(&format!("f-{n}"), &id, false)));
+
+    let answers = pipelined(&mut alice, &frames).await;
+
+    assert!(answers.iter().all(|a| a["type"] == "ok"), "{answers:?}");
+    alice.send_message(&id, "sentinel", "done typing").await;
+    bob.recv_type("message.new").await;
+    let events = bob.drain_type("typing", Duration::ZERO).await;
+    let states: Vec<&Value> = events.iter().map(|e| &e["isTyping"]).collect();
+    assert_eq!(states, [&json!(true), &json!(false)], "events: {events:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

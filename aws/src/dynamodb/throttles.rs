@@ -22,6 +22,7 @@ impl ThrottleStore for DynamoStore {
         now: Millis,
         window_ms: i64,
         max: u32,
+        shown_until: Millis,
     ) -> StoreResult<Option<bool>> {
         let member_key = key(conv_pk(conversation.as_str()), &member_sk(user.as_str()));
         // A new window, when the last one is over...
@@ -30,11 +31,12 @@ impl ThrottleStore for DynamoStore {
             .update_item()
             .table_name(&self.tables.main)
             .set_key(Some(member_key.clone()))
-            .update_expression("SET typingWindow = :now, typingCount = :one")
+            .update_expression("SET typingWindow = :now, typingCount = :one, typingUntil = :until")
             .condition_expression("attribute_exists(pk) AND (attribute_not_exists(typingWindow) OR typingWindow <= :cut)")
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":cut", n(now - window_ms))
+            .expression_attribute_values(":until", n(shown_until))
             .send()
             .await;
         if condition_held(fresh, "typing throttle")?.is_some() {
@@ -46,13 +48,14 @@ impl ThrottleStore for DynamoStore {
             .update_item()
             .table_name(&self.tables.main)
             .set_key(Some(member_key.clone()))
-            .update_expression("ADD typingCount :one")
+            .update_expression("ADD typingCount :one SET typingUntil = :until")
             .condition_expression(
                 "attribute_exists(pk) AND typingWindow > :cut AND typingCount < :max",
             )
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":cut", n(now - window_ms))
             .expression_attribute_values(":max", n(max))
+            .expression_attribute_values(":until", n(shown_until))
             .send()
             .await;
         match condition_held(more, "typing throttle")? {
@@ -62,6 +65,33 @@ impl ThrottleStore for DynamoStore {
                 .await?
                 .map(|_| false)),
         }
+    }
+
+    async fn typing_stop(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        now: Millis,
+    ) -> StoreResult<Option<bool>> {
+        let member_key = key(conv_pk(conversation.as_str()), &member_sk(user.as_str()));
+        let stop = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(member_key.clone()))
+            .update_expression("REMOVE typingUntil")
+            .condition_expression("attribute_exists(pk) AND typingUntil > :now")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        if condition_held(stop, "typing stop")?.is_some() {
+            return Ok(Some(true));
+        }
+        // Not seen typing, or not a member: the flood path, one read.
+        Ok(self
+            .get(&self.tables.main, member_key)
+            .await?
+            .map(|_| false))
     }
 
     async fn count_send(&self, user: &UserId, window_start: Millis) -> StoreResult<u64> {

@@ -520,7 +520,7 @@ pub async fn typing_is_throttled_per_window(store: S) {
         let (store, id, alice) = (store.clone(), id.clone(), alice.clone());
         async move {
             store
-                .typing_permit(&id, &alice, now, 1000, 2)
+                .typing_permit(&id, &alice, now, 1000, 2, now + 5000)
                 .await
                 .unwrap()
         }
@@ -534,10 +534,56 @@ pub async fn typing_is_throttled_per_window(store: S) {
     );
     assert_eq!(permit(11_000).await, Some(true), "a new window");
     let outsider = store
-        .typing_permit(&id, &user("carol"), 12_000, 1000, 2)
+        .typing_permit(&id, &user("carol"), 12_000, 1000, 2, 17_000)
         .await
         .unwrap();
     assert_eq!(outsider, None);
+}
+
+pub async fn typing_stops_only_a_state_still_shown(store: S) {
+    let id = group(&store, &["alice", "bob"], 1).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let stop = |who: &UserId, now| {
+        let (store, id, who) = (store.clone(), id.clone(), who.clone());
+        async move { store.typing_stop(&id, &who, now).await.unwrap() }
+    };
+    assert_eq!(stop(&bob, 1_000).await, Some(false), "never typed");
+    assert_eq!(
+        store
+            .typing_permit(&id, &alice, 10_000, 1000, 2, 15_000)
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(stop(&alice, 12_000).await, Some(true), "ends a shown true");
+    assert_eq!(stop(&alice, 12_001).await, Some(false), "already ended");
+    store
+        .typing_permit(&id, &alice, 20_000, 1000, 2, 25_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        stop(&alice, 25_000).await,
+        Some(false),
+        "expired on its own"
+    );
+    store
+        .typing_permit(&id, &alice, 20_100, 1000, 2, 25_100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .typing_permit(&id, &alice, 20_200, 1000, 2, 25_200)
+            .await
+            .unwrap(),
+        Some(false),
+        "over the cap"
+    );
+    assert_eq!(
+        stop(&alice, 25_150).await,
+        Some(false),
+        "a refused true is not shown"
+    );
+    assert_eq!(stop(&user("carol"), 1_000).await, None, "not a member");
 }
 
 pub async fn sends_are_counted_per_fixed_window(store: S) {

@@ -142,8 +142,9 @@ pub trait PushLedger: Send + Sync + 'static {
 /// (and every Lambda) sees one count.
 #[async_trait]
 pub trait ThrottleStore: Send + Sync + 'static {
-    /// Counts one `isTyping: true` in the member's current window of `window_ms`;
-    /// `Some(false)` when `max` were already counted, `None` when not a member.
+    /// Counts one `isTyping: true` in the member's current window of `window_ms` and
+    /// notes the member as seen typing until `shown_until`; `Some(false)` (and nothing
+    /// noted) when `max` were already counted, `None` when not a member.
     async fn typing_permit(
         &self,
         conversation: &ConversationId,
@@ -151,6 +152,16 @@ pub trait ThrottleStore: Send + Sync + 'static {
         now: Millis,
         window_ms: i64,
         max: u32,
+        shown_until: Millis,
+    ) -> StoreResult<Option<bool>>;
+    /// Ends the member's typing state: `Some(true)` when the others were still seeing
+    /// them typing at `now` (a relayed `true` not yet expired), `Some(false)` when not,
+    /// `None` when not a member.
+    async fn typing_stop(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        now: Millis,
     ) -> StoreResult<Option<bool>>;
     /// Counts one send in the user's fixed window starting at `window_start`; returns the
     /// count including this one.

@@ -63,7 +63,9 @@ impl Chat {
         self.live_connections(&users, self.now()).await
     }
 
-    /// Relays a typing state (never stored; `true` is throttled per user and conversation).
+    /// Relays a typing state (never stored beyond the throttle). `true` is throttled per
+    /// user and conversation; `false` goes out only when it ends a `true` the others
+    /// still see, so a flood of `false` relays nothing.
     pub async fn typing(
         &self,
         caller: &UserId,
@@ -71,18 +73,20 @@ impl Chat {
         id: &ConversationId,
         is_typing: bool,
     ) -> ChatResult<()> {
+        let now = self.now();
         let allowed = if is_typing {
             self.store
                 .typing_permit(
                     id,
                     caller,
-                    self.now(),
+                    now,
                     TYPING_WINDOW_MS,
                     TYPING_MAX_PER_WINDOW,
+                    now + TYPING_EXPIRES_MS,
                 )
                 .await?
         } else {
-            self.store.membership(id, caller).await?.map(|_| true)
+            self.store.typing_stop(id, caller, now).await?
         };
         match allowed {
             None => return Err(ChatError::no_conversation()),
