@@ -4,6 +4,7 @@
 //! Configuration is docs/protocol.md section 6; see the README.
 
 mod gateway;
+mod listener;
 mod server;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::gateway::LocalGateway;
+use crate::listener::ListenLimits;
 use crate::server::App;
 
 /// mimalloc rather than glibc's malloc: fanning out to a group allocates and frees a
@@ -129,6 +131,7 @@ fn idle_timeout() -> Result<Duration, ConfigError> {
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let limits = Limits::from_env()?;
     let idle_timeout = idle_timeout()?;
+    let listen = ListenLimits::from_env()?.fitted_to_fd_limit();
     let durability = match std::env::var("CHAT_SQLITE_SYNC").as_deref() {
         Ok("full") => Durability::PowerLoss,
         _ => Durability::Process,
@@ -151,6 +154,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         gateway,
         dev_endpoints: env_flag("CHAT_DEV_ENDPOINTS")?,
         idle_timeout,
+        listen,
     });
     let listener = TcpListener::bind(cli.listen)
         .await

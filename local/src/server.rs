@@ -10,10 +10,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Extension, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::serve::ListenerExt;
 use bytes::Bytes;
 use chat_shared::handlers::{self, ws::ConnectionContext};
 use chat_shared::ids::UserId;
@@ -28,6 +27,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::gateway::{LocalGateway, close_code};
+use crate::listener::{self, Busy, ListenLimits, Slot};
 
 /// Everything the routes share.
 pub struct App {
@@ -39,6 +39,8 @@ pub struct App {
     /// A socket with no client frame for this long is closed (`CHAT_IDLE_TIMEOUT_SECS`;
     /// at most the liveness window, so an open socket is always a live connection).
     pub idle_timeout: Duration,
+    /// The connection cap and the request timeouts.
+    pub listen: ListenLimits,
 }
 
 /// Payload of the server's pings: their pongs prove the socket, not the app, is alive, so
@@ -91,23 +93,9 @@ pub async fn run(
         .route("/dev/push-outbox", any(push_outbox))
         .fallback(http_api)
         .with_state(app.clone());
-    let gateway = app.gateway.clone();
-    // Chat frames are small and latency-bound: never hold them back for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            warn!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        info!("shutting down: closing sockets");
-        gateway.close_all();
-    })
-    .await?;
+    listener::serve(listener, router, app.listen, shutdown).await;
+    info!("shutting down: closing sockets");
+    app.gateway.close_all();
     sweeper.abort();
     // Sessions end as their sockets close; give them a moment to run $disconnect.
     for _ in 0..50 {
@@ -235,6 +223,7 @@ async fn ws_upgrade(
     State(app): State<Arc<App>>,
     uri: http::Uri,
     headers: http::HeaderMap,
+    slot: Option<Extension<Arc<Slot>>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let query = handlers::http::parse_query(uri.query().unwrap_or(""));
@@ -291,7 +280,11 @@ async fn ws_upgrade(
             debug!(error = %e, "websocket upgrade failed");
             tokio::spawn(async move { end_session(&failed_app, &failed_id).await });
         })
-        .on_upgrade(move |socket| session(app, socket, connection_id, user, frames, handle))
+        .on_upgrade(move |socket| async move {
+            // The socket's connection stays busy (never evicted) for the whole session.
+            let _busy = slot.map(|Extension(slot)| Busy::new(slot));
+            session(app, socket, connection_id, user, frames, handle).await
+        })
 }
 
 async fn end_session(app: &App, connection_id: &str) {
@@ -520,13 +513,27 @@ async fn push_outbox(
 /// Everything else: the HTTP API, through the shared handler.
 async fn http_api(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match read_body(body).await {
-        Ok(b) => b,
-        Err(e) => return error_response(&e),
+    let body = match tokio::time::timeout(app.listen.request_timeout, read_body(body)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return error_response(&e),
+        Err(_) => return request_timeout(),
     };
     let resp = handlers::http::handle(&app.chat, http::Request::from_parts(parts, body)).await;
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, Body::from(body))
+}
+
+/// 408 for a body that did not arrive in time; the connection is closed after it.
+fn request_timeout() -> Response {
+    let mut response = error_response(&ChatError::Invalid(
+        "the request body did not arrive in time".into(),
+    ));
+    *response.status_mut() = http::StatusCode::REQUEST_TIMEOUT;
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// Reads a request body of at most `MAX_BODY_BYTES`. A larger one is still read and

@@ -838,8 +838,10 @@ impl World {
                 Expect {
                     user: to,
                     kind: Kind::Typing,
-                    // `isTyping: true` may be throttled; `false` never is.
-                    required: !is_typing,
+                    // `isTyping: true` may be throttled, and `false` goes out only when
+                    // it ends a `true` that went out (typing.rs checks both): here
+                    // only who may see them counts.
+                    required: false,
                     what: format!("typing {} {is_typing} in {id}", USERS[user]),
                     pred: Box::new(move |f| {
                         f["type"] == "typing"

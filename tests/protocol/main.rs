@@ -11,6 +11,7 @@
 //!   `devices`, `rate_limit`, `fanout` (the large-conversation rules).
 //! - `tokens`: the token rules on the running server (leeway, issuer and audience,
 //!   the query token over the header, the secret off loopback).
+//! - `connection_limits`: header and body timeouts, the connection cap.
 //! - `transport`: binary frames, non-GET upgrades, the body cap before the token,
 //!   a trailing `/`, wrong methods.
 //! - `retention`: `CHAT_RETENTION_DAYS`, the sweep and `firstSeq`.
@@ -26,6 +27,7 @@ mod auth;
 mod authz_property;
 mod caps;
 mod concurrency;
+mod connection_limits;
 mod connections;
 mod conversations;
 mod devices;

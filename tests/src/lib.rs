@@ -84,6 +84,8 @@ pub struct TestServerBuilder {
     listen: String,
     /// `Some(value)` sets the variable, `None` removes it (e.g. to test a default).
     env: Vec<(String, Option<String>)>,
+    /// Shell commands run before the server replaces the shell (`ulimit`, `umask`).
+    setup: Option<String>,
 }
 
 impl TestServerBuilder {
@@ -100,11 +102,27 @@ impl TestServerBuilder {
         self
     }
 
+    /// Starts the server from `sh -c "SETUP; exec SERVER"`, e.g. `ulimit -n 64`: it
+    /// inherits the limits and umask the commands set (also after a restart).
+    pub fn shell_setup(mut self, setup: &str) -> Self {
+        self.setup = Some(setup.to_owned());
+        self
+    }
+
     /// Listens on `addr` (`--listen`) instead of `127.0.0.1:0`; clients still connect
     /// over loopback when it is an unspecified address such as `0.0.0.0:0`.
     pub fn listen(mut self, addr: &str) -> Self {
         addr.clone_into(&mut self.listen);
         self
+    }
+
+    fn launch(&self, env: Vec<(String, Option<String>)>) -> Launch {
+        Launch {
+            bin: self.bin.clone(),
+            listen: self.listen.clone(),
+            env,
+            setup: self.setup.clone(),
+        }
     }
 
     /// The harness defaults, then the test's own settings.
@@ -122,12 +140,8 @@ impl TestServerBuilder {
     /// answers its exit status and stderr.
     pub fn start_refused(self) -> (std::process::ExitStatus, String) {
         let dir = tempfile::tempdir().expect("create a temp dir for the database");
-        let mut command = server_command(
-            &self.bin,
-            &self.listen,
-            &self.full_env(),
-            &dir.path().join("chat.db"),
-        );
+        let mut command =
+            server_command(&self.launch(self.full_env()), &dir.path().join("chat.db"));
         command.stderr(Stdio::piped());
         let output = run_with_timeout(command, START_TIMEOUT);
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -145,8 +159,8 @@ impl TestServerBuilder {
     pub async fn start(self) -> TestServer {
         let dir = tempfile::tempdir().expect("create a temp dir for the database");
         let db = dir.path().join("chat.db");
-        let env = self.full_env();
-        let (child, addr) = spawn_server(&self.bin, &self.listen, &env, &db).await;
+        let launch = self.launch(self.full_env());
+        let (child, addr) = spawn_server(&launch, &db).await;
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
@@ -154,9 +168,7 @@ impl TestServerBuilder {
             .expect("build the HTTP client");
         let reach = reachable(addr);
         TestServer {
-            bin: self.bin,
-            listen: self.listen,
-            env,
+            launch,
             db,
             child: Some(child),
             addr,
@@ -173,9 +185,8 @@ impl TestServerBuilder {
 /// a deployment reached at its endpoints ([`TestServer::remote`]).
 #[derive(Debug)]
 pub struct TestServer {
-    bin: PathBuf,
-    listen: String,
-    env: Vec<(String, Option<String>)>,
+    /// How the process is started (again after a restart); empty for a remote one.
+    launch: Launch,
     db: PathBuf,
     child: Option<Child>,
     addr: SocketAddr,
@@ -197,6 +208,7 @@ impl TestServer {
             bin: bin.as_ref().to_path_buf(),
             listen: "127.0.0.1:0".to_owned(),
             env: Vec::new(),
+            setup: None,
         }
     }
 
@@ -210,9 +222,7 @@ impl TestServer {
     /// started or stopped; `kill9`/`restart` are not available.
     pub fn remote(ws_base: &str, http_base: &str, secret: &str) -> TestServer {
         TestServer {
-            bin: PathBuf::new(),
-            listen: String::new(),
-            env: Vec::new(),
+            launch: Launch::default(),
             db: PathBuf::new(),
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -293,7 +303,7 @@ impl TestServer {
     pub async fn restart(&mut self) {
         assert!(!self.is_remote(), "a remote deployment cannot be restarted");
         self.kill9();
-        let (child, addr) = spawn_server(&self.bin, &self.listen, &self.env, &self.db).await;
+        let (child, addr) = spawn_server(&self.launch, &self.db).await;
         self.child = Some(child);
         self.addr = addr;
         let reach = reachable(addr);
@@ -556,29 +566,42 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 }
 
 /// The server command: `--listen`, `--db`, a clean `CHAT_*` environment plus `env`.
-fn server_command(
-    bin: &Path,
-    listen: &str,
-    env: &[(String, Option<String>)],
-    db: &Path,
-) -> Command {
-    let mut command = Command::new(bin);
+fn server_command(launch: &Launch, db: &Path) -> Command {
+    let mut command = match &launch.setup {
+        Some(setup) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("{setup}; exec \"$0\" \"$@\""))
+                .arg(&launch.bin);
+            sh
+        }
+        None => Command::new(&launch.bin),
+    };
     command
         .arg("--listen")
-        .arg(listen)
+        .arg(&launch.listen)
         .arg("--db")
         .arg(db)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     remove_inherited_server_vars(&mut command);
-    for (key, value) in env {
+    for (key, value) in &launch.env {
         match value {
             Some(value) => command.env(key, value),
             None => command.env_remove(key),
         };
     }
     command
+}
+
+/// How a server process is started: its binary, `--listen`, environment and shell setup.
+#[derive(Debug, Clone, Default)]
+struct Launch {
+    bin: PathBuf,
+    listen: String,
+    env: Vec<(String, Option<String>)>,
+    setup: Option<String>,
 }
 
 /// Runs `command` to its end, killing it (and failing the test) after `timeout`.
@@ -606,16 +629,11 @@ fn run_with_timeout(mut command: Command, timeout: Duration) -> std::process::Ou
     }
 }
 
-async fn spawn_server(
-    bin: &Path,
-    listen: &str,
-    env: &[(String, Option<String>)],
-    db: &Path,
-) -> (Child, SocketAddr) {
-    let mut command = server_command(bin, listen, env, db);
+async fn spawn_server(launch: &Launch, db: &Path) -> (Child, SocketAddr) {
+    let mut command = server_command(launch, db);
     let mut child = command
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", launch.bin.display()));
     let stdout = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || watch_stdout(stdout, tx));
