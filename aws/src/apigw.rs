@@ -12,7 +12,7 @@ use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnection
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use bytes::Bytes;
-use chat_shared::ports::{ConnectionGateway, GatewayError};
+use chat_shared::ports::{CloseReason, ConnectionGateway, GatewayError};
 
 /// PostToConnection accepts at most 128 KiB.
 pub const MAX_POST_BYTES: usize = 128 * 1024;
@@ -91,7 +91,8 @@ impl ConnectionGateway for ApiGatewayGateway {
         }
     }
 
-    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
+    /// DeleteConnection: API Gateway closes the socket without a reason clients see.
+    async fn close(&self, connection_id: &str, _: CloseReason) -> Result<(), GatewayError> {
         match self
             .client
             .delete_connection()

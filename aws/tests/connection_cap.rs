@@ -37,12 +37,12 @@ async fn a_connection_over_the_cap_closes_the_oldest_through_delete_connection()
     );
     let bob = user("bob");
     // Connected in id order: a tie in connectedAt is broken by the id.
-    chat.connect("cap-b1", &bob, None).await.unwrap();
-    chat.connect("cap-b2", &bob, None).await.unwrap();
+    chat.connect("cap-b1", &bob, None, i64::MAX).await.unwrap();
+    chat.connect("cap-b2", &bob, None, i64::MAX).await.unwrap();
     assert!(tap.closed.lock().unwrap().is_empty());
 
     // WHEN he opens a third
-    chat.connect("cap-b3", &bob, None).await.unwrap();
+    chat.connect("cap-b3", &bob, None, i64::MAX).await.unwrap();
 
     // THEN the Management API was asked to close the oldest, and accepted; it is
     // forgotten, and the two newest stay

@@ -189,7 +189,9 @@ async fn requests_per_operation() {
         .unwrap();
     let group = group.conversation_id;
     for (i, m) in members.iter().enumerate() {
-        chat.connect(&format!("m-{i}"), m, None).await.unwrap();
+        chat.connect(&format!("m-{i}"), m, None, i64::MAX)
+            .await
+            .unwrap();
     }
     let bob_phone = DeviceId::parse("phone").unwrap();
     chat.register_device(
@@ -212,7 +214,9 @@ async fn requests_per_operation() {
         usage
     };
 
-    chat.connect("alice-1", &alice, None).await.unwrap();
+    chat.connect("alice-1", &alice, None, i64::MAX)
+        .await
+        .unwrap();
     let connect = measure("connect (first connection; 1 direct + 1 group of 100)");
 
     chat.touch("alice-1", &alice).await.unwrap();
@@ -233,7 +237,7 @@ async fn requests_per_operation() {
     chat.fan_out(&message).await.unwrap();
     let fan_out_offline = measure("fan-out 1:1, recipient offline with 1 phone (push)");
 
-    chat.connect("bob-1", &bob, None).await.unwrap();
+    chat.connect("bob-1", &bob, None, i64::MAX).await.unwrap();
     meter.take();
     chat.fan_out(&message).await.unwrap();
     let fan_out_online = measure("fan-out 1:1, recipient online");

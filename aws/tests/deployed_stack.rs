@@ -55,6 +55,7 @@ async fn a_stale_connection_is_removed_by_the_fan_outs_410() {
             device_id: None,
             connected_at: now - 60_000,
             last_frame_at: now,
+            token_expires_at: i64::MAX,
         })
         .await
         .unwrap();

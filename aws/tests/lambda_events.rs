@@ -18,8 +18,9 @@ use chat_aws::sns::{PlatformApplications, SnsPush};
 use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
+use chat_shared::ids::ConversationId;
 use chat_shared::ports::{
-    ConnectionGateway, ConnectionStore, ConversationKind, GatewayError, SystemClock,
+    CloseReason, ConnectionGateway, ConnectionStore, ConversationKind, GatewayError, SystemClock,
 };
 use chat_shared::service::CreateConversation;
 use chat_shared::service::Ports;
@@ -70,8 +71,8 @@ impl ConnectionGateway for Stage {
         self.0.post(connection_id, frame).await
     }
 
-    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
-        self.0.close(connection_id).await
+    async fn close(&self, connection_id: &str, reason: CloseReason) -> Result<(), GatewayError> {
+        self.0.close(connection_id, reason).await
     }
 }
 
@@ -243,4 +244,62 @@ async fn a_stream_batch_is_fanned_out_and_a_poison_record_is_skipped() {
     let response = handle_stream(&deps.chat, batch).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!(response.skipped, ["222200000000000000000001"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_token_expired_gets_nothing_and_is_deleted() {
+    let (mut deps, store) = deps().await;
+    let (chat, tap) = tapped(&deps, &store);
+    deps.chat = chat;
+    let conversation = direct(&deps).await;
+    // exp 28 s ago: accepted for 1 to 2 more seconds (30 s of leeway).
+    let now = deps.chat.now();
+    let expiring = TokenVerifier::new(SECRET, None, None).issue(&user("alice"), now - 58_000, 30);
+    let connect = handle_ws(&deps, ws_event(CONNECT, &[("__TOKEN__", &expiring)])).await;
+    assert_eq!(connect.status_code, 200);
+    let stored = store
+        .connection(FIXTURE_CONNECTION)
+        .await
+        .unwrap()
+        .expect("the connection is recorded");
+    let exp_ms = (now - 58_000).div_euclid(1000) * 1000 + 30_000;
+    assert_eq!(
+        stored.token_expires_at,
+        exp_ms + 30_000,
+        "exp plus the leeway"
+    );
+    let send = handle_ws(
+        &deps,
+        ws_event(SEND, &[("__CONVERSATION__", &conversation)]),
+    )
+    .await;
+    let ack: Value = serde_json::from_str(send.body.as_deref().unwrap()).unwrap();
+    assert_eq!(ack["type"], "message.ack", "before it expires: {ack}");
+
+    let wait = stored.token_expires_at - deps.chat.now() + 100;
+    tokio::time::sleep(std::time::Duration::from_millis(wait.max(0) as u64)).await;
+
+    // An event for alice is not posted to it: the connection is deleted instead.
+    let id = ConversationId::parse(conversation.as_str()).unwrap();
+    deps.chat
+        .typing(&user("bob"), None, &id, true)
+        .await
+        .unwrap();
+    assert!(
+        tap.frames_to(FIXTURE_CONNECTION)
+            .iter()
+            .all(|f| f["type"] != "typing"),
+        "an expired connection got an event"
+    );
+    assert_eq!(tap.closed.lock().unwrap().as_slice(), [FIXTURE_CONNECTION]);
+    // A frame on it is refused, and the connection deleted again.
+    let send = handle_ws(
+        &deps,
+        ws_event(SEND, &[("__CONVERSATION__", &conversation)]),
+    )
+    .await;
+    let refused: Value = serde_json::from_str(send.body.as_deref().unwrap()).unwrap();
+    assert_eq!(refused["code"], "UNAUTHORIZED", "{refused}");
+    assert_eq!(refused["requestId"], "r1");
+    assert_eq!(tap.closed.lock().unwrap().len(), 2);
 }

@@ -21,7 +21,7 @@ use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId};
 use chat_shared::ports::{
-    ConnectionGateway, ConnectionRecord, GatewayError, Platform, SystemClock,
+    CloseReason, ConnectionGateway, ConnectionRecord, GatewayError, Platform, SystemClock,
 };
 use chat_shared::ports::{ConnectionStore, DeviceStore};
 use chat_shared::protocol::{Content, SendRequest};
@@ -47,8 +47,8 @@ impl ConnectionGateway for GoneSockets {
         self.inner.post(connection_id, frame).await
     }
 
-    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
-        self.inner.close(connection_id).await
+    async fn close(&self, connection_id: &str, reason: CloseReason) -> Result<(), GatewayError> {
+        self.inner.close(connection_id, reason).await
     }
 }
 
@@ -131,7 +131,10 @@ async fn a_connection_whose_socket_is_gone_is_forgotten_by_the_fan_out() {
         )
         .await
         .unwrap();
-    s.chat.connect("bob-1", &user("bob"), None).await.unwrap();
+    s.chat
+        .connect("bob-1", &user("bob"), None, i64::MAX)
+        .await
+        .unwrap();
     let now = now_ms();
     s.store
         .put_connection(&ConnectionRecord {
@@ -140,10 +143,14 @@ async fn a_connection_whose_socket_is_gone_is_forgotten_by_the_fan_out() {
             device_id: None,
             connected_at: now - 60_000,
             last_frame_at: now,
+            token_expires_at: i64::MAX,
         })
         .await
         .unwrap();
-    s.chat.connect("bob-new", &user("bob"), None).await.unwrap();
+    s.chat
+        .connect("bob-new", &user("bob"), None, i64::MAX)
+        .await
+        .unwrap();
 
     // WHEN alice's message is fanned out from its stream record
     s.send_and_fan_out(&direct.conversation_id).await;
@@ -238,7 +245,10 @@ async fn connection_items_expire_after_api_gateways_two_hours() {
     // GIVEN a connection made now
     let s = stack("ss3", Arc::new(Tap::new(moto_gateway())), None).await;
     let before = now_ms() / 1000;
-    s.chat.connect("c-ttl", &user("alice"), None).await.unwrap();
+    s.chat
+        .connect("c-ttl", &user("alice"), None, i64::MAX)
+        .await
+        .unwrap();
     let after = now_ms() / 1000;
 
     // THEN its item carries expiresAt, in epoch seconds, past API Gateway's 2 h maximum

@@ -142,8 +142,12 @@ async fn scene(tag: &str, n: u64) -> Scene {
         .await
         .unwrap();
     let conversation = group.conversation_id;
-    chat.connect("alice-1", &user("alice"), None).await.unwrap();
-    chat.connect("bob-1", &user("bob"), None).await.unwrap();
+    chat.connect("alice-1", &user("alice"), None, i64::MAX)
+        .await
+        .unwrap();
+    chat.connect("bob-1", &user("bob"), None, i64::MAX)
+        .await
+        .unwrap();
     let device = chat
         .register_device(
             &user("carol"),

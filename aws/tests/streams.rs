@@ -36,8 +36,12 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
         .await
         .unwrap();
     let id = group.conversation_id;
-    chat.connect("alice-1", &user("alice"), None).await.unwrap();
-    chat.connect("bob-1", &user("bob"), None).await.unwrap();
+    chat.connect("alice-1", &user("alice"), None, i64::MAX)
+        .await
+        .unwrap();
+    chat.connect("bob-1", &user("bob"), None, i64::MAX)
+        .await
+        .unwrap();
     let phone = |u: &str| (user(u), DeviceId::parse("phone").unwrap());
     let (carol, carol_phone) = phone("carol");
     let device = chat

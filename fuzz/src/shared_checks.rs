@@ -171,18 +171,22 @@ pub fn jwt(data: &[u8]) {
     };
     let (header, claims) = (&data[..i], &data[i + 1..]);
     let token = verifier.sign(header, claims);
-    let Ok(user) = verifier.verify(&token, JWT_NOW_MS) else {
+    let Ok(verified) = verifier.verify(&token, JWT_NOW_MS) else {
         return;
     };
     let header: Value = serde_json::from_slice(header).expect("a verified header is JSON");
     assert_eq!(header["alg"], "HS256");
     let claims: Value = serde_json::from_slice(claims).expect("verified claims are JSON");
-    assert_eq!(claims["sub"].as_str(), Some(user.as_str()));
+    assert_eq!(claims["sub"].as_str(), Some(verified.user.as_str()));
     let exp = &claims["exp"];
     let exp = exp
         .as_i64()
         .or_else(|| exp.as_f64().map(|f| f as i64))
         .expect("a verified token has a numeric exp");
+    assert_eq!(
+        verified.expires_at,
+        exp.saturating_add(30).saturating_mul(1000)
+    );
     assert!(
         JWT_NOW_MS / 1000 < exp.saturating_add(30),
         "expired at {exp}"

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat_shared::ports::{ConnectionGateway, GatewayError};
+use chat_shared::ports::{CloseReason, ConnectionGateway, GatewayError};
 use foldhash::HashMap;
 use tokio::sync::{Notify, mpsc};
 
@@ -32,6 +32,17 @@ pub mod close_code {
     pub const INVALID_PAYLOAD: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    /// The token the socket was opened with expired: reconnect with a fresh one.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+
+    /// The reason sent with a close the server asked for.
+    pub fn reason(code: u16) -> &'static str {
+        match code {
+            TOKEN_EXPIRED => "token expired",
+            GOING_AWAY => "server shutting down",
+            _ => "closed by server",
+        }
+    }
 }
 
 impl ConnectionHandle {
@@ -120,9 +131,12 @@ impl ConnectionGateway for LocalGateway {
             .collect()
     }
 
-    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
+    async fn close(&self, connection_id: &str, reason: CloseReason) -> Result<(), GatewayError> {
         let handle = self.handle(connection_id).ok_or(GatewayError::Gone)?;
-        handle.close_with(close_code::POLICY);
+        handle.close_with(match reason {
+            CloseReason::Replaced => close_code::POLICY,
+            CloseReason::TokenExpired => close_code::TOKEN_EXPIRED,
+        });
         Ok(())
     }
 }

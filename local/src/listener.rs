@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tower_service::Service;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// File descriptors kept for everything but client sockets: the database and its WAL
 /// (four connections each), the append logs, the runtime's own (23 in use when idle).
@@ -113,10 +113,6 @@ pub async fn serve(
 ) {
     let registry = Arc::new(Registry::default());
     let (stop, stopping) = watch::channel(false);
-    info!(
-        max_connections = limits.max_connections,
-        "accepting connections"
-    );
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {

@@ -160,7 +160,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cli.listen))?;
     let addr = listener.local_addr()?;
-    info!(%addr, db = %cli.db.display(), "chat-local ready");
+    info!(%addr, db = %cli.db.display(), max_connections = listen.max_connections, "chat-local ready");
     // The one line on stdout: tests and scripts read the bound address from it.
     println!("listening on {addr}");
     server::run(listener, app, shutdown_signal()).await

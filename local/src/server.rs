@@ -14,8 +14,9 @@ use axum::extract::{ConnectInfo, Extension, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::Bytes;
+use chat_shared::auth::Verified;
 use chat_shared::handlers::{self, ws::ConnectionContext};
-use chat_shared::ids::UserId;
+use chat_shared::ids::Millis;
 use chat_shared::ports::{ChangeFeed, FeedItem};
 use chat_shared::protocol::{MAX_BODY_BYTES, MAX_READ_FRAME_BYTES, ServerFrame};
 use chat_shared::{Chat, ChatError, domain};
@@ -263,8 +264,8 @@ async fn ws_upgrade(
         },
     )
     .await;
-    let user = match connect {
-        Ok(user) => user,
+    let verified = match connect {
+        Ok(verified) => verified,
         Err(e) => {
             app.gateway.unregister(&connection_id);
             return error_response(&e);
@@ -283,7 +284,7 @@ async fn ws_upgrade(
         .on_upgrade(move |socket| async move {
             // The socket's connection stays busy (never evicted) for the whole session.
             let _busy = slot.map(|Extension(slot)| Busy::new(slot));
-            session(app, socket, connection_id, user, frames, handle).await
+            session(app, socket, connection_id, verified, frames, handle).await
         })
 }
 
@@ -326,11 +327,11 @@ async fn session(
     app: Arc<App>,
     socket: WebSocket,
     connection_id: String,
-    user: UserId,
+    verified: Verified,
     mut frames: mpsc::Receiver<Bytes>,
     handle: crate::gateway::ConnectionHandle,
 ) {
-    debug!(connection.id = %connection_id, user.id = %user, "connected");
+    debug!(connection.id = %connection_id, user.id = %verified.user, "connected");
     let (mut sink, mut stream) = socket.split();
     let (close_tx, mut close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
     // Pings make the kernel transmit, so a peer that forgot the connection answers with a
@@ -366,7 +367,14 @@ async fn session(
             }
         }
     });
-    let ctx = Arc::new(ConnectionContext::new(connection_id.clone(), user));
+    let ctx = Arc::new(ConnectionContext::new(
+        connection_id.clone(),
+        verified.user,
+        verified.expires_at,
+    ));
+    // Closed when the token expires: the client reconnects with a fresh one.
+    let expiry = tokio::time::sleep(until(app.chat.now(), verified.expires_at));
+    tokio::pin!(expiry);
     // One idle timer per session, moved on only when it fires: a timer armed afresh for
     // every frame was a timer-wheel insertion and removal per message.
     let mut last_frame = tokio::time::Instant::now();
@@ -375,7 +383,14 @@ async fn session(
     let mut writer_done = false;
     let close = loop {
         let next = tokio::select! {
-            _ = handle.close.notified() => break close_frame(handle.close_code(), "closed by server"),
+            _ = handle.close.notified() => {
+                let code = handle.close_code();
+                break close_frame(code, close_code::reason(code));
+            }
+            () = &mut expiry => {
+                let code = close_code::TOKEN_EXPIRED;
+                break close_frame(code, close_code::reason(code));
+            }
             // The writer stops only when the socket cannot be written: the peer is gone.
             _ = &mut writer => {
                 writer_done = true;
@@ -450,6 +465,11 @@ fn touch_in_background(app: &Arc<App>, ctx: &Arc<ConnectionContext>) {
         let (app, ctx) = (app.clone(), ctx.clone());
         tokio::spawn(async move { handlers::ws::write_touch(&app.chat, &ctx, now, before).await });
     }
+}
+
+/// How long from `now` until `at` (zero when it is past).
+fn until(now: Millis, at: Millis) -> Duration {
+    Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0))
 }
 
 fn close_frame(code: u16, reason: &'static str) -> CloseFrame {

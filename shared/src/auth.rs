@@ -39,6 +39,15 @@ pub enum TokenError {
     BadSubject,
 }
 
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user: UserId,
+    /// When the token stops being accepted: its `exp` plus the leeway, in milliseconds.
+    /// A WebSocket opened with it is closed then.
+    pub expires_at: Millis,
+}
+
 /// Verifies and issues tokens with one secret.
 #[derive(Clone)]
 pub struct TokenVerifier {
@@ -74,8 +83,8 @@ impl TokenVerifier {
         HmacSha256::new_from_slice(&self.secret).expect("HMAC takes keys of any length")
     }
 
-    /// Checks a token at time `now_ms` and returns its user.
-    pub fn verify(&self, token: &str, now_ms: Millis) -> Result<UserId, TokenError> {
+    /// Checks a token at time `now_ms`: its user and until when it is accepted.
+    pub fn verify(&self, token: &str, now_ms: Millis) -> Result<Verified, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
@@ -133,11 +142,15 @@ impl TokenVerifier {
                 return Err(TokenError::WrongIssuerOrAudience);
             }
         }
-        claims
+        let user = claims
             .get("sub")
             .and_then(Value::as_str)
             .and_then(|s| UserId::parse(s).ok())
-            .ok_or(TokenError::BadSubject)
+            .ok_or(TokenError::BadSubject)?;
+        Ok(Verified {
+            user,
+            expires_at: exp.saturating_add(LEEWAY_SECS).saturating_mul(1000),
+        })
     }
 
     /// Issues a token for `user` valid for `ttl_secs` from `now_ms`.
@@ -219,7 +232,7 @@ mod tests {
     fn issued_tokens_verify() {
         let alice = UserId::parse("alice").unwrap();
         let t = verifier().issue(&alice, NOW, 60);
-        assert_eq!(verifier().verify(&t, NOW), Ok(alice));
+        assert_eq!(verifier().verify(&t, NOW).map(|v| v.user), Ok(alice));
     }
 
     #[test]
@@ -278,7 +291,7 @@ mod tests {
             ("x".repeat(MAX_TOKEN_BYTES + 1), TokenError::Malformed),
         ];
         for (token, want) in cases {
-            assert_eq!(verifier().verify(&token, NOW), Err(want));
+            assert_eq!(verifier().verify(&token, NOW).map(|v| v.user), Err(want));
         }
     }
 
@@ -297,7 +310,10 @@ mod tests {
             &format!(r#"{{"sub":"a","exp":{exp},"iss":"me"}}"#),
             "secret",
         );
-        assert_eq!(v.verify(&bad, NOW), Err(TokenError::WrongIssuerOrAudience));
+        assert_eq!(
+            v.verify(&bad, NOW).map(|v| v.user),
+            Err(TokenError::WrongIssuerOrAudience)
+        );
     }
 
     #[test]

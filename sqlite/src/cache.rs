@@ -270,7 +270,7 @@ mod tests {
                 let names = strings(users);
                 let mut conns = select_for_users(
                     c,
-                    "SELECT id, user_id, device_id, connected_at, last_frame_at FROM connections WHERE user_id IN ({users})",
+                    "SELECT id, user_id, device_id, connected_at, last_frame_at, token_expires_at FROM connections WHERE user_id IN ({users})",
                     &names,
                     connection_at,
                 )?;
@@ -389,6 +389,7 @@ mod tests {
                             device_id: None,
                             connected_at: now,
                             last_frame_at: now,
+                            token_expires_at: Millis::MAX,
                         })
                         .await
                         .unwrap();

@@ -37,30 +37,35 @@ impl ConnectionStore for SqliteStore {
     async fn put_connection(&self, connection: &ConnectionRecord) -> StoreResult<()> {
         let c = connection.clone();
         let user = connection.user_id.clone();
-        self.write_noting(move |tx| {
-            // The user an id held before, if any, changes too.
-            let before: Option<String> = tx
-                .prepare_cached("SELECT user_id FROM connections WHERE id = ?1")?
-                .query_row([&c.connection_id], |r| r.get(0))
-                .optional()?;
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO connections (id, user_id, device_id, connected_at, last_frame_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                c.connection_id,
-                c.user_id.as_str(),
-                c.device_id.as_ref().map(|d| d.as_str().to_owned()),
-                c.connected_at,
-                c.last_frame_at
-            ])?;
-            Ok(before)
-        }, move |cache, before| {
-            cache.forget_connections_of(user.as_str());
-            if let Some(before) = before {
-                cache.forget_connections_of(before);
-            }
-        })
+        self.write_noting(
+            move |tx| {
+                // The user an id held before, if any, changes too.
+                let before: Option<String> = tx
+                    .prepare_cached("SELECT user_id FROM connections WHERE id = ?1")?
+                    .query_row([&c.connection_id], |r| r.get(0))
+                    .optional()?;
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO connections
+                     (id, user_id, device_id, connected_at, last_frame_at, token_expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    c.connection_id,
+                    c.user_id.as_str(),
+                    c.device_id.as_ref().map(|d| d.as_str().to_owned()),
+                    c.connected_at,
+                    c.last_frame_at,
+                    c.token_expires_at
+                ])?;
+                Ok(before)
+            },
+            move |cache, before| {
+                cache.forget_connections_of(user.as_str());
+                if let Some(before) = before {
+                    cache.forget_connections_of(before);
+                }
+            },
+        )
         .await
         .map(drop)
         .map_err(err("put connection"))
@@ -69,7 +74,7 @@ impl ConnectionStore for SqliteStore {
     async fn connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>> {
         self.lookup(|c| {
             c.prepare_cached(
-                "SELECT id, user_id, device_id, connected_at, last_frame_at FROM connections WHERE id = ?1",
+                "SELECT id, user_id, device_id, connected_at, last_frame_at, token_expires_at FROM connections WHERE id = ?1",
             )?
             .query_row([connection_id], connection_at)
             .optional()
@@ -113,7 +118,7 @@ impl ConnectionStore for SqliteStore {
             move |tx| {
                 tx.prepare_cached(
                     "DELETE FROM connections WHERE id = ?1
-                 RETURNING id, user_id, device_id, connected_at, last_frame_at",
+                 RETURNING id, user_id, device_id, connected_at, last_frame_at, token_expires_at",
                 )?
                 .query_row([id], connection_at)
                 .optional()
@@ -144,7 +149,7 @@ impl ConnectionStore for SqliteStore {
             .lookup(move |c| {
                 select_for_users(
                     c,
-                    "SELECT id, user_id, device_id, connected_at, last_frame_at FROM connections WHERE user_id IN ({users})",
+                    "SELECT id, user_id, device_id, connected_at, last_frame_at, token_expires_at FROM connections WHERE user_id IN ({users})",
                     &names,
                     connection_at,
                 )

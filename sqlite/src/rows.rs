@@ -86,6 +86,7 @@ pub(crate) fn connection_at(r: &Row<'_>) -> rusqlite::Result<ConnectionRecord> {
             .transpose()?,
         connected_at: r.get(3)?,
         last_frame_at: r.get(4)?,
+        token_expires_at: r.get(5)?,
     })
 }
 

@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS connections (
     user_id       TEXT NOT NULL,
     device_id     TEXT,
     connected_at  INTEGER NOT NULL,
-    last_frame_at INTEGER NOT NULL
+    last_frame_at INTEGER NOT NULL,
+    token_expires_at INTEGER NOT NULL DEFAULT 9223372036854775807
 );
 CREATE INDEX IF NOT EXISTS connections_by_user ON connections (user_id);
 CREATE TABLE IF NOT EXISTS users (
@@ -120,8 +121,14 @@ pub enum Durability {
 
 /// Columns added after the first release: (table, column, declaration). A database made
 /// before gets them when opened.
-const ADDED_COLUMNS: &[(&str, &str, &str)] =
-    &[("members", "typing_until", "INTEGER NOT NULL DEFAULT 0")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("members", "typing_until", "INTEGER NOT NULL DEFAULT 0"),
+    (
+        "connections",
+        "token_expires_at",
+        "INTEGER NOT NULL DEFAULT 9223372036854775807",
+    ),
+];
 
 /// Adds the [`ADDED_COLUMNS`] a database does not have yet.
 pub(crate) fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
@@ -171,7 +178,9 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE members (conversation_id TEXT, user_id TEXT, typing_count INTEGER);
-             INSERT INTO members VALUES ('c', 'u', 1);",
+             CREATE TABLE connections (id TEXT, user_id TEXT);
+             INSERT INTO members VALUES ('c', 'u', 1);
+             INSERT INTO connections VALUES ('k', 'u');",
         )
         .unwrap();
         add_missing_columns(&conn).unwrap();
@@ -180,5 +189,9 @@ mod tests {
             .query_row("SELECT typing_until FROM members", [], |r| r.get(0))
             .unwrap();
         assert_eq!(until, 0);
+        let expires: i64 = conn
+            .query_row("SELECT token_expires_at FROM connections", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(expires, i64::MAX, "connections from before never expire");
     }
 }

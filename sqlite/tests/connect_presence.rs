@@ -22,8 +22,10 @@ async fn connections_that_answer_gone_while_opening_are_kept() {
     common::direct(&chat, &alice, &bob).await;
 
     // WHEN bob connects, then alice (whose presence is announced to bob's new connection)
-    chat.connect("bob-1", &bob, None).await.unwrap();
-    chat.connect("alice-1", &alice, None).await.unwrap();
+    chat.connect("bob-1", &bob, None, i64::MAX).await.unwrap();
+    chat.connect("alice-1", &alice, None, i64::MAX)
+        .await
+        .unwrap();
 
     // THEN both connections are still recorded
     assert!(store.connection("bob-1").await.unwrap().is_some());

@@ -44,14 +44,14 @@ async fn a_connection_over_the_cap_forgets_the_oldest_of_that_user_only() {
     let clock = Arc::new(StepClock(AtomicI64::new(1_000_000)));
     let (chat, store, _dir) = common::chat(clock, limits(3));
     let (alice, bob) = (common::user("alice"), common::user("bob"));
-    chat.connect("a-1", &alice, None).await.unwrap();
+    chat.connect("a-1", &alice, None, i64::MAX).await.unwrap();
     for id in ["b-1", "b-2", "b-3"] {
-        chat.connect(id, &bob, None).await.unwrap();
+        chat.connect(id, &bob, None, i64::MAX).await.unwrap();
     }
 
     // WHEN bob opens a fourth and a fifth
-    chat.connect("b-4", &bob, None).await.unwrap();
-    chat.connect("b-5", &bob, None).await.unwrap();
+    chat.connect("b-4", &bob, None, i64::MAX).await.unwrap();
+    chat.connect("b-5", &bob, None, i64::MAX).await.unwrap();
 
     // THEN his two oldest are forgotten, the new ones and alice's are kept
     assert_eq!(connection_ids(&store, "bob").await, ["b-3", "b-4", "b-5"]);
@@ -64,7 +64,7 @@ async fn a_cap_of_zero_keeps_every_connection() {
     let (chat, store, _dir) = common::chat(clock, limits(0));
     let bob = common::user("bob");
     for i in 0..12 {
-        chat.connect(&format!("b-{i:02}"), &bob, None)
+        chat.connect(&format!("b-{i:02}"), &bob, None, i64::MAX)
             .await
             .unwrap();
     }

@@ -204,3 +204,28 @@ async fn without_a_secret_on_loopback_only_development_tokens_are_accepted() {
     let token = String::from_utf8(output.stdout).expect("UTF-8 token");
     assert!(accepts(&server, token.trim()).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_is_closed_with_4001_when_its_token_expires() {
+    let (server, id) = direct_pair().await;
+    // exp 28 s ago: accepted for 1 to 2 more seconds (30 s of leeway).
+    let expiring = token(json!({"exp": now_secs() - 28}));
+    let mut alice = server
+        .try_connect(&format!("token={expiring}"), None)
+        .await
+        .expect("the handshake takes a token inside the leeway");
+    alice.heartbeat().await;
+    let mut bob = server.connect("bob").await;
+
+    assert_eq!(
+        alice.recv_close(Duration::from_secs(5)).await,
+        Some(4001),
+        "closed with the token-expired code"
+    );
+    // Nothing more reaches the old socket's user through it; a fresh token works.
+    bob.send_message(&id, "after", "still there?").await;
+    let mut again = server.connect("alice").await;
+    let synced = server.http("alice").messages(&id, "after=0").await;
+    assert_eq!(seqs(synced["messages"].as_array().unwrap()), [1]);
+    again.heartbeat().await;
+}

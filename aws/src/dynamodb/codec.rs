@@ -206,6 +206,7 @@ pub(crate) fn connection_entry(c: &ConnectionRecord) -> AttributeValue {
     let mut m = HashMap::from([
         ("c".to_owned(), n(c.connected_at)),
         ("f".to_owned(), n(c.last_frame_at)),
+        ("x".to_owned(), n(c.token_expires_at)),
     ]);
     if let Some(d) = &c.device_id {
         m.insert("d".into(), s(d.as_str()));
@@ -226,6 +227,8 @@ pub(crate) fn connection_from(
             .transpose()?,
         connected_at: get_n(entry, "c")?,
         last_frame_at: get_n(entry, "f")?,
+        // Entries written before tokens' expiry was kept never expire.
+        token_expires_at: opt_n(entry, "x")?.unwrap_or(Millis::MAX),
     })
 }
 

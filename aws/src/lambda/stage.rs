@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use chat_shared::ports::{ConnectionGateway, GatewayError};
+use chat_shared::ports::{CloseReason, ConnectionGateway, GatewayError};
 
 use crate::apigw::{ApiGatewayGateway, management_endpoint};
 
@@ -61,7 +61,7 @@ impl ConnectionGateway for StageGateway {
         self.get()?.post(connection_id, frame).await
     }
 
-    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
-        self.get()?.close(connection_id).await
+    async fn close(&self, connection_id: &str, reason: CloseReason) -> Result<(), GatewayError> {
+        self.get()?.close(connection_id, reason).await
     }
 }

@@ -129,8 +129,8 @@ pub(crate) async fn message(
     connection_id: &str,
     event: &WsEvent,
 ) -> Option<ServerFrame> {
-    let user = match deps.chat.connection_user(connection_id).await {
-        Ok(user) => user,
+    let connection = match deps.chat.connection(connection_id).await {
+        Ok(connection) => connection,
         Err(e) => return Some(ServerFrame::error(None, None, &e)),
     };
     if event.is_base64_encoded {
@@ -140,6 +140,10 @@ pub(crate) async fn message(
             &ChatError::Invalid("frames must be text (UTF-8 JSON)".into()),
         ));
     }
-    let ctx = ConnectionContext::new(connection_id.to_owned(), user);
+    let ctx = ConnectionContext::new(
+        connection_id.to_owned(),
+        connection.user_id,
+        connection.token_expires_at,
+    );
     handlers::ws::frame(&deps.chat, &ctx, event.body.as_deref().unwrap_or("")).await
 }

@@ -19,7 +19,7 @@ use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::UserId;
-use chat_shared::ports::{ConnectionGateway, GatewayError, SystemClock};
+use chat_shared::ports::{CloseReason, ConnectionGateway, GatewayError, SystemClock};
 use chat_shared::service::Ports;
 use chat_tests::emulators::{DynamoDbLocal, MotoServer};
 
@@ -145,8 +145,8 @@ impl<G: ConnectionGateway> ConnectionGateway for Tap<G> {
         result
     }
 
-    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
-        let result = self.inner.close(connection_id).await;
+    async fn close(&self, connection_id: &str, reason: CloseReason) -> Result<(), GatewayError> {
+        let result = self.inner.close(connection_id, reason).await;
         if result.is_ok() {
             self.closed.lock().unwrap().push(connection_id.to_owned());
         }

@@ -606,6 +606,7 @@ pub async fn connections_are_recorded_touched_and_deleted_once(store: S) {
         device_id: device.map(|d| DeviceId::parse(d).unwrap()),
         connected_at: 1_000,
         last_frame_at: 1_000,
+        token_expires_at: 3_601_000,
     };
     store
         .put_connection(&conn("c1", Some("phone")))

@@ -186,7 +186,7 @@ pub async fn handle(chat: &Chat, req: Request<Bytes>) -> HttpResponse {
             .and_then(|v| v.to_str().ok())
             .and_then(crate::auth::bearer),
     ) {
-        Ok(u) => u,
+        Ok(verified) => verified.user,
         Err(e) => return error_response(&e),
     };
     let result = match decode(

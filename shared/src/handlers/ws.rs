@@ -2,7 +2,7 @@
 //! (`send`, `read`, `delivered`, `typing`, `heartbeat`). [`frame`] parses a frame and
 //! dispatches it; it is what every message route calls.
 
-use crate::auth::bearer;
+use crate::auth::{Verified, bearer};
 use crate::error::ChatError;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -22,16 +22,19 @@ pub const TOUCH_EVERY_MS: Millis = 15_000;
 pub struct ConnectionContext {
     pub connection_id: String,
     pub user_id: UserId,
+    /// When the connection's token stops being accepted: frames after it are refused.
+    pub token_expires_at: Millis,
     /// When liveness was last written through this context.
     touched_at: AtomicI64,
 }
 
 impl ConnectionContext {
     /// A context that has not written liveness yet: its first frame does.
-    pub fn new(connection_id: String, user_id: UserId) -> Self {
+    pub fn new(connection_id: String, user_id: UserId, token_expires_at: Millis) -> Self {
         Self {
             connection_id,
             user_id,
+            token_expires_at,
             touched_at: AtomicI64::new(Millis::MIN),
         }
     }
@@ -91,12 +94,18 @@ pub struct ConnectRequest<'a> {
 
 /// Authenticates the upgrade and records the connection. `UNAUTHORIZED` means refuse
 /// the handshake with 401; `INVALID_MESSAGE` (bad deviceId) with 400.
-pub async fn connect(chat: &Chat, req: ConnectRequest<'_>) -> Result<UserId, ChatError> {
+pub async fn connect(chat: &Chat, req: ConnectRequest<'_>) -> Result<Verified, ChatError> {
     let token = req.token.or_else(|| req.authorization.and_then(bearer));
-    let user = chat.authenticate(token)?;
+    let verified = chat.authenticate(token)?;
     let device = req.device_id.map(DeviceId::parse).transpose()?;
-    chat.connect(req.connection_id, &user, device).await?;
-    Ok(user)
+    chat.connect(
+        req.connection_id,
+        &verified.user,
+        device,
+        verified.expires_at,
+    )
+    .await?;
+    Ok(verified)
 }
 
 /// `$disconnect`: forgets the connection (presence goes offline with the last one).
@@ -106,6 +115,16 @@ pub async fn disconnect(chat: &Chat, connection_id: &str) -> Result<(), ChatErro
 
 /// Handles one client text frame and returns the frame that answers it, if any.
 pub async fn frame(chat: &Chat, ctx: &ConnectionContext, text: &str) -> Option<ServerFrame> {
+    if chat.now() >= ctx.token_expires_at {
+        // The token expired since the connect: nothing more is done for this socket.
+        chat.close_expired(&ctx.connection_id).await;
+        let (request_id, client_message_id) = ClientFrame::answer_ids(text);
+        return Some(ServerFrame::error(
+            request_id,
+            client_message_id,
+            &ChatError::Unauthorized,
+        ));
+    }
     touch(chat, ctx).await;
     if text.len() > MAX_FRAME_BYTES {
         let (request_id, client_message_id) = ClientFrame::answer_ids(text);
@@ -230,7 +249,7 @@ mod tests {
 
     #[test]
     fn one_liveness_write_is_claimed_per_interval_and_a_failed_one_is_given_back() {
-        let ctx = ConnectionContext::new("c1".into(), UserId::parse("alice").unwrap());
+        let ctx = ConnectionContext::new("c1".into(), UserId::parse("alice").unwrap(), Millis::MAX);
         let before = ctx.claim_touch(1_000).expect("the first frame writes");
         assert_eq!(ctx.claim_touch(1_000), None, "a frame beside it does not");
         assert_eq!(ctx.claim_touch(1_000 + TOUCH_EVERY_MS - 1), None);

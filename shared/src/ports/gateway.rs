@@ -52,5 +52,16 @@ pub trait ConnectionGateway: Send + Sync + 'static {
             .collect()
     }
     /// Closes a connection.
-    async fn close(&self, connection_id: &str) -> Result<(), GatewayError>;
+    async fn close(&self, connection_id: &str, reason: CloseReason) -> Result<(), GatewayError>;
+}
+
+/// Why the server closes a connection. A socket the server holds carries it as the
+/// close code (docs/protocol.md, "Staying connected"); API Gateway's DeleteConnection
+/// cannot say why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The user opened a connection beyond `max_connections_per_user`: their oldest goes.
+    Replaced,
+    /// The token the connection was opened with expired.
+    TokenExpired,
 }

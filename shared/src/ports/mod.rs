@@ -18,7 +18,7 @@ pub mod store;
 
 pub use clock::{Clock, SystemClock};
 pub use feed::{ChangeFeed, FeedItem};
-pub use gateway::{ConnectionGateway, GatewayError};
+pub use gateway::{CloseReason, ConnectionGateway, GatewayError};
 pub use push::{PushError, PushNotification, PushSender};
 pub use records::*;
 pub use store::{

@@ -187,6 +187,9 @@ pub struct ConnectionRecord {
     pub connected_at: Millis,
     /// Time of the last client frame (or of the connect): liveness.
     pub last_frame_at: Millis,
+    /// When the token the connection was opened with stops being accepted: from then
+    /// on the connection gets no frames and is closed.
+    pub token_expires_at: Millis,
 }
 
 /// A push platform.

@@ -6,7 +6,7 @@ use tracing::{debug, warn};
 
 use crate::error::{ChatError, ChatResult};
 use crate::ids::{DeviceId, Millis, UserId};
-use crate::ports::{ConnectionRecord, GatewayError};
+use crate::ports::{CloseReason, ConnectionRecord, GatewayError};
 use crate::protocol::{LIVENESS_MS, PresenceStatus, ServerFrame};
 
 use super::Chat;
@@ -22,6 +22,7 @@ impl Chat {
         connection_id: &str,
         user: &UserId,
         device_id: Option<DeviceId>,
+        token_expires_at: Millis,
     ) -> ChatResult<()> {
         let now = self.now();
         self.store
@@ -31,6 +32,7 @@ impl Chat {
                 device_id,
                 connected_at: now,
                 last_frame_at: now,
+                token_expires_at,
             })
             .await?;
         let mut others = self
@@ -60,7 +62,7 @@ impl Chat {
         let excess = others.len() + 1 - cap;
         for old in &others[..excess] {
             let id = old.connection_id.as_str();
-            match self.gateway.close(id).await {
+            match self.gateway.close(id, CloseReason::Replaced).await {
                 Ok(()) | Err(GatewayError::Gone) => {}
                 Err(e) => {
                     // Forgetting a socket that stays open would leave it without frames.
@@ -103,14 +105,29 @@ impl Chat {
             .await?)
     }
 
-    /// The user of a connection, for a frame that came on it: `Unauthorized` when the
-    /// connection is not known (never opened, or forgotten).
-    pub async fn connection_user(&self, connection_id: &str) -> ChatResult<UserId> {
+    /// The connection a frame came on: `Unauthorized` when it is not known (never
+    /// opened, or forgotten).
+    pub async fn connection(&self, connection_id: &str) -> ChatResult<ConnectionRecord> {
         self.store
             .connection(connection_id)
             .await?
-            .map(|c| c.user_id)
             .ok_or(ChatError::Unauthorized)
+    }
+
+    /// Closes a connection whose token expired (it is forgotten when its socket closes).
+    pub async fn close_expired(&self, connection_id: &str) {
+        match self
+            .gateway
+            .close(connection_id, CloseReason::TokenExpired)
+            .await
+        {
+            Ok(()) | Err(GatewayError::Gone) => {
+                debug!(connection.id = connection_id, "closed: its token expired");
+            }
+            Err(e) => {
+                warn!(error = %e, connection.id = connection_id, "could not close a connection whose token expired");
+            }
+        }
     }
 
     /// Posts one frame to many connections, skipping `except`; gone ones are forgotten.

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use crate::auth::TokenVerifier;
+use crate::auth::{TokenVerifier, Verified};
 use crate::config::Limits;
 use crate::error::{ChatError, ChatResult};
-use crate::ids::{Millis, UserId};
+use crate::ids::Millis;
 use crate::ports::{Clock, ConnectionGateway, PushSender, Store};
 
 mod budget;
@@ -78,8 +78,8 @@ impl Chat {
         self.clock.now_ms()
     }
 
-    /// Verifies a token and returns its user.
-    pub fn authenticate(&self, token: Option<&str>) -> ChatResult<UserId> {
+    /// Verifies a token: its user and until when it is accepted.
+    pub fn authenticate(&self, token: Option<&str>) -> ChatResult<Verified> {
         let token = token.ok_or(ChatError::Unauthorized)?;
         self.tokens.verify(token, self.now()).map_err(|e| {
             debug!(reason = %e, "token refused");

@@ -10,6 +10,9 @@ use crate::protocol::{LIVENESS_MS, PresenceStatus, PresenceView, ServerFrame};
 use super::Chat;
 
 impl Chat {
+    /// The users' connections that framed within the liveness window and whose token
+    /// is still accepted. Those whose token expired are closed on the way: on AWS no
+    /// process holds the socket to close it when the token expires.
     pub(crate) async fn live_connections(
         &self,
         users: &[UserId],
@@ -17,7 +20,12 @@ impl Chat {
     ) -> ChatResult<Vec<ConnectionRecord>> {
         let mut conns = self.store.connections_of(users).await?;
         conns.retain(|c| now - c.last_frame_at < LIVENESS_MS);
-        Ok(conns)
+        let (live, expired): (Vec<_>, Vec<_>) =
+            conns.into_iter().partition(|c| now < c.token_expires_at);
+        for c in &expired {
+            self.close_expired(&c.connection_id).await;
+        }
+        Ok(live)
     }
 
     pub(crate) async fn announce_presence(

@@ -10,7 +10,7 @@ use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::{ConversationId, UserId};
-use chat_shared::ports::{Clock, ConnectionGateway, ConversationKind, GatewayError};
+use chat_shared::ports::{Clock, CloseReason, ConnectionGateway, ConversationKind, GatewayError};
 use chat_shared::service::{CreateConversation, Ports};
 use chat_sqlite::{Durability, SqliteStore};
 
@@ -22,7 +22,7 @@ impl ConnectionGateway for NoSockets {
     async fn post(&self, _: &str, _: Bytes) -> Result<(), GatewayError> {
         Err(GatewayError::Gone)
     }
-    async fn close(&self, _: &str) -> Result<(), GatewayError> {
+    async fn close(&self, _: &str, _: CloseReason) -> Result<(), GatewayError> {
         Err(GatewayError::Gone)
     }
 }
