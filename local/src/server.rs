@@ -19,6 +19,7 @@ use chat_shared::handlers::{self, ws::ConnectionContext};
 use chat_shared::ids::Millis;
 use chat_shared::ports::{ChangeFeed, FeedItem};
 use chat_shared::protocol::{MAX_BODY_BYTES, MAX_READ_FRAME_BYTES, ServerFrame};
+use chat_shared::service::PendingPresence;
 use chat_shared::{Chat, ChatError, domain};
 use chat_sqlite::SqliteStore;
 use futures_util::{SinkExt, StreamExt};
@@ -265,7 +266,10 @@ async fn ws_upgrade(
     )
     .await;
     let verified = match connect {
-        Ok(verified) => verified,
+        Ok(connected) => {
+            settle_in_background(&app, connected.pending_presence);
+            connected.verified
+        }
         Err(e) => {
             app.gateway.unregister(&connection_id);
             return error_response(&e);
@@ -288,11 +292,24 @@ async fn ws_upgrade(
         })
 }
 
-async fn end_session(app: &App, connection_id: &str) {
-    if let Err(e) = handlers::ws::disconnect(&app.chat, connection_id).await {
-        warn!(error = %e, "disconnect failed");
+async fn end_session(app: &Arc<App>, connection_id: &str) {
+    match handlers::ws::disconnect(&app.chat, connection_id).await {
+        Ok(pending) => settle_in_background(app, pending),
+        Err(e) => warn!(error = %e, "disconnect failed"),
     }
     app.gateway.unregister(connection_id);
+}
+
+/// Settles a presence change held back by the coalescing window, when it ends.
+fn settle_in_background(app: &Arc<App>, pending: Option<PendingPresence>) {
+    if let Some(pending) = pending {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = app.chat.settle_presence(pending).await {
+                warn!(error = %e, "could not settle a presence change");
+            }
+        });
+    }
 }
 
 /// Frames written to a socket with one flush at most.

@@ -13,6 +13,9 @@ pub const RATE_WINDOW_MS: Millis = 60_000;
 pub const TYPING_WINDOW_MS: Millis = 1000;
 /// See [`TYPING_WINDOW_MS`].
 pub const TYPING_MAX_PER_WINDOW: u32 = 2;
+/// Presence: at most one event per user per window; a change inside it is announced
+/// at its end, if it still holds.
+pub const PRESENCE_WINDOW_MS: Millis = 1000;
 /// Conversation objects list their members up to this many.
 pub const INLINE_MEMBERS_MAX: u64 = 100;
 /// Longest push body, in characters.

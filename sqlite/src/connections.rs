@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use chat_shared::ids::{Millis, UserId};
-use chat_shared::ports::{ConnectionRecord, ConnectionStore, StoreResult};
+use chat_shared::ports::{
+    ConnectionRecord, ConnectionStore, PRESENCE_SETTLE_STALE_MS, PresenceClaim, StoreResult,
+};
+use chat_shared::protocol::PresenceStatus;
 
 use crate::errors::err;
 use crate::queries::{select_for_users, strings};
@@ -23,6 +26,9 @@ impl SqliteStore {
                 [],
             )?;
             tx.execute("DELETE FROM connections", [])?;
+            // What contacts were last told no longer holds: everyone is offline now, and
+            // the next change is announced at once.
+            tx.execute("DELETE FROM presence", [])?;
             Ok(())
         })
         .await
@@ -188,5 +194,85 @@ impl ConnectionStore for SqliteStore {
             )
         })
         .map_err(err("read last seen"))
+    }
+
+    async fn claim_presence(
+        &self,
+        user: &UserId,
+        status: PresenceStatus,
+        now: Millis,
+        window_ms: i64,
+    ) -> StoreResult<PresenceClaim> {
+        let user = user.clone();
+        self.write(move |tx| {
+            let last: Option<(i64, i64)> = tx
+                .prepare_cached(
+                    "SELECT announced_at, settle_until FROM presence WHERE user_id = ?1",
+                )?
+                .query_row([user.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match last {
+                Some((announced_at, settle_until)) if now - announced_at < window_ms => {
+                    if settle_until != 0 && now <= settle_until + PRESENCE_SETTLE_STALE_MS {
+                        return Ok(PresenceClaim::Skip);
+                    }
+                    let until = announced_at + window_ms;
+                    tx.prepare_cached("UPDATE presence SET settle_until = ?2 WHERE user_id = ?1")?
+                        .execute(params![user.as_str(), until])?;
+                    Ok(PresenceClaim::Defer { until })
+                }
+                _ => {
+                    tx.prepare_cached(
+                        "INSERT INTO presence (user_id, announced_at, status) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (user_id) DO UPDATE SET
+                             announced_at = excluded.announced_at, status = excluded.status,
+                             settle_until = 0",
+                    )?
+                    .execute(params![
+                        user.as_str(),
+                        now,
+                        status_str(status)
+                    ])?;
+                    Ok(PresenceClaim::Announce)
+                }
+            }
+        })
+        .await
+        .map_err(err("claim presence"))
+    }
+
+    async fn settle_presence(
+        &self,
+        user: &UserId,
+        status: PresenceStatus,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let user = user.clone();
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached(
+                    "INSERT INTO presence (user_id, announced_at, status) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (user_id) DO UPDATE SET
+                         announced_at = excluded.announced_at, status = excluded.status,
+                         settle_until = 0
+                     WHERE status != excluded.status",
+                )?
+                .execute(params![user.as_str(), now, status_str(status)])?
+                > 0;
+            if !changed {
+                tx.prepare_cached("UPDATE presence SET settle_until = 0 WHERE user_id = ?1")?
+                    .execute([user.as_str()])?;
+            }
+            Ok(changed)
+        })
+        .await
+        .map_err(err("settle presence"))
+    }
+}
+
+fn status_str(status: PresenceStatus) -> &'static str {
+    match status {
+        PresenceStatus::Online => "online",
+        PresenceStatus::Offline => "offline",
     }
 }

@@ -66,6 +66,12 @@ CREATE TABLE IF NOT EXISTS users (
     user_id   TEXT PRIMARY KEY,
     last_seen INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS presence (
+    user_id      TEXT PRIMARY KEY,
+    announced_at INTEGER NOT NULL,
+    status       TEXT NOT NULL,
+    settle_until INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (
     user_id    TEXT NOT NULL,
     device_id  TEXT NOT NULL,

@@ -138,3 +138,36 @@ async fn get_presence_takes_at_most_100_users() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["presence"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_close_flood_reaches_contacts_coalesced_and_ends_offline() {
+    let (server, _id) = direct_pair().await;
+    let mut alice = server.connect("alice").await;
+    let started = std::time::Instant::now();
+    for _ in 0..40 {
+        server.connect("bob").await.close().await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // The last change is settled at most a window after it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let events = alice.drain_type("presence", SHORT).await;
+
+    assert!(events.iter().all(|e| e["userId"] == "bob"), "{events:?}");
+    assert!(
+        (events.len() as f64) <= seconds.ceil() + 1.0,
+        "{} events in {seconds:.1} s of 40 connect-close cycles: {events:?}",
+        events.len()
+    );
+    let at: Vec<i64> = events.iter().map(|e| e["at"].as_i64().unwrap()).collect();
+    assert!(
+        at.windows(2).all(|w| w[1] - w[0] >= 1000),
+        "events less than a second apart: {at:?}"
+    );
+    let last = events.last().expect("bob's presence was announced");
+    assert_eq!(
+        last["status"], "offline",
+        "the latest state wins: {events:?}"
+    );
+    let (_, body) = server.http("alice").get("/v1/presence?userIds=bob").await;
+    assert_eq!(body["presence"][0]["status"], "offline");
+}

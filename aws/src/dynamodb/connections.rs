@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use chat_shared::ids::{Millis, UserId};
-use chat_shared::ports::{ConnectionRecord, ConnectionStore, StoreResult};
+use chat_shared::ports::{
+    ConnectionRecord, ConnectionStore, PRESENCE_SETTLE_STALE_MS, PresenceClaim, StoreResult,
+};
+use chat_shared::protocol::PresenceStatus;
 
 use super::DynamoStore;
 use super::client::{condition_held, sdk};
@@ -163,5 +166,95 @@ impl ConnectionStore for DynamoStore {
             }
         }
         Ok(out)
+    }
+
+    /// On the user item: `presenceAt` and `presenceStatus` (the last announcement) and
+    /// `presenceSettleUntil` (a claim to settle). A deferred change is settled a window
+    /// after the claim rather than after the announcement: no read is needed, and
+    /// announcements stay at least a window apart.
+    async fn claim_presence(
+        &self,
+        user: &UserId,
+        status: PresenceStatus,
+        now: Millis,
+        window_ms: i64,
+    ) -> StoreResult<PresenceClaim> {
+        let user_key = key(user_pk(user.as_str()), USER_SK);
+        let announce = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(user_key.clone()))
+            .update_expression(
+                "SET presenceAt = :now, presenceStatus = :s REMOVE presenceSettleUntil",
+            )
+            .condition_expression("attribute_not_exists(presenceAt) OR presenceAt <= :cut")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":s", s(status_str(status)))
+            .expression_attribute_values(":cut", n(now - window_ms))
+            .send()
+            .await;
+        if condition_held(announce, "claim presence")?.is_some() {
+            return Ok(PresenceClaim::Announce);
+        }
+        let until = now + window_ms;
+        let defer = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(user_key))
+            .update_expression("SET presenceSettleUntil = :until")
+            .condition_expression(
+                "attribute_not_exists(presenceSettleUntil) OR presenceSettleUntil < :stale",
+            )
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":stale", n(now - PRESENCE_SETTLE_STALE_MS))
+            .send()
+            .await;
+        Ok(match condition_held(defer, "claim presence")? {
+            Some(_) => PresenceClaim::Defer { until },
+            None => PresenceClaim::Skip,
+        })
+    }
+
+    async fn settle_presence(
+        &self,
+        user: &UserId,
+        status: PresenceStatus,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let user_key = key(user_pk(user.as_str()), USER_SK);
+        let changed = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(user_key.clone()))
+            .update_expression(
+                "SET presenceAt = :now, presenceStatus = :s REMOVE presenceSettleUntil",
+            )
+            .condition_expression("attribute_not_exists(presenceStatus) OR presenceStatus <> :s")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":s", s(status_str(status)))
+            .send()
+            .await;
+        if condition_held(changed, "settle presence")?.is_some() {
+            return Ok(true);
+        }
+        self.client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(user_key))
+            .update_expression("REMOVE presenceSettleUntil")
+            .send()
+            .await
+            .map_err(sdk("settle presence"))?;
+        Ok(false)
+    }
+}
+
+fn status_str(status: PresenceStatus) -> &'static str {
+    match status {
+        PresenceStatus::Online => "online",
+        PresenceStatus::Offline => "offline",
     }
 }

@@ -9,6 +9,7 @@ use chat_shared::ChatError;
 use chat_shared::handlers;
 use chat_shared::handlers::ws::ConnectionContext;
 use chat_shared::protocol::ServerFrame;
+use chat_shared::service::PendingPresence;
 
 use super::{Deps, log_failure};
 
@@ -107,7 +108,13 @@ pub async fn handle_ws(deps: &Deps, event: WsEvent) -> WsResponse {
                 device_id: event.query("deviceId"),
             };
             match handlers::ws::connect(&deps.chat, request).await {
-                Ok(_) => WsResponse::status(200),
+                Ok(connected) => {
+                    // No process outlives the invocation: a held-back presence change
+                    // is settled before answering (a second at most, and only for a
+                    // user whose presence changed within the last second).
+                    settle(deps, connected.pending_presence).await;
+                    WsResponse::status(200)
+                }
                 Err(e) => {
                     log_failure(&e);
                     WsResponse::status(e.code().http_status())
@@ -115,12 +122,21 @@ pub async fn handle_ws(deps: &Deps, event: WsEvent) -> WsResponse {
             }
         }
         "$disconnect" => {
-            if let Err(e) = handlers::ws::disconnect(&deps.chat, connection_id).await {
-                log_failure(&e);
+            match handlers::ws::disconnect(&deps.chat, connection_id).await {
+                Ok(pending) => settle(deps, pending).await,
+                Err(e) => log_failure(&e),
             }
             WsResponse::status(200)
         }
         _ => WsResponse::frame(message(deps, connection_id, &event).await),
+    }
+}
+
+async fn settle(deps: &Deps, pending: Option<PendingPresence>) {
+    if let Some(pending) = pending
+        && let Err(e) = deps.chat.settle_presence(pending).await
+    {
+        log_failure(&e);
     }
 }
 

@@ -7,9 +7,9 @@ use chat_shared::domain::new_conversation_id;
 use chat_shared::ids::{ConversationId, DeviceId, Millis, UserId};
 use chat_shared::ports::{
     AddMembersOutcome, AppendOutcome, ConnectionRecord, ConversationCursor, ConversationKind,
-    DeviceRecord, MessageQuery, NewConversation, NewMessage, Platform, Role, Store,
+    DeviceRecord, MessageQuery, NewConversation, NewMessage, Platform, PresenceClaim, Role, Store,
 };
-use chat_shared::protocol::Content;
+use chat_shared::protocol::{Content, PresenceStatus};
 
 type S = Arc<dyn Store>;
 
@@ -584,6 +584,69 @@ pub async fn typing_stops_only_a_state_still_shown(store: S) {
         "a refused true is not shown"
     );
     assert_eq!(stop(&user("carol"), 1_000).await, None, "not a member");
+}
+
+pub async fn presence_changes_are_announced_once_per_window(store: S) {
+    use PresenceStatus::{Offline, Online};
+    let claim = |status, now| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_presence(&user("alice"), status, now, 1000)
+                .await
+                .unwrap()
+        }
+    };
+    let settle = |status, now| {
+        let store = store.clone();
+        async move {
+            store
+                .settle_presence(&user("alice"), status, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(claim(Online, 10_000).await, PresenceClaim::Announce);
+    let PresenceClaim::Defer { until } = claim(Offline, 10_200).await else {
+        panic!("a change inside the window is held back");
+    };
+    // At the window's end (SQLite) or a window after the claim (DynamoDB, no read).
+    assert!((11_000..=11_200).contains(&until), "settle at {until}");
+    assert_eq!(
+        claim(Online, 10_300).await,
+        PresenceClaim::Skip,
+        "one holder"
+    );
+    assert!(
+        settle(Offline, until).await,
+        "offline differs from the announced online"
+    );
+    assert!(!settle(Offline, until + 1).await, "nothing new to announce");
+    // A flap inside the next window ends where it began: nothing to announce.
+    assert!(matches!(
+        claim(Online, until + 300).await,
+        PresenceClaim::Defer { .. }
+    ));
+    assert!(!settle(Offline, until + 1_300).await);
+    // After the window, at once; a holder that never settled blocks nothing after it.
+    assert_eq!(claim(Online, 20_000).await, PresenceClaim::Announce);
+    assert!(matches!(
+        claim(Offline, 20_100).await,
+        PresenceClaim::Defer { .. }
+    ));
+    assert_eq!(claim(Online, 30_000).await, PresenceClaim::Announce);
+    assert!(matches!(
+        claim(Offline, 30_100).await,
+        PresenceClaim::Defer { .. }
+    ));
+    // Users are counted apart.
+    assert_eq!(
+        store
+            .claim_presence(&user("bob"), Online, 30_200, 1000)
+            .await
+            .unwrap(),
+        PresenceClaim::Announce
+    );
 }
 
 pub async fn sends_are_counted_per_fixed_window(store: S) {

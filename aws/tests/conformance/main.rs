@@ -93,6 +93,7 @@ conformance!(
     user_conversations_are_ordered_by_last_message_with_a_cursor,
     typing_is_throttled_per_window,
     typing_stops_only_a_state_still_shown,
+    presence_changes_are_announced_once_per_window,
     sends_are_counted_per_fixed_window,
     connections_are_recorded_touched_and_deleted_once,
     last_seen_only_moves_forward,

@@ -10,7 +10,7 @@ use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
 use crate::protocol::{
     Action, ClientFrame, HEARTBEAT_INTERVAL_MS, MAX_FRAME_BYTES, SendRequest, ServerFrame,
 };
-use crate::service::Chat;
+use crate::service::{Chat, PendingPresence};
 
 /// A connection's liveness is written at most this often by a context that lives across
 /// frames (the local server's session). Well inside `LIVENESS_MS`, so a connection that
@@ -94,22 +94,38 @@ pub struct ConnectRequest<'a> {
 
 /// Authenticates the upgrade and records the connection. `UNAUTHORIZED` means refuse
 /// the handshake with 401; `INVALID_MESSAGE` (bad deviceId) with 400.
-pub async fn connect(chat: &Chat, req: ConnectRequest<'_>) -> Result<Verified, ChatError> {
+pub async fn connect(chat: &Chat, req: ConnectRequest<'_>) -> Result<Connected, ChatError> {
     let token = req.token.or_else(|| req.authorization.and_then(bearer));
     let verified = chat.authenticate(token)?;
     let device = req.device_id.map(DeviceId::parse).transpose()?;
-    chat.connect(
-        req.connection_id,
-        &verified.user,
-        device,
-        verified.expires_at,
-    )
-    .await?;
-    Ok(verified)
+    let pending_presence = chat
+        .connect(
+            req.connection_id,
+            &verified.user,
+            device,
+            verified.expires_at,
+        )
+        .await?;
+    Ok(Connected {
+        verified,
+        pending_presence,
+    })
 }
 
-/// `$disconnect`: forgets the connection (presence goes offline with the last one).
-pub async fn disconnect(chat: &Chat, connection_id: &str) -> Result<(), ChatError> {
+/// A recorded connection: who, until when, and the presence change to settle (see
+/// [`Chat::settle_presence`]).
+#[derive(Debug)]
+pub struct Connected {
+    pub verified: Verified,
+    pub pending_presence: Option<PendingPresence>,
+}
+
+/// `$disconnect`: forgets the connection (presence goes offline with the last one; the
+/// change to settle, see [`Chat::settle_presence`]).
+pub async fn disconnect(
+    chat: &Chat,
+    connection_id: &str,
+) -> Result<Option<PendingPresence>, ChatError> {
     chat.disconnect(connection_id).await
 }
 

@@ -22,6 +22,6 @@ pub use gateway::{CloseReason, ConnectionGateway, GatewayError};
 pub use push::{PushError, PushNotification, PushSender};
 pub use records::*;
 pub use store::{
-    ConnectionStore, ConversationStore, DeviceStore, MessageStore, PushLedger, ReceiptStore, Store,
-    ThrottleStore,
+    ConnectionStore, ConversationStore, DeviceStore, MessageStore, PRESENCE_SETTLE_STALE_MS,
+    PushLedger, ReceiptStore, Store, ThrottleStore,
 };

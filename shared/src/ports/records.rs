@@ -254,3 +254,15 @@ pub struct MessageQuery {
     /// Only messages with `timestamp >= min_timestamp` (retention).
     pub min_timestamp: Millis,
 }
+
+/// What a presence change may do now (see `ConnectionStore::claim_presence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceClaim {
+    /// Announce it now.
+    Announce,
+    /// Settle it at `until`, the end of the last announcement's window: announce the
+    /// state then, if it is not the one announced.
+    Defer { until: Millis },
+    /// Another caller settles it.
+    Skip,
+}

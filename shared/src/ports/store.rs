@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use super::{
     AddMembersOutcome, AppendOutcome, ConnectionRecord, ConversationCursor, ConversationRecord,
     DeviceRecord, MemberRecord, MessageQuery, MessageRecord, NewConversation, NewMessage,
-    ReceiptUpdate, RemovedMember, StoreResult,
+    PresenceClaim, ReceiptUpdate, RemovedMember, StoreResult,
 };
 use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
+use crate::protocol::PresenceStatus;
 
 /// Conversations and their members.
 #[async_trait]
@@ -191,7 +192,33 @@ pub trait ConnectionStore: Send + Sync + 'static {
     async fn set_last_seen(&self, user: &UserId, at: Millis) -> StoreResult<()>;
     /// Last-seen times of these users (users never seen are left out).
     async fn last_seen(&self, users: &[UserId]) -> StoreResult<Vec<(UserId, Millis)>>;
+    /// Asks to announce that `user` is now `status`: [`PresenceClaim::Announce`] (and
+    /// `status` recorded as announced at `now`, any claim to settle cleared) when the last
+    /// announcement is at least `window_ms` old; else [`PresenceClaim::Defer`] to the one caller that gets to
+    /// settle the change at the window's end (a claim to settle left unsettled for
+    /// [`PRESENCE_SETTLE_STALE_MS`] is given to the next caller), and
+    /// [`PresenceClaim::Skip`] to the others.
+    async fn claim_presence(
+        &self,
+        user: &UserId,
+        status: PresenceStatus,
+        now: Millis,
+        window_ms: i64,
+    ) -> StoreResult<PresenceClaim>;
+    /// Settles a deferred change: clears the claim to settle and, when `status` is not
+    /// the last announced, records it as announced at `now` and answers `true` (the
+    /// caller announces it).
+    async fn settle_presence(
+        &self,
+        user: &UserId,
+        status: PresenceStatus,
+        now: Millis,
+    ) -> StoreResult<bool>;
 }
+
+/// A claim to settle a presence change that nobody settled for this long (its holder
+/// died) goes to the next caller.
+pub const PRESENCE_SETTLE_STALE_MS: Millis = 10_000;
 
 /// Devices registered for push.
 #[async_trait]

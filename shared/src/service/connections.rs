@@ -10,12 +10,14 @@ use crate::ports::{CloseReason, ConnectionRecord, GatewayError};
 use crate::protocol::{LIVENESS_MS, PresenceStatus, ServerFrame};
 
 use super::Chat;
+use super::presence::PendingPresence;
 
 /// A connection this young that answers "gone" is still being opened, not gone.
 const CONNECT_GRACE_MS: Millis = 10_000;
 
 impl Chat {
-    /// Registers a new connection and tells contacts when the user came online. Beyond
+    /// Registers a new connection and tells contacts when the user came online (or
+    /// answers the change held back for that, see [`PendingPresence`]). Beyond
     /// `max_connections_per_user`, the user's oldest other connections are closed.
     pub async fn connect(
         &self,
@@ -23,7 +25,7 @@ impl Chat {
         user: &UserId,
         device_id: Option<DeviceId>,
         token_expires_at: Millis,
-    ) -> ChatResult<()> {
+    ) -> ChatResult<Option<PendingPresence>> {
         let now = self.now();
         self.store
             .put_connection(&ConnectionRecord {
@@ -40,12 +42,14 @@ impl Chat {
             .connections_of(std::slice::from_ref(user))
             .await?;
         others.retain(|c| c.connection_id != connection_id);
-        if others.iter().all(|c| now - c.last_frame_at >= LIVENESS_MS) {
-            self.announce_presence(user, PresenceStatus::Online, now, now)
-                .await?;
-        }
+        let pending = if others.iter().all(|c| now - c.last_frame_at >= LIVENESS_MS) {
+            self.presence_changed(user, PresenceStatus::Online, now)
+                .await?
+        } else {
+            None
+        };
         self.enforce_connection_cap(user, others).await;
-        Ok(())
+        Ok(pending)
     }
 
     /// Closes the oldest of `others` (the user's connections but the new one) so that,
@@ -78,10 +82,10 @@ impl Chat {
     }
 
     /// Forgets a connection; when it was the user's last, records lastSeen and tells
-    /// contacts the user went offline.
-    pub async fn disconnect(&self, connection_id: &str) -> ChatResult<()> {
+    /// contacts the user went offline (or answers the change held back for that).
+    pub async fn disconnect(&self, connection_id: &str) -> ChatResult<Option<PendingPresence>> {
         let Some(gone) = self.store.delete_connection(connection_id).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let now = self.now();
         let user = gone.user_id;
@@ -91,10 +95,11 @@ impl Chat {
             .is_empty()
         {
             self.store.set_last_seen(&user, now).await?;
-            self.announce_presence(&user, PresenceStatus::Offline, now, now)
-                .await?;
+            return self
+                .presence_changed(&user, PresenceStatus::Offline, now)
+                .await;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Records a client frame on a connection (liveness for presence and push).
@@ -177,7 +182,14 @@ impl Chat {
                     "connection gone, forgetting it"
                 );
                 // Boxed: forgetting a connection may announce presence, which posts again.
-                if let Err(e) = Box::pin(self.disconnect(connection_id)).await {
+                // A change held back is settled at once: a fan-out does not wait.
+                let forgotten = Box::pin(async {
+                    if let Some(pending) = self.disconnect(connection_id).await? {
+                        self.settle_presence_now(&pending.user).await?;
+                    }
+                    Ok::<(), ChatError>(())
+                });
+                if let Err(e) = forgotten.await {
                     warn!(error = %e, connection.id = connection_id, "could not forget gone connection");
                 }
             }

@@ -29,6 +29,7 @@ mod sync;
 
 pub use conversations::{ConversationPage, CreateConversation, MemberPage};
 pub use messages::{HistoryQuery, message_view};
+pub use presence::PendingPresence;
 pub use sync::SyncCursor;
 
 /// The adapters the service runs over: one per port.
