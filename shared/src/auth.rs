@@ -1,10 +1,19 @@
 //! HS256 JSON Web Tokens: the algorithm is pinned, `exp` is required, `nbf`/`iss`/`aud`
 //! are enforced when present or configured. Written against RFC 7519 with no generic
 //! algorithm switch, so `alg: none` or an RSA/HMAC confusion cannot be expressed.
+//!
+//! What another reader could understand differently is refused rather than guessed at:
+//! a header with `crit` (we understand no extension, RFC 7515 section 4.1.11), a member
+//! name given twice in the header or the claims (serde_json would keep the last copy,
+//! other libraries the first), and an `exp`/`nbf`/`iat` that is not a whole number of
+//! seconds within `i64` (a float, `2^64`).
+
+use std::cell::Cell;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -25,6 +34,12 @@ pub enum TokenError {
     Malformed,
     #[error("token algorithm is not HS256")]
     WrongAlgorithm,
+    #[error("token header has crit (no extension is understood)")]
+    CriticalHeader,
+    #[error("token header or claims name a member twice")]
+    RepeatedMember,
+    #[error("token exp, nbf or iat is not a whole number of seconds within i64")]
+    BadDate,
     #[error("token signature does not verify")]
     BadSignature,
     #[error("token has no exp claim")]
@@ -98,6 +113,9 @@ impl TokenVerifier {
         if header.get("alg").and_then(Value::as_str) != Some("HS256") {
             return Err(TokenError::WrongAlgorithm);
         }
+        if header.get("crit").is_some() {
+            return Err(TokenError::CriticalHeader);
+        }
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| TokenError::Malformed)?;
@@ -108,21 +126,20 @@ impl TokenVerifier {
 
         let claims: Value = decode_json(payload_b64)?;
         let now = now_ms.div_euclid(1000);
-        let numeric = |name: &str| -> Result<Option<i64>, TokenError> {
-            match claims.get(name) {
-                None => Ok(None),
-                Some(v) => v
-                    .as_i64()
-                    .or_else(|| v.as_f64().map(|f| f as i64))
-                    .map(Some)
-                    .ok_or(TokenError::Malformed),
-            }
+        // A date is an integer literal within i64: serde_json reads anything with a
+        // fraction or an exponent, or beyond u64, as a float, which `as_i64` refuses.
+        let date = |name: &str| -> Result<Option<i64>, TokenError> {
+            claims
+                .get(name)
+                .map(|v| v.as_i64().ok_or(TokenError::BadDate))
+                .transpose()
         };
-        let exp = numeric("exp")?.ok_or(TokenError::MissingExpiry)?;
+        let exp = date("exp")?.ok_or(TokenError::MissingExpiry)?;
+        date("iat")?;
         if now >= exp.saturating_add(LEEWAY_SECS) {
             return Err(TokenError::Expired);
         }
-        if let Some(nbf) = numeric("nbf")?
+        if let Some(nbf) = date("nbf")?
             && now < nbf.saturating_sub(LEEWAY_SECS)
         {
             return Err(TokenError::NotYetValid);
@@ -186,13 +203,94 @@ impl TokenVerifier {
     }
 }
 
+/// A base64url JSON object with no member name repeated in any of its objects.
 fn decode_json(part: &str) -> Result<Value, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| TokenError::Malformed)?;
-    match serde_json::from_slice(&bytes) {
+    let repeated = Cell::new(false);
+    let mut reader = serde_json::Deserializer::from_slice(&bytes);
+    let parsed = UniqueNames {
+        repeated: &repeated,
+    }
+    .deserialize(&mut reader)
+    .and_then(|v| reader.end().map(|()| v));
+    match parsed {
         Ok(v @ Value::Object(_)) => Ok(v),
+        Err(_) if repeated.get() => Err(TokenError::RepeatedMember),
         _ => Err(TokenError::Malformed),
+    }
+}
+
+/// Reads JSON into a [`Value`] like serde_json does, but fails on an object that names a
+/// member twice (serde_json keeps the last), and says so in `repeated`.
+#[derive(Clone, Copy)]
+struct UniqueNames<'a> {
+    repeated: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for UniqueNames<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueNames<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON whose objects name each member once")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = serde_json::Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if members.contains_key(&name) {
+                self.repeated.set(true);
+                return Err(de::Error::custom(format_args!("member {name:?} repeated")));
+            }
+            let value = map.next_value_seed(self)?;
+            members.insert(name, value);
+        }
+        Ok(Value::Object(members))
     }
 }
 
@@ -293,6 +391,120 @@ mod tests {
         for (token, want) in cases {
             assert_eq!(verifier().verify(&token, NOW).map(|v| v.user), Err(want));
         }
+    }
+
+    #[test]
+    fn a_crit_header_is_refused() {
+        // GIVEN correctly signed, otherwise valid tokens whose header has `crit`
+        let claims = format!(r#"{{"sub":"a","exp":{}}}"#, NOW / 1000 + 100);
+        for header in [
+            r#"{"alg":"HS256","crit":["exp"]}"#,
+            r#"{"alg":"HS256","crit":["x"],"x":true}"#,
+            r#"{"alg":"HS256","b64":false,"crit":["b64"]}"#,
+            r#"{"alg":"HS256","crit":[]}"#,
+            r#"{"alg":"HS256","crit":null}"#,
+        ] {
+            let token = signed(header, &claims, "secret");
+            // WHEN it is verified THEN it is refused: we understand no extension
+            assert_eq!(
+                verifier().verify(&token, NOW),
+                Err(TokenError::CriticalHeader),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_member_names_are_refused() {
+        // GIVEN correctly signed tokens that name a member twice, where either copy
+        // alone would make a valid token
+        let (past, future) = (NOW / 1000 - 100, NOW / 1000 + 100);
+        let claims = format!(r#"{{"sub":"a","exp":{future}}}"#);
+        let cases = [
+            (
+                r#"{"alg":"HS256","alg":"HS256"}"#.to_owned(),
+                claims.clone(),
+            ),
+            (r#"{"alg":"none","alg":"HS256"}"#.to_owned(), claims.clone()),
+            (
+                HS.to_owned(),
+                format!(r#"{{"sub":"mallory","sub":"a","exp":{future}}}"#),
+            ),
+            (
+                HS.to_owned(),
+                format!(r#"{{"sub":"a","exp":{past},"exp":{future}}}"#),
+            ),
+            (
+                HS.to_owned(),
+                format!(r#"{{"sub":"a","exp":{future},"x":{{"k":1,"k":2}}}}"#),
+            ),
+            (
+                HS.to_owned(),
+                format!(r#"{{"sub":"a","exp":{future},"x":[{{"k":1,"k":2}}]}}"#),
+            ),
+        ];
+        for (header, claims) in cases {
+            let token = signed(&header, &claims, "secret");
+            // WHEN it is verified THEN it is refused, whichever copy a reader would take
+            assert_eq!(
+                verifier().verify(&token, NOW),
+                Err(TokenError::RepeatedMember),
+                "{header} {claims}"
+            );
+        }
+        // Equal names in different objects are not repeats.
+        let token = signed(
+            HS,
+            &format!(r#"{{"sub":"a","exp":{future},"x":{{"sub":1}},"y":[{{"k":1}},{{"k":1}}]}}"#),
+            "secret",
+        );
+        assert!(verifier().verify(&token, NOW).is_ok());
+    }
+
+    #[test]
+    fn dates_that_are_not_whole_seconds_in_i64_are_refused() {
+        // GIVEN correctly signed tokens whose exp, nbf or iat is a float, out of the
+        // range of i64, or not a number
+        let future = NOW / 1000 + 100;
+        let bad_dates = [
+            "1.5e9",
+            "1e10",
+            "9999999999.5",
+            &format!("{future}.0"),
+            &format!("{future}.5"),
+            "18446744073709551616",
+            "18446744073709551615",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "-1e300",
+            "-0.5",
+            r#""9999999999""#,
+            "null",
+            "true",
+            "[9999999999]",
+        ];
+        for date in bad_dates {
+            for claims in [
+                format!(r#"{{"sub":"a","exp":{date}}}"#),
+                format!(r#"{{"sub":"a","exp":{future},"nbf":{date}}}"#),
+                format!(r#"{{"sub":"a","exp":{future},"iat":{date}}}"#),
+            ] {
+                let token = signed(HS, &claims, "secret");
+                // WHEN it is verified THEN it is refused as malformed
+                assert_eq!(
+                    verifier().verify(&token, NOW),
+                    Err(TokenError::BadDate),
+                    "{claims}"
+                );
+            }
+        }
+        // Whole seconds at the edges of i64 are dates (long expired or far away).
+        let ok = format!(
+            r#"{{"sub":"a","exp":{},"nbf":{},"iat":-1}}"#,
+            i64::MAX,
+            i64::MIN
+        );
+        assert!(verifier().verify(&signed(HS, &ok, "secret"), NOW).is_ok());
     }
 
     #[test]

@@ -830,7 +830,70 @@ pub mod jwt {
         token
     }
 
-    /// Every kind of token the server must refuse, with a name for failure messages.
+    /// `header.claims.HMAC-SHA256(TEST_SECRET)` over JSON text taken as it is: for what a
+    /// `Value` cannot hold (a repeated member name, a number beyond `u64`).
+    pub fn sign_text(header: &str, claims: &str) -> String {
+        let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+        let mut mac = Hmac::<Sha256>::new_from_slice(TEST_SECRET.as_bytes())
+            .expect("HMAC takes any key size");
+        mac.update(input.as_bytes());
+        format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+    }
+
+    /// A valid token for `sub` whose header also has `crit`: an extension the server
+    /// does not understand, so it must refuse the token (RFC 7515 section 4.1.11).
+    pub fn crit_header(sub: &str) -> String {
+        sign_hs256(
+            TEST_SECRET,
+            &json!({"alg": "HS256", "typ": "JWT", "crit": ["exp"]}),
+            &claims(sub),
+        )
+    }
+
+    /// `alg` twice in the header, `none` first and `HS256` last.
+    pub fn repeated_alg(sub: &str) -> String {
+        sign_text(
+            r#"{"alg":"none","alg":"HS256","typ":"JWT"}"#,
+            &claims(sub).to_string(),
+        )
+    }
+
+    /// `sub` twice: an invalid user id first, `sub` last (a reader keeping the last copy
+    /// would accept it).
+    pub fn repeated_sub(sub: &str) -> String {
+        let now = now_secs();
+        let exp = now + 3600;
+        sign_text(
+            &header().to_string(),
+            &format!(r#"{{"sub":"not a user!","sub":"{sub}","iat":{now},"exp":{exp}}}"#),
+        )
+    }
+
+    /// `exp` twice: ten minutes ago first, in an hour last.
+    pub fn repeated_exp(sub: &str) -> String {
+        let now = now_secs();
+        let (past, future) = (now - 600, now + 3600);
+        sign_text(
+            &header().to_string(),
+            &format!(r#"{{"sub":"{sub}","iat":{now},"exp":{past},"exp":{future}}}"#),
+        )
+    }
+
+    /// A valid token for `sub` with `claim` written as `value` (raw JSON text), e.g. a
+    /// float or a number beyond `i64`.
+    pub fn with_raw_claim(sub: &str, claim: &str, value: &str) -> String {
+        let mut claims = claims(sub);
+        let claims = claims.as_object_mut().expect("claims are an object");
+        claims.remove(claim);
+        let mut text = Value::Object(claims.clone()).to_string();
+        text.pop();
+        sign_text(
+            &header().to_string(),
+            &format!(r#"{text},"{claim}":{value}}}"#),
+        )
+    }
+
+    /// Every kind of token the server must refuse, with a name for failure messages.    /// Every kind of token the server must refuse, with a name for failure messages.
     pub fn bad_tokens() -> Vec<(&'static str, String)> {
         vec![
             ("alg RS256", rs256("alice")),
@@ -847,6 +910,33 @@ pub mod jwt {
             ("invalid sub", invalid_sub()),
             ("sub too long", valid(&"a".repeat(129))),
             ("missing sub", missing_sub()),
+            ("crit in the header", crit_header("alice")),
+            ("alg twice", repeated_alg("alice")),
+            ("sub twice", repeated_sub("alice")),
+            ("exp twice", repeated_exp("alice")),
+            (
+                "exp a float in the future",
+                with_raw_claim("alice", "exp", &format!("{}.5", now_secs() + 3600)),
+            ),
+            (
+                "exp 9999999999.5",
+                with_raw_claim("alice", "exp", "9999999999.5"),
+            ),
+            (
+                "exp 2^64",
+                with_raw_claim("alice", "exp", "18446744073709551616"),
+            ),
+            (
+                "exp u64::MAX",
+                with_raw_claim("alice", "exp", "18446744073709551615"),
+            ),
+            ("nbf -1e300", with_raw_claim("alice", "nbf", "-1e300")),
+            (
+                "nbf below i64::MIN",
+                with_raw_claim("alice", "nbf", "-9223372036854775809"),
+            ),
+            ("iat 1.5e9", with_raw_claim("alice", "iat", "1.5e9")),
+            ("iat a string", with_raw_claim("alice", "iat", r#""now""#)),
         ]
     }
 }
