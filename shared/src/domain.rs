@@ -64,13 +64,29 @@ pub fn push_body(text: &str) -> String {
     text.chars().take(PUSH_BODY_MAX_CHARS).collect()
 }
 
-/// Validates a group name: 1-100 characters, not only whitespace.
+/// Validates a group name: 1-100 characters, not only whitespace, and none that
+/// [`formats_text_around_it`]: the name is shown to every member and starts each push
+/// title, where a line break, a terminal escape or a right-to-left override would
+/// change how the text around it reads.
 pub fn group_name(name: &str) -> Result<String, ChatError> {
     let n = name.chars().count();
     if n == 0 || n > 100 || name.trim().is_empty() {
         return Err(ChatError::Invalid("name must be 1-100 characters".into()));
     }
+    if name.chars().any(formats_text_around_it) {
+        return Err(ChatError::Invalid(
+            "name must not contain control or bidirectional formatting characters".into(),
+        ));
+    }
     Ok(name.to_owned())
+}
+
+/// A control character (Unicode category Cc: C0, DEL and C1) or a bidirectional
+/// embedding, override or isolate (U+202A-U+202E, U+2066-U+2069), which reorders the
+/// text after it up to its terminator. The marks U+200E, U+200F and U+061C are allowed:
+/// they affect only their neighbours.
+fn formats_text_around_it(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A random (version 4) UUID, from the thread's cryptographically secure generator.
@@ -190,5 +206,35 @@ mod tests {
         assert!(group_name("").is_err());
         assert!(group_name("   ").is_err());
         assert!(group_name(&"n".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn group_names_refuse_control_and_bidi_formatting_characters() {
+        // GIVEN names with a control character or a bidi embedding, override or isolate
+        let formatting = ('\0'..='\u{1f}')
+            .chain('\u{7f}'..='\u{9f}')
+            .chain('\u{202a}'..='\u{202e}')
+            .chain('\u{2066}'..='\u{2069}');
+        for c in formatting {
+            // WHEN validated THEN refused, wherever the character stands
+            for name in [format!("{c}Team"), format!("Te{c}am"), format!("Team{c}")] {
+                assert!(
+                    matches!(group_name(&name), Err(ChatError::Invalid(_))),
+                    "U+{:04X} accepted",
+                    u32::from(c)
+                );
+            }
+        }
+        // Their neighbours in the tables, right-to-left text and the bidi marks pass.
+        for name in [
+            " Team ",
+            "Team\u{a0}A",
+            "\u{5e6}\u{5d5}\u{5d5}\u{5ea}",
+            "Team\u{200e}\u{200f}\u{61c}",
+            "Team\u{202f}A\u{2070}",
+            "👩\u{200d}👩\u{200d}👧",
+        ] {
+            assert_eq!(group_name(name).ok().as_deref(), Some(name));
+        }
     }
 }

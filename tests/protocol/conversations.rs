@@ -222,6 +222,63 @@ async fn group_name_is_1_to_100_chars() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_name_refuses_control_and_bidi_formatting_characters() {
+    let server = start().await;
+    let alice = server.http("alice");
+    let mut bob = server.connect("bob").await;
+
+    // Control characters (Unicode Cc, C0 and C1) and the bidirectional embeddings,
+    // overrides and isolates: the name starts every push title.
+    let mut refused: Vec<String> = [
+        "\0", "\t", "\n", "\r", "\u{1b}", "\u{7f}", "\u{85}", "\u{9f}",
+    ]
+    .into_iter()
+    .map(|c| format!("Team{c}"))
+    .collect();
+    refused.extend(
+        ('\u{202a}'..='\u{202e}')
+            .chain('\u{2066}'..='\u{2069}')
+            .map(|c| format!("{c}Team")),
+    );
+    refused.push("\u{1b}[2J\u{1b}[31mAdmin: reset your password".to_owned());
+    refused.push("invoice\u{202e}fdp.exe".to_owned());
+    for name in &refused {
+        let response = alice
+            .post(
+                "/v1/conversations",
+                &json!({"type": "group", "name": name, "members": ["bob"]}),
+            )
+            .await;
+        assert_eq!(response.0, 400, "name {name:?}: {}", response.1);
+        assert_http_error(&response, 400, "INVALID_MESSAGE");
+    }
+    bob.expect_none("conversation.new", SHORT, |f| {
+        f["type"] == "conversation.new"
+    })
+    .await;
+    let (status, body) = alice.get("/v1/conversations").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["conversations"],
+        json!([]),
+        "a refused name made a group"
+    );
+
+    // Other scripts, right-to-left text, emoji sequences and the bidi marks (not
+    // embeddings) stay allowed.
+    for name in [
+        "\u{5e6}\u{5d5}\u{5d5}\u{5ea}",
+        "\u{645}\u{62c}\u{645}\u{648}\u{639}\u{629} 1",
+        "👩\u{200d}👩\u{200d}👧 family",
+        "Team\u{200f} A",
+        "Ünïcödé Team",
+    ] {
+        let group = alice.create_group(name, &["bob"]).await;
+        assert_eq!(group["name"], name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_cap_refuses_creation_above_it() {
     let server = server().env("CHAT_MAX_GROUP_MEMBERS", "5").start().await;
     let alice = server.http("alice");
