@@ -18,12 +18,15 @@
 //! is recognised by its seq and skipped.
 //!
 //! One JSON line per message. A crash during a `write` can leave a last line without its
-//! newline; nothing in that write was acked, so it is dropped.
+//! newline; nothing in that write was acked, so it is dropped. A whole line that cannot
+//! be read (damaged on disk: not UTF-8, not JSON) is skipped with an error naming its
+//! file and line, and the lines after it are read as usual: one bad byte costs one
+//! message, not the start of the server.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -78,6 +81,14 @@ impl<'a> Line<'a> {
             origin_connection: self.origin_connection.map(Cow::into_owned),
         })
     }
+}
+
+/// One line of a segment (without its newline) as the message it holds.
+fn read_line(line: &[u8]) -> Result<MessageRecord, String> {
+    let text = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
+    serde_json::from_str::<Line<'_>>(text)
+        .map_err(|e| e.to_string())
+        .and_then(Line::record)
 }
 
 /// A segment being written.
@@ -150,18 +161,19 @@ impl AppendLog {
         let mut files = Vec::new();
         let mut next_number = 0;
         for (n, path) in segments(database)? {
-            let mut text = String::new();
-            File::open(&path)?.read_to_string(&mut text)?;
+            let bytes = std::fs::read(&path)?;
             // Only lines with their newline were written whole.
-            let whole = text.rfind('\n').map_or("", |end| &text[..end]);
-            for (i, line) in whole.lines().enumerate() {
-                match serde_json::from_str::<Line<'_>>(line)
-                    .map_err(|e| e.to_string())
-                    .and_then(Line::record)
-                {
+            let whole = bytes
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(&[][..], |end| &bytes[..=end]);
+            // A damaged line (not UTF-8, not JSON, not a message) costs that line only:
+            // the lines after it were written whole and are read as usual.
+            for (i, line) in whole.split_inclusive(|&b| b == b'\n').enumerate() {
+                match read_line(&line[..line.len() - 1]) {
                     Ok(record) => records.push(record),
                     Err(e) => tracing::error!(line = i + 1, error = %e, path = %path.display(),
-                        "append log: unreadable line skipped"),
+                        "append log: unreadable line skipped (its message is lost unless already in the database)"),
                 }
             }
             files.push(path);
@@ -341,6 +353,38 @@ mod tests {
         assert_eq!(leftovers.files.len(), 2);
         AppendLog::start(&db, false, leftovers).unwrap();
         assert!(AppendLog::recover(&db).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn damaged_lines_are_skipped_and_the_lines_after_them_kept() {
+        // GIVEN a segment holding 1, a line that is not UTF-8, 2, a line that is not
+        // JSON, and 3
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("chat.db");
+        let log = start(&db);
+        let (a, b, c) = (record(1), record(2), record(3));
+        let path = segments(&db).unwrap().last().unwrap().1.clone();
+        let damage = |bytes: &[u8]| {
+            OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .write_all(bytes)
+                .unwrap();
+        };
+        lock(&log.tail()).append([(1, &a)].into_iter()).unwrap();
+        damage(b"{\"conversationId\":\"c_\xff\xfe\"}\n");
+        lock(&log.tail()).append([(2, &b)].into_iter()).unwrap();
+        damage(b"not json\n");
+        lock(&log.tail()).append([(3, &c)].into_iter()).unwrap();
+        drop(log);
+
+        // WHEN the next process reads the log
+        let leftovers = AppendLog::recover(&db).unwrap();
+
+        // THEN it has every whole record, in order, and only the damaged lines are gone
+        let seqs: Vec<Seq> = leftovers.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
     }
 
     #[test]

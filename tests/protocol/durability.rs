@@ -10,6 +10,7 @@
 //! last acks before the kill are nearly always in the log only.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -126,7 +127,7 @@ async fn burst_and_kill(sync: Option<&str>) -> Killed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acked_messages_survive_kill_9() {
-    survives_kill_9(None).await;
+    survives_kill_9(None, |_| {}).await;
 }
 
 /// `CHAT_SQLITE_SYNC=full` (fsync before each ack and every commit) keeps the same
@@ -134,10 +135,43 @@ async fn acked_messages_survive_kill_9() {
 /// from a process: this checks the mode runs the log and the restart correctly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_sqlite_sync_full_acked_messages_survive_kill_9() {
-    survives_kill_9(Some("full")).await;
+    survives_kill_9(Some("full"), |_| {}).await;
 }
 
-async fn survives_kill_9(sync: Option<&str>) {
+/// A damaged line in the append log (a byte that is not UTF-8, a line that is not JSON),
+/// found at the start while the server was down, is skipped: the server starts and
+/// keeps every acked message, those after the damaged lines included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn damaged_append_log_lines_are_skipped_and_the_lines_after_them_kept() {
+    survives_kill_9(None, damage_append_log).await;
+}
+
+/// Puts a line that is not UTF-8 and one that is not JSON before everything each
+/// append log segment beside `db` holds.
+fn damage_append_log(db: &Path) {
+    let dir = db.parent().expect("the database is in a directory");
+    let prefix = format!(
+        "{}-log.",
+        db.file_name().expect("a file name").to_string_lossy()
+    );
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(dir).expect("list the database directory") {
+        let path = entry.expect("a directory entry").path();
+        let name = path.file_name().expect("a file name").to_string_lossy();
+        if !name.starts_with(&prefix) {
+            continue;
+        }
+        let mut bytes = b"{\"conversationId\":\"c_\xff\xfe\"}\nnot json\n".to_vec();
+        bytes.extend(std::fs::read(&path).expect("read a log segment"));
+        std::fs::write(&path, bytes).expect("write a log segment");
+        damaged += 1;
+    }
+    assert!(damaged > 0, "no append log segment beside {}", db.display());
+}
+
+/// Runs [`burst_and_kill`] until some acked messages are in the append log only, calls
+/// `before_restart` with the database path, restarts, and checks every acked message.
+async fn survives_kill_9(sync: Option<&str>, before_restart: fn(&Path)) {
     let mut runs = 0;
     let (killed, log_only) = loop {
         runs += 1;
@@ -168,6 +202,7 @@ async fn survives_kill_9(sync: Option<&str>) {
         ..
     } = killed;
 
+    before_restart(server.db_path());
     server.restart().await;
 
     let http = server.http("d0");
