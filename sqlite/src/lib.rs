@@ -38,6 +38,7 @@
 //! - `writer`: the writer thread; `apply`: messages into the database; `checkpoint`:
 //!   the WAL copied back; `feed`: the change feed; `cache`, `roster`: what is kept in
 //!   memory; `threads`, `errors`: what the threads share.
+//! - `private`: every file the store creates is 0600, whatever the umask.
 
 mod apply;
 mod cache;
@@ -50,6 +51,7 @@ mod feed;
 mod in_flight;
 mod log;
 mod messages;
+mod private;
 mod pushes;
 mod queries;
 mod receipts;

@@ -25,7 +25,7 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 use chat_shared::ids::{ConversationId, Millis, Seq, UserId};
 use chat_shared::ports::MessageRecord;
 use chat_shared::protocol::Content;
+
+use crate::private;
 
 /// A message as the log holds it (the fields of [`MessageRecord`]): borrowed from the
 /// record when written, owned when read back.
@@ -293,11 +295,12 @@ fn new_segment(prefix: &Path, number: u64, sync: bool) -> std::io::Result<Segmen
     let mut name = prefix.as_os_str().to_owned();
     name.push(number.to_string());
     let path = PathBuf::from(name);
-    let file = OpenOptions::new()
+    let file = private::options()
         .append(true)
         .create(true)
         .truncate(false)
         .open(&path)?;
+    private::restrict(&file, &path)?;
     if sync {
         // The new name must survive a power loss too, or what is written under it would.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -315,6 +318,8 @@ fn new_segment(prefix: &Path, number: u64, sync: bool) -> std::io::Result<Segmen
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
     use super::*;
 
     fn record(seq: Seq) -> MessageRecord {

@@ -21,6 +21,7 @@ use crate::errors::err;
 use crate::feed::FeedSlot;
 use crate::in_flight::{Acked, InFlight};
 use crate::log::AppendLog;
+use crate::private;
 use crate::roster::{Found, read_roster};
 use crate::schema::{Durability, SCHEMA, add_missing_columns, open_connection};
 use crate::seen::SeenKeys;
@@ -76,6 +77,18 @@ pub(crate) fn recover(
         .map_err(|e| StoreError::new("start the append log", e))
 }
 
+/// Creates the database file 0600 before SQLite does (SQLite then gives its `-wal` and
+/// `-shm` files the same mode), and tightens the ones an earlier process left.
+fn make_private(database: &Path) -> std::io::Result<()> {
+    private::create(database)?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        private::restrict_existing(Path::new(&name))?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
@@ -90,6 +103,7 @@ impl SqliteStore {
         apply_every: Duration,
     ) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        make_private(&path).map_err(|e| StoreError::new("make the database files private", e))?;
         let writer = open_connection(&path, durability).map_err(err("open database"))?;
         writer.execute_batch(SCHEMA).map_err(err("create schema"))?;
         add_missing_columns(&writer).map_err(err("add new columns"))?;

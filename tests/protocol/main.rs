@@ -16,6 +16,7 @@
 //!   a trailing `/`, wrong methods.
 //! - `retention`: `CHAT_RETENTION_DAYS`, the sweep and `firstSeq`.
 //! - `restart`: what a new process forgets and keeps of the previous one's connections.
+//! - `files`: the modes of the files beside the database (0600 whatever the umask).
 //! - `concurrency` and `durability`: the load test and the kill -9 test (also with
 //!   `CHAT_SQLITE_SYNC=full`).
 //! - `authz_property`: a seeded random walk checking no one sees a conversation they are
@@ -34,6 +35,8 @@ mod devices;
 mod durability;
 mod durability_mixed;
 mod fanout;
+#[cfg(unix)]
+mod files;
 mod groups;
 mod history;
 mod messaging;
