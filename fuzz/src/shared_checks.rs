@@ -178,11 +178,9 @@ pub fn jwt(data: &[u8]) {
     assert_eq!(header["alg"], "HS256");
     let claims: Value = serde_json::from_slice(claims).expect("verified claims are JSON");
     assert_eq!(claims["sub"].as_str(), Some(verified.user.as_str()));
-    let exp = &claims["exp"];
-    let exp = exp
+    let exp = claims["exp"]
         .as_i64()
-        .or_else(|| exp.as_f64().map(|f| f as i64))
-        .expect("a verified token has a numeric exp");
+        .expect("a verified token's exp is a whole number of seconds");
     assert_eq!(
         verified.expires_at,
         exp.saturating_add(30).saturating_mul(1000)
