@@ -2,7 +2,7 @@
 //! frames drained by its writer task. A client that stops reading fills its queue and
 //! is disconnected rather than stalling delivery to anyone else; it recovers by sync.
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -13,11 +13,16 @@ use tokio::sync::{Notify, mpsc};
 
 /// Frames a connection may have queued before it counts as a slow consumer.
 pub const SEND_QUEUE_FRAMES: usize = 1024;
+/// Bytes a connection may have queued before it counts as a slow consumer: 1024 frames
+/// of 16 KB held 16 MB for a client that did not read.
+pub const SEND_QUEUE_BYTES: usize = 1024 * 1024;
 
 /// The gateway's handle on one socket.
 #[derive(Clone)]
 pub struct ConnectionHandle {
-    pub frames: mpsc::Sender<Bytes>,
+    frames: mpsc::Sender<Bytes>,
+    /// Bytes in the queue, with [`SendQueue`].
+    queued_bytes: Arc<AtomicUsize>,
     /// Notified to close the socket (slow consumer, shutdown, explicit close).
     pub close: Arc<Notify>,
     /// The WebSocket close code to send when `close` is notified.
@@ -45,7 +50,55 @@ pub mod close_code {
     }
 }
 
+/// The receiving end of a socket's queue, for its writer.
+pub struct SendQueue {
+    frames: mpsc::Receiver<Bytes>,
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+impl SendQueue {
+    /// The next frame; `None` once the gateway let go of the socket.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let frame = self.frames.recv().await?;
+        self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+        Some(frame)
+    }
+
+    /// The next frame if one is queued.
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        let frame = self.frames.try_recv().ok()?;
+        self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+        Some(frame)
+    }
+}
+
 impl ConnectionHandle {
+    /// Queues a frame (never waits). A queue over [`SEND_QUEUE_FRAMES`] or
+    /// [`SEND_QUEUE_BYTES`] closes the socket: its client stopped reading.
+    pub fn queue(&self, frame: Bytes) -> Result<(), GatewayError> {
+        let len = frame.len();
+        let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        let sent = if before + len > SEND_QUEUE_BYTES {
+            Err(mpsc::error::TrySendError::Full(frame))
+        } else {
+            self.frames.try_send(frame)
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Closed(_) => Err(GatewayError::Gone),
+                    mpsc::error::TrySendError::Full(_) => {
+                        // The session notices, closes the socket and runs $disconnect.
+                        self.close_with(close_code::POLICY);
+                        Err(GatewayError::Other(Box::new(QueueFull)))
+                    }
+                }
+            }
+        }
+    }
+
     /// Asks the session to close its socket with `code`.
     pub fn close_with(&self, code: u16) {
         self.close_code.store(code, Ordering::SeqCst);
@@ -70,15 +123,21 @@ struct QueueFull;
 
 impl LocalGateway {
     /// Registers a socket; returns the receiving end of its queue and its close signal.
-    pub fn register(&self, connection_id: &str) -> (mpsc::Receiver<Bytes>, ConnectionHandle) {
+    pub fn register(&self, connection_id: &str) -> (SendQueue, ConnectionHandle) {
         let (tx, rx) = mpsc::channel(SEND_QUEUE_FRAMES);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let queue = SendQueue {
+            frames: rx,
+            queued_bytes: queued_bytes.clone(),
+        };
         let handle = ConnectionHandle {
             frames: tx,
+            queued_bytes,
             close: Arc::new(Notify::new()),
             close_code: Arc::new(AtomicU16::new(close_code::NORMAL)),
         };
         self.lock().insert(connection_id.to_owned(), handle.clone());
-        (rx, handle)
+        (queue, handle)
     }
 
     /// Forgets a socket.
@@ -143,14 +202,45 @@ impl ConnectionGateway for LocalGateway {
 
 /// Queues a frame on a socket's send queue (never waits: a full queue closes the socket).
 fn enqueue(handle: Option<&ConnectionHandle>, frame: Bytes) -> Result<(), GatewayError> {
-    let handle = handle.ok_or(GatewayError::Gone)?;
-    match handle.frames.try_send(frame) {
-        Ok(()) => Ok(()),
-        Err(mpsc::error::TrySendError::Closed(_)) => Err(GatewayError::Gone),
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            // The session notices, closes the socket and runs $disconnect.
-            handle.close_with(close_code::POLICY);
-            Err(GatewayError::Other(Box::new(QueueFull)))
+    handle.ok_or(GatewayError::Gone)?.queue(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_is_full_at_its_byte_bound_before_its_frame_bound() {
+        let gateway = LocalGateway::default();
+        let (mut queue, handle) = gateway.register("c1");
+        let frame = Bytes::from(vec![b'x'; 16 * 1024]);
+        let mut queued = 0;
+        while handle.queue(frame.clone()).is_ok() {
+            queued += 1;
         }
+        assert_eq!(
+            queued,
+            SEND_QUEUE_BYTES / frame.len(),
+            "16 KB frames in 1 MiB"
+        );
+        assert_eq!(
+            handle.close_code(),
+            close_code::POLICY,
+            "the slow consumer is closed"
+        );
+        // What the writer takes out makes room again.
+        assert!(queue.try_recv().is_some());
+        assert!(handle.queue(frame).is_ok());
+    }
+
+    #[test]
+    fn small_frames_are_bounded_by_count() {
+        let gateway = LocalGateway::default();
+        let (_queue, handle) = gateway.register("c1");
+        let mut queued = 0;
+        while handle.queue(Bytes::from_static(b"{}")).is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, SEND_QUEUE_FRAMES);
     }
 }

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::gateway::{LocalGateway, close_code};
+use crate::gateway::{LocalGateway, SendQueue, close_code};
 use crate::listener::{self, Busy, ListenLimits, Slot};
 
 /// Everything the routes share.
@@ -321,7 +321,7 @@ const WRITE_BATCH: usize = 64;
 async fn write_queued(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     first: Bytes,
-    frames: &mut mpsc::Receiver<Bytes>,
+    frames: &mut SendQueue,
 ) -> Result<(), axum::Error> {
     let mut next = Some(first);
     let mut written = 0;
@@ -331,7 +331,7 @@ async fn write_queued(
         }
         written += 1;
         next = if written < WRITE_BATCH {
-            frames.try_recv().ok()
+            frames.try_recv()
         } else {
             None
         };
@@ -345,7 +345,7 @@ async fn session(
     socket: WebSocket,
     connection_id: String,
     verified: Verified,
-    mut frames: mpsc::Receiver<Bytes>,
+    mut frames: SendQueue,
     handle: crate::gateway::ConnectionHandle,
 ) {
     debug!(connection.id = %connection_id, user.id = %verified.user, "connected");
@@ -445,10 +445,7 @@ async fn session(
             Message::Close(_) => break close_frame(close_code::NORMAL, ""),
         };
         if let Some(reply) = reply
-            && handle
-                .frames
-                .try_send(Bytes::from(reply.to_json()))
-                .is_err()
+            && handle.queue(Bytes::from(reply.to_json())).is_err()
         {
             break close_frame(close_code::POLICY, "send queue full");
         }
@@ -512,12 +509,17 @@ fn read_error_close(e: axum::Error) -> CloseFrame {
 }
 
 /// `GET /dev/push-outbox`: the pushes that would have gone to APNs/FCM (loopback only).
+/// A request a proxy forwarded (`Forwarded`, `X-Forwarded-For`) is not loopback's, even
+/// from a proxy on this host.
 async fn push_outbox(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: http::Method,
+    headers: http::HeaderMap,
 ) -> Response {
-    if !app.dev_endpoints || !peer.ip().is_loopback() || method != http::Method::GET {
+    let forwarded =
+        headers.contains_key(http::header::FORWARDED) || headers.contains_key("x-forwarded-for");
+    if !app.dev_endpoints || !peer.ip().is_loopback() || forwarded || method != http::Method::GET {
         return error_response(&ChatError::NotFound("no such route"));
     }
     match app.store.pushes().await {

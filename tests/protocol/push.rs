@@ -258,6 +258,25 @@ async fn dev_endpoints_are_off_by_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_refuses_requests_a_proxy_forwarded() {
+    // A reverse proxy on the same host makes every request loopback's.
+    let server = start().await;
+    for header in ["X-Forwarded-For: 203.0.113.7", "Forwarded: for=203.0.113.7"] {
+        let (status, body) = server
+            .raw_request(
+                &format!("GET /dev/push-outbox HTTP/1.1\r\n{header}\r\n"),
+                b"",
+            )
+            .await;
+        assert_eq!(status, 404, "{header}: {body}");
+    }
+    let (status, body) = server
+        .raw_request("GET /dev/push-outbox HTTP/1.1\r\n", b"")
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_fanned_out_again_after_kill_9_is_not_pushed_again() {
     // GIVEN two messages pushed to bob's phone; the second's push proves the first's was
     // recorded as sent (the fan-out records a message's pushes before the next one's)
