@@ -421,6 +421,16 @@ pub enum PresenceStatus {
     Offline,
 }
 
+impl PresenceStatus {
+    /// As on the wire (and as the stores keep it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+        }
+    }
+}
+
 /// The HTTP error body.
 pub fn error_body(err: &ChatError) -> Value {
     serde_json::json!({

@@ -228,11 +228,7 @@ impl ConnectionStore for SqliteStore {
                              announced_at = excluded.announced_at, status = excluded.status,
                              settle_until = 0",
                     )?
-                    .execute(params![
-                        user.as_str(),
-                        now,
-                        status_str(status)
-                    ])?;
+                    .execute(params![user.as_str(), now, status.as_str()])?;
                     Ok(PresenceClaim::Announce)
                 }
             }
@@ -257,7 +253,7 @@ impl ConnectionStore for SqliteStore {
                          settle_until = 0
                      WHERE status != excluded.status",
                 )?
-                .execute(params![user.as_str(), now, status_str(status)])?
+                .execute(params![user.as_str(), now, status.as_str()])?
                 > 0;
             if !changed {
                 tx.prepare_cached("UPDATE presence SET settle_until = 0 WHERE user_id = ?1")?
@@ -267,12 +263,5 @@ impl ConnectionStore for SqliteStore {
         })
         .await
         .map_err(err("settle presence"))
-    }
-}
-
-fn status_str(status: PresenceStatus) -> &'static str {
-    match status {
-        PresenceStatus::Online => "online",
-        PresenceStatus::Offline => "offline",
     }
 }

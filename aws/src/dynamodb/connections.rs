@@ -190,7 +190,7 @@ impl ConnectionStore for DynamoStore {
             )
             .condition_expression("attribute_not_exists(presenceAt) OR presenceAt <= :cut")
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":s", s(status_str(status)))
+            .expression_attribute_values(":s", s(status.as_str()))
             .expression_attribute_values(":cut", n(now - window_ms))
             .send()
             .await;
@@ -234,7 +234,7 @@ impl ConnectionStore for DynamoStore {
             )
             .condition_expression("attribute_not_exists(presenceStatus) OR presenceStatus <> :s")
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":s", s(status_str(status)))
+            .expression_attribute_values(":s", s(status.as_str()))
             .send()
             .await;
         if condition_held(changed, "settle presence")?.is_some() {
@@ -249,12 +249,5 @@ impl ConnectionStore for DynamoStore {
             .await
             .map_err(sdk("settle presence"))?;
         Ok(false)
-    }
-}
-
-fn status_str(status: PresenceStatus) -> &'static str {
-    match status {
-        PresenceStatus::Online => "online",
-        PresenceStatus::Offline => "offline",
     }
 }
