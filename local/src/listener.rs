@@ -3,7 +3,7 @@
 //!
 //! A connection is *busy* while one of its requests is being handled and for the whole
 //! life of a WebSocket it was upgraded to; otherwise it is *idle*: between keep-alive
-//! requests, or still sending (or never sending) its request head. At the cap, a new
+//! requests, or still sending (or never sending) its request head or body. At the cap, a new
 //! connection closes the oldest idle one, so sockets that never finish a request cannot
 //! keep anybody out; when every connection is busy the new one is answered 503. A
 //! request head must arrive within the header timeout of the connection becoming idle.
@@ -180,7 +180,10 @@ async fn connection(
     }
     let service_slot = slot.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        let busy = Busy::new(service_slot.clone());
+        // A request owed a body is busy only once the body is in (the route takes
+        // `Busy` then): a connection that never sends it stays evictable.
+        let busy =
+            hyper::body::Body::is_end_stream(req.body()).then(|| Busy::new(service_slot.clone()));
         req.extensions_mut().insert(ConnectInfo(peer));
         req.extensions_mut().insert(service_slot.clone());
         let mut router = router.clone();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Extension, Request, State};
@@ -508,17 +508,27 @@ fn read_error_close(e: axum::Error) -> CloseFrame {
     }
 }
 
+/// Headers a reverse proxy adds (the standard one, and the common ones of nginx and
+/// others): a request carrying any of them came from elsewhere.
+const PROXY_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "via",
+];
+
 /// `GET /dev/push-outbox`: the pushes that would have gone to APNs/FCM (loopback only).
-/// A request a proxy forwarded (`Forwarded`, `X-Forwarded-For`) is not loopback's, even
-/// from a proxy on this host.
+/// A request a proxy forwarded (see [`PROXY_HEADERS`]) is not loopback's, even from a
+/// proxy on this host.
 async fn push_outbox(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: http::Method,
     headers: http::HeaderMap,
 ) -> Response {
-    let forwarded =
-        headers.contains_key(http::header::FORWARDED) || headers.contains_key("x-forwarded-for");
+    let forwarded = PROXY_HEADERS.iter().any(|name| headers.contains_key(*name));
     if !app.dev_endpoints || !peer.ip().is_loopback() || forwarded || method != http::Method::GET {
         return error_response(&ChatError::NotFound("no such route"));
     }
@@ -552,14 +562,40 @@ async fn push_outbox(
 /// Everything else: the HTTP API, through the shared handler.
 async fn http_api(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    // A body of a declared length is waited for only from a caller with a valid token
+    // (one declared too big is refused first, as the shared handler does). A chunked
+    // body must be read to be measured, so its 413 still comes before the token; its
+    // connection, like any owed a body, is idle and gives way at the connection cap.
+    if !HttpBody::is_end_stream(&body)
+        && declared_length(&parts.headers).is_some_and(|n| n <= MAX_BODY_BYTES)
+    {
+        let token = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(chat_shared::auth::bearer);
+        if let Err(e) = app.chat.authenticate(token) {
+            return error_response(&e);
+        }
+    }
     let body = match tokio::time::timeout(app.listen.request_timeout, read_body(body)).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return error_response(&e),
         Err(_) => return request_timeout(),
     };
+    // The request is in: its connection is busy until it is answered.
+    let _busy = parts.extensions.get::<Arc<Slot>>().cloned().map(Busy::new);
     let resp = handlers::http::handle(&app.chat, http::Request::from_parts(parts, body)).await;
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, Body::from(body))
+}
+
+/// The body length `Content-Length` declares.
+fn declared_length(headers: &http::HeaderMap) -> Option<usize> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// 408 for a body that did not arrive in time; the connection is closed after it.

@@ -81,12 +81,18 @@ pub fn group_name(name: &str) -> Result<String, ChatError> {
     Ok(name.to_owned())
 }
 
-/// A control character (Unicode category Cc: C0, DEL and C1) or a bidirectional
-/// embedding, override or isolate (U+202A-U+202E, U+2066-U+2069), which reorders the
-/// text after it up to its terminator. The marks U+200E, U+200F and U+061C are allowed:
-/// they affect only their neighbours.
+/// A control character (Unicode category Cc: C0, DEL and C1), a line or paragraph
+/// separator (U+2028, U+2029: a line break in a push title), the invisible U+FEFF, or a
+/// bidirectional embedding, override or isolate (U+202A-U+202E, U+2066-U+2069), which
+/// reorders the text after it up to its terminator. The marks U+200E, U+200F and U+061C
+/// and the zero-width joiners are allowed: they affect only their neighbours, and
+/// right-to-left names and emoji sequences need them.
 fn formats_text_around_it(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// A random (version 4) UUID, from the thread's cryptographically secure generator.
@@ -214,7 +220,8 @@ mod tests {
         let formatting = ('\0'..='\u{1f}')
             .chain('\u{7f}'..='\u{9f}')
             .chain('\u{202a}'..='\u{202e}')
-            .chain('\u{2066}'..='\u{2069}');
+            .chain('\u{2066}'..='\u{2069}')
+            .chain(['\u{2028}', '\u{2029}', '\u{feff}']);
         for c in formatting {
             // WHEN validated THEN refused, wherever the character stands
             for name in [format!("{c}Team"), format!("Te{c}am"), format!("Team{c}")] {

@@ -103,6 +103,47 @@ async fn health_answers_while_unfinished_requests_hold_every_descriptor() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_while_unsent_bodies_hold_every_descriptor() {
+    // Complete heads owing a body, from a caller with a valid token: the body timeout
+    // (30 s) is longer than the test, so only a connection owed a body being idle (and
+    // giving way at the cap) can save /health.
+    let server = server().shell_setup("ulimit -n 64").start().await;
+    let head = format!(
+        "POST /v1/sync HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 1000\r\n\r\n",
+        server.token("mallory")
+    );
+    let mut held = Vec::new();
+    for _ in 0..70 {
+        let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .expect("write a head");
+        held.push(stream);
+    }
+    let (status, _) = server.raw_request("GET /health HTTP/1.1\r\n", b"").await;
+    assert_eq!(status, 200);
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_is_not_waited_for_without_a_valid_token() {
+    let server = start().await;
+    // No body follows: the answer must not wait for one.
+    let (status, body) = server
+        .raw_request("POST /v1/sync HTTP/1.1\r\nContent-Length: 1000\r\n", b"")
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = server
+        .raw_request(
+            "POST /v1/sync HTTP/1.1\r\nAuthorization: Bearer nope\r\nContent-Length: 1000\r\n",
+            b"",
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_cap_with_every_connection_busy_a_new_one_is_answered_503() {
     let server = server().env("CHAT_MAX_CONNECTIONS", "3").start().await;
     let mut sockets = Vec::new();

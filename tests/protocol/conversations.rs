@@ -230,7 +230,8 @@ async fn group_name_refuses_control_and_bidi_formatting_characters() {
     // Control characters (Unicode Cc, C0 and C1) and the bidirectional embeddings,
     // overrides and isolates: the name starts every push title.
     let mut refused: Vec<String> = [
-        "\0", "\t", "\n", "\r", "\u{1b}", "\u{7f}", "\u{85}", "\u{9f}",
+        "\0", "\t", "\n", "\r", "\u{1b}", "\u{7f}", "\u{85}", "\u{9f}", "\u{2028}", "\u{2029}",
+        "\u{feff}",
     ]
     .into_iter()
     .map(|c| format!("Team{c}"))

@@ -261,7 +261,13 @@ async fn dev_endpoints_are_off_by_default() {
 async fn the_outbox_refuses_requests_a_proxy_forwarded() {
     // A reverse proxy on the same host makes every request loopback's.
     let server = start().await;
-    for header in ["X-Forwarded-For: 203.0.113.7", "Forwarded: for=203.0.113.7"] {
+    for header in [
+        "X-Forwarded-For: 203.0.113.7",
+        "Forwarded: for=203.0.113.7",
+        "X-Real-IP: 203.0.113.7",
+        "X-Forwarded-Host: chat.example",
+        "Via: 1.1 proxy",
+    ] {
         let (status, body) = server
             .raw_request(
                 &format!("GET /dev/push-outbox HTTP/1.1\r\n{header}\r\n"),
