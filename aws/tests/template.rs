@@ -298,3 +298,40 @@ fn the_fan_out_mapping_retries_a_bounded_number_of_times_then_dead_letters() {
         ("Ref".to_owned(), "FanoutFunction".to_owned())
     );
 }
+
+/// The `Statement`s of a function's inline policies.
+fn statements(function: &Value) -> Vec<Value> {
+    function["Properties"]["Policies"]
+        .as_sequence()
+        .expect("inline policies")
+        .iter()
+        .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn every_function_that_handles_frames_or_events_may_close_connections() {
+    // A frame or an event that finds a connection whose token expired deletes it
+    // (DeleteConnection), whichever function it reaches.
+    let t = template();
+    for id in [
+        "ConnectFunction",
+        "DisconnectFunction",
+        "DefaultFunction",
+        "SendFunction",
+        "ReadFunction",
+        "DeliveredFunction",
+        "TypingFunction",
+        "HeartbeatFunction",
+        "HttpFunction",
+        "FanoutFunction",
+        "ReplayFunction",
+    ] {
+        let may_close = statements(resource(&t, id)).iter().any(|s| {
+            s["Action"] == "execute-api:ManageConnections"
+                && matches!(intrinsic(&s["Resource"]), (f, arn) if f == "Sub"
+                    && arn.contains("${WebSocketApi}/${StageName}/*/@connections/*"))
+        });
+        assert!(may_close, "{id} may not manage this API's connections");
+    }
+}
