@@ -441,7 +441,7 @@ impl Mapping {
     fn from_template() -> Self {
         let t: serde_yaml::Value =
             serde_yaml::from_str(include_str!("../../template.yaml")).unwrap();
-        let p = &t["Resources"]["FanoutFunction"]["Properties"]["Events"]["Messages"]["Properties"];
+        let p = &t["Resources"]["FanoutMapping"]["Properties"];
         assert_eq!(p["FunctionResponseTypes"][0], "ReportBatchItemFailures");
         assert!(!p["DestinationConfig"]["OnFailure"]["Destination"].is_null());
         Self {

@@ -206,12 +206,14 @@ fn intrinsic(v: &Value) -> (String, String) {
 fn the_fan_out_mapping_retries_a_bounded_number_of_times_then_dead_letters() {
     let t = template();
     let fanout = resource(&t, "FanoutFunction");
-    let events = fanout["Properties"]["Events"].as_mapping().unwrap();
-    assert_eq!(events.len(), 1, "the fan-out has one trigger");
-    let mapping = events.values().next().unwrap();
-    assert_eq!(mapping["Type"], "DynamoDB");
+    let mapping = resource(&t, "FanoutMapping");
+    assert_eq!(mapping["Type"], "AWS::Lambda::EventSourceMapping");
     assert_eq!(
-        intrinsic(&mapping["Properties"]["Stream"]),
+        intrinsic(&mapping["Properties"]["FunctionName"]),
+        ("Ref".to_owned(), "FanoutFunction".to_owned())
+    );
+    assert_eq!(
+        intrinsic(&mapping["Properties"]["EventSourceArn"]),
         ("GetAtt".to_owned(), "MessagesTable.StreamArn".to_owned())
     );
     let p = &mapping["Properties"];
@@ -234,7 +236,6 @@ fn the_fan_out_mapping_retries_a_bounded_number_of_times_then_dead_letters() {
         "MaximumRecordAgeInSeconds {age}"
     );
     let on_failure = &p["DestinationConfig"]["OnFailure"];
-    assert_eq!(on_failure["Type"], "SQS");
     assert_eq!(
         intrinsic(&on_failure["Destination"]),
         ("GetAtt".to_owned(), "FanoutDeadLetterQueue.Arn".to_owned())
@@ -333,5 +334,52 @@ fn every_function_that_handles_frames_or_events_may_close_connections() {
                     && arn.contains("${WebSocketApi}/${StageName}/*/@connections/*"))
         });
         assert!(may_close, "{id} may not manage this API's connections");
+    }
+}
+
+/// The functions: (logical id, resource).
+fn functions(t: &Value) -> Vec<(String, Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(id, r)| (id.as_str().unwrap().to_owned(), r.clone()))
+        .collect()
+}
+
+#[test]
+fn no_function_gets_more_than_its_inline_statements() {
+    // SAM attaches a managed policy for a policy name or template in `Policies`, and for
+    // some events: a DynamoDB stream event brings AWSLambdaDynamoDBExecutionRole, which
+    // reads every stream of the account.
+    let t = template();
+    for (id, f) in functions(&t) {
+        for policy in f["Properties"]["Policies"].as_sequence().unwrap() {
+            assert!(
+                policy["Statement"].is_sequence(),
+                "{id}: a policy that is not inline statements: {policy:?}"
+            );
+        }
+        if let Some(events) = f["Properties"]["Events"].as_mapping() {
+            for (name, event) in events {
+                assert_eq!(event["Type"], "HttpApi", "{id}: event {name:?}");
+            }
+        }
+        for s in statements(&f) {
+            assert_ne!(s["Resource"], "*", "{id}: a statement on every resource");
+            let actions: Vec<&str> = match &s["Action"] {
+                Value::String(a) => vec![a.as_str()],
+                Value::Sequence(list) => list.iter().filter_map(Value::as_str).collect(),
+                other => panic!("{id}: actions {other:?}"),
+            };
+            if actions.iter().any(|a| a.starts_with("dynamodb:GetRecords")) {
+                assert_eq!(
+                    intrinsic(&s["Resource"]),
+                    ("Sub".to_owned(), "${MessagesTable.Arn}/stream/*".to_owned()),
+                    "{id} reads only the messages table's stream"
+                );
+            }
+        }
     }
 }
