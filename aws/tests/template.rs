@@ -117,11 +117,6 @@ fn check_table(t: &Value, def: &TableDef) {
     );
     assert_eq!(p["TimeToLiveSpecification"]["Enabled"], true);
     assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
-    assert_eq!(
-        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true,
-        "{} point-in-time recovery",
-        def.logical_id
-    );
 }
 
 #[test]
@@ -380,6 +375,33 @@ fn no_function_gets_more_than_its_inline_statements() {
                     "{id} reads only the messages table's stream"
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn the_data_tables_survive_the_stack_and_only_they_are_backed_up() {
+    let t = template();
+    for id in ["MainTable", "MessagesTable"] {
+        let table = resource(&t, id);
+        // Deleting the stack, or a change that replaces the table, keeps it.
+        assert_eq!(table["DeletionPolicy"], "Retain", "{id}");
+        assert_eq!(table["UpdateReplacePolicy"], "Retain", "{id}");
+        let p = &table["Properties"];
+        assert_eq!(p["DeletionProtectionEnabled"], true, "{id}");
+        assert_eq!(
+            p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true,
+            "{id} can be restored"
+        );
+    }
+    // Connections live two hours: backing them up buys nothing.
+    let connections = &resource(&t, "ConnectionsTable")["Properties"];
+    assert!(connections["PointInTimeRecoverySpecification"].is_null());
+    // Every table is encrypted at rest by DynamoDB's own key, which is free; the AWS
+    // managed key (SSEEnabled: true) bills a KMS request per key refresh for the same.
+    for (id, r) in t["Resources"].as_mapping().unwrap() {
+        if r["Type"] == "AWS::DynamoDB::Table" {
+            assert!(r["Properties"]["SSESpecification"].is_null(), "{id:?}");
         }
     }
 }
