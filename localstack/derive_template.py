@@ -21,7 +21,8 @@ Adaptations (each is printed, none changes what the functions do):
                     route response, so message routes answer as on AWS.
                   - it ignores the OpenAPI `Body` of an AWS::ApiGatewayV2::Api, which is
                     where the SAM transform puts the routes of an AWS::Serverless::HttpApi.
-                    Each such API is lowered to an AWS::ApiGatewayV2::Api + Stage, and
+                    Each such API is lowered to an AWS::ApiGatewayV2::Api + Stage (with
+                    the API's access log and default route settings), and
                     each `HttpApi` event of a function to an Integration (AWS_PROXY,
                     payload 2.0) + Route + Lambda Permission: the same routes, spelled
                     out.
@@ -247,8 +248,10 @@ def drop_route_responses(doc: dict) -> list[str]:
     return dropped
 
 
-_HTTPAPI_UNSUPPORTED = ("DefinitionBody", "DefinitionUri", "Auth", "Domain", "AccessLogSettings",
-                        "DefaultRouteSettings", "RouteSettings", "StageVariables")
+_HTTPAPI_UNSUPPORTED = ("DefinitionBody", "DefinitionUri", "Auth", "Domain", "RouteSettings",
+                        "StageVariables")
+# Carried over to the lowered AWS::ApiGatewayV2::Stage as they are.
+_HTTPAPI_STAGE_PROPERTIES = ("AccessLogSettings", "DefaultRouteSettings")
 
 
 def lower_http_apis(doc: dict) -> list[str]:
@@ -301,6 +304,9 @@ def lower_http_apis(doc: dict) -> list[str]:
         resources[api_lid] = new
         stage = {"ApiId": {"Ref": api_lid}, "StageName": props.get("StageName", "$default"),
                  "AutoDeploy": True}
+        for k in _HTTPAPI_STAGE_PROPERTIES:
+            if k in props:
+                stage[k] = props[k]
         resources[api_lid + "Stage"] = {"Type": "AWS::ApiGatewayV2::Stage", "Properties": stage}
         note(f"{api_lid}: AWS::Serverless::HttpApi lowered to AWS::ApiGatewayV2::Api + Stage")
     for flid, ename, eprops, api_lid in events:

@@ -405,3 +405,47 @@ fn the_data_tables_survive_the_stack_and_only_they_are_backed_up() {
         }
     }
 }
+
+#[test]
+fn every_log_is_kept_for_the_retention_and_access_logs_never_hold_tokens() {
+    let t = template();
+    let kept_for_the_retention = |id: &str| {
+        let group = resource(&t, id);
+        assert_eq!(group["Type"], "AWS::Logs::LogGroup", "{id}");
+        assert_eq!(
+            intrinsic(&group["Properties"]["RetentionInDays"]),
+            ("Ref".to_owned(), "LogRetentionDays".to_owned()),
+            "{id}"
+        );
+    };
+    for (id, f) in functions(&t) {
+        let (func, group) = intrinsic(&f["Properties"]["LoggingConfig"]["LogGroup"]);
+        assert_eq!(func, "Ref", "{id}");
+        kept_for_the_retention(&group);
+    }
+    let stage = &resource(&t, "WebSocketStage")["Properties"]["AccessLogSettings"];
+    let http = &resource(&t, "HttpApi")["Properties"]["AccessLogSettings"];
+    for (api, settings) in [("WebSocket", stage), ("HTTP", http)] {
+        let (_, destination) = intrinsic(&settings["DestinationArn"]);
+        kept_for_the_retention(destination.trim_end_matches(".Arn"));
+        let format = settings["Format"].as_str().expect("an access log format");
+        serde_json::from_str::<serde_json::Value>(format).expect("a JSON access log line");
+        // Tokens travel in the query string (and may in a header): neither is logged.
+        for secret in [
+            "querystring",
+            "$context.path",
+            "header",
+            "$request",
+            "authorizer",
+        ] {
+            assert!(
+                !format.to_lowercase().contains(&secret.to_lowercase()),
+                "{api} access logs hold {secret}"
+            );
+        }
+    }
+    assert_eq!(
+        intrinsic(&t["Globals"]["Function"]["Tracing"]),
+        ("Ref".to_owned(), "Tracing".to_owned())
+    );
+}
