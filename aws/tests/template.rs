@@ -449,3 +449,61 @@ fn every_log_is_kept_for_the_retention_and_access_logs_never_hold_tokens() {
         ("Ref".to_owned(), "Tracing".to_owned())
     );
 }
+
+#[test]
+fn the_apis_are_throttled_below_the_account_and_connect_storms_are_contained() {
+    let t = template();
+    let number = |name: &str| {
+        let p = &t["Parameters"][name];
+        assert_eq!(p["Type"], "Number", "{name}");
+        p["Default"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name} default"))
+    };
+    let refers = |v: &Value, name: &str| {
+        assert_eq!(intrinsic(v), ("Ref".to_owned(), name.to_owned()));
+    };
+    // The account's default is 10,000 requests per second per Region, for every API.
+    let ws = &resource(&t, "WebSocketStage")["Properties"];
+    refers(
+        &ws["DefaultRouteSettings"]["ThrottlingRateLimit"],
+        "WebSocketRateLimit",
+    );
+    refers(
+        &ws["DefaultRouteSettings"]["ThrottlingBurstLimit"],
+        "WebSocketRateLimit",
+    );
+    let connect = &ws["RouteSettings"]["$connect"];
+    refers(&connect["ThrottlingRateLimit"], "ConnectRateLimit");
+    refers(&connect["ThrottlingBurstLimit"], "ConnectRateLimit");
+    let http = &resource(&t, "HttpApi")["Properties"]["DefaultRouteSettings"];
+    refers(&http["ThrottlingRateLimit"], "HttpRateLimit");
+    refers(&http["ThrottlingBurstLimit"], "HttpRateLimit");
+    let (ws_rate, connect_rate, http_rate) = (
+        number("WebSocketRateLimit"),
+        number("ConnectRateLimit"),
+        number("HttpRateLimit"),
+    );
+    assert!(
+        ws_rate + http_rate < 10_000,
+        "the two APIs together stay under the account"
+    );
+    assert!(
+        connect_rate < ws_rate,
+        "$connect, the dearest route, is the most limited"
+    );
+    // Reserved concurrency: $connect capped, the fan-out guaranteed.
+    for (function, parameter) in [
+        ("ConnectFunction", "ConnectConcurrency"),
+        ("FanoutFunction", "FanoutConcurrency"),
+    ] {
+        let reserved = &resource(&t, function)["Properties"]["ReservedConcurrentExecutions"];
+        assert!(
+            format!("{reserved:?}").contains(parameter),
+            "{function} reserved concurrency: {reserved:?}"
+        );
+        assert!(number(parameter) > 0, "{parameter} is on by default");
+    }
+    // A shorter HS256 secret can be found offline from any token.
+    assert!(t["Parameters"]["JwtSecret"]["MinLength"].as_i64().unwrap() >= 32);
+}
