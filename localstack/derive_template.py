@@ -59,6 +59,8 @@ _FN_TAGS = [
     "And", "Base64", "Cidr", "Equals", "FindInMap", "GetAZs", "If", "ImportValue",
     "Join", "Not", "Or", "Select", "Split", "Sub", "Transform", "ToJsonString", "Length",
     "GetAtt",
+    # The rule functions (a template's `Rules`).
+    "Contains", "EachMemberEquals", "EachMemberIn", "RefAll", "ValueOf", "ValueOfAll",
 ]
 
 

@@ -25,6 +25,42 @@ pub struct PlatformApplications {
 }
 
 impl PlatformApplications {
+    /// Keeps the applications SNS can push through from `region`: an ARN of the
+    /// platform's kind (`app/APNS/`, `app/APNS_SANDBOX/`, `app/GCM/`) in that Region. SNS
+    /// mobile push works only with an application in the caller's own Region, so any
+    /// other is dropped, with an error in the log: that platform gets no pushes, and
+    /// messaging goes on.
+    pub fn usable_from(self, region: Option<&str>) -> Self {
+        let keep = |arn: Option<String>, platform: Platform| {
+            let arn = arn?;
+            match application_region(&arn, platform) {
+                Some(r) if region.is_none_or(|here| here == r) => Some(arn),
+                Some(r) => {
+                    tracing::error!(
+                        platform = platform.as_str(),
+                        application.region = r,
+                        region = region.unwrap_or(""),
+                        "the SNS platform application is in another Region: no pushes for this platform"
+                    );
+                    None
+                }
+                None => {
+                    tracing::error!(
+                        platform = platform.as_str(),
+                        %arn,
+                        "not an SNS platform application ARN for this platform: no pushes for it"
+                    );
+                    None
+                }
+            }
+        };
+        Self {
+            apns: keep(self.apns, Platform::Apns),
+            apns_sandbox: keep(self.apns_sandbox, Platform::ApnsSandbox),
+            fcm: keep(self.fcm, Platform::Fcm),
+        }
+    }
+
     /// The application for a platform.
     pub fn arn(&self, platform: Platform) -> Option<&str> {
         match platform {
@@ -33,6 +69,37 @@ impl PlatformApplications {
             Platform::Fcm => self.fcm.as_deref(),
         }
     }
+}
+
+/// The Region of a platform application ARN
+/// (`arn:PARTITION:sns:REGION:ACCOUNT:app/KIND/NAME`) of the platform's kind.
+fn application_region(arn: &str, platform: Platform) -> Option<&str> {
+    let kind = match platform {
+        Platform::Apns => "APNS",
+        Platform::ApnsSandbox => "APNS_SANDBOX",
+        Platform::Fcm => "GCM",
+    };
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_partition), Some("sns"), Some(region), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let name = resource
+        .strip_prefix("app/")?
+        .strip_prefix(kind)?
+        .strip_prefix('/')?;
+    let valid = !region.is_empty()
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty()
+        && !name.contains('/');
+    valid.then_some(region)
 }
 
 /// A platform the deployment has no application for.
@@ -199,6 +266,45 @@ mod tests {
     use chat_shared::ids::ConversationId;
 
     use super::*;
+
+    #[test]
+    fn only_applications_of_the_platform_in_this_region_are_kept() {
+        let apps = |apns: &str, sandbox: &str, fcm: &str| PlatformApplications {
+            apns: Some(apns.to_owned()),
+            apns_sandbox: Some(sandbox.to_owned()),
+            fcm: Some(fcm.to_owned()),
+        };
+        let good = apps(
+            "arn:aws:sns:eu-west-1:123456789012:app/APNS/Chat",
+            "arn:aws:sns:eu-west-1:123456789012:app/APNS_SANDBOX/Chat-dev",
+            "arn:aws:sns:eu-west-1:123456789012:app/GCM/chat.android",
+        );
+        assert_eq!(good.clone().usable_from(Some("eu-west-1")), good);
+        // Another Region: SNS cannot push through it from here.
+        assert_eq!(
+            good.clone().usable_from(Some("us-east-1")),
+            PlatformApplications::default()
+        );
+        // The wrong kind for the platform, or not an application ARN at all.
+        let wrong = apps(
+            "arn:aws:sns:eu-west-1:123456789012:app/GCM/Chat",
+            "arn:aws:sns:eu-west-1:123456789012:endpoint/APNS_SANDBOX/Chat-dev/e1",
+            "arn:aws:sns:eu-west-1:12345:app/GCM/chat",
+        );
+        assert_eq!(
+            wrong.usable_from(Some("eu-west-1")),
+            PlatformApplications::default()
+        );
+        assert_eq!(
+            apps(
+                "app/APNS/x",
+                "arn:aws:sqs:eu-west-1:123456789012:app/APNS_SANDBOX/x",
+                ""
+            )
+            .usable_from(None),
+            PlatformApplications::default()
+        );
+    }
 
     #[test]
     fn the_existing_endpoint_is_read_from_the_sns_message() {

@@ -507,3 +507,47 @@ fn the_apis_are_throttled_below_the_account_and_connect_storms_are_contained() {
     // A shorter HS256 secret can be found offline from any token.
     assert!(t["Parameters"]["JwtSecret"]["MinLength"].as_i64().unwrap() >= 32);
 }
+
+#[test]
+fn push_goes_through_the_named_applications_of_this_region_only() {
+    let t = template();
+    for name in [
+        "ApnsPlatformApplication",
+        "ApnsSandboxPlatformApplication",
+        "FcmPlatformApplication",
+    ] {
+        let p = &t["Parameters"][name];
+        assert_eq!(p["Default"], "", "{name} is optional");
+        assert!(p["AllowedPattern"].is_string(), "{name} is checked");
+    }
+    // The ARNs are built from the stack's own Region and account.
+    let vars = &t["Globals"]["Function"]["Environment"]["Variables"];
+    for var in [
+        "CHAT_SNS_APNS_ARN",
+        "CHAT_SNS_APNS_SANDBOX_ARN",
+        "CHAT_SNS_FCM_ARN",
+    ] {
+        let built = format!("{:?}", vars[var]);
+        assert!(
+            built.contains("${AWS::Region}:${AWS::AccountId}:app/"),
+            "{var}: {built}"
+        );
+    }
+    // SNS permissions name those applications and their endpoints, nothing wider.
+    for (id, f) in functions(&t) {
+        for s in statements(&f) {
+            if !format!("{:?}", s["Action"]).contains("sns:") {
+                continue;
+            }
+            for resource in s["Resource"].as_sequence().expect("a list of ARNs") {
+                let (_, arn) = intrinsic(resource);
+                let scoped = arn.ends_with("PlatformApplication}")
+                    || arn.ends_with("PlatformApplication}/*");
+                assert!(scoped, "{id}: SNS on {arn}");
+            }
+        }
+    }
+    // And a Region without SNS mobile push refuses a stack that names an application.
+    let rule = &t["Rules"]["MobilePushRegion"];
+    assert!(format!("{rule:?}").contains("AWS::Region"), "{rule:?}");
+}

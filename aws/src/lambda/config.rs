@@ -51,11 +51,13 @@ impl LambdaConfig {
             jwt_audience: optional("CHAT_JWT_AUDIENCE"),
             limits: Limits::from_env()?,
             apigw_endpoint: optional("CHAT_APIGW_ENDPOINT"),
+            // Lambda sets AWS_REGION.
             push_apps: PlatformApplications {
                 apns: optional("CHAT_SNS_APNS_ARN"),
                 apns_sandbox: optional("CHAT_SNS_APNS_SANDBOX_ARN"),
                 fcm: optional("CHAT_SNS_FCM_ARN"),
-            },
+            }
+            .usable_from(optional("AWS_REGION").as_deref()),
         })
     }
 }
