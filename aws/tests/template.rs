@@ -551,3 +551,46 @@ fn push_goes_through_the_named_applications_of_this_region_only() {
     let rule = &t["Rules"]["MobilePushRegion"];
     assert!(format!("{rule:?}").contains("AWS::Region"), "{rule:?}");
 }
+
+#[test]
+fn each_api_can_have_a_custom_domain_of_its_own() {
+    // API Gateway cannot map a WebSocket API and an HTTP API to one domain.
+    let t = template();
+    for (domain, mapping, api, condition) in [
+        (
+            "WebSocketDomain",
+            "WebSocketDomainMapping",
+            "WebSocketApi",
+            "HasWebSocketDomain",
+        ),
+        (
+            "HttpDomain",
+            "HttpDomainMapping",
+            "HttpApi",
+            "HasHttpDomain",
+        ),
+    ] {
+        let d = resource(&t, domain);
+        assert_eq!(d["Condition"], condition, "{domain} only when named");
+        let config = &d["Properties"]["DomainNameConfigurations"][0];
+        assert_eq!(config["EndpointType"], "REGIONAL");
+        assert_eq!(config["SecurityPolicy"], "TLS_1_2");
+        let m = resource(&t, mapping);
+        assert_eq!(m["Condition"], condition);
+        assert_eq!(
+            intrinsic(&m["Properties"]["ApiId"]),
+            ("Ref".to_owned(), api.to_owned())
+        );
+        assert_eq!(
+            intrinsic(&m["Properties"]["DomainName"]),
+            ("Ref".to_owned(), domain.to_owned())
+        );
+    }
+    assert!(t["Rules"]["DomainsNeedACertificate"].is_mapping());
+    for output in ["WebSocketDomainTarget", "HttpDomainTarget"] {
+        assert!(
+            t["Outputs"][output].is_mapping(),
+            "{output}: where DNS points"
+        );
+    }
+}
