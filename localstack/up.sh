@@ -196,7 +196,9 @@ log "packaging (aws cloudformation package)"
   --s3-prefix "$STACK" --output-template-file "$STACK_BUILD/packaged.yaml" >"$EMU_DIR/logs/package.log" 2>&1 \
   || { cat "$EMU_DIR/logs/package.log" >&2; die "aws cloudformation package failed"; }
 log "deploying stack $STACK (aws cloudformation deploy)"
+# The template is over CloudFormation's 51,200-byte inline limit: it goes by S3 too.
 if ! "$AWS" cloudformation deploy --template-file "$STACK_BUILD/packaged.yaml" --stack-name "$STACK" \
+    --s3-bucket "$BUCKET" --s3-prefix "$STACK" \
     --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
     --parameter-overrides "${OVERRIDES[@]}" >&2; then
   echo "up.sh: the deploy failed; the stack's events:" >&2

@@ -594,3 +594,28 @@ fn each_api_can_have_a_custom_domain_of_its_own() {
         );
     }
 }
+
+#[test]
+fn alarms_watch_what_means_trouble() {
+    let t = template();
+    let alarm = |id: &str| resource(&t, id)["Properties"].clone();
+    // Failed fan-out records are counted by the function (a partial batch response is
+    // a successful invocation), under the name the code emits.
+    let failed = alarm("FanoutFailedRecordsAlarm");
+    assert_eq!(
+        (failed["Namespace"].as_str(), failed["MetricName"].as_str()),
+        (Some("Chat"), Some(chat_aws::lambda::FAILED_METRIC))
+    );
+    assert_eq!(
+        intrinsic(&failed["Dimensions"][0]["Value"]),
+        ("Ref".to_owned(), "FanoutFunction".to_owned())
+    );
+    // Refused $connects (expired tokens) are 4xx of the integration: not trouble.
+    let ws = alarm("WebSocketErrorsAlarm");
+    assert_eq!(ws["MetricName"], "ExecutionError");
+    for (id, r) in t["Resources"].as_mapping().unwrap() {
+        if r["Type"] == "AWS::CloudWatch::Alarm" {
+            assert_ne!(r["Properties"]["MetricName"], "IntegrationError", "{id:?}");
+        }
+    }
+}

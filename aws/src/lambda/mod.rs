@@ -25,8 +25,8 @@ pub use replay::{
 };
 pub use stage::{EndpointUnknown, StageGateway};
 pub use stream::{
-    BadImage, BatchItemFailure, BatchResponse, SKIPPED_METRIC, StreamChange, StreamEvent,
-    StreamRecord, handle_stream, image_to_item,
+    BadImage, BatchItemFailure, BatchResponse, FAILED_METRIC, SKIPPED_METRIC, StreamChange,
+    StreamEvent, StreamRecord, handle_stream, image_to_item,
 };
 pub use ws::{WsContext, WsEvent, WsResponse, handle_ws};
 

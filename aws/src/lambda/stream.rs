@@ -167,34 +167,46 @@ pub async fn handle_stream(chat: &Chat, event: StreamEvent) -> BatchResponse {
         response.skipped.push(id);
     }
     if !response.skipped.is_empty() {
-        println!("{}", skipped_metric(response.skipped.len()));
+        println!("{}", metric_line(SKIPPED_METRIC, response.skipped.len()));
+    }
+    // A partial batch response is a successful invocation: the Lambda `Errors` metric
+    // never counts it, so the fan-out counts its failed records itself.
+    if !response.batch_item_failures.is_empty() {
+        println!(
+            "{}",
+            metric_line(FAILED_METRIC, response.batch_item_failures.len())
+        );
     }
     response
 }
 
 /// The name of the metric of skipped (poison) stream records, in the `Chat` namespace.
 pub const SKIPPED_METRIC: &str = "FanoutSkippedRecords";
+/// The name of the metric of records whose fan-out failed (retried from), in `Chat`.
+pub const FAILED_METRIC: &str = "FanoutFailedRecords";
 
-/// One CloudWatch embedded-metric-format log line counting skipped records (CloudWatch
-/// turns it into the metric; no API call), by function name.
-fn skipped_metric(count: usize) -> String {
+/// One CloudWatch embedded-metric-format log line counting `count` of `metric`
+/// (CloudWatch turns it into the metric; no API call), by function name. It carries
+/// `level: ERROR`, so Lambda's log-level filter keeps it at any level but FATAL.
+fn metric_line(metric: &str, count: usize) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let function = optional("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".to_owned());
-    serde_json::json!({
+    let mut line = serde_json::json!({
         "_aws": {
             "Timestamp": now,
             "CloudWatchMetrics": [{
                 "Namespace": "Chat",
                 "Dimensions": [["FunctionName"]],
-                "Metrics": [{ "Name": SKIPPED_METRIC, "Unit": "Count" }],
+                "Metrics": [{ "Name": metric, "Unit": "Count" }],
             }],
         },
+        "level": "ERROR",
         "FunctionName": function,
-        SKIPPED_METRIC: count,
-    })
-    .to_string()
+    });
+    line[metric] = count.into();
+    line.to_string()
 }
 
 #[cfg(test)]
@@ -202,8 +214,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_skipped_metric_is_one_embedded_metric_format_line() {
-        let line = skipped_metric(3);
+    fn a_metric_is_one_embedded_metric_format_line_the_level_filter_keeps() {
+        let line = metric_line(SKIPPED_METRIC, 3);
         assert!(!line.contains('\n'), "one log line");
         let v: Value = serde_json::from_str(&line).unwrap();
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
@@ -215,5 +227,8 @@ mod tests {
             assert!(v[name.as_str().unwrap()].is_string(), "{name}");
         }
         assert_eq!(v[SKIPPED_METRIC], 3);
+        // Lambda's JSON log format filters by this field; a line without one would be
+        // dropped if the application log level were raised above INFO.
+        assert_eq!(v["level"], "ERROR");
     }
 }
