@@ -10,5 +10,6 @@
 pub mod apigw;
 pub mod dynamodb;
 pub mod lambda;
+mod metrics;
 pub mod sns;
 pub mod tables;

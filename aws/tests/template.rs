@@ -610,6 +610,11 @@ fn alarms_watch_what_means_trouble() {
         intrinsic(&failed["Dimensions"][0]["Value"]),
         ("Ref".to_owned(), "FanoutFunction".to_owned())
     );
+    let posts = alarm("FanoutFailedPostsAlarm");
+    assert_eq!(
+        (posts["Namespace"].as_str(), posts["MetricName"].as_str()),
+        (Some("Chat"), Some(chat_aws::lambda::FAILED_POSTS_METRIC))
+    );
     // Refused $connects (expired tokens) are 4xx of the integration: not trouble.
     let ws = alarm("WebSocketErrorsAlarm");
     assert_eq!(ws["MetricName"], "ExecutionError");

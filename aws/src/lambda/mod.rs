@@ -17,7 +17,9 @@ mod stage;
 mod stream;
 mod ws;
 
+pub use crate::metrics::{FAILED_METRIC, FAILED_POSTS_METRIC, SKIPPED_METRIC};
 pub use config::LambdaConfig;
+pub(crate) use config::optional;
 pub use http::handle_http;
 pub use replay::{
     DeadLetter, FailedAgain, ReplayDeps, ReplayError, Replayed, StreamBatchInfo,
@@ -25,8 +27,8 @@ pub use replay::{
 };
 pub use stage::{EndpointUnknown, StageGateway};
 pub use stream::{
-    BadImage, BatchItemFailure, BatchResponse, FAILED_METRIC, SKIPPED_METRIC, StreamChange,
-    StreamEvent, StreamRecord, handle_stream, image_to_item,
+    BadImage, BatchItemFailure, BatchResponse, StreamChange, StreamEvent, StreamRecord,
+    handle_stream, image_to_item,
 };
 pub use ws::{WsContext, WsEvent, WsResponse, handle_ws};
 

@@ -10,9 +10,9 @@ use chat_shared::Chat;
 use chat_shared::handlers;
 use chat_shared::ports::MessageRecord;
 
-use super::config::optional;
 use super::log_failure;
 use crate::dynamodb::{Item, message_from};
+use crate::metrics::{self, FAILED_METRIC, SKIPPED_METRIC};
 
 /// A DynamoDB stream batch, as much of it as the fan-out needs.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -167,68 +167,12 @@ pub async fn handle_stream(chat: &Chat, event: StreamEvent) -> BatchResponse {
         response.skipped.push(id);
     }
     if !response.skipped.is_empty() {
-        println!("{}", metric_line(SKIPPED_METRIC, response.skipped.len()));
+        metrics::emit(SKIPPED_METRIC, response.skipped.len());
     }
     // A partial batch response is a successful invocation: the Lambda `Errors` metric
     // never counts it, so the fan-out counts its failed records itself.
     if !response.batch_item_failures.is_empty() {
-        println!(
-            "{}",
-            metric_line(FAILED_METRIC, response.batch_item_failures.len())
-        );
+        metrics::emit(FAILED_METRIC, response.batch_item_failures.len());
     }
     response
-}
-
-/// The name of the metric of skipped (poison) stream records, in the `Chat` namespace.
-pub const SKIPPED_METRIC: &str = "FanoutSkippedRecords";
-/// The name of the metric of records whose fan-out failed (retried from), in `Chat`.
-pub const FAILED_METRIC: &str = "FanoutFailedRecords";
-
-/// One CloudWatch embedded-metric-format log line counting `count` of `metric`
-/// (CloudWatch turns it into the metric; no API call), by function name. It carries
-/// `level: ERROR`, so Lambda's log-level filter keeps it at any level but FATAL.
-fn metric_line(metric: &str, count: usize) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let function = optional("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".to_owned());
-    let mut line = serde_json::json!({
-        "_aws": {
-            "Timestamp": now,
-            "CloudWatchMetrics": [{
-                "Namespace": "Chat",
-                "Dimensions": [["FunctionName"]],
-                "Metrics": [{ "Name": metric, "Unit": "Count" }],
-            }],
-        },
-        "level": "ERROR",
-        "FunctionName": function,
-    });
-    line[metric] = count.into();
-    line.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_metric_is_one_embedded_metric_format_line_the_level_filter_keeps() {
-        let line = metric_line(SKIPPED_METRIC, 3);
-        assert!(!line.contains('\n'), "one log line");
-        let v: Value = serde_json::from_str(&line).unwrap();
-        let directive = &v["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], "Chat");
-        assert_eq!(directive["Metrics"][0]["Name"], SKIPPED_METRIC);
-        assert!(v["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
-        // every dimension named is a member of the line, and so is the metric
-        for name in directive["Dimensions"][0].as_array().unwrap() {
-            assert!(v[name.as_str().unwrap()].is_string(), "{name}");
-        }
-        assert_eq!(v[SKIPPED_METRIC], 3);
-        // Lambda's JSON log format filters by this field; a line without one would be
-        // dropped if the application log level were raised above INFO.
-        assert_eq!(v["level"], "ERROR");
-    }
 }
