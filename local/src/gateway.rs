@@ -14,8 +14,10 @@ use tokio::sync::{Notify, mpsc};
 /// Frames a connection may have queued before it counts as a slow consumer.
 pub const SEND_QUEUE_FRAMES: usize = 1024;
 /// Bytes a connection may have queued before it counts as a slow consumer: 1024 frames
-/// of 16 KB held 16 MB for a client that did not read.
-pub const SEND_QUEUE_BYTES: usize = 1024 * 1024;
+/// of 16 KB held 16 MB for a client that did not read. 4 MiB is still 256 of the largest
+/// frames: a client that reads, but a burst behind, is not cut off (1 MiB closed a
+/// reading client of a group sending the largest messages back to back).
+pub const SEND_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The gateway's handle on one socket.
 #[derive(Clone)]
@@ -221,7 +223,7 @@ mod tests {
         assert_eq!(
             queued,
             SEND_QUEUE_BYTES / frame.len(),
-            "16 KB frames in 1 MiB"
+            "16 KB frames in 4 MiB"
         );
         assert_eq!(
             handle.close_code(),
