@@ -12,7 +12,7 @@ use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
 use bytes::Bytes;
 use chat_aws::dynamodb::DynamoStore;
 use chat_aws::lambda::{
-    Deps, LambdaConfig, StageGateway, StreamEvent, WsEvent, handle_stream, handle_ws,
+    Deps, LambdaConfig, StageGateway, StreamEvent, WsContext, WsEvent, handle_stream, handle_ws,
 };
 use chat_aws::sns::{PlatformApplications, SnsPush};
 use chat_shared::Chat;
@@ -26,7 +26,7 @@ use chat_shared::service::CreateConversation;
 use chat_shared::service::Ports;
 use chat_tests::emulators::MotoServer;
 use common::{Tap, dynamodb_client, sdk_config, sns_client, tables, user};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const SECRET: &str = "fixture-secret";
 const CONNECT: &str = include_str!("../../tests/fixtures/apigw-ws-connect.json");
@@ -302,4 +302,51 @@ async fn a_connection_whose_token_expired_gets_nothing_and_is_deleted() {
     assert_eq!(refused["code"], "UNAUTHORIZED", "{refused}");
     assert_eq!(refused["requestId"], "r1");
     assert_eq!(tap.closed.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_routes_post_their_answers_and_never_an_empty_frame() {
+    let (mut deps, store) = deps().await;
+    let (chat, tap) = tapped(&deps, &store);
+    deps.chat = chat;
+    let conversation = direct(&deps).await;
+    let alice = token(&deps, "alice");
+    let connect = handle_ws(&deps, ws_event(CONNECT, &[("__TOKEN__", &alice)])).await;
+    assert_eq!(connect.status_code, 200);
+    let frame = |route: &str, body: Value| WsEvent {
+        request_context: WsContext {
+            connection_id: Some(FIXTURE_CONNECTION.to_owned()),
+            route_key: Some(route.to_owned()),
+            event_type: Some("MESSAGE".to_owned()),
+            ..WsContext::default()
+        },
+        body: Some(body.to_string()),
+        ..WsEvent::default()
+    };
+    let answers = || tap.frames_to(FIXTURE_CONNECTION);
+
+    // `read` with a requestId: no route response body; the `ok` is posted.
+    let read =
+        json!({"action": "read", "requestId": "r9", "conversationId": conversation, "upToSeq": 0});
+    let response = handle_ws(&deps, frame("read", read)).await;
+    assert_eq!(
+        (response.status_code, response.body.as_deref()),
+        (200, None)
+    );
+    assert_eq!(answers(), [json!({"type": "ok", "requestId": "r9"})]);
+    // Without one, no answer at all: nothing posted, no body.
+    let read = json!({"action": "read", "conversationId": conversation, "upToSeq": 0});
+    let response = handle_ws(&deps, frame("read", read)).await;
+    assert_eq!(response.body, None);
+    assert_eq!(answers().len(), 1);
+    // An error is always an answer: posted too.
+    let typing = json!({"action": "typing", "conversationId": "c_nope", "isTyping": true});
+    let response = handle_ws(&deps, frame("typing", typing)).await;
+    assert_eq!(response.body, None);
+    assert_eq!(answers()[1]["type"], "error");
+    // A route that always answers does so in its body.
+    let response = handle_ws(&deps, frame("heartbeat", json!({"action": "heartbeat"}))).await;
+    let ack: Value = serde_json::from_str(response.body.as_deref().unwrap()).unwrap();
+    assert_eq!(ack["type"], "heartbeat.ack");
+    assert_eq!(answers().len(), 2);
 }

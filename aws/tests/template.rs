@@ -624,3 +624,39 @@ fn alarms_watch_what_means_trouble() {
         }
     }
 }
+
+#[test]
+fn only_the_routes_that_always_answer_have_a_route_response() {
+    // A route response sends a frame for every invocation, an empty one when there is
+    // no answer: routes whose answer is sometimes omitted post it instead.
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let answered: BTreeSet<String> = resources
+        .values()
+        .filter(|r| r["Type"] == "AWS::ApiGatewayV2::RouteResponse")
+        .map(|r| {
+            let (_, route) = intrinsic(&r["Properties"]["RouteId"]);
+            resource(&t, &route)["Properties"]["RouteKey"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for r in resources.values() {
+        if r["Type"] != "AWS::ApiGatewayV2::Route" || r["Properties"]["ApiId"].is_null() {
+            continue;
+        }
+        let key = r["Properties"]["RouteKey"].as_str().unwrap();
+        if key == "$connect" || key == "$disconnect" || key.contains(' ') {
+            continue; // the handshake routes, and HTTP routes
+        }
+        let one_way = chat_aws::lambda::ONE_WAY_ROUTES.contains(&key);
+        assert_eq!(answered.contains(key), !one_way, "route {key}");
+        assert_eq!(
+            r["Properties"]["RouteResponseSelectionExpression"].is_null(),
+            one_way,
+            "route {key}"
+        );
+    }
+    assert_eq!(answered.len(), 3, "send, heartbeat, $default: {answered:?}");
+}

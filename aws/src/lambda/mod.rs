@@ -30,7 +30,7 @@ pub use stream::{
     BadImage, BatchItemFailure, BatchResponse, StreamChange, StreamEvent, StreamRecord,
     handle_stream, image_to_item,
 };
-pub use ws::{WsContext, WsEvent, WsResponse, handle_ws};
+pub use ws::{ONE_WAY_ROUTES, WsContext, WsEvent, WsResponse, handle_ws};
 
 use std::sync::Arc;
 

@@ -128,9 +128,26 @@ pub async fn handle_ws(deps: &Deps, event: WsEvent) -> WsResponse {
             }
             WsResponse::status(200)
         }
-        _ => WsResponse::frame(message(deps, connection_id, &event).await),
+        route => {
+            let answer = message(deps, connection_id, &event).await;
+            if !ONE_WAY_ROUTES.contains(&route) {
+                return WsResponse::frame(answer);
+            }
+            if let Some(answer) = answer {
+                deps.chat.post_answer(connection_id, &answer).await;
+            }
+            WsResponse::status(200)
+        }
     }
 }
+
+/// Message routes without a route response (`template.yaml`): their answer is due only
+/// sometimes (`ok` only to a frame with a `requestId`; an `error` always), and a route
+/// with a route response sends a frame every time, an empty one when there is no
+/// answer (billed, and not JSON). Their answers are posted to the connection instead.
+/// The other routes (`send`, `heartbeat`, `$default`) always answer, as the route
+/// response.
+pub const ONE_WAY_ROUTES: &[&str] = &["read", "delivered", "typing"];
 
 async fn settle(deps: &Deps, pending: Option<PendingPresence>) {
     if let Some(pending) = pending

@@ -153,6 +153,16 @@ impl Chat {
         }
     }
 
+    /// Posts the answer to a client frame to the connection it came on, where the answer
+    /// cannot travel back with the request (API Gateway routes without a route
+    /// response). A failure is logged: the client's request times out and it retries.
+    pub async fn post_answer(&self, connection_id: &str, answer: &ServerFrame) {
+        let frame = Bytes::from(answer.to_json());
+        if let Err(e) = self.gateway.post(connection_id, frame).await {
+            warn!(error = %e, connection.id = connection_id, "could not post the answer to a frame");
+        }
+    }
+
     /// Posts one frame; a gone connection is deleted, other failures are logged (the
     /// client recovers by sync).
     pub async fn post(&self, connection: &ConnectionRecord, frame: Bytes) {
