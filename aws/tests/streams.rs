@@ -128,3 +128,127 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
     assert_eq!((bob_member.delivered_up_to, bob_member.read_up_to), (0, 0));
     assert_eq!(seqs(tap.frames_to("bob-1")), [1, 2, 3, 1, 2, 3]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_out_of_order_are_each_fanned_out_and_pushed_once() {
+    // DynamoDB Streams orders the records of one item, not those of different items:
+    // the fan-out must not rely on seq 1 coming before seq 2.
+    let dynamodb = dynamodb_client();
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "oo").await;
+    let (direct, _) = chat
+        .create_conversation(
+            &user("alice"),
+            CreateConversation {
+                kind: ConversationKind::Direct,
+                name: None,
+                members: vec![user("bob")],
+            },
+        )
+        .await
+        .unwrap();
+    let id = direct.conversation_id;
+    chat.connect("bob-1", &user("bob"), None, i64::MAX)
+        .await
+        .unwrap();
+    let device = chat
+        .register_device(
+            &user("bob"),
+            DeviceId::parse("phone").unwrap(),
+            Platform::Fcm,
+            format!("bob-oo-token-{}", std::process::id()),
+        )
+        .await
+        .unwrap();
+    let endpoint = device.endpoint.expect("SNS endpoint");
+    for i in 1..=4 {
+        let send = SendRequest {
+            conversation_id: id.clone(),
+            client_message_id: ClientMessageId::parse(format!("oo{i}")).unwrap(),
+            content: Content {
+                kind: "text".into(),
+                text: format!("message {i}"),
+            },
+            reply_to: None,
+        };
+        chat.send(&user("alice"), None, send).await.unwrap();
+    }
+    let mut batch = read_stream(&dynamodb, &names.messages).await;
+    assert_eq!(batch.records.len(), 4);
+
+    // WHEN the records come reversed, in two batches, the later ones first
+    batch.records.reverse();
+    let mut later = batch.clone();
+    later.records.truncate(2); // seqs 4, 3
+    batch.records.drain(..2); // seqs 2, 1
+    for b in [later, batch] {
+        let response = handle_stream(&chat, b).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        assert!(response.skipped.is_empty(), "{response:?}");
+    }
+
+    // THEN bob's connection got each message once (in the order they came: clients
+    // order by seq and fill a gap after a second), and bob's phone was not pushed,
+    // being online
+    let mut seqs: Vec<u64> = tap
+        .frames_to("bob-1")
+        .iter()
+        .filter(|f| f["type"] == "message.new")
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [4, 3, 2, 1]);
+    seqs.sort_unstable();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert!(
+        MotoServer::shared()
+            .publishes_to(&endpoint)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // AND once bob is offline, two more messages, and every record delivered twice in
+    // reverse (a retry): each message is pushed exactly once (1-4 too, their first
+    // fan-out found bob online and pushed nothing)
+    chat.disconnect("bob-1").await.unwrap();
+    for i in 5..=6 {
+        let send = SendRequest {
+            conversation_id: id.clone(),
+            client_message_id: ClientMessageId::parse(format!("oo{i}")).unwrap(),
+            content: Content {
+                kind: "text".into(),
+                text: format!("message {i}"),
+            },
+            reply_to: None,
+        };
+        chat.send(&user("alice"), None, send).await.unwrap();
+    }
+    let mut all = read_stream(&dynamodb, &names.messages).await;
+    all.records.reverse(); // 6, 5, 4, 3, 2, 1
+    for _ in 0..2 {
+        let response = handle_stream(&chat, all.clone()).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+    let pushed: Vec<String> = MotoServer::shared()
+        .publishes_to(&endpoint)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let message: Value = serde_json::from_str(&p.message).unwrap();
+            let fcm: Value = serde_json::from_str(message["GCM"].as_str().unwrap()).unwrap();
+            fcm["fcmV1Message"]["message"]["data"]["seq"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let mut once = pushed.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(
+        pushed.len(),
+        once.len(),
+        "a message pushed twice: {pushed:?}"
+    );
+    assert_eq!(once, ["1", "2", "3", "4", "5", "6"]);
+}
