@@ -19,6 +19,8 @@ Adaptations (each is printed, none changes what the functions do):
                     these resources are dropped. ministack sends a route's Lambda
                     response body back to the client whether or not the route has a
                     route response, so message routes answer as on AWS.
+                  - an AWS::CloudWatch::Alarm on metric math (`Metrics`) is refused:
+                    such alarms are dropped (the e2e exercises no alarm).
                   - it ignores the OpenAPI `Body` of an AWS::ApiGatewayV2::Api, which is
                     where the SAM transform puts the routes of an AWS::Serverless::HttpApi.
                     Each such API is lowered to an AWS::ApiGatewayV2::Api + Stage (with
@@ -250,6 +252,22 @@ def drop_route_responses(doc: dict) -> list[str]:
     return dropped
 
 
+def drop_metric_math_alarms(doc: dict) -> list[str]:
+    resources = doc["Resources"]
+    dropped = [lid for lid, r in resources.items()
+               if isinstance(r, dict) and r.get("Type") == "AWS::CloudWatch::Alarm"
+               and "Metrics" in (r.get("Properties") or {})]
+    for lid in dropped:
+        del resources[lid]
+        for other, r in resources.items():
+            if refs_to(r, lid):
+                raise SystemExit(f"{other} references {lid}, which ministack cannot create")
+    if dropped:
+        note(f"dropped {len(dropped)} metric-math AWS::CloudWatch::Alarm (ministack has no "
+             f"metric math; the e2e exercises no alarm): {', '.join(dropped)}")
+    return dropped
+
+
 _HTTPAPI_UNSUPPORTED = ("DefinitionBody", "DefinitionUri", "Auth", "Domain", "RouteSettings",
                         "StageVariables")
 # Carried over to the lowered AWS::ApiGatewayV2::Stage as they are.
@@ -381,6 +399,7 @@ def main() -> None:
     http_apis: list[str] = []
     if args.emulator == "ministack":
         drop_route_responses(doc)
+        drop_metric_math_alarms(doc)
         http_apis = lower_http_apis(doc)
     else:
         http_apis = sorted(lid for lid, r in doc["Resources"].items()

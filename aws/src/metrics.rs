@@ -33,6 +33,10 @@ fn line(metric: &str, count: usize) -> String {
             }],
         },
         "level": "ERROR",
+        // Lambda reads a JSON line's level only with a valid timestamp beside it.
+        "timestamp": aws_smithy_types::DateTime::from_millis(now as i64)
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .unwrap_or_default(),
         "FunctionName": function,
     });
     line[metric] = count.into();
@@ -62,5 +66,10 @@ mod tests {
         // Lambda's JSON log format filters by this field; a line without one would be
         // dropped if the application log level were raised above INFO.
         assert_eq!(v["level"], "ERROR");
+        let timestamp = v["timestamp"].as_str().unwrap();
+        assert!(
+            timestamp.starts_with("20") && timestamp.ends_with('Z') && timestamp.contains('T'),
+            "an RFC 3339 timestamp: {timestamp}"
+        );
     }
 }

@@ -399,9 +399,12 @@ fn the_data_tables_survive_the_stack_and_only_they_are_backed_up() {
     assert!(connections["PointInTimeRecoverySpecification"].is_null());
     // Every table is encrypted at rest by DynamoDB's own key, which is free; the AWS
     // managed key (SSEEnabled: true) bills a KMS request per key refresh for the same.
+    // Said explicitly: a stack made with the managed key moves off it on update.
     for (id, r) in t["Resources"].as_mapping().unwrap() {
         if r["Type"] == "AWS::DynamoDB::Table" {
-            assert!(r["Properties"]["SSESpecification"].is_null(), "{id:?}");
+            let sse = &r["Properties"]["SSESpecification"];
+            assert_eq!(sse["SSEEnabled"], false, "{id:?}");
+            assert!(sse["KMSMasterKeyId"].is_null(), "{id:?}");
         }
     }
 }
@@ -448,6 +451,10 @@ fn every_log_is_kept_for_the_retention_and_access_logs_never_hold_tokens() {
         intrinsic(&t["Globals"]["Function"]["Tracing"]),
         ("Ref".to_owned(), "Tracing".to_owned())
     );
+    // The account's logs role outlives the stack: the Region's setting points at it.
+    let role = resource(&t, "ApiGatewayLogsRoleResource");
+    assert_eq!(role["DeletionPolicy"], "Retain");
+    assert_eq!(role["UpdateReplacePolicy"], "Retain");
 }
 
 #[test]
@@ -473,6 +480,9 @@ fn the_apis_are_throttled_below_the_account_and_connect_storms_are_contained() {
         &ws["DefaultRouteSettings"]["ThrottlingBurstLimit"],
         "WebSocketRateLimit",
     );
+    // API Gateway refuses settings for a route that does not exist yet.
+    let depends = format!("{:?}", resource(&t, "WebSocketStage")["DependsOn"]);
+    assert!(depends.contains("ConnectRoute"), "{depends}");
     let connect = &ws["RouteSettings"]["$connect"];
     refers(&connect["ThrottlingRateLimit"], "ConnectRateLimit");
     refers(&connect["ThrottlingBurstLimit"], "ConnectRateLimit");
@@ -615,6 +625,24 @@ fn alarms_watch_what_means_trouble() {
         (posts["Namespace"].as_str(), posts["MetricName"].as_str()),
         (Some("Chat"), Some(chat_aws::lambda::FAILED_POSTS_METRIC))
     );
+    // Every WebSocket function's crashes and timeouts count, and $connect throttling.
+    let errors = format!("{:?}", alarm("WebSocketFunctionErrorsAlarm")["Metrics"]);
+    for function in [
+        "ConnectFunction",
+        "DisconnectFunction",
+        "DefaultFunction",
+        "SendFunction",
+        "ReadFunction",
+        "DeliveredFunction",
+        "TypingFunction",
+        "HeartbeatFunction",
+    ] {
+        assert!(
+            errors.contains(function),
+            "{function} errors are not watched"
+        );
+    }
+    assert_eq!(alarm("ConnectThrottlesAlarm")["MetricName"], "Throttles");
     // Refused $connects (expired tokens) are 4xx of the integration: not trouble.
     let ws = alarm("WebSocketErrorsAlarm");
     assert_eq!(ws["MetricName"], "ExecutionError");
