@@ -16,6 +16,46 @@ use chat_tests::emulators::MotoServer;
 use common::*;
 use serde_json::Value;
 
+/// Alice sends the texts `message {i}` for `seqs` (client ids `{prefix}{i}`).
+async fn alice_sends(
+    chat: &chat_shared::Chat,
+    id: &chat_shared::ids::ConversationId,
+    prefix: &str,
+    seqs: std::ops::RangeInclusive<u32>,
+    origin: Option<&str>,
+) {
+    for i in seqs {
+        let send = SendRequest {
+            conversation_id: id.clone(),
+            client_message_id: ClientMessageId::parse(format!("{prefix}{i}")).unwrap(),
+            content: Content {
+                kind: "text".into(),
+                text: format!("message {i}"),
+            },
+            reply_to: None,
+        };
+        chat.send(&user("alice"), origin, send).await.unwrap();
+    }
+}
+
+/// The seqs pushed to an FCM endpoint on moto, in publish order.
+async fn pushed_seqs(endpoint: &str) -> Vec<String> {
+    MotoServer::shared()
+        .publishes_to(endpoint)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let message: Value = serde_json::from_str(&p.message).unwrap();
+            let fcm: Value = serde_json::from_str(message["GCM"].as_str().unwrap()).unwrap();
+            fcm["fcmV1Message"]["message"]["data"]["seq"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_inserts_become_deliveries_and_pushes_once() {
     // GIVEN a group: alice sends from connection alice-1, bob is online on bob-1, carol is
@@ -66,20 +106,7 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
     chat.set_muted(&dave, &id, true).await.unwrap();
 
     // WHEN alice sends three messages and the stream's records are fanned out
-    for i in 1..=3 {
-        let send = SendRequest {
-            conversation_id: id.clone(),
-            client_message_id: ClientMessageId::parse(format!("m{i}")).unwrap(),
-            content: Content {
-                kind: "text".into(),
-                text: format!("message {i}"),
-            },
-            reply_to: None,
-        };
-        chat.send(&user("alice"), Some("alice-1"), send)
-            .await
-            .unwrap();
-    }
+    alice_sends(&chat, &id, "m", 1..=3, Some("alice-1")).await;
     let batch = read_stream(&dynamodb, &names.messages).await;
     assert_eq!(batch.records.len(), 3, "one INSERT per message");
     let response = handle_stream(&chat, batch.clone()).await;
@@ -97,19 +124,7 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
     assert!(seqs(tap.frames_to("alice-1")).is_empty());
     // AND carol's phone got one push per message; dave (muted) none
     let moto = MotoServer::shared();
-    let pushes = moto.publishes_to(&endpoint).await.unwrap();
-    let pushed_seqs: Vec<String> = pushes
-        .iter()
-        .map(|p| {
-            let message: Value = serde_json::from_str(&p.message).unwrap();
-            let fcm: Value = serde_json::from_str(message["GCM"].as_str().unwrap()).unwrap();
-            fcm["fcmV1Message"]["message"]["data"]["seq"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(pushed_seqs, ["1", "2", "3"]);
+    assert_eq!(pushed_seqs(&endpoint).await, ["1", "2", "3"]);
     let dave_devices = store.devices_of(std::slice::from_ref(&dave)).await.unwrap();
     let dave_endpoint = dave_devices[0].endpoint.clone().unwrap();
     assert!(moto.publishes_to(&dave_endpoint).await.unwrap().is_empty());
@@ -160,18 +175,7 @@ async fn records_out_of_order_are_each_fanned_out_and_pushed_once() {
         .await
         .unwrap();
     let endpoint = device.endpoint.expect("SNS endpoint");
-    for i in 1..=4 {
-        let send = SendRequest {
-            conversation_id: id.clone(),
-            client_message_id: ClientMessageId::parse(format!("oo{i}")).unwrap(),
-            content: Content {
-                kind: "text".into(),
-                text: format!("message {i}"),
-            },
-            reply_to: None,
-        };
-        chat.send(&user("alice"), None, send).await.unwrap();
-    }
+    alice_sends(&chat, &id, "oo", 1..=4, None).await;
     let mut batch = read_stream(&dynamodb, &names.messages).await;
     assert_eq!(batch.records.len(), 4);
 
@@ -210,38 +214,14 @@ async fn records_out_of_order_are_each_fanned_out_and_pushed_once() {
     // reverse (a retry): each message is pushed exactly once (1-4 too, their first
     // fan-out found bob online and pushed nothing)
     chat.disconnect("bob-1").await.unwrap();
-    for i in 5..=6 {
-        let send = SendRequest {
-            conversation_id: id.clone(),
-            client_message_id: ClientMessageId::parse(format!("oo{i}")).unwrap(),
-            content: Content {
-                kind: "text".into(),
-                text: format!("message {i}"),
-            },
-            reply_to: None,
-        };
-        chat.send(&user("alice"), None, send).await.unwrap();
-    }
+    alice_sends(&chat, &id, "oo", 5..=6, None).await;
     let mut all = read_stream(&dynamodb, &names.messages).await;
     all.records.reverse(); // 6, 5, 4, 3, 2, 1
     for _ in 0..2 {
         let response = handle_stream(&chat, all.clone()).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
     }
-    let pushed: Vec<String> = MotoServer::shared()
-        .publishes_to(&endpoint)
-        .await
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let message: Value = serde_json::from_str(&p.message).unwrap();
-            let fcm: Value = serde_json::from_str(message["GCM"].as_str().unwrap()).unwrap();
-            fcm["fcmV1Message"]["message"]["data"]["seq"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let pushed = pushed_seqs(&endpoint).await;
     let mut once = pushed.clone();
     once.sort();
     once.dedup();
