@@ -21,9 +21,8 @@ use chat_aws::lambda::{
     handle_stream, replay,
 };
 use chat_shared::Chat;
-use chat_shared::ids::{ClientMessageId, ConversationId, DeviceId};
+use chat_shared::ids::{ConversationId, DeviceId};
 use chat_shared::ports::{ConversationKind, Platform};
-use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::CreateConversation;
 use chat_tests::emulators::MotoServer;
 use common::*;
@@ -157,20 +156,7 @@ async fn scene(tag: &str, n: u64) -> Scene {
         )
         .await
         .unwrap();
-    for i in 1..=n {
-        let send = SendRequest {
-            conversation_id: conversation.clone(),
-            client_message_id: ClientMessageId::parse(format!("m{i}")).unwrap(),
-            content: Content {
-                kind: "text".into(),
-                text: format!("message {i}"),
-            },
-            reply_to: None,
-        };
-        chat.send(&user("alice"), Some("alice-1"), send)
-            .await
-            .unwrap();
-    }
+    alice_sends(&chat, &conversation, "m", 1..=n, Some("alice-1")).await;
     let batch = read_stream(&dynamodb, &names.messages).await;
     assert_eq!(batch.records.len() as u64, n, "one INSERT per message");
     Scene {

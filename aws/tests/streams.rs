@@ -7,54 +7,13 @@ mod common;
 
 use chat_aws::dynamodb::DynamoStore;
 use chat_aws::lambda::handle_stream;
-use chat_shared::ids::{ClientMessageId, DeviceId};
+use chat_shared::ids::DeviceId;
 use chat_shared::ports::{ConversationKind, Platform};
 use chat_shared::ports::{ConversationStore, DeviceStore, ReceiptStore};
-use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::CreateConversation;
 use chat_tests::emulators::MotoServer;
 use common::*;
 use serde_json::Value;
-
-/// Alice sends the texts `message {i}` for `seqs` (client ids `{prefix}{i}`).
-async fn alice_sends(
-    chat: &chat_shared::Chat,
-    id: &chat_shared::ids::ConversationId,
-    prefix: &str,
-    seqs: std::ops::RangeInclusive<u32>,
-    origin: Option<&str>,
-) {
-    for i in seqs {
-        let send = SendRequest {
-            conversation_id: id.clone(),
-            client_message_id: ClientMessageId::parse(format!("{prefix}{i}")).unwrap(),
-            content: Content {
-                kind: "text".into(),
-                text: format!("message {i}"),
-            },
-            reply_to: None,
-        };
-        chat.send(&user("alice"), origin, send).await.unwrap();
-    }
-}
-
-/// The seqs pushed to an FCM endpoint on moto, in publish order.
-async fn pushed_seqs(endpoint: &str) -> Vec<String> {
-    MotoServer::shared()
-        .publishes_to(endpoint)
-        .await
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let message: Value = serde_json::from_str(&p.message).unwrap();
-            let fcm: Value = serde_json::from_str(message["GCM"].as_str().unwrap()).unwrap();
-            fcm["fcmV1Message"]["message"]["data"]["seq"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_inserts_become_deliveries_and_pushes_once() {

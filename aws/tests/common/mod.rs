@@ -18,10 +18,12 @@ use chat_aws::tables::{TableNames, create_all};
 use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
-use chat_shared::ids::UserId;
+use chat_shared::ids::{ClientMessageId, ConversationId, UserId};
 use chat_shared::ports::{CloseReason, ConnectionGateway, GatewayError, SystemClock};
+use chat_shared::protocol::{Content, SendRequest};
 use chat_shared::service::Ports;
 use chat_tests::emulators::{DynamoDbLocal, MotoServer};
+use serde_json::Value;
 
 /// A user id, from a literal the test knows is valid.
 pub fn user(s: &str) -> UserId {
@@ -269,4 +271,44 @@ pub async fn read_stream(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> St
         }
     }
     StreamEvent { records }
+}
+
+/// Alice sends the texts `message {i}` for `seqs` (client ids `{prefix}{i}`).
+pub async fn alice_sends(
+    chat: &Chat,
+    id: &ConversationId,
+    prefix: &str,
+    seqs: std::ops::RangeInclusive<u64>,
+    origin: Option<&str>,
+) {
+    for i in seqs {
+        let send = SendRequest {
+            conversation_id: id.clone(),
+            client_message_id: ClientMessageId::parse(format!("{prefix}{i}")).unwrap(),
+            content: Content {
+                kind: "text".into(),
+                text: format!("message {i}"),
+            },
+            reply_to: None,
+        };
+        chat.send(&user("alice"), origin, send).await.unwrap();
+    }
+}
+
+/// The seqs pushed to an FCM endpoint on moto, in publish order.
+pub async fn pushed_seqs(endpoint: &str) -> Vec<String> {
+    MotoServer::shared()
+        .publishes_to(endpoint)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let message: Value = serde_json::from_str(&p.message).unwrap();
+            let fcm: Value = serde_json::from_str(message["GCM"].as_str().unwrap()).unwrap();
+            fcm["fcmV1Message"]["message"]["data"]["seq"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
 }
