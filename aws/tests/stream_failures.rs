@@ -24,7 +24,6 @@ use chat_shared::Chat;
 use chat_shared::ids::{ConversationId, DeviceId};
 use chat_shared::ports::{ConversationKind, Platform};
 use chat_shared::service::CreateConversation;
-use chat_tests::emulators::MotoServer;
 use common::*;
 use serde_json::{Value, json};
 
@@ -184,21 +183,7 @@ impl Scene {
 
     /// The seqs of the pushes SNS (moto) published to carol's phone, in order.
     async fn pushed_seqs(&self) -> Vec<u64> {
-        MotoServer::shared()
-            .publishes_to(&self.carol_endpoint)
-            .await
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let message: Value = serde_json::from_str(&p.message).unwrap();
-                let fcm: Value = serde_json::from_str(message["GCM"].as_str().unwrap()).unwrap();
-                fcm["fcmV1Message"]["message"]["data"]["seq"]
-                    .as_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            })
-            .collect()
+        pushed_seqs(&self.carol_endpoint).await
     }
 
     /// The stream of the messages table and its one shard (DynamoDB Local makes one).

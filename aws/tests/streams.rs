@@ -83,7 +83,7 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
     assert!(seqs(tap.frames_to("alice-1")).is_empty());
     // AND carol's phone got one push per message; dave (muted) none
     let moto = MotoServer::shared();
-    assert_eq!(pushed_seqs(&endpoint).await, ["1", "2", "3"]);
+    assert_eq!(pushed_seqs(&endpoint).await, [1, 2, 3]);
     let dave_devices = store.devices_of(std::slice::from_ref(&dave)).await.unwrap();
     let dave_endpoint = dave_devices[0].endpoint.clone().unwrap();
     assert!(moto.publishes_to(&dave_endpoint).await.unwrap().is_empty());
@@ -189,5 +189,5 @@ async fn records_out_of_order_are_each_fanned_out_and_pushed_once() {
         once.len(),
         "a message pushed twice: {pushed:?}"
     );
-    assert_eq!(once, ["1", "2", "3", "4", "5", "6"]);
+    assert_eq!(once, [1, 2, 3, 4, 5, 6]);
 }

@@ -296,7 +296,7 @@ pub async fn alice_sends(
 }
 
 /// The seqs pushed to an FCM endpoint on moto, in publish order.
-pub async fn pushed_seqs(endpoint: &str) -> Vec<String> {
+pub async fn pushed_seqs(endpoint: &str) -> Vec<u64> {
     MotoServer::shared()
         .publishes_to(endpoint)
         .await
@@ -308,7 +308,8 @@ pub async fn pushed_seqs(endpoint: &str) -> Vec<String> {
             fcm["fcmV1Message"]["message"]["data"]["seq"]
                 .as_str()
                 .unwrap()
-                .to_owned()
+                .parse()
+                .unwrap()
         })
         .collect()
 }
