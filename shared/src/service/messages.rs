@@ -12,8 +12,11 @@ use crate::protocol::{Ack, MessageView, SendRequest};
 use super::Chat;
 use super::budget::AnswerBudget;
 
-/// Messages read from the store at a time when filling an answer.
-const READ_CHUNK: u32 = 50;
+/// Messages read from the store at a time when filling an answer: as many as a history
+/// page holds (200), so a page is one query (a request on DynamoDB), and a sync of up
+/// to 1000 per conversation holds at most this many beyond what fits its byte cap
+/// (about 5 MB of the longest messages).
+const READ_CHUNK: u32 = 200;
 
 /// What the checks before a send found.
 enum Checked {
