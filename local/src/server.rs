@@ -568,15 +568,11 @@ async fn http_api(State(app): State<Arc<App>>, req: Request) -> Response {
     // connection, like any owed a body, is idle and gives way at the connection cap.
     if !HttpBody::is_end_stream(&body)
         && declared_length(&parts.headers).is_some_and(|n| n <= MAX_BODY_BYTES)
+        && let Err(e) = app
+            .chat
+            .authenticate(chat_shared::auth::bearer_of(&parts.headers))
     {
-        let token = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(chat_shared::auth::bearer);
-        if let Err(e) = app.chat.authenticate(token) {
-            return error_response(&e);
-        }
+        return error_response(&e);
     }
     let body = match tokio::time::timeout(app.listen.request_timeout, read_body(body)).await {
         Ok(Ok(b)) => b,

@@ -179,13 +179,7 @@ pub async fn handle(chat: &Chat, req: Request<Bytes>) -> HttpResponse {
             "request bodies are limited to 256 KiB",
         ));
     }
-    let caller = match chat.authenticate(
-        parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::auth::bearer),
-    ) {
+    let caller = match chat.authenticate(crate::auth::bearer_of(&parts.headers)) {
         Ok(verified) => verified.user,
         Err(e) => return error_response(&e),
     };
