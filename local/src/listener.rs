@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -221,7 +221,7 @@ async fn connection(
 #[derive(Default)]
 struct Registry {
     slots: Mutex<BTreeMap<u64, Weak<Slot>>>,
-    next_id: AtomicUsize,
+    next_id: AtomicU64,
 }
 
 impl Registry {
@@ -230,7 +230,7 @@ impl Registry {
     }
 
     fn open(self: &Arc<Self>) -> Arc<Slot> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) as u64;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             id,
             busy: AtomicUsize::new(0),

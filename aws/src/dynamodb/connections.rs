@@ -179,24 +179,19 @@ impl ConnectionStore for DynamoStore {
         now: Millis,
         window_ms: i64,
     ) -> StoreResult<PresenceClaim> {
-        let user_key = key(user_pk(user.as_str()), USER_SK);
-        let announce = self
-            .client
-            .update_item()
-            .table_name(&self.tables.main)
-            .set_key(Some(user_key.clone()))
-            .update_expression(
-                "SET presenceAt = :now, presenceStatus = :s REMOVE presenceSettleUntil",
+        let announced = self
+            .record_announcement(
+                user,
+                status,
+                now,
+                "attribute_not_exists(presenceAt) OR presenceAt <= :cut",
+                (":cut", n(now - window_ms)),
             )
-            .condition_expression("attribute_not_exists(presenceAt) OR presenceAt <= :cut")
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":s", s(status.as_str()))
-            .expression_attribute_values(":cut", n(now - window_ms))
-            .send()
-            .await;
-        if condition_held(announce, "claim presence")?.is_some() {
+            .await?;
+        if announced {
             return Ok(PresenceClaim::Announce);
         }
+        let user_key = key(user_pk(user.as_str()), USER_SK);
         let until = now + window_ms;
         let defer = self
             .client
@@ -223,23 +218,19 @@ impl ConnectionStore for DynamoStore {
         status: PresenceStatus,
         now: Millis,
     ) -> StoreResult<bool> {
-        let user_key = key(user_pk(user.as_str()), USER_SK);
         let changed = self
-            .client
-            .update_item()
-            .table_name(&self.tables.main)
-            .set_key(Some(user_key.clone()))
-            .update_expression(
-                "SET presenceAt = :now, presenceStatus = :s REMOVE presenceSettleUntil",
+            .record_announcement(
+                user,
+                status,
+                now,
+                "attribute_not_exists(presenceStatus) OR presenceStatus <> :announced",
+                (":announced", s(status.as_str())),
             )
-            .condition_expression("attribute_not_exists(presenceStatus) OR presenceStatus <> :s")
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":s", s(status.as_str()))
-            .send()
-            .await;
-        if condition_held(changed, "settle presence")?.is_some() {
+            .await?;
+        if changed {
             return Ok(true);
         }
+        let user_key = key(user_pk(user.as_str()), USER_SK);
         self.client
             .update_item()
             .table_name(&self.tables.main)
@@ -249,5 +240,34 @@ impl ConnectionStore for DynamoStore {
             .await
             .map_err(sdk("settle presence"))?;
         Ok(false)
+    }
+}
+
+impl DynamoStore {
+    /// Records `status` as announced at `now` (clearing any claim to settle) when
+    /// `condition`, with its one value, holds on the user item; whether it did.
+    async fn record_announcement(
+        &self,
+        user: &UserId,
+        status: PresenceStatus,
+        now: Millis,
+        condition: &str,
+        (name, value): (&str, AttributeValue),
+    ) -> StoreResult<bool> {
+        let recorded = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(key(user_pk(user.as_str()), USER_SK)))
+            .update_expression(
+                "SET presenceAt = :now, presenceStatus = :s REMOVE presenceSettleUntil",
+            )
+            .condition_expression(condition)
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":s", s(status.as_str()))
+            .expression_attribute_values(name, value)
+            .send()
+            .await;
+        Ok(condition_held(recorded, "record presence")?.is_some())
     }
 }
