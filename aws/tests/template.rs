@@ -295,6 +295,18 @@ fn the_fan_out_mapping_retries_a_bounded_number_of_times_then_dead_letters() {
     );
 }
 
+/// The functions behind the WebSocket API's routes.
+const WEBSOCKET_FUNCTIONS: [&str; 8] = [
+    "ConnectFunction",
+    "DisconnectFunction",
+    "DefaultFunction",
+    "SendFunction",
+    "ReadFunction",
+    "DeliveredFunction",
+    "TypingFunction",
+    "HeartbeatFunction",
+];
+
 /// The `Statement`s of a function's inline policies.
 fn statements(function: &Value) -> Vec<Value> {
     function["Properties"]["Policies"]
@@ -310,20 +322,10 @@ fn every_function_that_handles_frames_or_events_may_close_connections() {
     // A frame or an event that finds a connection whose token expired deletes it
     // (DeleteConnection), whichever function it reaches.
     let t = template();
-    for id in [
-        "ConnectFunction",
-        "DisconnectFunction",
-        "DefaultFunction",
-        "SendFunction",
-        "ReadFunction",
-        "DeliveredFunction",
-        "TypingFunction",
-        "HeartbeatFunction",
-        "HttpFunction",
-        "FanoutFunction",
-        "ReplayFunction",
-    ] {
-        let may_close = statements(resource(&t, id)).iter().any(|s| {
+    let all = functions(&t);
+    assert_eq!(all.len(), 11, "every function of the template");
+    for (id, function) in all {
+        let may_close = statements(&function).iter().any(|s| {
             s["Action"] == "execute-api:ManageConnections"
                 && matches!(intrinsic(&s["Resource"]), (f, arn) if f == "Sub"
                     && arn.contains("${WebSocketApi}/${StageName}/*/@connections/*"))
@@ -627,16 +629,7 @@ fn alarms_watch_what_means_trouble() {
     );
     // Every WebSocket function's crashes and timeouts count, and $connect throttling.
     let errors = format!("{:?}", alarm("WebSocketFunctionErrorsAlarm")["Metrics"]);
-    for function in [
-        "ConnectFunction",
-        "DisconnectFunction",
-        "DefaultFunction",
-        "SendFunction",
-        "ReadFunction",
-        "DeliveredFunction",
-        "TypingFunction",
-        "HeartbeatFunction",
-    ] {
+    for function in WEBSOCKET_FUNCTIONS {
         assert!(
             errors.contains(function),
             "{function} errors are not watched"
