@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::operation::create_platform_endpoint::CreatePlatformEndpointError;
 use aws_sdk_sns::operation::publish::PublishError;
+use aws_sdk_sns::types::MessageAttributeValue;
 use chat_shared::ports::{DeviceRecord, Platform, PushError, PushNotification, PushSender};
 use serde_json::json;
 
@@ -172,6 +173,9 @@ fn existing_endpoint(message: &str) -> Option<String> {
     Some(arn)
 }
 
+/// The reserved message attribute SNS turns into APNs' `apns-collapse-id` header.
+pub const APNS_COLLAPSE_ID: &str = "AWS.SNS.MOBILE.APNS.COLLAPSE_ID";
+
 /// The per-platform payloads of a notification: (APNs, FCM).
 pub fn platform_payloads(n: &PushNotification) -> (String, String) {
     let apns = json!({
@@ -196,7 +200,12 @@ pub fn platform_payloads(n: &PushNotification) -> (String, String) {
                     "messageId": n.message_id,
                     "badge": n.badge.to_string(),
                 },
-                "android": {"collapse_key": n.conversation_id},
+                // The messageId is the collapse key (PROTOCOL.md 8.5): the push that says
+                // a message was deleted replaces the one that showed it.
+                "android": {
+                    "collapse_key": n.message_id,
+                    "notification": {"tag": n.message_id},
+                },
             }
         }
     })
@@ -248,6 +257,16 @@ impl PushSender for SnsPush {
             .target_arn(&endpoint)
             .message_structure("json")
             .message(message)
+            // APNs' `apns-collapse-id`: a later push with the same messageId replaces
+            // the notification (SNS sets the header from this reserved attribute).
+            .message_attributes(
+                APNS_COLLAPSE_ID,
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(&n.message_id)
+                    .build()
+                    .map_err(|e| PushError::Other(Box::new(e)))?,
+            )
             .send()
             .await
         {
@@ -340,5 +359,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&p).unwrap();
         let apns: serde_json::Value = serde_json::from_str(v["APNS"].as_str().unwrap()).unwrap();
         assert_eq!(apns["aps"]["alert"]["body"], n.body);
+        // The messageId collapses on Android (the FCM tag replaces the notification);
+        // on iOS the Publish carries it as `apns-collapse-id` (see `APNS_COLLAPSE_ID`).
+        let fcm: serde_json::Value = serde_json::from_str(v["GCM"].as_str().unwrap()).unwrap();
+        let android = &fcm["fcmV1Message"]["message"]["android"];
+        assert_eq!(android["notification"]["tag"], n.message_id);
+        assert_eq!(android["collapse_key"], n.message_id);
     }
 }

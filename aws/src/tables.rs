@@ -2,19 +2,23 @@
 //! template check compares `template.yaml` against them, so the two cannot drift.
 //!
 //! Access patterns (every one a GetItem, Query, BatchGetItem or conditional write on a
-//! key; no Scan anywhere):
+//! key; no Scan anywhere). Emoji appear in keys as the hex of their UTF-8 bytes: an
+//! emoji may hold `#`, the separator, and hex keeps byte order. Seqs in sort keys are
+//! zero-padded to 20 digits, so string order is numeric order.
 //!
 //! | table | item | key | used for |
 //! |---|---|---|---|
-//! | main | conversation | `c#{id}` / `#meta` | the seq counter (`lastSeq`), kind, name, memberCount |
-//! | main | member | `c#{id}` / `m#{user}` | role, receipt positions, mute, typing window; GSI `byUser` (`memberUser`, `pk`) lists a user's conversations |
-//! | main | idempotency | `c#{id}` / `i#{sender}#{clientMessageId}` | duplicate sends return the original seq |
+//! | main | conversation | `c#{id}` / `#meta` | the seq counter (`lastSeq`), `lastEntryAt` (entries' times never decrease), `lastMessageAt` and `messageCount` (moved by `message` entries only), kind, name, memberCount |
+//! | main | member | `c#{id}` / `m#{user}` | role, receipt positions, `readMessages` (the message count at `readUpTo`: unread = `messageCount - readMessages`), mute, typing window; GSI `byUser` (`memberUser`, `pk`) lists a user's conversations |
+//! | main | idempotency | `c#{id}` / `i#{sender}#{clientMessageId}` | duplicate appends return the original seq |
+//! | main | reaction, by user | `c#{id}` / `ru#{user}#{seq:020}#{emoji hex}` | a history page's `mine`: one Query of the reader's reactions in the page's seq range; whether a user reacted so (set semantics); TTL |
+//! | main | reaction, by message | `c#{id}` / `rt#{seq:020}#{emoji hex}#{user}` | `reactors` in userId order (one Query); `at` (the reaction's seq) refills a summary's first reactors when one of them removes theirs; TTL |
 //! | main | direct pair | `d#{a}#{b}` / `#pair` | one direct conversation per unordered pair |
 //! | main | user | `u#{user}` / `#user` | lastSeen, and maps of the user's live connections and push devices (one BatchGetItem reads 100 members') |
 //! | main | rate window | `u#{user}` / `rate#{windowStart}` | fixed-window send counter, TTL |
 //! | main | push claim | `c#{id}` / `p#{seq}` | a message's pushes were sent (a stream redelivery does not push twice), TTL |
 //! | main | token claim | `t#{platform}#{token}` / `#token` | which user's device holds a push token, so it moves to a new owner |
-//! | messages | message | `conversationId` / `seq` (N) | history by seq range; stream `NEW_IMAGE` drives the fan-out; TTL `expiresAt` |
+//! | messages | entry | `conversationId` / `seq` (N) | every entry of the log (`kind`: message, edit, delete, reaction), with `messageCount` (messages through it, for read receipts below `lastSeq`); a message item holds its current state: content (the latest edit's; removed once deleted), `editedAt`, `edits` and `editSeqs` (its edits, at most 50, so a delete can erase their content), `deletedBy`, `reactions` (per emoji: count and the first 3 reactors with their reaction's seq), and `rev`, bumped by every change, which the next change is conditional on. History by seq range; stream `NEW_IMAGE` of INSERTs drives the fan-out (changes to a target are MODIFYs, never fanned out); TTL `expiresAt` |
 //! | connections | connection | `connectionId` | who is on a connection (route events carry only its id); TTL `expiresAt` |
 
 use aws_sdk_dynamodb::Client;

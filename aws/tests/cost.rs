@@ -19,12 +19,13 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use chat_aws::dynamodb::DynamoStore;
 use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
 use chat_shared::ports::MessageStore;
 use chat_shared::ports::{ConversationKind, Platform};
-use chat_shared::protocol::{Content, SendRequest};
-use chat_shared::service::CreateConversation;
+use chat_shared::protocol::{AppendRequest, Content, Entry};
+use chat_shared::service::{CreateConversation, HistoryQuery};
 use common::*;
 use serde_json::Value;
 
@@ -66,6 +67,14 @@ impl Usage {
     }
 }
 
+/// The actions of a `TransactWriteItems` request, from its body to its response.
+#[derive(Debug, Clone, Copy)]
+struct TransactionItems(usize);
+
+impl Storable for TransactionItems {
+    type Storer = StoreReplace<Self>;
+}
+
 #[derive(Debug, Default, Clone)]
 struct Meter(Arc<Mutex<Usage>>);
 
@@ -100,13 +109,17 @@ impl Intercept for Meter {
         &self,
         context: &mut BeforeTransmitInterceptorContextMut<'_>,
         _: &RuntimeComponents,
-        _: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let request = context.request_mut();
         let Some(bytes) = request.body().bytes() else {
             return Ok(());
         };
         let mut input: Value = serde_json::from_slice(bytes)?;
+        if let Some(items) = input["TransactItems"].as_array() {
+            cfg.interceptor_state()
+                .store_put(TransactionItems(items.len()));
+        }
         input["ReturnConsumedCapacity"] = "TOTAL".into();
         let body = serde_json::to_vec(&input)?;
         request
@@ -131,6 +144,13 @@ impl Intercept for Meter {
             .bytes()
             .and_then(|b| serde_json::from_slice::<Value>(b).ok())
             .map_or(0.0, |v| capacity_units(&v));
+        // DynamoDB Local under-reports transactions (a 6-item one came back as 4 units):
+        // they are priced as AWS does, 2 units per item of up to 1 KB (the items here
+        // are), ConditionCheck included.
+        let units = match cfg.load::<TransactionItems>() {
+            Some(TransactionItems(n)) if op == "TransactWriteItems" => 2.0 * *n as f64,
+            _ => units,
+        };
         let mut usage = self.0.lock().unwrap();
         if is_read(&op) {
             usage.read_units += units;
@@ -142,16 +162,24 @@ impl Intercept for Meter {
     }
 }
 
-fn text(conversation: &chat_shared::ids::ConversationId, cmid: &str) -> SendRequest {
-    SendRequest {
+fn entry(
+    conversation: &chat_shared::ids::ConversationId,
+    cmid: &str,
+    entry: Entry,
+) -> AppendRequest {
+    AppendRequest {
         conversation_id: conversation.clone(),
         client_message_id: ClientMessageId::parse(cmid).unwrap(),
-        content: Content {
-            kind: "text".into(),
-            text: "a message of an ordinary length, about sixty characters long".into(),
-        },
-        reply_to: None,
+        entry,
     }
+}
+
+fn text(conversation: &chat_shared::ids::ConversationId, cmid: &str) -> AppendRequest {
+    AppendRequest::text(
+        conversation.clone(),
+        ClientMessageId::parse(cmid).unwrap(),
+        "a message of an ordinary length, about sixty characters long",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,7 +251,7 @@ async fn requests_per_operation() {
     let touch = measure("any client frame (liveness)");
 
     let ack = chat
-        .send(&alice, Some("alice-1"), text(&direct, "d1"))
+        .append(&alice, Some("alice-1"), text(&direct, "d1"))
         .await
         .unwrap();
     let send = measure("send (1:1 or group)");
@@ -242,7 +270,7 @@ async fn requests_per_operation() {
     chat.fan_out(&message).await.unwrap();
     let fan_out_online = measure("fan-out 1:1, recipient online");
 
-    chat.send(&alice, Some("alice-1"), text(&group, "g1"))
+    chat.append(&alice, Some("alice-1"), text(&group, "g1"))
         .await
         .unwrap();
     let group_message = store
@@ -253,6 +281,69 @@ async fn requests_per_operation() {
     meter.take();
     chat.fan_out(&group_message).await.unwrap();
     let fan_out_group = measure("fan-out group of 100, all online");
+
+    // Entries in the group of 100: a message, then a reaction, an edit and a delete of
+    // the message above, each with its fan-out where it differs from a message's.
+    chat.append(&alice, Some("alice-1"), text(&group, "g2"))
+        .await
+        .unwrap();
+    let group_send = measure("send in the group of 100");
+    let target = group_message.seq;
+    let reactor = &members[0];
+    chat.append(
+        reactor,
+        Some("m-0"),
+        entry(
+            &group,
+            "g-react",
+            Entry::Reaction {
+                target_seq: target,
+                emoji: "👍".into(),
+                removed: false,
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    let reaction = measure("reaction in the group of 100");
+    let reaction_entry = store
+        .find_by_client_id(&group, reactor, "g-react")
+        .await
+        .unwrap()
+        .unwrap();
+    meter.take();
+    chat.fan_out(&reaction_entry).await.unwrap();
+    let fan_out_reaction = measure("fan-out of a reaction, group of 100, all online");
+    chat.append(
+        &alice,
+        Some("alice-1"),
+        entry(
+            &group,
+            "g-edit",
+            Entry::Edit {
+                target_seq: target,
+                content: Some(Content::text("an edited message of an ordinary length")),
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    let edit = measure("edit in the group of 100");
+    let history = HistoryQuery {
+        before: None,
+        after: None,
+        limit: 50,
+    };
+    chat.history(reactor, &group, history).await.unwrap();
+    let history_page = measure("history page (50) holding a message with reactions");
+    chat.append(
+        &alice,
+        Some("alice-1"),
+        entry(&group, "g-delete", Entry::Delete { target_seq: target }),
+    )
+    .await
+    .unwrap();
+    let delete = measure("delete in the group of 100 (of a message with 1 edit, 1 reaction)");
 
     chat.receipts(&bob, Some("bob-1"), &direct, None, Some(1))
         .await
@@ -282,6 +373,17 @@ async fn requests_per_operation() {
     assert_eq!(fan_out_online.total(), 3, "{fan_out_online:?}");
     assert_eq!(fan_out_offline.total(), 8, "{fan_out_offline:?}");
     assert_eq!(fan_out_group.total(), 3, "{fan_out_group:?}");
+    assert_eq!(group_send.total(), 4, "{group_send:?}");
+    assert_eq!(reaction.total(), 5, "{reaction:?}");
+    assert_eq!(fan_out_reaction.total(), 3, "{fan_out_reaction:?}");
+    assert_eq!(edit.total(), 5, "{edit:?}");
+    assert_eq!(delete.total(), 7, "{delete:?}");
+    assert_eq!(history_page.total(), 3, "{history_page:?}");
+    // A reaction's fan-out costs what a message's does (and never pushes); its append
+    // one request more (it reads its target), and 4 WRU more for its two reaction items
+    // (docs/COST.md, "reaction").
+    assert_eq!(reaction.total(), group_send.total() + 1);
+    assert_eq!(fan_out_reaction.total(), fan_out_group.total());
     assert_eq!(receipt.total(), 4, "{receipt:?}");
     assert_eq!(typing.total(), 4, "{typing:?}");
     assert_eq!(touch.total(), 1, "{touch:?}");
@@ -297,6 +399,12 @@ async fn requests_per_operation() {
         ("fan_out_online", &fan_out_online),
         ("fan_out_offline_push", &fan_out_offline),
         ("fan_out_group_100", &fan_out_group),
+        ("send_group_100", &group_send),
+        ("reaction_group_100", &reaction),
+        ("fan_out_reaction_group_100", &fan_out_reaction),
+        ("edit_group_100", &edit),
+        ("delete_group_100", &delete),
+        ("history_page_with_reactions", &history_page),
         ("receipt", &receipt),
         ("typing", &typing),
         ("disconnect", &disconnect),

@@ -24,7 +24,7 @@ use chat_shared::ports::{
     CloseReason, ConnectionGateway, ConnectionRecord, GatewayError, Platform, SystemClock,
 };
 use chat_shared::ports::{ConnectionStore, DeviceStore};
-use chat_shared::protocol::{Content, SendRequest};
+use chat_shared::protocol::AppendRequest;
 use chat_shared::service::Ports;
 use chat_tests::emulators::MotoServer;
 use chat_tests::now_ms;
@@ -91,16 +91,12 @@ async fn stack(tag: &str, gateway: Arc<dyn ConnectionGateway>, fcm: Option<Strin
 impl Stack {
     /// Alice sends one message to `conversation`; its stream record is fanned out.
     async fn send_and_fan_out(&self, conversation: &ConversationId) {
-        let send = SendRequest {
-            conversation_id: conversation.clone(),
-            client_message_id: ClientMessageId::parse("m1").unwrap(),
-            content: Content {
-                kind: "text".into(),
-                text: "hello".into(),
-            },
-            reply_to: None,
-        };
-        self.chat.send(&user("alice"), None, send).await.unwrap();
+        let send = AppendRequest::text(
+            conversation.clone(),
+            ClientMessageId::parse("m1").unwrap(),
+            "hello",
+        );
+        self.chat.append(&user("alice"), None, send).await.unwrap();
         let batch = read_stream(&self.dynamodb, &self.names.messages).await;
         assert_eq!(batch.records.len(), 1);
         let response = handle_stream(&self.chat, batch).await;

@@ -7,9 +7,10 @@ mod common;
 
 use chat_aws::dynamodb::DynamoStore;
 use chat_aws::lambda::handle_stream;
-use chat_shared::ids::DeviceId;
+use chat_shared::ids::{ClientMessageId, DeviceId};
 use chat_shared::ports::{ConversationKind, Platform};
 use chat_shared::ports::{ConversationStore, DeviceStore, ReceiptStore};
+use chat_shared::protocol::{AppendRequest, Content, Entry};
 use chat_shared::service::CreateConversation;
 use chat_tests::emulators::MotoServer;
 use common::*;
@@ -190,4 +191,94 @@ async fn records_out_of_order_are_each_fanned_out_and_pushed_once() {
         "a message pushed twice: {pushed:?}"
     );
     assert_eq!(once, [1, 2, 3, 4, 5, 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_fan_out_with_their_kind_and_target_changes_do_not() {
+    // GIVEN alice and bob (online on bob-1) and carol (offline with a phone)
+    let dynamodb = dynamodb_client();
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "en").await;
+    let (group, _) = chat
+        .create_conversation(
+            &user("alice"),
+            CreateConversation {
+                kind: ConversationKind::Group,
+                name: Some("Team".into()),
+                members: vec![user("bob"), user("carol")],
+            },
+        )
+        .await
+        .unwrap();
+    let id = group.conversation_id;
+    chat.connect("bob-1", &user("bob"), None, i64::MAX)
+        .await
+        .unwrap();
+    let device = chat
+        .register_device(
+            &user("carol"),
+            DeviceId::parse("phone").unwrap(),
+            Platform::Fcm,
+            format!("carol-en-token-{}", std::process::id()),
+        )
+        .await
+        .unwrap();
+    let endpoint = device.endpoint.expect("SNS endpoint");
+    // WHEN alice sends and edits a message, bob reacts to it, alice deletes it
+    alice_sends(&chat, &id, "en", 1..=1, None).await;
+    let append = |who: &'static str, cmid: &'static str, entry: Entry| {
+        let (chat, id) = (&chat, id.clone());
+        async move {
+            let request = AppendRequest {
+                conversation_id: id,
+                client_message_id: ClientMessageId::parse(cmid).unwrap(),
+                entry,
+            };
+            chat.append(&user(who), None, request).await.unwrap();
+        }
+    };
+    let edit = Entry::Edit {
+        target_seq: 1,
+        content: Some(Content::text("edited")),
+    };
+    append("alice", "e", edit).await;
+    let react = Entry::Reaction {
+        target_seq: 1,
+        emoji: "👍".into(),
+        removed: false,
+    };
+    append("bob", "r", react).await;
+    append("alice", "d", Entry::Delete { target_seq: 1 }).await;
+    // THEN the stream holds one INSERT per entry, and the target's changes as MODIFYs
+    let batch = read_stream(&dynamodb, &names.messages).await;
+    let count = |name: &str| {
+        batch
+            .records
+            .iter()
+            .filter(|r| r.event_name.as_deref() == Some(name))
+            .count()
+    };
+    assert_eq!(count("INSERT"), 4);
+    assert!(count("MODIFY") >= 3, "{batch:?}");
+    let response = handle_stream(&chat, batch).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(response.skipped.is_empty(), "{response:?}");
+    // AND bob got each entry once, in order, with its kind; no MODIFY became a frame
+    let frames: Vec<Value> = tap
+        .frames_to("bob-1")
+        .into_iter()
+        .filter(|f| f["type"] == "message.new")
+        .collect();
+    let kinds: Vec<(u64, &str)> = frames
+        .iter()
+        .map(|f| (f["seq"].as_u64().unwrap(), f["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [(1, "message"), (2, "edit"), (3, "reaction"), (4, "delete")]
+    );
+    assert_eq!(frames[1]["targetSeq"], 1);
+    assert_eq!(frames[2]["emoji"], "👍");
+    assert_eq!(frames[3]["deletedBy"], "alice");
+    // AND only the message was pushed to carol
+    assert_eq!(pushed_seqs(&endpoint).await, [1]);
 }

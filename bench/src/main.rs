@@ -69,6 +69,12 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// History pages of 200 in a conversation of 10,000 entries, of messages only and
+    /// with 2,000 reactions and 500 edits among them (this server only).
+    History {
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+    },
     /// Many clients reconnect and sync at the same moment.
     Storm {
         #[arg(long, default_value_t = 2000)]
@@ -249,6 +255,47 @@ async fn sync(out: &Out, runs: usize) -> anyhow::Result<()> {
             &l,
         ),
     )
+}
+
+async fn history(out: &Out, runs: usize) -> anyhow::Result<()> {
+    use scenarios::LogShape;
+    let plain = LogShape {
+        messages: 10_000,
+        reactions: 0,
+        edits: 0,
+    };
+    let rich = LogShape {
+        messages: 7_500,
+        reactions: 2_000,
+        edits: 500,
+    };
+    let ours = ServerProcess::ours(&sibling_binary("chat-local")?).await?;
+    let p = scenarios::history_pages(ours.endpoint(), plain, runs).await?;
+    let r = scenarios::history_pages(ours.endpoint(), rich, runs).await?;
+    ours.stop().await;
+    let mut body = String::from(
+        "`GET /v1/conversations/{id}/messages?before=SEQ&limit=200` at random points of a \
+         conversation of 10,000 entries: messages only, and 7,500 messages with 2,000 \
+         reactions and 500 edits among them (each page folds the edits and reactions of \
+         its messages in: one query for the entries, one for their reactions). Wall time \
+         of one page over loopback HTTP, sequential.\n\n| | messages only | with reactions \
+         and edits |\n|---|---:|---:|\n",
+    );
+    for (name, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
+        body.push_str(&format!(
+            "| {name}, ms | {:.2} | {:.2} |\n",
+            p.quantile(q) as f64 / 1000.0,
+            r.quantile(q) as f64 / 1000.0
+        ));
+    }
+    body.push_str(&format!(
+        "| pages x entries | {} x {} | {} x {} |\n",
+        p.runs.len(),
+        p.messages,
+        r.runs.len(),
+        r.messages
+    ));
+    out.emit("history", "History pages with reactions and edits", body)
 }
 
 async fn storm(out: &Out, clients: usize, messages: usize) -> anyhow::Result<()> {
@@ -436,6 +483,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Idle { connections } => idle(&out, connections).await?,
         Command::Sync { runs } => sync(&out, runs).await?,
         Command::Storm { clients, messages } => storm(&out, clients, messages).await?,
+        Command::History { runs } => history(&out, runs).await?,
         Command::Coldstart {
             runs,
             bin_dir,

@@ -175,6 +175,80 @@ async fn fill(endpoint: &Endpoint, sender: &str, room: &str, count: usize) -> an
     Ok(())
 }
 
+/// The entries of a conversation's log for the history scenario, in seq order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogShape {
+    pub messages: usize,
+    /// Reactions spread over the messages, by the four members in turn.
+    pub reactions: usize,
+    /// Edits of the first sender's messages.
+    pub edits: usize,
+}
+
+/// Reads history pages of 200 (`GET .../messages?before=..&limit=200`) at random points
+/// of a conversation whose log has the given shape, `runs` times; returns the time of
+/// each page and the entries it held.
+pub async fn history_pages(
+    endpoint: &Endpoint,
+    shape: LogShape,
+    runs: usize,
+) -> anyhow::Result<Timings> {
+    const MEMBERS: [&str; 4] = ["hist-a", "hist-b", "hist-c", "hist-d"];
+    const EMOJI: [&str; 4] = ["👍", "❤️", "😂", "🎉"];
+    let rooms = endpoint
+        .create_rooms(vec![MEMBERS.iter().map(|m| (*m).to_owned()).collect()], 1)
+        .await?;
+    let room = &rooms[0].id;
+    fill(endpoint, MEMBERS[0], room, shape.messages).await?;
+    for (i, member) in MEMBERS.iter().enumerate() {
+        let token = endpoint.token(member);
+        let mut ws = load::open(endpoint, &endpoint.ws_url(member, room, &token)).await?;
+        let mine: Vec<usize> = (i..shape.reactions).step_by(MEMBERS.len()).collect();
+        for &n in &mine {
+            let target = 1 + (n * 7) % shape.messages;
+            let emoji = EMOJI[n % EMOJI.len()];
+            ws.send(Message::text(format!(
+                r#"{{"action":"react","conversationId":"{room}","clientMessageId":"react-{n}","targetSeq":{target},"emoji":"{emoji}"}}"#
+            )))
+            .await?;
+        }
+        if i == 0 {
+            for n in 0..shape.edits {
+                let target = 1 + (n * 13) % shape.messages;
+                ws.send(Message::text(format!(
+                    r#"{{"action":"edit","conversationId":"{room}","clientMessageId":"edit-{n}","targetSeq":{target},"content":{{"type":"text","text":"edited {n} {}"}}}}"#,
+                    "y".repeat(60)
+                )))
+                .await?;
+            }
+        }
+        let sent = mine.len() + if i == 0 { shape.edits } else { 0 };
+        load::await_acks(&mut ws, sent).await?;
+        let _ = ws.close(None).await;
+    }
+    let entries = (shape.messages + shape.reactions + shape.edits) as u64;
+    let mut timings = Timings {
+        label: "history page".into(),
+        runs: Vec::new(),
+        messages: 0,
+    };
+    let mut at = 0x9e37_79b9_u64;
+    for _ in 0..runs {
+        at = at
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let before = 201 + (at >> 33) % (entries - 200);
+        let path = format!("/v1/conversations/{room}/messages?before={before}&limit=200");
+        let started = Instant::now();
+        let page = endpoint.get(MEMBERS[1], &path).await?;
+        timings.runs.push(started.elapsed().as_micros() as u64);
+        let got = page["messages"].as_array().map_or(0, Vec::len);
+        ensure!(got == 200, "a page of {got} entries before {before}");
+        timings.messages = got;
+    }
+    Ok(timings)
+}
+
 /// A user offline while 10 contacts each sent 100 messages reconnects: opens a socket
 /// and syncs everything (pages of 50). Repeated `runs` times; each run starts from zero.
 pub async fn offline_sync(endpoint: &Endpoint, runs: usize) -> anyhow::Result<Timings> {

@@ -138,6 +138,20 @@ impl Endpoint {
         Ok(serde_json::from_str(&text)?)
     }
 
+    /// GETs `path` as `user` and returns the JSON answer; non-2xx is an error.
+    pub async fn get(&self, user: &str, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .get(format!("http://{}{path}", self.addr))
+            .bearer_auth(self.token(user))
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        ensure!(status.is_success(), "GET {path}: {status} {text}");
+        Ok(serde_json::from_str(&text)?)
+    }
+
     /// Fetches everything `user` missed in `rooms` (each with the seq it has), paging
     /// `/v1/sync` until no conversation has more, and returns the number of messages.
     pub async fn sync(

@@ -5,10 +5,12 @@
 use chat_shared::auth::{MAX_TOKEN_BYTES, TokenVerifier, bearer};
 use chat_shared::handlers::http::{ApiRequest, decode, path_segments};
 use chat_shared::ids::UserId;
+use chat_shared::ports::MessageRecord;
 use chat_shared::protocol::{
-    Action, ClientFrame, MAX_BODY_BYTES, MAX_FRAME_BYTES, MAX_REQUEST_ID_CHARS, MAX_TEXT_CHARS,
-    MessageView, ServerFrame,
+    Action, ClientFrame, Entry, MAX_BODY_BYTES, MAX_FRAME_BYTES, MAX_REQUEST_ID_CHARS,
+    MAX_TEXT_CHARS, ServerFrame,
 };
+use chat_shared::service::message_view;
 use http::Method;
 use serde_json::Value;
 
@@ -32,23 +34,28 @@ pub fn ws_frame(data: &[u8]) {
     match ClientFrame::parse(text) {
         Ok(frame) => {
             assert_eq!(frame.request_id, request_id, "parse and answer_ids agree");
-            if let Action::Send(send) = &frame.action {
-                let n = send.content.text.chars().count();
-                assert!((1..=MAX_TEXT_CHARS).contains(&n), "text of {n} chars");
-                assert_eq!(send.content.kind, "text");
-                assert_ne!(send.reply_to, Some(0));
-                // The widest message.new this send can become: longest ids, largest numbers.
-                let fanned = ServerFrame::MessageNew(MessageView {
-                    conversation_id: send.conversation_id.clone(),
-                    message_id: format!("m_{}", "f".repeat(32)),
+            if let Action::Append(append) = &frame.action {
+                if let Some(content) = append.entry.content() {
+                    let n = content.text.chars().count();
+                    assert!((1..=MAX_TEXT_CHARS).contains(&n), "text of {n} chars");
+                    assert_eq!(content.kind, "text");
+                }
+                if let Entry::Message { reply_to, .. } = &append.entry {
+                    assert_ne!(*reply_to, Some(0));
+                }
+                // The widest message.new this entry can become: longest ids, largest numbers.
+                let widest = MessageRecord {
+                    conversation_id: append.conversation_id.clone(),
                     seq: u64::MAX,
+                    message_id: format!("m_{}", "f".repeat(32)),
                     sender_id: UserId::parse("u".repeat(128)).expect("a valid user id"),
-                    client_message_id: send.client_message_id.as_str().to_owned(),
-                    content: send.content.clone(),
-                    reply_to: send.reply_to,
+                    client_message_id: append.client_message_id.as_str().to_owned(),
+                    entry: append.entry.clone(),
                     timestamp: i64::MAX,
-                })
-                .to_json();
+                    origin_connection: None,
+                    state: Default::default(),
+                };
+                let fanned = ServerFrame::MessageNew(message_view(&widest)).to_json();
                 assert!(
                     fanned.len() <= MAX_FRAME_BYTES,
                     "message.new of {} bytes",
@@ -115,15 +122,21 @@ pub fn http_request(data: &[u8]) {
 
 fn check_api_request(request: &ApiRequest) {
     match request {
-        ApiRequest::ListConversations { limit, .. } | ApiRequest::ListMembers { limit, .. } => {
+        ApiRequest::ListConversations { limit, .. }
+        | ApiRequest::ListMembers { limit, .. }
+        | ApiRequest::Reactors { limit, .. } => {
             assert!((1..=100).contains(limit));
         }
         ApiRequest::History { query, .. } => assert!((1..=200).contains(&query.limit)),
         ApiRequest::AddMembers { users, .. } => assert!((1..=100).contains(&users.len())),
-        ApiRequest::Send(send) => {
-            let n = send.content.text.chars().count();
-            assert!((1..=MAX_TEXT_CHARS).contains(&n), "text of {n} chars");
-            assert_ne!(send.reply_to, Some(0));
+        ApiRequest::Append(append) => {
+            if let Some(content) = append.entry.content() {
+                let n = content.text.chars().count();
+                assert!((1..=MAX_TEXT_CHARS).contains(&n), "text of {n} chars");
+            }
+            if let Entry::Message { reply_to, .. } = &append.entry {
+                assert_ne!(*reply_to, Some(0));
+            }
         }
         ApiRequest::Receipts {
             delivered, read, ..

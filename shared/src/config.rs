@@ -16,6 +16,8 @@ pub struct Limits {
     /// Connections one user may hold open; a new one beyond it closes the user's oldest
     /// (so a phone reconnecting after network flaps is never locked out). 0 disables.
     pub max_connections_per_user: u32,
+    /// How long after sending a message its sender may edit it, in seconds; 0 = always.
+    pub edit_window_secs: u32,
 }
 
 impl Default for Limits {
@@ -26,6 +28,7 @@ impl Default for Limits {
             max_group_members: 1000,
             event_fanout_max_members: 100,
             max_connections_per_user: 10,
+            edit_window_secs: 0,
         }
     }
 }
@@ -41,7 +44,8 @@ pub struct ConfigError {
 
 impl Limits {
     /// Reads `CHAT_RATE_LIMIT_PER_MIN`, `CHAT_RETENTION_DAYS`, `CHAT_MAX_GROUP_MEMBERS`,
-    /// `CHAT_EVENT_FANOUT_MAX_MEMBERS` and `CHAT_MAX_CONNECTIONS_PER_USER`, keeping the
+    /// `CHAT_EVENT_FANOUT_MAX_MEMBERS`, `CHAT_MAX_CONNECTIONS_PER_USER` and
+    /// `CHAT_EDIT_WINDOW_SECS`, keeping the
     /// defaults for unset ones.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Limits::default();
@@ -57,6 +61,7 @@ impl Limits {
                 "CHAT_MAX_CONNECTIONS_PER_USER",
                 d.max_connections_per_user,
             )?,
+            edit_window_secs: env_u32("CHAT_EDIT_WINDOW_SECS", d.edit_window_secs)?,
         })
     }
 

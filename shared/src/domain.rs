@@ -5,7 +5,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::ChatError;
 use crate::ids::{ConversationId, Millis, Seq, UserId};
-use crate::ports::{ConversationCursor, ConversationKind, ConversationRecord};
+use crate::ports::{
+    ConversationCursor, ConversationKind, ConversationRecord, NewMessage, Refusal, Target,
+};
+use crate::protocol::Entry;
 
 /// Length of a fixed rate-limit window.
 pub const RATE_WINDOW_MS: Millis = 60_000;
@@ -20,6 +23,77 @@ pub const PRESENCE_WINDOW_MS: Millis = 1000;
 pub const INLINE_MEMBERS_MAX: u64 = 100;
 /// Longest push body, in characters.
 pub const PUSH_BODY_MAX_CHARS: usize = 100;
+/// The body of the push that replaces a deleted message's (PROTOCOL.md 8.5).
+pub const DELETED_PUSH_BODY: &str = "Message deleted";
+/// Edits one message may have.
+pub const MAX_EDITS: u32 = 50;
+/// Distinct emoji one message may carry.
+pub const MAX_EMOJI: usize = 50;
+
+/// The rules of an entry that names an earlier message (PROTOCOL.md 8.2): `target` is
+/// the `message` entry it names (`targetSeq`, or a message's `replyTo`) as it is when the
+/// entry is sequenced, `None` when there is no such entry. The sender is a member;
+/// `sender_is_admin` when they are an admin of a group. Stores call this atomically with
+/// the append, so two racing entries cannot both pass a rule only one may.
+pub fn check_entry(
+    new: &NewMessage,
+    sender_is_admin: bool,
+    target: Option<&Target>,
+) -> Result<(), Refusal> {
+    let target = target.filter(|t| t.timestamp >= new.rules.retained_since);
+    let sender = &new.sender_id;
+    match &new.entry {
+        Entry::Message { reply_to, .. } => match (reply_to, target) {
+            (Some(_), None) => Err(Refusal::Invalid(
+                "replyTo must be the seq of a message of this conversation",
+            )),
+            _ => Ok(()),
+        },
+        Entry::Edit { content, .. } => {
+            let t = target.ok_or(Refusal::NoTarget)?;
+            if &t.sender_id != sender {
+                return Err(Refusal::NotAllowed("only its sender may edit a message"));
+            }
+            if t.deleted {
+                return Err(Refusal::NotAllowed("the message is deleted"));
+            }
+            let window = new.rules.edit_window_ms;
+            if window > 0 && new.now - t.timestamp > window {
+                return Err(Refusal::NotAllowed("the time to edit this message is over"));
+            }
+            if content.as_ref().map(|c| c.kind.as_str()) != Some(t.content_type.as_str()) {
+                return Err(Refusal::Invalid(
+                    "an edit's content must have the message's content type",
+                ));
+            }
+            if t.edits >= MAX_EDITS {
+                return Err(Refusal::TooMany("a message is edited at most 50 times"));
+            }
+            Ok(())
+        }
+        Entry::Delete { .. } => {
+            let t = target.ok_or(Refusal::NoTarget)?;
+            if &t.sender_id != sender && !sender_is_admin {
+                return Err(Refusal::NotAllowed(
+                    "only its sender or a group admin may delete a message",
+                ));
+            }
+            Ok(())
+        }
+        Entry::Reaction { emoji, removed, .. } => {
+            let t = target.ok_or(Refusal::NoTarget)?;
+            if t.deleted {
+                return Err(Refusal::NotAllowed("the message is deleted"));
+            }
+            if !removed && t.emoji.len() >= MAX_EMOJI && !t.emoji.contains(emoji) {
+                return Err(Refusal::TooMany(
+                    "a message carries at most 50 different emoji",
+                ));
+            }
+            Ok(())
+        }
+    }
+}
 
 /// The start of the fixed rate window holding `now`.
 pub fn rate_window_start(now: Millis) -> Millis {

@@ -38,6 +38,14 @@ pub struct Content {
 }
 
 impl Content {
+    /// Text content.
+    pub fn text(text: impl Into<String>) -> Self {
+        Content {
+            kind: "text".into(),
+            text: text.into(),
+        }
+    }
+
     /// Validates a client-supplied content object.
     fn parse<V: JsonValue>(value: &V) -> Result<Self, ChatError> {
         let obj = value
@@ -67,19 +75,131 @@ fn invalid(msg: &str) -> ChatError {
     ChatError::Invalid(msg.to_owned())
 }
 
-/// A validated send, from a WebSocket frame or an HTTP body.
+/// Longest reaction emoji, in bytes of UTF-8.
+pub const MAX_EMOJI_BYTES: usize = 64;
+
+/// What an entry of a conversation's log is (PROTOCOL.md 8.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Message,
+    Edit,
+    Delete,
+    Reaction,
+}
+
+impl EntryKind {
+    /// The wire (and stored) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Message => "message",
+            EntryKind::Edit => "edit",
+            EntryKind::Delete => "delete",
+            EntryKind::Reaction => "reaction",
+        }
+    }
+
+    /// Parses the wire (and stored) name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "message" => Some(EntryKind::Message),
+            "edit" => Some(EntryKind::Edit),
+            "delete" => Some(EntryKind::Delete),
+            "reaction" => Some(EntryKind::Reaction),
+            _ => None,
+        }
+    }
+}
+
+/// An entry of a conversation's log: its kind and what that kind carries. Content is
+/// `None` once erased (the message, or the message an edit edited, was deleted); a
+/// client's entry always has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Message {
+        content: Option<Content>,
+        reply_to: Option<Seq>,
+    },
+    Edit {
+        target_seq: Seq,
+        content: Option<Content>,
+    },
+    Delete {
+        target_seq: Seq,
+    },
+    Reaction {
+        target_seq: Seq,
+        emoji: String,
+        removed: bool,
+    },
+}
+
+impl Entry {
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            Entry::Message { .. } => EntryKind::Message,
+            Entry::Edit { .. } => EntryKind::Edit,
+            Entry::Delete { .. } => EntryKind::Delete,
+            Entry::Reaction { .. } => EntryKind::Reaction,
+        }
+    }
+
+    /// The earlier message this entry changes, if it is one that does.
+    pub fn target_seq(&self) -> Option<Seq> {
+        match self {
+            Entry::Message { .. } => None,
+            Entry::Edit { target_seq, .. }
+            | Entry::Delete { target_seq }
+            | Entry::Reaction { target_seq, .. } => Some(*target_seq),
+        }
+    }
+
+    /// The content it carries (a message's or an edit's), unless erased.
+    pub fn content(&self) -> Option<&Content> {
+        match self {
+            Entry::Message { content, .. } | Entry::Edit { content, .. } => content.as_ref(),
+            Entry::Delete { .. } | Entry::Reaction { .. } => None,
+        }
+    }
+
+    /// Whether it is a `message` entry: only those move `lastMessageAt` and the sender's
+    /// positions, count as unread and are pushed.
+    pub fn is_message(&self) -> bool {
+        matches!(self, Entry::Message { .. })
+    }
+}
+
+/// A validated action that appends an entry (`send`, `edit`, `delete`, `react`), from a
+/// WebSocket frame or an HTTP body.
 #[derive(Debug, Clone)]
-pub struct SendRequest {
+pub struct AppendRequest {
     pub conversation_id: ConversationId,
     pub client_message_id: ClientMessageId,
-    pub content: Content,
-    pub reply_to: Option<Seq>,
+    pub entry: Entry,
+}
+
+impl AppendRequest {
+    /// A `send` of a text message.
+    pub fn text(
+        conversation_id: ConversationId,
+        client_message_id: ClientMessageId,
+        text: impl Into<String>,
+    ) -> Self {
+        Self {
+            conversation_id,
+            client_message_id,
+            entry: Entry::Message {
+                content: Some(Content::text(text)),
+                reply_to: None,
+            },
+        }
+    }
 }
 
 /// What a client frame asks for.
 #[derive(Debug, Clone)]
 pub enum Action {
-    Send(SendRequest),
+    Append(AppendRequest),
     Read {
         conversation_id: ConversationId,
         up_to_seq: Seq,
@@ -157,28 +277,89 @@ fn seq_value(name: &str, v: &impl JsonValue) -> Result<Seq, ChatError> {
         .ok_or_else(|| ChatError::Invalid(format!("{name} must be an integer >= 0")))
 }
 
-/// Parses a `send` body: shared by the WebSocket frame and `POST .../messages`.
-pub(crate) fn parse_send<O: JsonObject>(
+/// Parses the body of an appending action of kind `kind`: shared by the WebSocket
+/// frames and `POST .../messages`.
+pub(crate) fn parse_append<O: JsonObject>(
     fields: &O,
     conversation_id: ConversationId,
-) -> Result<SendRequest, ChatError> {
+    kind: EntryKind,
+) -> Result<AppendRequest, ChatError> {
     let f = Fields(fields);
     let client_message_id = ClientMessageId::parse(f.str("clientMessageId")?)?;
-    let content = Content::parse(
-        fields
-            .get("content")
-            .ok_or_else(|| invalid("content is required"))?,
-    )?;
-    let reply_to = f.opt_seq("replyTo")?;
-    if reply_to == Some(0) {
-        return Err(invalid("replyTo must be a seq >= 1"));
-    }
-    Ok(SendRequest {
+    let content = || {
+        Content::parse(
+            fields
+                .get("content")
+                .ok_or_else(|| invalid("content is required"))?,
+        )
+    };
+    // 0 is a seq no message has: the store answers it NOT_FOUND like any other.
+    let target_seq = || f.seq("targetSeq");
+    let entry = match kind {
+        EntryKind::Message => {
+            let content = content()?;
+            let reply_to = f.opt_seq("replyTo")?;
+            if reply_to == Some(0) {
+                return Err(invalid("replyTo must be a seq >= 1"));
+            }
+            Entry::Message {
+                content: Some(content),
+                reply_to,
+            }
+        }
+        EntryKind::Edit => Entry::Edit {
+            target_seq: target_seq()?,
+            content: Some(content()?),
+        },
+        EntryKind::Delete => Entry::Delete {
+            target_seq: target_seq()?,
+        },
+        EntryKind::Reaction => Entry::Reaction {
+            target_seq: target_seq()?,
+            emoji: emoji(f.str("emoji")?)?,
+            removed: match fields.get("removed") {
+                Some(v) if !v.is_null() => f.bool("removed")?,
+                _ => false,
+            },
+        },
+    };
+    Ok(AppendRequest {
         conversation_id,
         client_message_id,
-        content,
-        reply_to,
+        entry,
     })
+}
+
+/// Validates a reaction emoji: 1-64 bytes of UTF-8 with no control character (Cc) and
+/// no separator (Zs, Zl, Zp). It is kept byte for byte: no normalization.
+pub(crate) fn emoji(s: &str) -> Result<String, ChatError> {
+    if s.is_empty() || s.len() > MAX_EMOJI_BYTES {
+        return Err(invalid("emoji must be 1-64 bytes"));
+    }
+    let separator = |c: char| {
+        matches!(
+            c,
+            ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+                ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+        )
+    };
+    if s.chars().any(|c| c.is_control() || separator(c)) {
+        return Err(invalid(
+            "emoji must not contain control or separator characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// The kind of entry a WebSocket action appends, if it appends one.
+fn appended_kind(action: &str) -> Option<EntryKind> {
+    match action {
+        "send" => Some(EntryKind::Message),
+        "edit" => Some(EntryKind::Edit),
+        "delete" => Some(EntryKind::Delete),
+        "react" => Some(EntryKind::Reaction),
+        _ => None,
+    }
 }
 
 /// A string member an error may echo: only one that could be a valid id.
@@ -196,10 +377,14 @@ impl ClientFrame {
         let Ok(Loose::Object(obj)) = serde_json::from_str::<Loose<'_>>(text) else {
             return (None, None);
         };
-        let is_send = obj.get("action").and_then(Loose::as_str) == Some("send");
+        let appends = obj
+            .get("action")
+            .and_then(Loose::as_str)
+            .and_then(appended_kind)
+            .is_some();
         (
             echoable_id(&obj, "requestId"),
-            echoable_id(&obj, "clientMessageId").filter(|_| is_send),
+            echoable_id(&obj, "clientMessageId").filter(|_| appends),
         )
     }
 
@@ -230,9 +415,9 @@ impl ClientFrame {
             },
         };
         let action = obj.get("action").and_then(Loose::as_str);
-        let cmid = (action == Some("send"))
-            .then(|| echoable_id(&obj, "clientMessageId"))
-            .flatten();
+        let cmid = action
+            .and_then(appended_kind)
+            .and_then(|_| echoable_id(&obj, "clientMessageId"));
         Self::parse_action(action, &obj)
             .map(|action| ClientFrame {
                 request_id: request_id.clone(),
@@ -243,8 +428,14 @@ impl ClientFrame {
 
     fn parse_action(action: Option<&str>, obj: &impl JsonObject) -> Result<Action, ChatError> {
         let f = Fields(obj);
+        if let Some(kind) = action.and_then(appended_kind) {
+            return Ok(Action::Append(parse_append(
+                obj,
+                f.conversation_id()?,
+                kind,
+            )?));
+        }
         Ok(match action {
-            Some("send") => Action::Send(parse_send(obj, f.conversation_id()?)?),
             Some("read") => Action::Read {
                 conversation_id: f.conversation_id()?,
                 up_to_seq: f.seq("upToSeq")?,
@@ -269,8 +460,8 @@ impl ClientFrame {
     }
 }
 
-/// A message as clients see it (history, sync, and `message.new` without `type`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An entry as clients see it (history, sync, and `message.new` without `type`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView {
     pub conversation_id: ConversationId,
@@ -278,9 +469,51 @@ pub struct MessageView {
     pub seq: Seq,
     pub sender_id: UserId,
     pub client_message_id: String,
-    pub content: Content,
-    pub reply_to: Option<Seq>,
+    pub kind: EntryKind,
+    #[serde(flatten)]
+    pub fields: EntryFields,
     pub timestamp: Millis,
+}
+
+/// The fields of an entry of each kind (PROTOCOL.md 8.1); a message's in its current
+/// state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EntryFields {
+    #[serde(rename_all = "camelCase")]
+    Message {
+        content: Option<Content>,
+        reply_to: Option<Seq>,
+        edited_at: Option<Millis>,
+        deleted: bool,
+        deleted_by: Option<UserId>,
+        reactions: Vec<ReactionView>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Edit {
+        target_seq: Seq,
+        content: Option<Content>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Delete { target_seq: Seq, deleted_by: UserId },
+    #[serde(rename_all = "camelCase")]
+    Reaction {
+        target_seq: Seq,
+        emoji: String,
+        removed: bool,
+    },
+}
+
+/// The reactions of one emoji on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionView {
+    pub emoji: String,
+    pub count: u64,
+    /// The first (at most 3) who reacted so.
+    pub user_ids: Vec<UserId>,
+    /// Whether the caller reacted so.
+    pub mine: bool,
 }
 
 /// A member entry of a conversation object or the members list.
@@ -320,6 +553,7 @@ pub struct Ack {
     pub client_message_id: String,
     pub message_id: String,
     pub seq: Seq,
+    pub kind: EntryKind,
     pub timestamp: Millis,
     pub duplicate: bool,
 }
@@ -457,9 +691,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.request_id.as_deref(), Some("r1"));
-        let Action::Send(s) = f.action else { panic!() };
-        assert_eq!(s.reply_to, Some(3));
-        assert_eq!(s.content.text, "hi");
+        let Action::Append(s) = f.action else {
+            panic!()
+        };
+        let Entry::Message { content, reply_to } = s.entry else {
+            panic!()
+        };
+        assert_eq!(reply_to, Some(3));
+        assert_eq!(content.unwrap().text, "hi");
     }
 
     #[test]

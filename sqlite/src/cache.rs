@@ -17,8 +17,10 @@ use std::sync::Mutex;
 
 use foldhash::HashMap;
 
-use chat_shared::ids::{Millis, Seq, UserId};
-use chat_shared::ports::{ConnectionRecord, ConversationRecord, MemberRecord};
+use chat_shared::ids::{Millis, UserId};
+use chat_shared::ports::{ConnectionRecord, ConversationRecord, MemberRecord, MessageRecord};
+
+use crate::in_flight::Head;
 use chat_shared::protocol::Positions;
 
 /// Conversations with more members are not kept (their fan-out reads members in pages).
@@ -162,26 +164,31 @@ impl Cache {
         self.state().epoch += 1;
     }
 
-    /// A message took `seq` at `timestamp`; its sender has seen it.
+    /// An entry took its seq, leaving its conversation at `head`; the sender of a
+    /// message has seen it.
     ///
     /// Counters and positions only move forward: the sequencer and the writer thread
     /// both report here, and a receipt the writer computed before a message was
     /// sequenced may arrive after it.
-    pub fn message_appended(&self, id: &str, sender: &str, seq: Seq, timestamp: Millis) {
+    pub fn message_appended(&self, entry: &MessageRecord, head: Head) {
         let mut state = self.state();
         state.epoch += 1;
-        if let Some(roster) = state.rosters.get_mut(id) {
+        if let Some(roster) = state.rosters.get_mut(entry.conversation_id.as_str()) {
             let c = &mut roster.conversation;
-            c.last_seq = c.last_seq.max(seq);
-            c.last_message_at = c.last_message_at.max(timestamp);
-            if let Some(me) = roster.member_mut(sender) {
-                me.delivered_up_to = me.delivered_up_to.max(seq);
-                me.read_up_to = me.read_up_to.max(seq);
+            c.last_seq = c.last_seq.max(head.last_seq);
+            c.last_message_at = c.last_message_at.max(head.last_message_at);
+            c.message_count = c.message_count.max(head.message_count);
+            if entry.entry.is_message()
+                && let Some(me) = roster.member_mut(entry.sender_id.as_str())
+            {
+                me.delivered_up_to = me.delivered_up_to.max(entry.seq);
+                me.read_up_to = me.read_up_to.max(entry.seq);
+                me.read_messages = me.read_messages.max(head.message_count);
             }
         }
     }
 
-    pub fn positions_moved(&self, id: &str, user: &str, positions: Positions) {
+    pub fn positions_moved(&self, id: &str, user: &str, positions: Positions, read_messages: u64) {
         let mut state = self.state();
         state.epoch += 1;
         if let Some(roster) = state.rosters.get_mut(id)
@@ -189,6 +196,7 @@ impl Cache {
         {
             me.delivered_up_to = me.delivered_up_to.max(positions.delivered_up_to);
             me.read_up_to = me.read_up_to.max(positions.read_up_to);
+            me.read_messages = me.read_messages.max(read_messages);
         }
     }
 
@@ -225,7 +233,7 @@ mod tests {
         ConnectionStore, ConversationKind, ConversationStore, MessageStore, NewConversation,
         NewMessage, ReceiptStore,
     };
-    use chat_shared::protocol::Content;
+    use chat_shared::protocol::{Content, Entry};
 
     use super::*;
     use crate::queries::{conversation_tx, select_for_users, strings};
@@ -361,15 +369,18 @@ mod tests {
                             message_id: chat_shared::domain::new_message_id(),
                             sender_id: u.clone(),
                             client_message_id: format!("m{sent}"),
-                            content: Content {
-                                kind: "text".into(),
-                                text: "hi".into(),
+                            entry: Entry::Message {
+                                content: Some(Content::text("hi")),
+                                reply_to: None,
                             },
-                            reply_to: None,
                             now,
                             origin_connection: None,
                             expires_at: None,
                             hint: None,
+                            rules: chat_shared::ports::EntryRules {
+                                retained_since: i64::MIN,
+                                edit_window_ms: 0,
+                            },
                         })
                         .await
                         .unwrap();

@@ -29,6 +29,17 @@ const RESTART_AFTER_FRAMES: i64 = 65_536;
 /// WAL frames the writer may be left to copy itself.
 const SMALL_WAL_TAIL: i64 = 256;
 
+/// What the writer and the checkpointer tell each other.
+#[derive(Default)]
+pub(crate) struct CheckpointFlags {
+    /// The checkpointer copied most of a large WAL: the writer copies the rest itself
+    /// and starts the WAL over.
+    pub restart: AtomicBool,
+    /// A delete erased text that older frames of the WAL may still hold: the checkpointer
+    /// copies the WAL back and truncates it (PROTOCOL.md 8.2, "Deleting erases").
+    pub erase: AtomicBool,
+}
+
 /// How long the writer waits after its checkpoint for the reads begun before it to end,
 /// so that its next transaction can start the WAL over.
 const RESTART_PAUSE: Duration = Duration::from_micros(500);
@@ -67,12 +78,15 @@ fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
 /// pass is small (each pass is shorter than the one before), and only then asks the
 /// writer to copy that last bit itself and start the WAL over: the writer's pause is
 /// then a few pages and two fsyncs, not the whole copy.
-pub(crate) fn checkpoint_loop(conn: Connection, store: Weak<Inner>, checkpointed: Arc<AtomicBool>) {
+pub(crate) fn checkpoint_loop(conn: Connection, store: Weak<Inner>, flags: Arc<CheckpointFlags>) {
     background_priority();
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
         if store.upgrade().is_none() {
             return;
+        }
+        if flags.erase.swap(false, Ordering::AcqRel) && !truncate(&conn) {
+            flags.erase.store(true, Ordering::Release);
         }
         let mut seen = 0;
         for _ in 0..MAX_CHECKPOINT_PASSES {
@@ -80,7 +94,7 @@ pub(crate) fn checkpoint_loop(conn: Connection, store: Weak<Inner>, checkpointed
                 Ok((frames, _)) if frames > seen + SMALL_WAL_TAIL => seen = frames,
                 // The writer copies what came in meanwhile, then starts the WAL over.
                 Ok((frames, _)) if frames > RESTART_AFTER_FRAMES => {
-                    checkpointed.store(true, Ordering::Release);
+                    flags.restart.store(true, Ordering::Release);
                     break;
                 }
                 Ok(_) => break,
@@ -89,6 +103,22 @@ pub(crate) fn checkpoint_loop(conn: Connection, store: Weak<Inner>, checkpointed
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Copies the whole WAL back into the database and truncates it, so that no older copy
+/// of an erased page stays in it; false when readers or the writer kept it from
+/// finishing (tried again a second later). It waits for the writer's transaction and the
+/// reads in progress, holding off new writes meanwhile: rare (after deletes), and short.
+fn truncate(conn: &Connection) -> bool {
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(busy) => busy == 0,
+        Err(e) => {
+            tracing::warn!(error = %e, "WAL truncation failed");
+            false
         }
     }
 }

@@ -15,7 +15,8 @@ use crate::queries::{
 };
 use crate::roster::Found;
 use crate::rows::{
-    CONVERSATION_COLUMNS, MEMBER_COLUMNS, bad_value, conversation_at, member_at, user_at,
+    CONVERSATION_COLUMNS, CONVERSATION_WIDTH, MEMBER_COLUMNS, bad_value, conversation_at,
+    member_at, user_at,
 };
 use crate::store::SqliteStore;
 
@@ -159,15 +160,16 @@ impl ConversationStore for SqliteStore {
                 "SELECT {CONVERSATION_COLUMNS}, {MEMBER_COLUMNS} FROM members m
                  JOIN conversations c ON c.id = m.conversation_id
                  WHERE m.user_id = ?1
-                   AND (c.last_message_at < ?2 OR (c.last_message_at = ?2 AND c.id > ?3))
-                 ORDER BY c.last_message_at DESC, c.id ASC LIMIT ?4"
+                   AND (MAX(c.last_message_at, m.joined_at) < ?2
+                        OR (MAX(c.last_message_at, m.joined_at) = ?2 AND c.id > ?3))
+                 ORDER BY MAX(c.last_message_at, m.joined_at) DESC, c.id ASC LIMIT ?4"
             ))?;
             // The first page starts after (Millis::MAX, ""): before every conversation.
             let (before_at, after_id) = after.as_ref().map_or((Millis::MAX, ""), |a| {
                 (a.last_message_at, a.conversation_id.as_str())
             });
             let rows = stmt.query_map(params![user.as_str(), before_at, after_id, limit], |r| {
-                Ok((conversation_at(r, 0)?, member_at(r, 7)?))
+                Ok((conversation_at(r, 0)?, member_at(r, CONVERSATION_WIDTH)?))
             })?;
             rows.collect()
         })
@@ -206,7 +208,7 @@ impl ConversationStore for SqliteStore {
                         user.as_str(),
                         Role::Member,
                         now,
-                        conv.last_seq,
+                        (conv.last_seq, conv.message_count),
                     )?;
                 }
                 tx.execute(

@@ -19,37 +19,50 @@ use crate::queries::find_by_client_id_tx;
 /// failing (a full disk, say), and memory must not grow without end meanwhile.
 pub(crate) const MAX_IN_FLIGHT: usize = 262_144;
 
-/// Where a conversation's counter stands: its last seq and the time of that message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a conversation's counter stands after an entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Head {
     pub last_seq: Seq,
+    /// The time of the newest entry: the next one's is never earlier. Kept in memory
+    /// only; read from the database it is the last message's time, which differs only
+    /// if the clock went back since a later entry of another kind.
+    pub last_entry_at: Millis,
+    /// The time of the newest `message` entry.
     pub last_message_at: Millis,
+    /// `message` entries so far.
+    pub message_count: u64,
 }
 
 impl Head {
     pub(crate) fn of(c: &ConversationRecord) -> Self {
         Self {
             last_seq: c.last_seq,
+            last_entry_at: c.last_message_at,
             last_message_at: c.last_message_at,
+            message_count: c.message_count,
         }
     }
 
-    /// The head after a message sent at `now`: the next seq, and a time that never goes
-    /// back.
-    pub(crate) fn next(self, now: Millis) -> Self {
+    /// The head after an entry made at `now`: the next seq, and a time that never goes
+    /// back; a `message` entry also moves the message time and count.
+    pub(crate) fn next(self, now: Millis, is_message: bool) -> Self {
+        let at = now.max(self.last_entry_at);
         Self {
             last_seq: self.last_seq + 1,
-            last_message_at: now.max(self.last_message_at),
+            last_entry_at: at,
+            last_message_at: if is_message { at } else { self.last_message_at },
+            message_count: self.message_count + u64::from(is_message),
         }
     }
 }
 
-/// A message sequenced and logged, on its way into the database, with the id of its
-/// outbox row (and feed item).
+/// An entry sequenced and logged, on its way into the database, with the id of its
+/// outbox row (and feed item) and its conversation's head after it.
 pub(crate) struct Sequenced {
     pub id: i64,
     /// Shared by the writer, the readers' view of what is in flight, and the fan-out.
     pub record: Arc<MessageRecord>,
+    pub head: Head,
 }
 
 /// Messages the sequencer logged that the writer has not taken yet.
@@ -129,8 +142,12 @@ struct ConversationInFlight {
     head: Head,
     /// The id of its last message in flight.
     last_id: i64,
-    /// Each sender's last seq in flight (senders have seen their own messages).
-    senders: HashMap<String, Seq>,
+    /// Each sender's last `message` entry in flight (senders have seen their own
+    /// messages): its seq, and the message count through it.
+    senders: HashMap<String, (Seq, u64)>,
+    /// Its entries in flight, oldest first, with their ids: the sequencer folds them
+    /// into the messages they change (see `targets`).
+    entries: VecDeque<(i64, Arc<MessageRecord>)>,
 }
 
 fn key(conversation: &str, sender: &str, client_message_id: &str) -> String {
@@ -184,6 +201,23 @@ impl InFlight {
             .sum()
     }
 
+    /// The conversation's entries in flight with a seq above `after`, oldest first. With
+    /// a read of the database begun after this, they are everything the database
+    /// misses: one that lands meanwhile is in both, and is told apart by its seq.
+    pub fn entries_after(&self, conversation: &str, after: Seq) -> Vec<Arc<MessageRecord>> {
+        self.state()
+            .conversations
+            .get(conversation)
+            .map(|f| {
+                f.entries
+                    .iter()
+                    .filter(|(_, r)| r.seq > after)
+                    .map(|(_, r)| Arc::clone(r))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Brings a conversation read from the database up to its messages in flight.
     pub fn overlay_conversation(&self, c: &mut ConversationRecord) {
         if let Some(f) = self.state().conversations.get(c.id.as_str()) {
@@ -234,10 +268,7 @@ impl InFlight {
                 Arc::clone(r),
             );
             generation.last_id = s.id;
-            let head = Head {
-                last_seq: r.seq,
-                last_message_at: r.timestamp,
-            };
+            let head = s.head;
             // Looked up before inserting: a conversation or sender already held (the
             // usual case under load) costs no copy of its id.
             let f = match state.conversations.get_mut(cid) {
@@ -249,13 +280,18 @@ impl InFlight {
                         head,
                         last_id: s.id,
                         senders: HashMap::new(),
+                        entries: VecDeque::new(),
                     }),
             };
             f.head = head;
             f.last_id = s.id;
-            match f.senders.get_mut(r.sender_id.as_str()) {
-                Some(seq) => *seq = r.seq,
-                None => drop(f.senders.insert(r.sender_id.as_str().to_owned(), r.seq)),
+            f.entries.push_back((s.id, Arc::clone(r)));
+            if r.entry.is_message() {
+                let seen = (r.seq, head.message_count);
+                match f.senders.get_mut(r.sender_id.as_str()) {
+                    Some(position) => *position = seen,
+                    None => drop(f.senders.insert(r.sender_id.as_str().to_owned(), seen)),
+                }
             }
         }
     }
@@ -267,7 +303,12 @@ impl InFlight {
         let retired = {
             let mut state = self.state();
             state.landed_through = state.landed_through.max(through);
-            state.conversations.retain(|_, f| f.last_id > through);
+            state.conversations.retain(|_, f| {
+                while f.entries.front().is_some_and(|(id, _)| *id <= through) {
+                    f.entries.pop_front();
+                }
+                f.last_id > through
+            });
             std::mem::take(&mut state.retired)
         };
         drop(retired);
@@ -297,11 +338,13 @@ impl InFlight {
 fn raise(c: &mut ConversationRecord, head: Head) {
     c.last_seq = c.last_seq.max(head.last_seq);
     c.last_message_at = c.last_message_at.max(head.last_message_at);
+    c.message_count = c.message_count.max(head.message_count);
 }
 
-fn raise_member(m: &mut MemberRecord, seq: Seq) {
+fn raise_member(m: &mut MemberRecord, (seq, message_count): (Seq, u64)) {
     m.delivered_up_to = m.delivered_up_to.max(seq);
     m.read_up_to = m.read_up_to.max(seq);
+    m.read_messages = m.read_messages.max(message_count);
 }
 
 /// The message stored under an idempotency key: among the messages in flight first (one
@@ -325,9 +368,16 @@ mod tests {
 
     /// Message `id` of conversation `c_in_flight`, sent by alice with key `k<id>`.
     fn sequenced(id: i64) -> Sequenced {
+        let record = crate::tests::test_message("c_in_flight", id as u64);
         Sequenced {
             id,
-            record: Arc::new(crate::tests::test_message("c_in_flight", id as u64)),
+            head: Head {
+                last_seq: record.seq,
+                last_entry_at: record.timestamp,
+                last_message_at: record.timestamp,
+                message_count: record.seq,
+            },
+            record: Arc::new(record),
         }
     }
 

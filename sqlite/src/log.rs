@@ -34,12 +34,13 @@ use serde::{Deserialize, Serialize};
 
 use chat_shared::ids::{ConversationId, Millis, Seq, UserId};
 use chat_shared::ports::MessageRecord;
-use chat_shared::protocol::Content;
+use chat_shared::protocol::{Content, Entry, EntryKind};
 
 use crate::private;
 
-/// A message as the log holds it (the fields of [`MessageRecord`]): borrowed from the
-/// record when written, owned when read back.
+/// An entry as the log holds it (the fields of [`MessageRecord`] but its state, which a
+/// new entry does not have): borrowed from the record when written, owned when read
+/// back. A line without `kind` is a message (logs from before other kinds).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Line<'a> {
@@ -48,28 +49,84 @@ struct Line<'a> {
     message_id: Cow<'a, str>,
     sender_id: Cow<'a, str>,
     client_message_id: Cow<'a, str>,
-    content: Cow<'a, Content>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<Cow<'a, str>>,
+    content: Option<Cow<'a, Content>>,
     reply_to: Option<Seq>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target_seq: Option<Seq>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    emoji: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    removed: bool,
     timestamp: Millis,
     origin_connection: Option<Cow<'a, str>>,
 }
 
 impl<'a> Line<'a> {
     fn of(m: &'a MessageRecord) -> Self {
+        let (mut reply_to, mut target_seq, mut emoji, mut removed) = (None, None, None, false);
+        match &m.entry {
+            Entry::Message { reply_to: r, .. } => reply_to = *r,
+            Entry::Edit { target_seq: t, .. } | Entry::Delete { target_seq: t } => {
+                target_seq = Some(*t);
+            }
+            Entry::Reaction {
+                target_seq: t,
+                emoji: e,
+                removed: r,
+            } => {
+                target_seq = Some(*t);
+                emoji = Some(Cow::Borrowed(e.as_str()));
+                removed = *r;
+            }
+        }
+        let kind = m.entry.kind();
         Self {
             conversation_id: m.conversation_id.as_str().into(),
             seq: m.seq,
             message_id: m.message_id.as_str().into(),
             sender_id: m.sender_id.as_str().into(),
             client_message_id: m.client_message_id.as_str().into(),
-            content: Cow::Borrowed(&m.content),
-            reply_to: m.reply_to,
+            kind: (kind != EntryKind::Message).then(|| Cow::Borrowed(kind.as_str())),
+            content: m.entry.content().map(Cow::Borrowed),
+            reply_to,
+            target_seq,
+            emoji,
+            removed,
             timestamp: m.timestamp,
             origin_connection: m.origin_connection.as_deref().map(Cow::Borrowed),
         }
     }
 
     fn record(self) -> Result<MessageRecord, String> {
+        let kind = match self.kind.as_deref() {
+            None => EntryKind::Message,
+            Some(k) => EntryKind::parse(k).ok_or_else(|| format!("unknown kind {k:?}"))?,
+        };
+        let content = self.content.map(Cow::into_owned);
+        let target = || self.target_seq.ok_or("an entry without its target");
+        let entry = match kind {
+            EntryKind::Message => Entry::Message {
+                content,
+                reply_to: self.reply_to,
+            },
+            EntryKind::Edit => Entry::Edit {
+                target_seq: target()?,
+                content,
+            },
+            EntryKind::Delete => Entry::Delete {
+                target_seq: target()?,
+            },
+            EntryKind::Reaction => Entry::Reaction {
+                target_seq: target()?,
+                emoji: self
+                    .emoji
+                    .ok_or("a reaction without its emoji")?
+                    .into_owned(),
+                removed: self.removed,
+            },
+        };
         Ok(MessageRecord {
             conversation_id: ConversationId::parse(self.conversation_id.into_owned())
                 .map_err(|e| e.to_string())?,
@@ -77,10 +134,10 @@ impl<'a> Line<'a> {
             message_id: self.message_id.into_owned(),
             sender_id: UserId::parse(self.sender_id.into_owned()).map_err(|e| e.to_string())?,
             client_message_id: self.client_message_id.into_owned(),
-            content: self.content.into_owned(),
-            reply_to: self.reply_to,
+            entry,
             timestamp: self.timestamp,
             origin_connection: self.origin_connection.map(Cow::into_owned),
+            state: Default::default(),
         })
     }
 }

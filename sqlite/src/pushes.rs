@@ -2,11 +2,12 @@
 //! stands in for SNS (`GET /dev/push-outbox`).
 
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
-use chat_shared::ids::{ConversationId, Millis, Seq};
+use chat_shared::StoreError;
+use chat_shared::ids::{ConversationId, InvalidValue, Millis, Seq};
 use chat_shared::ports::{
-    DeviceRecord, PushError, PushLedger, PushNotification, PushSender, StoreResult,
+    DeviceRecord, PushError, PushLedger, PushNotification, PushSender, PushedDevice, StoreResult,
 };
 
 use crate::errors::err;
@@ -55,12 +56,32 @@ impl SqliteStore {
 
 #[async_trait]
 impl PushLedger for SqliteStore {
-    async fn pushes_sent(&self, conversation: &ConversationId, seq: Seq) -> StoreResult<bool> {
-        self.lookup(|c| {
-            c.prepare_cached("SELECT 1 FROM push_claims WHERE conversation_id = ?1 AND seq = ?2")?
-                .exists(params![conversation.as_str(), seq])
-        })
-        .map_err(err("read pushes sent"))
+    async fn pushes_sent(
+        &self,
+        conversation: &ConversationId,
+        seq: Seq,
+    ) -> StoreResult<Option<Vec<PushedDevice>>> {
+        let devices: Option<String> = self
+            .lookup(|c| {
+                c.prepare_cached(
+                    "SELECT users FROM push_claims WHERE conversation_id = ?1 AND seq = ?2",
+                )?
+                .query_row(params![conversation.as_str(), seq], |r| r.get(0))
+                .optional()
+            })
+            .map_err(err("read pushes sent"))?;
+        devices
+            .map(|d| {
+                d.split(' ')
+                    .filter(|d| !d.is_empty())
+                    .map(|d| {
+                        PushedDevice::decode(d).ok_or_else(|| {
+                            StoreError::new("read pushes sent", InvalidValue(d.into()))
+                        })
+                    })
+                    .collect()
+            })
+            .transpose()
     }
 
     async fn record_pushes_sent(
@@ -68,14 +89,20 @@ impl PushLedger for SqliteStore {
         conversation: &ConversationId,
         seq: Seq,
         now: Millis,
+        devices: &[PushedDevice],
     ) -> StoreResult<()> {
         let conversation = conversation.clone();
+        let users = devices
+            .iter()
+            .map(PushedDevice::encode)
+            .collect::<Vec<_>>()
+            .join(" ");
         self.write(move |tx| {
             tx.prepare_cached(
-                "INSERT INTO push_claims (conversation_id, seq, claimed_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT DO NOTHING",
+                "INSERT INTO push_claims (conversation_id, seq, claimed_at, users)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
             )?
-            .execute(params![conversation.as_str(), seq, now])?;
+            .execute(params![conversation.as_str(), seq, now, users])?;
             Ok(())
         })
         .await

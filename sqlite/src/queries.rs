@@ -8,7 +8,8 @@ use chat_shared::ports::{
 };
 
 use crate::rows::{
-    CONVERSATION_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS, conversation_at, member_at, message_at,
+    CONVERSATION_COLUMNS, CONVERSATION_WIDTH, MEMBER_COLUMNS, MESSAGE_COLUMNS, conversation_at,
+    member_at, message_at,
 };
 
 /// `?,?,?` for `n` values starting at placeholder `first`.
@@ -52,7 +53,7 @@ pub(crate) fn membership_tx(
          JOIN members m ON m.conversation_id = c.id WHERE c.id = ?1 AND m.user_id = ?2"
     ))?
     .query_row(params![conversation, user], |r| {
-        Ok((conversation_at(r, 0)?, member_at(r, 7)?))
+        Ok((conversation_at(r, 0)?, member_at(r, CONVERSATION_WIDTH)?))
     })
     .optional()
 }
@@ -74,17 +75,24 @@ pub(crate) fn insert_member(
     user: &str,
     role: Role,
     now: Millis,
-    last_seq: Seq,
+    (last_seq, message_count): (Seq, u64),
 ) -> rusqlite::Result<usize> {
     tx.prepare_cached(
         "INSERT INTO members (conversation_id, user_id, role, joined_at, join_order,
-                              delivered_up_to, read_up_to)
+                              delivered_up_to, read_up_to, read_messages)
          VALUES (?1, ?2, ?3, ?4,
                  (SELECT COALESCE(MAX(join_order), 0) + 1 FROM members WHERE conversation_id = ?1),
-                 ?5, ?5)
+                 ?5, ?5, ?6)
          ON CONFLICT DO NOTHING",
     )?
-    .execute(params![conversation, user, role.as_str(), now, last_seq])
+    .execute(params![
+        conversation,
+        user,
+        role.as_str(),
+        now,
+        last_seq,
+        message_count
+    ])
 }
 
 pub(crate) fn create_conversation_tx(
@@ -111,7 +119,7 @@ pub(crate) fn create_conversation_tx(
         } else {
             Role::Member
         };
-        insert_member(tx, new.id.as_str(), user.as_str(), role, new.now, 0)?;
+        insert_member(tx, new.id.as_str(), user.as_str(), role, new.now, (0, 0))?;
     }
     Ok(ConversationRecord {
         id: new.id.clone(),
@@ -121,6 +129,7 @@ pub(crate) fn create_conversation_tx(
         last_seq: 0,
         last_message_at: new.now,
         member_count: new.members.len() as u64,
+        message_count: 0,
     })
 }
 

@@ -2,21 +2,26 @@
 
 use rusqlite::Row;
 
-use chat_shared::ids::{ConversationId, DeviceId, UserId};
+use chat_shared::ids::{ConversationId, DeviceId, InvalidValue, Seq, UserId};
 use chat_shared::ports::{
     ConnectionRecord, ConversationKind, ConversationRecord, DeviceRecord, MemberRecord,
-    MessageRecord, Platform, Role,
+    MessageRecord, MessageState, Platform, Role,
 };
-use chat_shared::protocol::Content;
+use chat_shared::protocol::{Content, Entry, EntryKind};
 
-pub(crate) const CONVERSATION_COLUMNS: &str =
-    "c.id, c.kind, c.name, c.created_at, c.last_seq, c.last_message_at, c.member_count";
+pub(crate) const CONVERSATION_COLUMNS: &str = "c.id, c.kind, c.name, c.created_at, c.last_seq, \
+     c.last_message_at, c.member_count, c.message_count";
 
-pub(crate) const MEMBER_COLUMNS: &str =
-    "m.conversation_id, m.user_id, m.role, m.joined_at, m.delivered_up_to, m.read_up_to, m.muted";
+pub(crate) const MEMBER_COLUMNS: &str = "m.conversation_id, m.user_id, m.role, m.joined_at, \
+     m.delivered_up_to, m.read_up_to, m.muted, m.read_messages";
 
 pub(crate) const MESSAGE_COLUMNS: &str = "m.conversation_id, m.seq, m.message_id, m.sender_id, \
-     m.client_message_id, m.content, m.reply_to, m.timestamp, m.origin_connection";
+     m.client_message_id, m.content, m.reply_to, m.timestamp, m.origin_connection, m.kind, \
+     m.target_seq, m.emoji, m.removed, m.edited_at, m.deleted_by";
+
+/// Columns each of [`CONVERSATION_COLUMNS`] and [`MEMBER_COLUMNS`] selects: where the
+/// next list starts in a row that selects both.
+pub(crate) const CONVERSATION_WIDTH: usize = 8;
 
 pub(crate) fn bad_value(
     i: usize,
@@ -37,13 +42,13 @@ pub(crate) fn conversation_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Convers
     let kind: String = r.get(i + 1)?;
     Ok(ConversationRecord {
         id: conversation_id_at(r, i)?,
-        kind: ConversationKind::parse(&kind)
-            .ok_or_else(|| bad_value(i + 1, chat_shared::ids::InvalidValue(kind)))?,
+        kind: ConversationKind::parse(&kind).ok_or_else(|| bad_value(i + 1, InvalidValue(kind)))?,
         name: r.get(i + 2)?,
         created_at: r.get(i + 3)?,
         last_seq: r.get(i + 4)?,
         last_message_at: r.get(i + 5)?,
         member_count: r.get(i + 6)?,
+        message_count: r.get(i + 7)?,
     })
 }
 
@@ -52,27 +57,63 @@ pub(crate) fn member_at(r: &Row<'_>, i: usize) -> rusqlite::Result<MemberRecord>
     Ok(MemberRecord {
         conversation_id: conversation_id_at(r, i)?,
         user_id: user_at(r, i + 1)?,
-        role: Role::parse(&role)
-            .ok_or_else(|| bad_value(i + 2, chat_shared::ids::InvalidValue(role)))?,
+        role: Role::parse(&role).ok_or_else(|| bad_value(i + 2, InvalidValue(role)))?,
         joined_at: r.get(i + 3)?,
         delivered_up_to: r.get(i + 4)?,
         read_up_to: r.get(i + 5)?,
         muted: r.get(i + 6)?,
+        read_messages: r.get(i + 7)?,
     })
 }
 
+/// An entry as stored: a message in its current state, without its reactions (read
+/// separately, see `messages`).
 pub(crate) fn message_at(r: &Row<'_>, i: usize) -> rusqlite::Result<MessageRecord> {
-    let content: String = r.get(i + 5)?;
+    let content = r
+        .get::<_, Option<String>>(i + 5)?
+        .map(|c| serde_json::from_str::<Content>(&c).map_err(|e| bad_value(i + 5, e)))
+        .transpose()?;
+    let kind: String = r.get(i + 9)?;
+    let target = || -> rusqlite::Result<Seq> {
+        r.get::<_, Option<Seq>>(i + 10)?
+            .ok_or_else(|| bad_value(i + 10, InvalidValue("an entry without its target".into())))
+    };
+    let entry = match EntryKind::parse(&kind) {
+        Some(EntryKind::Message) => Entry::Message {
+            content,
+            reply_to: r.get(i + 6)?,
+        },
+        Some(EntryKind::Edit) => Entry::Edit {
+            target_seq: target()?,
+            content,
+        },
+        Some(EntryKind::Delete) => Entry::Delete {
+            target_seq: target()?,
+        },
+        Some(EntryKind::Reaction) => Entry::Reaction {
+            target_seq: target()?,
+            emoji: r.get::<_, Option<String>>(i + 11)?.unwrap_or_default(),
+            removed: r.get(i + 12)?,
+        },
+        None => return Err(bad_value(i + 9, InvalidValue(kind))),
+    };
+    let deleted_by: Option<String> = r.get(i + 14)?;
     Ok(MessageRecord {
         conversation_id: conversation_id_at(r, i)?,
         seq: r.get(i + 1)?,
         message_id: r.get(i + 2)?,
         sender_id: user_at(r, i + 3)?,
         client_message_id: r.get(i + 4)?,
-        content: serde_json::from_str::<Content>(&content).map_err(|e| bad_value(i + 5, e))?,
-        reply_to: r.get(i + 6)?,
+        entry,
         timestamp: r.get(i + 7)?,
         origin_connection: r.get(i + 8)?,
+        state: MessageState {
+            edited_at: r.get(i + 13)?,
+            deleted_by: deleted_by
+                .map(|u| UserId::parse(u).map_err(|e| bad_value(i + 14, e)))
+                .transpose()?,
+            reactions: Vec::new(),
+        },
     })
 }
 
@@ -95,8 +136,7 @@ pub(crate) fn device_at(r: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
     Ok(DeviceRecord {
         user_id: user_at(r, 0)?,
         device_id: DeviceId::parse(r.get::<_, String>(1)?).map_err(|e| bad_value(1, e))?,
-        platform: Platform::parse(&platform)
-            .ok_or_else(|| bad_value(2, chat_shared::ids::InvalidValue(platform)))?,
+        platform: Platform::parse(&platform).ok_or_else(|| bad_value(2, InvalidValue(platform)))?,
         token: r.get(3)?,
         endpoint: r.get(4)?,
         updated_at: r.get(5)?,

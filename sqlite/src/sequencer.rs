@@ -24,7 +24,12 @@ use foldhash::HashMap;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use chat_shared::ports::{AppendOutcome, FeedItem, MessageRecord, NewMessage};
+use chat_shared::domain::check_entry;
+use chat_shared::ports::{
+    AppendOutcome, ConversationKind, ConversationRecord, FeedItem, MemberRecord, MessageRecord,
+    NewMessage, Role,
+};
+use chat_shared::protocol::Entry;
 
 use crate::cache::{Cache, Roster};
 use crate::errors::failure;
@@ -35,6 +40,7 @@ use crate::queries::membership_tx;
 use crate::roster::{Found, read_roster};
 use crate::schema::Durability;
 use crate::seen::SeenKeys;
+use crate::targets;
 use crate::writer::{APPLY_AT, Job, run_cached};
 
 /// Appends a batch holds at most.
@@ -84,11 +90,35 @@ impl BatchReads {
         }
     }
 
-    fn end(self, reader: &Connection) {
-        if self.begun
+    fn end(mut self, reader: &Connection) {
+        self.end_now(reader);
+    }
+
+    /// Ends the transaction, if begun; the next lookup begins another. For a read that
+    /// needs a snapshot newer than the batch's (see `targets::target`).
+    fn end_now(&mut self, reader: &Connection) {
+        if std::mem::take(&mut self.begun)
             && let Err(e) = run_cached(reader, "COMMIT")
         {
             tracing::warn!(error = %e, "sequencer: could not end its read transaction");
+        }
+    }
+}
+
+/// A member's standing, as sequencing an entry needs it.
+#[derive(Clone, Copy)]
+struct Standing {
+    /// The conversation's head as stored.
+    head: Head,
+    /// An admin of a group (may delete others' messages).
+    admin: bool,
+}
+
+impl Standing {
+    fn of(c: &ConversationRecord, m: &MemberRecord) -> Self {
+        Self {
+            head: Head::of(c),
+            admin: c.kind == ConversationKind::Group && m.role == Role::Admin,
         }
     }
 }
@@ -98,7 +128,8 @@ enum Step {
     /// A new message (the batch's next in `fresh`), with its conversation's head before it.
     New(Option<Head>),
     /// Answered without a new message (a retry, not a member, or a failure).
-    Answer(rusqlite::Result<AppendOutcome>),
+    /// Boxed: an answer holds a whole record, and answers are the rare path.
+    Answer(Box<rusqlite::Result<AppendOutcome>>),
 }
 
 impl Sequencer {
@@ -199,7 +230,7 @@ impl Sequencer {
             replies.push(append.reply);
             let step = member
                 .and_then(|member| self.sequence(append.message, member, &mut fresh, &mut reads));
-            steps.push(step.unwrap_or_else(|e| Step::Answer(Err(e))));
+            steps.push(step.unwrap_or_else(|e| Step::Answer(Box::new(Err(e)))));
         }
         reads.end(&self.reader);
         let logged = log::lock(&self.log).append(fresh.iter().map(|s| (s.id, &*s.record)));
@@ -226,13 +257,14 @@ impl Sequencer {
                         rusqlite::ffi::SQLITE_IOERR,
                         "could not write the append log",
                     )),
-                    Step::Answer(answer) => answer,
+                    Step::Answer(answer) => *answer,
                 };
                 let _ = reply.send(answer);
             }
             return;
         }
         self.in_flight.publish(&fresh);
+        let heads: Vec<Head> = fresh.iter().map(|s| s.head).collect();
         // For the feed, then for the answers (each a copy of its shared record).
         let stored: Vec<FeedItem> = fresh
             .iter()
@@ -251,14 +283,8 @@ impl Sequencer {
         }
         {
             let feed = self.feed.lock().expect("feed lock");
-            for item in &stored {
-                let record = &item.message;
-                self.cache.message_appended(
-                    record.conversation_id.as_str(),
-                    record.sender_id.as_str(),
-                    record.seq,
-                    record.timestamp,
-                );
+            for (item, head) in stored.iter().zip(heads) {
+                self.cache.message_appended(&item.message, head);
                 if let Some(feed) = feed.as_ref() {
                     // A closed feed means the server is stopping: the message gets an
                     // outbox row and is fanned out at the next start.
@@ -272,19 +298,19 @@ impl Sequencer {
                 Step::New(_) => Ok(AppendOutcome::Stored(MessageRecord::clone(
                     stored.next().expect("one record per new message"),
                 ))),
-                Step::Answer(answer) => answer,
+                Step::Answer(answer) => *answer,
             };
             let _ = reply.send(answer);
         }
     }
 
-    /// Sequences one message whose sender's membership was read: `member` is the
-    /// conversation's head as stored, if the sender is a member. A new message is moved
-    /// into its record and pushed onto `fresh`, the batch's new messages so far.
+    /// Sequences one entry whose sender's membership was read: `member` is their
+    /// standing, if they are a member. A new entry is moved into its record and pushed
+    /// onto `fresh`, the batch's new entries so far.
     fn sequence(
         &mut self,
         m: NewMessage,
-        member: Option<Head>,
+        member: Option<Standing>,
         fresh: &mut Vec<Sequenced>,
         reads: &mut BatchReads,
     ) -> rusqlite::Result<Step> {
@@ -310,7 +336,9 @@ impl Sequencer {
         let Some(stored) = member else {
             // A retry is answered with the original even after its sender left.
             let found = duplicate(self, reads)?;
-            return Ok(Step::Answer(Ok(found.unwrap_or(AppendOutcome::NotMember))));
+            return Ok(Step::Answer(Box::new(Ok(
+                found.unwrap_or(AppendOutcome::NotMember)
+            ))));
         };
         // A retry burns no seq. A key never seen is not looked up (a retry within the
         // batch was seen: its original put the key in).
@@ -318,17 +346,33 @@ impl Sequencer {
         if self.seen.may_contain(key)
             && let Some(found) = duplicate(self, reads)?
         {
-            return Ok(Step::Answer(Ok(found)));
+            return Ok(Step::Answer(Box::new(Ok(found))));
+        }
+        let named = match &m.entry {
+            Entry::Message { reply_to, .. } => *reply_to,
+            other => other.target_seq(),
+        };
+        if let Some(seq) = named {
+            reads.end_now(&self.reader);
+            let batch = fresh
+                .iter()
+                .filter(|s| s.record.conversation_id.as_str() == cid)
+                .map(|s| Arc::clone(&s.record));
+            let target = targets::target(&self.reader, &self.in_flight, batch, cid, seq)?;
+            if let Err(refusal) = check_entry(&m, stored.admin, target.as_ref()) {
+                return Ok(Step::Answer(Box::new(Ok(AppendOutcome::Refused(refusal)))));
+            }
         }
         self.seen.insert(key);
+        let is_message = m.entry.is_message();
         let (before, after) = match self.heads.get_mut(cid) {
             Some(head) => {
                 let before = *head;
-                *head = before.next(m.now);
+                *head = before.next(m.now, is_message);
                 (Some(before), *head)
             }
             None => {
-                let after = stored.next(m.now);
+                let after = stored.head.next(m.now, is_message);
                 self.heads.insert(cid.to_owned(), after);
                 (None, after)
             }
@@ -341,19 +385,20 @@ impl Sequencer {
                 message_id: m.message_id,
                 sender_id: m.sender_id,
                 client_message_id: m.client_message_id,
-                content: m.content,
-                reply_to: m.reply_to,
-                timestamp: after.last_message_at,
+                entry: m.entry,
+                timestamp: after.last_entry_at,
                 origin_connection: m.origin_connection,
+                state: Default::default(),
             }),
+            head: after,
         });
         self.next_id += 1;
         Ok(Step::New(before))
     }
 
-    /// The conversation's head as stored, when `sender` is one of its members.
-    fn member_head(&self, cid: &str, sender: &str) -> rusqlite::Result<Option<Head>> {
-        let head = |r: &Roster| r.member(sender).map(|_| Head::of(&r.conversation));
+    /// The sender's standing, when they are a member.
+    fn member_head(&self, cid: &str, sender: &str) -> rusqlite::Result<Option<Standing>> {
+        let head = |r: &Roster| r.member(sender).map(|m| Standing::of(&r.conversation, m));
         if let Some(found) = self.cache.roster(cid, head) {
             return Ok(found);
         }
@@ -362,7 +407,7 @@ impl Sequencer {
                 Found::Kept(roster) => head(&roster),
                 Found::Missing => None,
                 Found::Large => {
-                    membership_tx(&self.reader, cid, sender)?.map(|(c, _)| Head::of(&c))
+                    membership_tx(&self.reader, cid, sender)?.map(|(c, m)| Standing::of(&c, &m))
                 }
             },
         )

@@ -3,7 +3,6 @@
 //! connections, rosters from memory).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use chat_shared::ports::StoreResult;
 
 use crate::apply::{Outbox, apply_messages};
 use crate::cache::{Cache, Roster};
-use crate::checkpoint::checkpoint_loop;
+use crate::checkpoint::{CheckpointFlags, checkpoint_loop};
 use crate::errors::err;
 use crate::feed::FeedSlot;
 use crate::in_flight::{Acked, InFlight};
@@ -66,7 +65,7 @@ pub(crate) fn recover(
             .and_then(|()| {
                 apply_messages(writer, leftovers.records.iter().map(|r| (r, Outbox::Fresh)))
             })
-            .and_then(|()| writer.execute_batch("COMMIT"))
+            .and_then(|_| writer.execute_batch("COMMIT"))
             .map_err(err("apply the append log"))?;
         tracing::info!(
             messages = leftovers.records.len(),
@@ -131,7 +130,12 @@ impl SqliteStore {
         let (writes, queue) = std::sync::mpsc::channel();
         let (appends, append_queue) = mpsc::unbounded_channel();
         let feed = FeedSlot::default();
-        let checkpointed = Arc::new(AtomicBool::new(false));
+        // One truncation at the start: a delete applied from the log, or erased before a
+        // crash, may have left older copies in the WAL.
+        let checkpoints = Arc::new(CheckpointFlags::default());
+        checkpoints
+            .erase
+            .store(true, std::sync::atomic::Ordering::Release);
         let cache = Arc::new(Cache::default());
         let in_flight = Arc::new(InFlight::default());
         let tail = log.tail();
@@ -139,7 +143,7 @@ impl SqliteStore {
         let writer = Writer::new(
             writer,
             feed.clone(),
-            checkpointed.clone(),
+            checkpoints.clone(),
             cache.clone(),
             in_flight.clone(),
             log,
@@ -179,7 +183,7 @@ impl SqliteStore {
                 let store = Arc::downgrade(&inner);
                 std::thread::Builder::new()
                     .name("sqlite-checkpoint".into())
-                    .spawn(move || checkpoint_loop(checkpointer, store, checkpointed))
+                    .spawn(move || checkpoint_loop(checkpointer, store, checkpoints))
             });
         if let Err(e) = spawned {
             return Err(StoreError::new("start the writer threads", e));

@@ -11,7 +11,6 @@ use chat_shared::ports::{
     AppendOutcome, ChangeFeed, ConversationKind, ConversationStore, FeedItem, MessageQuery,
     MessageRecord, MessageStore, NewConversation, NewMessage, ReceiptStore,
 };
-use chat_shared::protocol::Content;
 
 use crate::schema::Durability;
 use crate::store::SqliteStore;
@@ -27,13 +26,13 @@ pub(crate) fn test_message(conversation: &str, seq: Seq) -> MessageRecord {
         message_id: format!("m{seq}"),
         sender_id: UserId::parse("alice").unwrap(),
         client_message_id: format!("k{seq}"),
-        content: chat_shared::protocol::Content {
-            kind: "text".into(),
-            text: "hi".into(),
+        entry: chat_shared::protocol::Entry::Message {
+            content: Some(chat_shared::protocol::Content::text("hi")),
+            reply_to: None,
         },
-        reply_to: None,
         timestamp: 5,
         origin_connection: None,
+        state: Default::default(),
     }
 }
 
@@ -62,15 +61,18 @@ pub(crate) fn message(conversation: &ConversationId, cmid: &str) -> NewMessage {
         message_id: chat_shared::domain::new_message_id(),
         sender_id: user("alice"),
         client_message_id: cmid.into(),
-        content: Content {
-            kind: "text".into(),
-            text: "hi".into(),
+        entry: chat_shared::protocol::Entry::Message {
+            content: Some(chat_shared::protocol::Content::text("hi")),
+            reply_to: None,
         },
-        reply_to: None,
         now: 10,
         origin_connection: None,
         expires_at: None,
         hint: None,
+        rules: chat_shared::ports::EntryRules {
+            retained_since: i64::MIN,
+            edit_window_ms: 0,
+        },
     }
 }
 
@@ -98,7 +100,10 @@ async fn history(store: &SqliteStore, conversation: &ConversationId) -> Vec<Mess
         limit: 100,
         newest: false,
     };
-    let (found, more) = store.messages(conversation, query).await.unwrap();
+    let (found, more) = store
+        .messages(conversation, &user("alice"), query)
+        .await
+        .unwrap();
     assert!(!more, "at most 100 messages");
     found
 }

@@ -4,7 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -14,6 +14,7 @@ use chat_shared::ports::MessageRecord;
 
 use crate::apply::{Outbox, apply_messages};
 use crate::cache::Cache;
+use crate::checkpoint::CheckpointFlags;
 use crate::checkpoint::finish_checkpoint;
 use crate::errors::{copy_error, failure};
 use crate::feed::FeedSlot;
@@ -140,7 +141,7 @@ struct Unapplied {
 pub(crate) struct Writer {
     conn: Connection,
     feed: FeedSlot,
-    checkpointed: Arc<AtomicBool>,
+    checkpoints: Arc<CheckpointFlags>,
     cache: Arc<Cache>,
     in_flight: Arc<InFlight>,
     log: AppendLog,
@@ -159,7 +160,7 @@ impl Writer {
     pub(crate) fn new(
         conn: Connection,
         feed: FeedSlot,
-        checkpointed: Arc<AtomicBool>,
+        checkpoints: Arc<CheckpointFlags>,
         cache: Arc<Cache>,
         in_flight: Arc<InFlight>,
         log: AppendLog,
@@ -168,7 +169,7 @@ impl Writer {
         Self {
             conn,
             feed,
-            checkpointed,
+            checkpoints,
             cache,
             in_flight,
             log,
@@ -232,7 +233,7 @@ impl Writer {
                     }
                 }
             }
-            if self.checkpointed.swap(false, Ordering::AcqRel) {
+            if self.checkpoints.restart.swap(false, Ordering::AcqRel) {
                 finish_checkpoint(&self.conn);
             }
             last_commit_start = Instant::now();
@@ -358,9 +359,10 @@ impl Writer {
             )
         };
         run("BEGIN IMMEDIATE")?;
+        let mut erased = false;
         for (i, w) in writes.iter_mut().enumerate() {
             if apply_at == Some(i) {
-                apply()?;
+                erased |= apply()?;
             }
             run("SAVEPOINT w")?;
             if !w.run(&self.conn) {
@@ -369,9 +371,13 @@ impl Writer {
             run("RELEASE w")?;
         }
         if apply_at.is_some_and(|i| i >= writes.len()) {
-            apply()?;
+            erased |= apply()?;
         }
-        run("COMMIT")
+        run("COMMIT")?;
+        if erased {
+            self.checkpoints.erase.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// The messages applied are committed: readers stop overlaying them and the log lets
@@ -415,7 +421,7 @@ mod tests {
         let mut writer = Writer::new(
             conn,
             FeedSlot::default(),
-            Arc::new(AtomicBool::new(false)),
+            Arc::new(CheckpointFlags::default()),
             Arc::new(Cache::default()),
             Arc::new(InFlight::default()),
             log,

@@ -9,7 +9,7 @@ use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
 use chat_shared::ports::ReceiptStore;
 use chat_shared::ports::{ChangeFeed, Platform, SystemClock};
-use chat_shared::protocol::{Content, SendRequest};
+use chat_shared::protocol::AppendRequest;
 
 #[tokio::test]
 async fn a_replayed_outbox_entry_pushes_once() {
@@ -28,16 +28,8 @@ async fn a_replayed_outbox_entry_pushes_once() {
     )
     .await
     .unwrap();
-    let send = SendRequest {
-        conversation_id: conv_id,
-        client_message_id: ClientMessageId::parse("m1").unwrap(),
-        content: Content {
-            kind: "text".into(),
-            text: "hello".into(),
-        },
-        reply_to: None,
-    };
-    chat.send(&alice, None, send).await.unwrap();
+    let send = AppendRequest::text(conv_id, ClientMessageId::parse("m1").unwrap(), "hello");
+    chat.append(&alice, None, send).await.unwrap();
     let pending = store.pending().await.unwrap();
     assert_eq!(pending.len(), 1);
 

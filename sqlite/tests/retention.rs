@@ -9,7 +9,7 @@ mod common;
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, UserId};
 use chat_shared::ports::{ChangeFeed, Clock};
-use chat_shared::protocol::{Content, SendRequest};
+use chat_shared::protocol::AppendRequest;
 use chat_shared::service::{HistoryQuery, SyncCursor};
 
 const DAY_MS: i64 = 86_400_000;
@@ -38,21 +38,14 @@ async fn expired_messages_are_never_returned_and_first_seq_moves_up() {
     let (alice, bob) = (user("alice"), user("bob"));
     let conv_id = common::direct(&chat, &alice, &bob).await;
     let id = conv_id;
-    let send = |cmid: &str| SendRequest {
-        conversation_id: id.clone(),
-        client_message_id: ClientMessageId::parse(cmid).unwrap(),
-        content: Content {
-            kind: "text".into(),
-            text: cmid.into(),
-        },
-        reply_to: None,
-    };
-    chat.send(&alice, None, send("a")).await.unwrap();
-    chat.send(&alice, None, send("b")).await.unwrap();
+    let send =
+        |cmid: &str| AppendRequest::text(id.clone(), ClientMessageId::parse(cmid).unwrap(), cmid);
+    chat.append(&alice, None, send("a")).await.unwrap();
+    chat.append(&alice, None, send("b")).await.unwrap();
 
     // WHEN a day and a millisecond pass and a third message is sent
     clock.0.fetch_add(DAY_MS + 1, Ordering::SeqCst);
-    let third = chat.send(&alice, None, send("c")).await.unwrap();
+    let third = chat.append(&alice, None, send("c")).await.unwrap();
 
     // THEN history, the conversation and sync only show the retained message
     let all = HistoryQuery {

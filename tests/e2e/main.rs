@@ -424,3 +424,79 @@ async fn devices_register_and_unregister() {
     let response = server.http(&alice).delete("/v1/devices/phone-1").await;
     assert_http_error(&response, 404, "NOT_FOUND");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_reactions_and_deletes_are_entries_every_member_receives() {
+    let server = target().await;
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let id = direct(&server, &alice, &bob).await;
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    let sent = alice_ws.send_message(&id, "m-1", "helo").await;
+    let seq = sent["seq"].as_u64().unwrap();
+    bob_ws.recv_type("message.new").await;
+
+    // an edit and a reaction: each acked with its own seq and kind, each fanned out
+    let edit = alice_ws
+        .request(json!({
+            "action": "edit", "conversationId": id, "clientMessageId": "e-1",
+            "targetSeq": seq, "content": {"type": "text", "text": "hello"},
+        }))
+        .await;
+    assert_eq!(
+        (edit["type"].as_str(), edit["kind"].as_str()),
+        (Some("message.ack"), Some("edit")),
+        "{edit}"
+    );
+    let react = bob_ws
+        .request(json!({
+            "action": "react", "conversationId": id, "clientMessageId": "r-1",
+            "targetSeq": seq, "emoji": "👍",
+        }))
+        .await;
+    assert_eq!(react["kind"], "reaction", "{react}");
+    let edited = bob_ws.recv_type("message.new").await;
+    assert_eq!(
+        (edited["kind"].as_str(), edited["targetSeq"].as_u64()),
+        (Some("edit"), Some(seq))
+    );
+    let reacted = alice_ws.recv_type("message.new").await;
+    assert_eq!(reacted["emoji"], "👍");
+
+    // history holds the message in its current state, and the entries at their seqs
+    let history = server.http(&alice).messages(&id, "").await;
+    let messages = history["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{history}");
+    assert_eq!(messages[0]["content"]["text"], "hello");
+    assert!(messages[0]["editedAt"].is_number(), "{history}");
+    assert_eq!(
+        messages[0]["reactions"],
+        json!([{"emoji": "👍", "count": 1, "userIds": [bob.as_str()], "mine": false}])
+    );
+
+    // bob may not delete alice's message; alice may, and it becomes a tombstone
+    let refused = bob_ws
+        .request(json!({
+            "action": "delete", "conversationId": id, "clientMessageId": "d-0", "targetSeq": seq,
+        }))
+        .await;
+    assert_eq!(refused["code"], "FORBIDDEN", "{refused}");
+    let deleted = alice_ws
+        .request(json!({
+            "action": "delete", "conversationId": id, "clientMessageId": "d-1", "targetSeq": seq,
+        }))
+        .await;
+    assert_eq!(deleted["kind"], "delete", "{deleted}");
+    let history = server.http(&bob).messages(&id, "").await;
+    let target = &history["messages"][0];
+    assert_eq!(
+        (&target["deleted"], &target["content"], &target["reactions"]),
+        (&json!(true), &Value::Null, &json!([])),
+        "{history}"
+    );
+    assert_eq!(
+        history["messages"][1]["content"],
+        Value::Null,
+        "the edit's text is erased too"
+    );
+}

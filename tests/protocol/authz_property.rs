@@ -54,9 +54,16 @@ struct Conv {
     direct: bool,
     members: BTreeMap<usize, Member>,
     last_seq: i64,
+    /// The `message` entries by seq: their sender, and whether they were deleted.
+    messages: BTreeMap<i64, (usize, bool)>,
 }
 
 impl Conv {
+    /// `message` entries after `read`: the unread count of a member who read up to it.
+    fn unread_after(&self, read: i64) -> usize {
+        self.messages.range(read + 1..).count()
+    }
+
     fn user_ids(&self) -> BTreeSet<String> {
         self.members.keys().map(|&u| USERS[u].to_owned()).collect()
     }
@@ -102,8 +109,10 @@ struct Stats {
     deliveries: BTreeMap<Kind, u64>,
     /// Successful reads by members (answers checked against the model).
     reads: BTreeMap<&'static str, u64>,
-    /// Refusals checked: `http 404`, `ws NOT_FOUND`, `403`.
+    /// Refusals checked: `http 404`, `ws NOT_FOUND`, `403`, `ws FORBIDDEN`.
     refusals: BTreeMap<&'static str, u64>,
+    /// Entries naming a message that were acked: `react`, `delete`.
+    entries: BTreeMap<&'static str, u64>,
     frames_checked: u64,
 }
 
@@ -508,7 +517,7 @@ impl World {
     // ------------------------------------------------------------------ actions
 
     async fn run_step(&mut self) {
-        const ACTIONS: [(&str, u32); 16] = [
+        const ACTIONS: [(&str, u32); 18] = [
             ("create_group", 5),
             ("create_direct", 3),
             ("add_members", 8),
@@ -525,6 +534,8 @@ impl World {
             ("get_conversation", 4),
             ("presence", 4),
             ("mute", 2),
+            ("react", 6),
+            ("delete", 3),
         ];
         let total: u32 = ACTIONS.iter().map(|(_, w)| w).sum();
         let mut roll = self.rng.random_range(0..total);
@@ -562,6 +573,8 @@ impl World {
             "get_conversation" => (self.get_conversation().await, false),
             "presence" => (self.presence().await, false),
             "mute" => (self.mute().await, false),
+            "react" => (self.react().await, true),
+            "delete" => (self.delete().await, true),
             other => unreachable!("unknown action {other}"),
         };
         self.settle(expects, &before, feed).await;
@@ -596,6 +609,7 @@ impl World {
             direct: false,
             members,
             last_seq: 0,
+            messages: BTreeMap::new(),
         };
         assert_eq!(
             member_set(&body),
@@ -650,6 +664,7 @@ impl World {
             direct: true,
             members,
             last_seq: 0,
+            messages: BTreeMap::new(),
         });
         let c = self.convs.len() - 1;
         self.check_view(c, a, &body);
@@ -798,6 +813,7 @@ impl World {
         assert_eq!(ack["seq"], conv.last_seq, "{ctx} {what}: {ack}");
         assert_eq!(ack["duplicate"], false, "{ctx} {what}: {ack}");
         let seq = conv.last_seq;
+        conv.messages.insert(seq, (sender, false));
         let me = conv
             .members
             .get_mut(&sender)
@@ -811,6 +827,102 @@ impl World {
             .filter(|&u| over_http || u != sender)
             .collect();
         self.expect_message(c, &to, &ack, sender)
+    }
+
+    /// A seq for an entry to name: one of the conversation's messages, or (rarely, or
+    /// when it has none) a seq that is not one.
+    fn pick_target(&mut self, c: usize) -> i64 {
+        let seqs: Vec<i64> = self.convs[c].messages.keys().copied().collect();
+        match seqs.choose(&mut self.rng) {
+            Some(&seq) if self.rng.random_range(0..8) > 0 => seq,
+            _ => self.convs[c].last_seq + 1,
+        }
+    }
+
+    /// Appends an entry naming an earlier message (`react`, `delete`) over WebSocket and
+    /// checks the answer: `NOT_FOUND` to a non-member and for a seq that is no message,
+    /// `FORBIDDEN` when `allowed` says no, else an ack whose `message.new` every other
+    /// member's connection expects.
+    async fn append_entry(
+        &mut self,
+        user: usize,
+        c: usize,
+        action: Value,
+        allowed: impl FnOnce(&Conv, (usize, bool)) -> bool,
+    ) -> Option<Vec<Expect>> {
+        let id = self.convs[c].id.clone();
+        let target = action["targetSeq"].as_i64().expect("a target");
+        let what = format!("{} {}s {id} seq {target}", USERS[user], action["action"]);
+        let answer = self.ws(user).request(action).await;
+        let ctx = self.ctx();
+        if !self.is_member(c, user) {
+            self.refused_ws(&answer, &what);
+            return None;
+        }
+        let Some(&message) = self.convs[c].messages.get(&target) else {
+            assert_eq!(answer["code"], "NOT_FOUND", "{ctx} {what}: {answer}");
+            Self::count(&mut self.stats.refusals, "ws NOT_FOUND");
+            return None;
+        };
+        if !allowed(&self.convs[c], message) {
+            assert_eq!(answer["code"], "FORBIDDEN", "{ctx} {what}: {answer}");
+            Self::count(&mut self.stats.refusals, "ws FORBIDDEN");
+            return None;
+        }
+        assert_eq!(answer["type"], "message.ack", "{ctx} {what}: {answer}");
+        let kind = if answer["kind"] == "reaction" {
+            "react"
+        } else {
+            "delete"
+        };
+        Self::count(&mut self.stats.entries, kind);
+        let conv = &mut self.convs[c];
+        conv.last_seq += 1;
+        assert_eq!(answer["seq"], conv.last_seq, "{ctx} {what}: {answer}");
+        let to: Vec<usize> = conv
+            .members
+            .keys()
+            .copied()
+            .filter(|&u| u != user)
+            .collect();
+        Some(self.expect_message(c, &to, &answer, user))
+    }
+
+    async fn react(&mut self) -> Vec<Expect> {
+        let user = self.pick_user();
+        let c = self.pick_conv(user);
+        let target = self.pick_target(c);
+        let emoji = *["👍", "❤️", "😂"].choose(&mut self.rng).expect("not empty");
+        let action = json!({
+            "action": "react", "conversationId": self.convs[c].id,
+            "clientMessageId": format!("cm-{}", self.step), "targetSeq": target,
+            "emoji": emoji,
+            "removed": self.rng.random_range(0..4) == 0,
+        });
+        self.append_entry(user, c, action, |_, (_, deleted)| !deleted)
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn delete(&mut self) -> Vec<Expect> {
+        let user = self.pick_user();
+        let c = self.pick_conv(user);
+        let target = self.pick_target(c);
+        let action = json!({
+            "action": "delete", "conversationId": self.convs[c].id,
+            "clientMessageId": format!("cm-{}", self.step), "targetSeq": target,
+        });
+        let expects = self
+            .append_entry(user, c, action, |conv, (sender, _)| {
+                sender == user || (!conv.direct && conv.members[&user].admin)
+            })
+            .await;
+        if expects.is_some()
+            && let Some(message) = self.convs[c].messages.get_mut(&target)
+        {
+            message.1 = true;
+        }
+        expects.unwrap_or_default()
     }
 
     async fn typing(&mut self) -> Vec<Expect> {
@@ -1213,7 +1325,7 @@ impl World {
                 "lastSeq": conv.last_seq,
                 "memberCount": conv.members.len(),
                 "muted": conv.members[&user].muted,
-                "unreadCount": conv.last_seq - conv.members[&user].read,
+                "unreadCount": conv.unread_after(conv.members[&user].read),
             }),
         );
         assert!(view["members"].is_array(), "{ctx} {view}");
@@ -1320,10 +1432,16 @@ async fn walk(seed: u64) {
             "seed {seed}: no successful {read} read"
         );
     }
-    for refusal in ["http 404", "ws NOT_FOUND", "403"] {
+    for refusal in ["http 404", "ws NOT_FOUND", "403", "ws FORBIDDEN"] {
         assert!(
             stats.refusals.get(refusal).copied().unwrap_or(0) > 0,
             "seed {seed}: no {refusal} refusal was checked"
+        );
+    }
+    for entry in ["react", "delete"] {
+        assert!(
+            stats.entries.get(entry).copied().unwrap_or(0) > 0,
+            "seed {seed}: no {entry} was acked"
         );
     }
 }

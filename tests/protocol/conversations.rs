@@ -596,3 +596,42 @@ async fn unknown_path_is_404_not_found() {
 
     assert_http_error(&response, 404, "NOT_FOUND");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_one_was_added_to_is_listed_by_when_one_joined_and_pages_skip_nothing() {
+    // GIVEN a group with a message from before alice was in it, then alice's own direct
+    // conversation with a newer message, then alice added to the group
+    let server = server().start().await;
+    let group = conv_id(&server.http("bob").create_group("Old", &["carol"]).await);
+    let mut bob = server.connect("bob").await;
+    bob.send_message(&group, "g-1", "before alice").await;
+    server.tick().await;
+    let direct = conv_id(&server.http("alice").create_direct("dave").await);
+    let mut alice = server.connect("alice").await;
+    alice.send_message(&direct, "d-1", "newer").await;
+    server.tick().await;
+    let (status, body) = server.http("bob").add_members(&group, &["alice"]).await;
+    assert_eq!(status, 200, "{body}");
+
+    // WHEN alice lists her conversations one per page
+    let alice_http = server.http("alice");
+    let (status, first) = alice_http.get("/v1/conversations?limit=1").await;
+    assert_eq!(status, 200, "{first}");
+    let cursor = first["nextCursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let (status, second) = alice_http
+        .get(&format!("/v1/conversations?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(status, 200, "{second}");
+
+    // THEN the group she just joined comes first (its last message is older than her
+    // joining), then the direct one: none skipped, none repeated
+    assert_eq!(first["conversations"][0]["conversationId"], group.as_str());
+    assert_eq!(
+        second["conversations"][0]["conversationId"],
+        direct.as_str()
+    );
+    assert!(second["nextCursor"].is_null(), "{second}");
+}

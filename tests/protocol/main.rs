@@ -17,6 +17,10 @@
 //! - `retention`: `CHAT_RETENTION_DAYS`, the sweep and `firstSeq`.
 //! - `restart`: what a new process forgets and keeps of the previous one's connections.
 //! - `files`: the modes of the files beside the database (0600 whatever the umask).
+//! - `erasure`: a deleted message leaves no trace in any file of the store.
+//! - `entries` (protocol 1.1, 8.1 and 8.2): entries of kind `message`, `edit`, `delete`
+//!   and `reaction`; the `edit`, `delete` and `react` actions over WebSocket and HTTP;
+//!   current state in history and sync, unread counts, pushes, order, the rate limit.
 //! - `concurrency` and `durability`: the load test and the kill -9 test (also with
 //!   `CHAT_SQLITE_SYNC=full`).
 //! - `authz_property`: a seeded random walk checking no one sees a conversation they are
@@ -34,6 +38,8 @@ mod conversations;
 mod devices;
 mod durability;
 mod durability_mixed;
+mod entries;
+mod erasure;
 mod fanout;
 #[cfg(unix)]
 mod files;

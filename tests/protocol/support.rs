@@ -148,3 +148,142 @@ pub async fn all_members(http: &Http, conversation_id: &str, limit: usize) -> Ve
     }
     panic!("member paging never ended")
 }
+
+/// `{"action":"edit",...}` replacing the text of the message at `target_seq`.
+pub fn edit_action(
+    conversation_id: &str,
+    client_message_id: &str,
+    target_seq: i64,
+    text: &str,
+) -> Value {
+    json!({
+        "action": "edit",
+        "conversationId": conversation_id,
+        "clientMessageId": client_message_id,
+        "targetSeq": target_seq,
+        "content": {"type": "text", "text": text},
+    })
+}
+
+/// `{"action":"delete",...}` of the message at `target_seq`.
+pub fn delete_action(conversation_id: &str, client_message_id: &str, target_seq: i64) -> Value {
+    json!({
+        "action": "delete",
+        "conversationId": conversation_id,
+        "clientMessageId": client_message_id,
+        "targetSeq": target_seq,
+    })
+}
+
+/// `{"action":"react",...}` adding `emoji` to the message at `target_seq` (no `removed`).
+pub fn react_action(
+    conversation_id: &str,
+    client_message_id: &str,
+    target_seq: i64,
+    emoji: &str,
+) -> Value {
+    json!({
+        "action": "react",
+        "conversationId": conversation_id,
+        "clientMessageId": client_message_id,
+        "targetSeq": target_seq,
+        "emoji": emoji,
+    })
+}
+
+/// `{"action":"react",...,"removed":true}` taking `emoji` off the message at `target_seq`.
+pub fn unreact_action(
+    conversation_id: &str,
+    client_message_id: &str,
+    target_seq: i64,
+    emoji: &str,
+) -> Value {
+    let mut action = react_action(conversation_id, client_message_id, target_seq, emoji);
+    action["removed"] = json!(true);
+    action
+}
+
+/// Sends `action` with a `requestId` and returns its `message.ack` (failing on any
+/// other answer).
+pub async fn expect_ack(ws: &mut WsClient, action: Value) -> Value {
+    let shown = action.to_string();
+    let ack = ws.request(action).await;
+    assert_eq!(
+        ack["type"],
+        "message.ack",
+        "[{}] {shown} answered {ack}",
+        ws.label()
+    );
+    ack
+}
+
+/// Sends `action` with a `requestId`, asserts it is answered by an `error` with `code`,
+/// and that the connection still answers a heartbeat; returns the error.
+pub async fn expect_refused(ws: &mut WsClient, action: Value, code: &str) -> Value {
+    let shown = action.to_string();
+    let error = ws.request(action).await;
+    assert_eq!(
+        error["code"],
+        code,
+        "[{}] {shown} answered {error}",
+        ws.label()
+    );
+    assert_ws_error(&error, code, error["requestId"].as_str());
+    ws.heartbeat().await;
+    error
+}
+
+/// The entry with `seq` among message objects (history or sync), failing if absent.
+pub fn entry_at(entries: &[Value], seq: i64) -> &Value {
+    entries
+        .iter()
+        .find(|e| e["seq"] == seq)
+        .unwrap_or_else(|| panic!("no entry with seq {seq} in {entries:#?}"))
+}
+
+/// The `lastSeq` of a conversation as `user` sees it.
+pub async fn last_seq(server: &TestServer, user: &str, conversation_id: &str) -> i64 {
+    let conversation = server.http(user).conversation(conversation_id).await;
+    conversation["lastSeq"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("lastSeq is not an integer: {conversation}"))
+}
+
+/// The first `message.new` of `conversation_id` with `seq` a connection receives.
+pub async fn recv_entry(ws: &mut WsClient, conversation_id: &str, seq: i64) -> Value {
+    let what = format!("message.new seq {seq}");
+    ws.recv_where(&what, |f| {
+        f["type"] == "message.new" && f["conversationId"] == conversation_id && f["seq"] == seq
+    })
+    .await
+}
+
+/// `POST /v1/sync` for one conversation from `after_seq`; answers its entry of
+/// `conversations` (asserting 200 and that it is there).
+pub async fn sync_one(
+    server: &TestServer,
+    user: &str,
+    conversation_id: &str,
+    after_seq: i64,
+) -> Value {
+    let body =
+        json!({"conversations": [{"conversationId": conversation_id, "afterSeq": after_seq}]});
+    let (status, result) = server.http(user).post("/v1/sync", &body).await;
+    assert_eq!(status, 200, "sync {body}: {result}");
+    result["conversations"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["conversationId"] == conversation_id))
+        .unwrap_or_else(|| panic!("{conversation_id} not in the sync result {result}"))
+        .clone()
+}
+
+/// The conversation `conversation_id` in `user`'s first page of `GET /v1/conversations`.
+pub async fn listed(server: &TestServer, user: &str, conversation_id: &str) -> Value {
+    let (status, list) = server.http(user).get("/v1/conversations?limit=100").await;
+    assert_eq!(status, 200, "{list}");
+    list["conversations"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["conversationId"] == conversation_id))
+        .unwrap_or_else(|| panic!("{conversation_id} not listed for {user}: {list}"))
+        .clone()
+}

@@ -8,9 +8,11 @@ use chat_shared::StoreError;
 use chat_shared::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
 use chat_shared::ports::{
     ConnectionRecord, ConversationKind, ConversationRecord, DeviceRecord, MemberRecord,
-    MessageRecord, NewMessage, Platform, Role,
+    MessageRecord, MessageState, Platform, Role,
 };
-use chat_shared::protocol::Content;
+use chat_shared::protocol::{Content, Entry, EntryKind};
+
+use super::reactions::summaries_from;
 
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;
@@ -92,7 +94,7 @@ pub(crate) fn opt_n<T: std::str::FromStr>(
     }
 }
 
-fn get_bool(item: &Item, name: &str) -> bool {
+pub(crate) fn get_bool(item: &Item, name: &str) -> bool {
     matches!(item.get(name), Some(AttributeValue::Bool(true)))
 }
 
@@ -116,6 +118,8 @@ pub(crate) fn conversation_from(item: &Item) -> Result<ConversationRecord, Store
         created_at: get_n(item, "createdAt")?,
         last_seq: get_n(item, "lastSeq")?,
         last_message_at: get_n(item, "lastMessageAt")?,
+        // Conversations created before entries had kinds count no message.
+        message_count: opt_n(item, "messageCount")?.unwrap_or(0),
         member_count: get_n(item, "memberCount")?,
     })
 }
@@ -132,16 +136,19 @@ pub(crate) fn member_from(item: &Item) -> Result<MemberRecord, StoreError> {
         joined_at: get_n(item, "joinedAt")?,
         delivered_up_to: get_n(item, "deliveredUpTo")?,
         read_up_to: get_n(item, "readUpTo")?,
+        read_messages: opt_n(item, "readMessages")?.unwrap_or(0),
         muted: get_bool(item, "muted"),
     })
 }
 
+/// A new member item: positions at `last_seq`, which the conversation's `message_count`
+/// messages reach (none of them unread).
 pub(crate) fn member_item(
     conversation: &str,
     user: &str,
     role: Role,
     now: Millis,
-    last_seq: Seq,
+    (last_seq, message_count): (Seq, u64),
 ) -> Item {
     HashMap::from([
         ("pk".to_owned(), s(conv_pk(conversation))),
@@ -151,18 +158,87 @@ pub(crate) fn member_item(
         ("joinedAt".to_owned(), n(now)),
         ("deliveredUpTo".to_owned(), n(last_seq)),
         ("readUpTo".to_owned(), n(last_seq)),
+        ("readMessages".to_owned(), n(message_count)),
         ("muted".to_owned(), AttributeValue::Bool(false)),
     ])
 }
 
-/// Decodes a message item (also the `NEW_IMAGE` of a stream record).
+/// The key of the entry at `seq` in the messages table.
+pub(crate) fn entry_key(conversation: &str, seq: Seq) -> Item {
+    HashMap::from([
+        ("conversationId".to_owned(), s(conversation)),
+        ("seq".to_owned(), n(seq)),
+    ])
+}
+
+fn content_from(item: &Item) -> Result<Option<Content>, StoreError> {
+    opt_s(item, "content")
+        .map(|c| serde_json::from_str(&c).map_err(|e| malformed(format!("content: {e}"))))
+        .transpose()
+}
+
+pub(crate) fn content_value(content: &Content) -> AttributeValue {
+    s(serde_json::to_string(content).expect("content serializes"))
+}
+
+/// The kind of an entry item (items written before kinds are messages).
+pub(crate) fn kind_of(item: &Item) -> Result<EntryKind, StoreError> {
+    match opt_s(item, "kind") {
+        None => Ok(EntryKind::Message),
+        Some(k) => EntryKind::parse(&k).ok_or_else(|| malformed(format!("kind {k}"))),
+    }
+}
+
+/// Decodes an entry item (also the `NEW_IMAGE` of a stream record): a message in its
+/// current state (edits, delete and the reaction summaries folded in by the writes that
+/// made them; `mine` is the reader's, see `messages`).
 pub fn message_from(item: &Item) -> Result<MessageRecord, StoreError> {
-    let content: Content = serde_json::from_str(get_s(item, "content")?)
-        .map_err(|e| malformed(format!("content: {e}")))?;
     let seq = get_n(item, "seq")?;
     if seq == 0 {
-        return Err(malformed("seq: messages start at 1".to_owned()));
+        return Err(malformed("seq: entries start at 1".to_owned()));
     }
+    let target_seq = || get_n::<Seq>(item, "targetSeq");
+    let (entry, state) = match kind_of(item)? {
+        EntryKind::Message => {
+            let deleted_by = opt_s(item, "deletedBy")
+                .map(|u| UserId::parse(u).map_err(|e| malformed(e.0)))
+                .transpose()?;
+            let state = MessageState {
+                edited_at: opt_n(item, "editedAt")?.filter(|_| deleted_by.is_none()),
+                reactions: match deleted_by {
+                    Some(_) => Vec::new(),
+                    None => summaries_from(item)?,
+                },
+                deleted_by,
+            };
+            let entry = Entry::Message {
+                content: content_from(item)?,
+                reply_to: opt_n(item, "replyTo")?,
+            };
+            (entry, state)
+        }
+        EntryKind::Edit => (
+            Entry::Edit {
+                target_seq: target_seq()?,
+                content: content_from(item)?,
+            },
+            MessageState::default(),
+        ),
+        EntryKind::Delete => (
+            Entry::Delete {
+                target_seq: target_seq()?,
+            },
+            MessageState::default(),
+        ),
+        EntryKind::Reaction => (
+            Entry::Reaction {
+                target_seq: target_seq()?,
+                emoji: get_s(item, "emoji")?.to_owned(),
+                removed: get_bool(item, "removed"),
+            },
+            MessageState::default(),
+        ),
+    };
     Ok(MessageRecord {
         conversation_id: ConversationId::parse(get_s(item, "conversationId")?)
             .map_err(|e| malformed(e.0))?,
@@ -170,28 +246,62 @@ pub fn message_from(item: &Item) -> Result<MessageRecord, StoreError> {
         message_id: get_s(item, "messageId")?.to_owned(),
         sender_id: UserId::parse(get_s(item, "senderId")?).map_err(|e| malformed(e.0))?,
         client_message_id: get_s(item, "clientMessageId")?.to_owned(),
-        content,
-        reply_to: opt_n(item, "replyTo")?,
+        entry,
         timestamp: get_n(item, "timestamp")?,
         origin_connection: opt_s(item, "originConnection"),
+        state,
     })
 }
 
-pub(crate) fn message_item(m: &NewMessage, seq: Seq, timestamp: Millis) -> Item {
-    let mut item = HashMap::from([
-        ("conversationId".to_owned(), s(m.conversation_id.as_str())),
-        ("seq".to_owned(), n(seq)),
+/// The item of a new entry at `seq`. `message_count` is the number of `message` entries
+/// through it (this one included), which a read receipt at this seq reads back.
+pub(crate) fn message_item(
+    m: &chat_shared::ports::NewMessage,
+    seq: Seq,
+    timestamp: Millis,
+    message_count: u64,
+) -> Item {
+    let mut item = entry_key(m.conversation_id.as_str(), seq);
+    item.extend([
         ("messageId".to_owned(), s(&m.message_id)),
         ("senderId".to_owned(), s(m.sender_id.as_str())),
         ("clientMessageId".to_owned(), s(&m.client_message_id)),
-        (
-            "content".to_owned(),
-            s(serde_json::to_string(&m.content).expect("content serializes")),
-        ),
+        ("kind".to_owned(), s(m.entry.kind().as_str())),
         ("timestamp".to_owned(), n(timestamp)),
+        ("messageCount".to_owned(), n(message_count)),
     ]);
-    if let Some(r) = m.reply_to {
-        item.insert("replyTo".into(), n(r));
+    match &m.entry {
+        Entry::Message { content, reply_to } => {
+            if let Some(c) = content {
+                item.insert("content".into(), content_value(c));
+                item.insert("contentType".into(), s(&c.kind));
+            }
+            if let Some(r) = reply_to {
+                item.insert("replyTo".into(), n(r));
+            }
+            item.insert("rev".into(), n(0));
+        }
+        Entry::Edit {
+            target_seq,
+            content,
+        } => {
+            item.insert("targetSeq".into(), n(target_seq));
+            if let Some(c) = content {
+                item.insert("content".into(), content_value(c));
+            }
+        }
+        Entry::Delete { target_seq } => {
+            item.insert("targetSeq".into(), n(target_seq));
+        }
+        Entry::Reaction {
+            target_seq,
+            emoji,
+            removed,
+        } => {
+            item.insert("targetSeq".into(), n(target_seq));
+            item.insert("emoji".into(), s(emoji));
+            item.insert("removed".into(), AttributeValue::Bool(*removed));
+        }
     }
     if let Some(c) = &m.origin_connection {
         item.insert("originConnection".into(), s(c));

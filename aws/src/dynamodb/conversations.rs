@@ -38,6 +38,7 @@ impl DynamoStore {
         meta.insert("createdAt".into(), n(new.now));
         meta.insert("lastSeq".into(), n(0));
         meta.insert("lastMessageAt".into(), n(new.now));
+        meta.insert("messageCount".into(), n(0));
         meta.insert("memberCount".into(), n(new.members.len()));
         let mut actions = Vec::new();
         if let Some(pair) = pair {
@@ -64,7 +65,7 @@ impl DynamoStore {
                 } else {
                     Role::Member
                 };
-                member_item(id, u.as_str(), role, new.now, 0)
+                member_item(id, u.as_str(), role, new.now, (0, 0))
             })
             .collect();
         let room = TRANSACTION_MAX - actions.len();
@@ -90,6 +91,7 @@ impl DynamoStore {
             created_at: new.now,
             last_seq: 0,
             last_message_at: new.now,
+            message_count: 0,
             member_count: new.members.len() as u64,
         }))
     }
@@ -190,16 +192,15 @@ impl ConversationStore for DynamoStore {
         after: Option<&ConversationCursor>,
         limit: u32,
     ) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
+        // The list's order: the later of the last message and the caller's joining (a
+        // conversation one was just added to comes first); the cursor carries that time.
+        let at = |(c, m): &(ConversationRecord, MemberRecord)| c.last_message_at.max(m.joined_at);
         let mut rows = self.conversations_of(user.as_str()).await?;
-        rows.sort_by(|(a, _), (b, _)| {
-            b.last_message_at
-                .cmp(&a.last_message_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        rows.sort_by(|a, b| at(b).cmp(&at(a)).then_with(|| a.0.id.cmp(&b.0.id)));
         if let Some(c) = after {
-            rows.retain(|(r, _)| {
-                r.last_message_at < c.last_message_at
-                    || (r.last_message_at == c.last_message_at && r.id > c.conversation_id)
+            rows.retain(|row| {
+                at(row) < c.last_message_at
+                    || (at(row) == c.last_message_at && row.0.id > c.conversation_id)
             });
         }
         rows.truncate(limit as usize);
@@ -269,7 +270,7 @@ impl ConversationStore for DynamoStore {
                             u.as_str(),
                             Role::Member,
                             now,
-                            conv.last_seq,
+                            (conv.last_seq, conv.message_count),
                         ),
                         Some("attribute_not_exists(pk)"),
                     )

@@ -2,18 +2,22 @@
 //! [`Store`](chat_shared::ports::Store)). Table layout and access patterns: see
 //! [`crate::tables`].
 //!
-//! A send is one `TransactWriteItems`: advance the conversation's `lastSeq` from n-1 to n
-//! (conditional), put message n, put the idempotency record, move the sender's positions
-//! (conditional on membership). Two racing senders cannot both win n, a retry finds its
-//! idempotency record, and since every message of a conversation shares a partition key,
-//! commit order = seq order = stream order for the fan-out.
+//! An append is one `TransactWriteItems`: advance the conversation's `lastSeq` from n-1
+//! to n (conditional), put entry n, put the idempotency record, and write what the entry
+//! changes (a message: the sender's positions, conditional on membership; an edit,
+//! delete or reaction: its target, conditional on the target being as read). Two racing
+//! writers cannot both win n, a retry finds its idempotency record, and since every
+//! entry of a conversation shares a partition key, commit order = seq order = stream
+//! order for the fan-out.
 //!
 //! # Layout
 //! - `codec`: keys and attributes, records to items and back; `client`: SDK helpers.
 //! - `users`: the user item and a user's memberships, which several areas read.
-//! - One file per area of the port: `conversations`, `messages`, `receipts`, `pushes`,
-//!   `throttles`, `connections`, `devices`.
+//! - One file per area of the port: `conversations`, `messages` (with `append`, the
+//!   entry transaction, and `reactions`, the reaction items and summaries), `receipts`,
+//!   `pushes`, `throttles`, `connections`, `devices`.
 
+mod append;
 mod client;
 mod codec;
 mod connections;
@@ -21,6 +25,7 @@ mod conversations;
 mod devices;
 mod messages;
 mod pushes;
+mod reactions;
 mod receipts;
 mod throttles;
 mod users;

@@ -145,8 +145,8 @@ pub async fn handle_ws(deps: &Deps, event: WsEvent) -> WsResponse {
 /// sometimes (`ok` only to a frame with a `requestId`; an `error` always), and a route
 /// with a route response sends a frame every time, an empty one when there is no
 /// answer (billed, and not JSON). Their answers are posted to the connection instead.
-/// The other routes (`send`, `heartbeat`, `$default`) always answer, as the route
-/// response.
+/// The other routes (the appending `send`, `edit`, `delete` and `react`, answered with
+/// `message.ack`; `heartbeat`; `$default`) always answer, as the route response.
 pub const ONE_WAY_ROUTES: &[&str] = &["read", "delivered", "typing"];
 
 async fn settle(deps: &Deps, pending: Option<PendingPresence>) {

@@ -20,7 +20,7 @@ use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, ConversationId, UserId};
 use chat_shared::ports::{CloseReason, ConnectionGateway, GatewayError, SystemClock};
-use chat_shared::protocol::{Content, SendRequest};
+use chat_shared::protocol::AppendRequest;
 use chat_shared::service::Ports;
 use chat_tests::emulators::{DynamoDbLocal, MotoServer};
 use serde_json::Value;
@@ -282,16 +282,12 @@ pub async fn alice_sends(
     origin: Option<&str>,
 ) {
     for i in seqs {
-        let send = SendRequest {
-            conversation_id: id.clone(),
-            client_message_id: ClientMessageId::parse(format!("{prefix}{i}")).unwrap(),
-            content: Content {
-                kind: "text".into(),
-                text: format!("message {i}"),
-            },
-            reply_to: None,
-        };
-        chat.send(&user("alice"), origin, send).await.unwrap();
+        let send = AppendRequest::text(
+            id.clone(),
+            ClientMessageId::parse(format!("{prefix}{i}")).unwrap(),
+            format!("message {i}"),
+        );
+        chat.append(&user("alice"), origin, send).await.unwrap();
     }
 }
 

@@ -5,23 +5,24 @@ use std::sync::Arc;
 
 use chat_shared::domain::new_conversation_id;
 use chat_shared::ids::{ConversationId, DeviceId, Millis, UserId};
+use chat_shared::ports::CounterHint;
 use chat_shared::ports::{
     AddMembersOutcome, AppendOutcome, ConnectionRecord, ConversationCursor, ConversationKind,
     DeviceRecord, MessageQuery, NewConversation, NewMessage, Platform, PresenceClaim, Role, Store,
 };
-use chat_shared::protocol::{Content, PresenceStatus};
+use chat_shared::protocol::PresenceStatus;
 
-type S = Arc<dyn Store>;
+pub(crate) type S = Arc<dyn Store>;
 
-fn user(s: &str) -> UserId {
+pub(crate) fn user(s: &str) -> UserId {
     UserId::parse(s).unwrap()
 }
 
-fn users(names: &[&str]) -> Vec<UserId> {
+pub(crate) fn users(names: &[&str]) -> Vec<UserId> {
     names.iter().map(|n| user(n)).collect()
 }
 
-async fn group(store: &S, members: &[&str], now: Millis) -> ConversationId {
+pub(crate) async fn group(store: &S, members: &[&str], now: Millis) -> ConversationId {
     let id = new_conversation_id();
     store
         .create_group(&NewConversation {
@@ -36,21 +37,31 @@ async fn group(store: &S, members: &[&str], now: Millis) -> ConversationId {
     id
 }
 
-fn message(conversation: &ConversationId, sender: &str, cmid: &str, now: Millis) -> NewMessage {
+pub(crate) fn message(
+    conversation: &ConversationId,
+    sender: &str,
+    cmid: &str,
+    now: Millis,
+) -> NewMessage {
     NewMessage {
         conversation_id: conversation.clone(),
         message_id: chat_shared::domain::new_message_id(),
         sender_id: user(sender),
         client_message_id: cmid.into(),
-        content: Content {
-            kind: "text".into(),
-            text: format!("text of {cmid}"),
+        entry: chat_shared::protocol::Entry::Message {
+            content: Some(chat_shared::protocol::Content::text(format!(
+                "text of {cmid}"
+            ))),
+            reply_to: None,
         },
-        reply_to: None,
         now,
         origin_connection: Some("conn-1".into()),
         expires_at: None,
         hint: None,
+        rules: chat_shared::ports::EntryRules {
+            retained_since: i64::MIN,
+            edit_window_ms: 0,
+        },
     }
 }
 
@@ -68,10 +79,16 @@ async fn append(
     {
         AppendOutcome::Stored(m) | AppendOutcome::Duplicate(m) => m.seq,
         AppendOutcome::NotMember => panic!("{sender} is not a member"),
+        AppendOutcome::Refused(r) => panic!("refused: {r:?}"),
     }
 }
 
-fn query(after: Option<u64>, before: Option<u64>, limit: u32, newest: bool) -> MessageQuery {
+pub(crate) fn query(
+    after: Option<u64>,
+    before: Option<u64>,
+    limit: u32,
+    newest: bool,
+) -> MessageQuery {
     MessageQuery {
         after,
         before,
@@ -207,7 +224,7 @@ pub async fn appends_sequence_from_one_and_retries_are_idempotent(store: S) {
     assert_eq!((conv.last_seq, conv.last_message_at), (4, 400));
     assert_eq!((alice.delivered_up_to, alice.read_up_to), (3, 3));
     let (messages, _) = store
-        .messages(&id, query(None, None, 10, false))
+        .messages(&id, &user("alice"), query(None, None, 10, false))
         .await
         .unwrap();
     assert_eq!(
@@ -270,7 +287,7 @@ pub async fn concurrent_senders_with_retries_get_seqs_one_to_n(store: S) {
     all.sort_unstable();
     assert_eq!(all, (1..=n).collect::<Vec<_>>());
     let (messages, more) = store
-        .messages(&id, query(None, None, 1000, false))
+        .messages(&id, &user("alice"), query(None, None, 1000, false))
         .await
         .unwrap();
     assert!(!more);
@@ -295,35 +312,35 @@ pub async fn message_queries_page_both_ways_and_respect_retention(store: S) {
         |m: &[chat_shared::ports::MessageRecord]| m.iter().map(|m| m.seq).collect::<Vec<_>>();
     // newest page
     let (m, more) = store
-        .messages(&id, query(None, None, 3, true))
+        .messages(&id, &user("alice"), query(None, None, 3, true))
         .await
         .unwrap();
     assert_eq!((seqs(&m), more), (vec![8, 9, 10], true));
     // older, before 8
     let (m, more) = store
-        .messages(&id, query(None, Some(8), 3, true))
+        .messages(&id, &user("alice"), query(None, Some(8), 3, true))
         .await
         .unwrap();
     assert_eq!((seqs(&m), more), (vec![5, 6, 7], true));
     let (m, more) = store
-        .messages(&id, query(None, Some(3), 3, true))
+        .messages(&id, &user("alice"), query(None, Some(3), 3, true))
         .await
         .unwrap();
     assert_eq!((seqs(&m), more), (vec![1, 2], false));
     // newer, after 6
     let (m, more) = store
-        .messages(&id, query(Some(6), None, 3, false))
+        .messages(&id, &user("alice"), query(Some(6), None, 3, false))
         .await
         .unwrap();
     assert_eq!((seqs(&m), more), (vec![7, 8, 9], true));
     let (m, more) = store
-        .messages(&id, query(Some(9), None, 3, false))
+        .messages(&id, &user("alice"), query(Some(9), None, 3, false))
         .await
         .unwrap();
     assert_eq!((seqs(&m), more), (vec![10], false));
     // a range
     let (m, more) = store
-        .messages(&id, query(Some(2), Some(6), 10, false))
+        .messages(&id, &user("alice"), query(Some(2), Some(6), 10, false))
         .await
         .unwrap();
     assert_eq!((seqs(&m), more), (vec![3, 4, 5], false));
@@ -332,7 +349,7 @@ pub async fn message_queries_page_both_ways_and_respect_retention(store: S) {
         min_timestamp: 450,
         ..query(None, None, 100, false)
     };
-    let (m, _) = store.messages(&id, q).await.unwrap();
+    let (m, _) = store.messages(&id, &user("alice"), q).await.unwrap();
     assert_eq!(seqs(&m), (5..=10).collect::<Vec<_>>());
     assert_eq!(store.first_retained_seq(&id, 450).await.unwrap(), Some(5));
     assert_eq!(store.first_retained_seq(&id, 5000).await.unwrap(), None);
@@ -807,17 +824,35 @@ pub async fn unread_totals_and_mute_flags(store: S) {
     assert!(bob.muted);
 }
 
-pub async fn pushes_are_recorded_as_sent_per_message(store: S) {
+fn device_of(user_id: &str, device: &str) -> chat_shared::ports::PushedDevice {
+    chat_shared::ports::PushedDevice {
+        user_id: user(user_id),
+        device_id: chat_shared::ids::DeviceId::parse(device).unwrap(),
+    }
+}
+
+pub async fn pushes_are_recorded_as_sent_per_message_with_whom_they_reached(store: S) {
     let id = group(&store, &["alice"], 1).await;
-    assert!(!store.pushes_sent(&id, 1).await.unwrap());
-    store.record_pushes_sent(&id, 1, 10).await.unwrap();
-    assert!(store.pushes_sent(&id, 1).await.unwrap(), "a redelivery");
-    store.record_pushes_sent(&id, 1, 20).await.unwrap();
-    assert!(
+    assert_eq!(store.pushes_sent(&id, 1).await.unwrap(), None);
+    let pushed = [device_of("bob", "phone"), device_of("carol", "tablet")];
+    store.record_pushes_sent(&id, 1, 10, &pushed).await.unwrap();
+    assert_eq!(
         store.pushes_sent(&id, 1).await.unwrap(),
-        "recording twice is harmless"
+        Some(pushed.to_vec()),
+        "a redelivery finds them, and a delete whom to reach"
     );
-    assert!(!store.pushes_sent(&id, 2).await.unwrap());
+    store
+        .record_pushes_sent(&id, 1, 20, &[device_of("dave", "phone")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.pushes_sent(&id, 1).await.unwrap(),
+        Some(pushed.to_vec()),
+        "recording twice is harmless: the first record stands"
+    );
+    store.record_pushes_sent(&id, 3, 30, &[]).await.unwrap();
+    assert_eq!(store.pushes_sent(&id, 3).await.unwrap(), Some(vec![]));
+    assert_eq!(store.pushes_sent(&id, 2).await.unwrap(), None);
 }
 
 pub async fn a_stale_counter_hint_costs_a_retry_not_a_wrong_seq(store: S) {
@@ -825,7 +860,11 @@ pub async fn a_stale_counter_hint_costs_a_retry_not_a_wrong_seq(store: S) {
     append(&store, &id, "alice", "a", 10).await;
     append(&store, &id, "alice", "b", 20).await;
     let stale = NewMessage {
-        hint: Some((0, 1)),
+        hint: Some(CounterHint {
+            last_seq: 0,
+            last_message_at: 1,
+            message_count: 0,
+        }),
         ..message(&id, "alice", "c", 30)
     };
     let AppendOutcome::Stored(m) = store.append_message(&stale).await.unwrap() else {
@@ -833,11 +872,51 @@ pub async fn a_stale_counter_hint_costs_a_retry_not_a_wrong_seq(store: S) {
     };
     assert_eq!((m.seq, m.timestamp), (3, 30));
     let fresh = NewMessage {
-        hint: Some((3, 30)),
+        hint: Some(CounterHint {
+            last_seq: 3,
+            last_message_at: 30,
+            message_count: 3,
+        }),
         ..message(&id, "alice", "d", 25)
     };
     let AppendOutcome::Stored(m) = store.append_message(&fresh).await.unwrap() else {
         panic!("stored")
     };
     assert_eq!((m.seq, m.timestamp), (4, 30), "time never goes backwards");
+    // A hint that is right about the seq but behind an entry's time (a reaction sent at
+    // 40 by a clock ahead) must not give the next message an earlier time.
+    let (conv, _) = store
+        .membership(&id, &user("alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    let reaction = NewMessage {
+        entry: chat_shared::protocol::Entry::Reaction {
+            target_seq: 4,
+            emoji: "👍".into(),
+            removed: false,
+        },
+        ..message(&id, "alice", "e", 40)
+    };
+    assert!(matches!(
+        store.append_message(&reaction).await.unwrap(),
+        AppendOutcome::Stored(_)
+    ));
+    let behind = NewMessage {
+        hint: Some(CounterHint {
+            last_seq: 5,
+            ..CounterHint::of(&conv)
+        }),
+        ..message(&id, "alice", "f", 35)
+    };
+    let AppendOutcome::Stored(m) = store.append_message(&behind).await.unwrap() else {
+        panic!("stored")
+    };
+    assert_eq!((m.seq, m.timestamp), (6, 40), "time never goes backwards");
+    let (conv, me) = store
+        .membership(&id, &user("alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((conv.message_count, me.read_messages), (5, 5));
 }

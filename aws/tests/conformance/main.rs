@@ -4,6 +4,8 @@
 //! `Arc<dyn Store>`; the macro below runs it once per adapter.
 
 mod cases;
+mod entries;
+mod erasure;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -57,23 +59,25 @@ pub async fn dynamodb() -> Subject {
     }
 }
 
+/// Runs each case of a module once per adapter: `<on_sqlite>::<case>` and
+/// `<on_dynamodb>::<case>` (filter the DynamoDB ones with `on_dynamodb`).
 macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod on_sqlite {
+    ($module:ident => $on_sqlite:ident, $on_dynamodb:ident: $($case:ident),* $(,)?) => {
+        mod $on_sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let subject = crate::sqlite();
-                    crate::cases::$case(subject.store.clone()).await;
+                    crate::$module::$case(subject.store.clone()).await;
                 }
             )*
         }
-        mod on_dynamodb {
+        mod $on_dynamodb {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let subject = crate::dynamodb().await;
-                    crate::cases::$case(subject.store.clone()).await;
+                    crate::$module::$case(subject.store.clone()).await;
                 }
             )*
         }
@@ -81,6 +85,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    cases => on_sqlite, on_dynamodb:
     direct_conversations_are_one_per_pair,
     groups_list_members_by_user_id_with_paging,
     appends_sequence_from_one_and_retries_are_idempotent,
@@ -100,6 +105,24 @@ conformance!(
     devices_register_move_between_users_and_delete,
     contacts_and_shared_users_follow_membership,
     unread_totals_and_mute_flags,
-    pushes_are_recorded_as_sent_per_message,
+    pushes_are_recorded_as_sent_per_message_with_whom_they_reached,
     a_stale_counter_hint_costs_a_retry_not_a_wrong_seq,
+);
+
+conformance!(
+    entries => entries_on_sqlite, entries_on_dynamodb:
+    every_entry_kind_round_trips_and_messages_come_in_their_current_state,
+    entry_times_never_decrease_and_only_messages_move_the_order,
+    a_delete_erases_the_message_and_its_edits,
+    a_group_admin_may_delete_any_message,
+    rules_refuse_with_no_entry,
+    a_message_is_edited_at_most_50_times,
+    reactions_are_sets_of_at_most_50_emoji,
+    mine_is_the_viewers_and_emoji_come_in_order_of_first_reaction,
+    first_reactors_refill_and_reactors_page_by_user_id,
+    unread_counts_only_messages,
+    read_messages_count_the_messages_up_to_read_up_to,
+    members_join_having_read_what_came_before,
+    conversations_order_by_the_later_of_last_message_and_joining,
+    retries_of_every_kind_are_idempotent,
 );

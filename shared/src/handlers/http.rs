@@ -11,7 +11,9 @@ use serde_json::{Map, Value, json};
 use crate::error::{ChatError, ChatResult};
 use crate::ids::{ConversationId, DeviceId, Seq, UserId};
 use crate::ports::{ConversationKind, Platform};
-use crate::protocol::{Fields, MAX_BODY_BYTES, SendRequest, error_body, parse_send};
+use crate::protocol::{
+    AppendRequest, EntryKind, Fields, MAX_BODY_BYTES, emoji, error_body, parse_append,
+};
 use crate::service::{Chat, CreateConversation, HistoryQuery, SyncCursor};
 
 /// Most conversations per page of `GET /v1/conversations`.
@@ -225,8 +227,16 @@ pub enum ApiRequest {
         id: ConversationId,
         query: HistoryQuery,
     },
-    /// `POST /v1/conversations/{id}/messages`.
-    Send(SendRequest),
+    /// `GET /v1/conversations/{id}/messages/{seq}/reactions?emoji=`: who reacted so.
+    Reactors {
+        id: ConversationId,
+        seq: Seq,
+        emoji: String,
+        limit: u32,
+        cursor: Option<String>,
+    },
+    /// `POST /v1/conversations/{id}/messages`: a message, an edit, a delete or a reaction.
+    Append(AppendRequest),
     /// `POST /v1/conversations/{id}/receipts`: at least one of the two is set.
     Receipts {
         id: ConversationId,
@@ -306,9 +316,35 @@ pub fn decode(method: &Method, segs: &[&str], query: &str, body: &[u8]) -> ChatR
                 limit: r.limit(50, HISTORY_PAGE_MAX)?,
             },
         },
+        (&Method::GET, ["conversations", id, "messages", seq, "reactions"]) => {
+            ApiRequest::Reactors {
+                id: path_conversation(id)?,
+                seq: seq
+                    .parse()
+                    .map_err(|_| ChatError::Invalid("seq must be an integer >= 0".into()))?,
+                emoji: emoji(
+                    r.param("emoji")
+                        .ok_or_else(|| ChatError::Invalid("emoji is required".into()))?,
+                )?,
+                limit: r.limit(100, MEMBERS_PAGE_MAX)?,
+                cursor: r.param("cursor").map(str::to_owned),
+            }
+        }
         (&Method::POST, ["conversations", id, "messages"]) => {
             let id = path_conversation(id)?;
-            ApiRequest::Send(parse_send(&r.json()?, id)?)
+            let body = r.json()?;
+            let kind = match body.get("kind") {
+                Some(v) if !v.is_null() => {
+                    v.as_str().and_then(EntryKind::parse).ok_or_else(|| {
+                        ChatError::Invalid(
+                            "kind must be one of \"message\", \"edit\", \"delete\", \"reaction\""
+                                .into(),
+                        )
+                    })?
+                }
+                _ => EntryKind::Message,
+            };
+            ApiRequest::Append(parse_append(&body, id, kind)?)
         }
         (&Method::POST, ["conversations", id, "receipts"]) => {
             let id = path_conversation(id)?;
@@ -500,8 +536,23 @@ async fn execute(chat: &Chat, caller: &UserId, request: ApiRequest) -> ChatResul
                 &json!({"messages": messages, "hasMore": has_more}),
             )
         }
-        ApiRequest::Send(send) => {
-            let ack = chat.send(caller, None, send).await?;
+        ApiRequest::Reactors {
+            id,
+            seq,
+            emoji,
+            limit,
+            cursor,
+        } => {
+            let page = chat
+                .reactors(caller, &id, seq, &emoji, limit, cursor.as_deref())
+                .await?;
+            respond(
+                StatusCode::OK,
+                &json!({"userIds": page.user_ids, "nextCursor": page.next_cursor}),
+            )
+        }
+        ApiRequest::Append(req) => {
+            let ack = chat.append(caller, None, req).await?;
             let status = if ack.duplicate {
                 StatusCode::OK
             } else {

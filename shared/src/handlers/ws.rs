@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
 use crate::protocol::{
-    Action, ClientFrame, HEARTBEAT_INTERVAL_MS, MAX_FRAME_BYTES, SendRequest, ServerFrame,
+    Action, AppendRequest, ClientFrame, HEARTBEAT_INTERVAL_MS, MAX_FRAME_BYTES, ServerFrame,
 };
 use crate::service::{Chat, PendingPresence};
 
@@ -162,7 +162,7 @@ pub async fn frame(chat: &Chat, ctx: &ConnectionContext, text: &str) -> Option<S
     };
     let rid = parsed.request_id;
     match parsed.action {
-        Action::Send(req) => Some(send(chat, ctx, rid, req).await),
+        Action::Append(req) => Some(append(chat, ctx, rid, req).await),
         Action::Read {
             conversation_id,
             up_to_seq,
@@ -179,15 +179,19 @@ pub async fn frame(chat: &Chat, ctx: &ConnectionContext, text: &str) -> Option<S
     }
 }
 
-/// `send`: always answered, with `message.ack` or an `error` carrying the clientMessageId.
-pub async fn send(
+/// `send`, `edit`, `delete`, `react`: always answered, with `message.ack` or an `error`
+/// carrying the clientMessageId.
+pub async fn append(
     chat: &Chat,
     ctx: &ConnectionContext,
     request_id: Option<String>,
-    req: SendRequest,
+    req: AppendRequest,
 ) -> ServerFrame {
     let cmid = req.client_message_id.as_str().to_owned();
-    match chat.send(&ctx.user_id, Some(&ctx.connection_id), req).await {
+    match chat
+        .append(&ctx.user_id, Some(&ctx.connection_id), req)
+        .await
+    {
         Ok(ack) => ServerFrame::Ack { request_id, ack },
         Err(e) => error_frame(request_id, Some(cmid), e),
     }

@@ -2,7 +2,7 @@
 
 use crate::error::StoreError;
 use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
-use crate::protocol::{Content, Positions};
+use crate::protocol::{Entry, Positions};
 
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -40,10 +40,13 @@ pub struct ConversationRecord {
     pub kind: ConversationKind,
     pub name: Option<String>,
     pub created_at: Millis,
-    /// The sequence counter: the seq of the newest message (0 before the first).
+    /// The sequence counter: the seq of the newest entry (0 before the first).
     pub last_seq: Seq,
-    /// Time of the newest message, or of creation.
+    /// Time of the newest `message` entry, or of creation.
     pub last_message_at: Millis,
+    /// How many `message` entries the log has had (expired ones too): with a member's
+    /// [`MemberRecord::read_messages`], their unread count.
+    pub message_count: u64,
     pub member_count: u64,
 }
 
@@ -82,10 +85,20 @@ pub struct MemberRecord {
     pub joined_at: Millis,
     pub delivered_up_to: Seq,
     pub read_up_to: Seq,
+    /// How many `message` entries the log had up to `read_up_to`.
+    pub read_messages: u64,
     pub muted: bool,
 }
 
 impl MemberRecord {
+    /// The member's unread count in `conversation`: the `message` entries after their
+    /// `readUpTo` (theirs never are: a send moves the sender's `readUpTo` to it).
+    pub fn unread(&self, conversation: &ConversationRecord) -> u64 {
+        conversation
+            .message_count
+            .saturating_sub(self.read_messages)
+    }
+
     /// The member's receipt positions.
     pub fn positions(&self) -> Positions {
         Positions {
@@ -95,8 +108,9 @@ impl MemberRecord {
     }
 }
 
-/// A stored message. Also the record the change feed (outbox / DynamoDB stream) carries
-/// to the fan-out.
+/// A stored entry of a conversation's log (PROTOCOL.md 8.1): a message, or an edit,
+/// delete or reaction of one. Also the record the change feed (outbox / DynamoDB stream)
+/// carries to the fan-out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRecord {
     pub conversation_id: ConversationId,
@@ -104,30 +118,118 @@ pub struct MessageRecord {
     pub message_id: String,
     pub sender_id: UserId,
     pub client_message_id: String,
-    pub content: Content,
-    pub reply_to: Option<Seq>,
+    pub entry: Entry,
     pub timestamp: Millis,
     /// The connection that sent it, which gets the ack instead of `message.new`.
     pub origin_connection: Option<String>,
+    /// A `message` entry's current state as reads return it (edits, delete, reactions
+    /// folded in); the default on the change feed and for other kinds.
+    pub state: MessageState,
 }
 
-/// A message to append; the store assigns `seq` and the final timestamp.
+/// What later entries made of a `message` entry. Its content, in
+/// [`MessageRecord::entry`], is already the latest edit's (or erased).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageState {
+    /// The time of its latest edit.
+    pub edited_at: Option<Millis>,
+    /// Who deleted it.
+    pub deleted_by: Option<UserId>,
+    /// Its reactions by emoji, in order of first reaction (the earliest reaction still
+    /// there), emoji with no reactor left out.
+    pub reactions: Vec<ReactionSummary>,
+}
+
+/// The reactions of one emoji on a message, as one reader sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactionSummary {
+    pub emoji: String,
+    pub count: u64,
+    /// The earliest (at most [`REACTORS_SHOWN`]) reactors still there.
+    pub user_ids: Vec<UserId>,
+    /// Whether the reader reacted so.
+    pub mine: bool,
+}
+
+/// Reactors named in a [`ReactionSummary`].
+pub const REACTORS_SHOWN: usize = 3;
+
+/// An entry to append; the store assigns `seq` and the final timestamp.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub conversation_id: ConversationId,
     pub message_id: String,
     pub sender_id: UserId,
     pub client_message_id: String,
-    pub content: Content,
-    pub reply_to: Option<Seq>,
+    pub entry: Entry,
     pub now: Millis,
     pub origin_connection: Option<String>,
-    /// Messages older than this are expired (for the record's `expiresAt` on stores with TTL).
+    /// Entries older than this are expired (for the record's `expiresAt` on stores with TTL).
     pub expires_at: Option<Millis>,
-    /// The conversation's `(lastSeq, lastMessageAt)` as the caller last read them: a store
-    /// that must read the counter before writing may try these first (a stale hint only
-    /// costs a retry).
-    pub hint: Option<(Seq, Millis)>,
+    /// The conversation's counter as the caller last read it: a store that must read the
+    /// counter before writing may try this first (a stale hint only costs a retry).
+    pub hint: Option<CounterHint>,
+    /// The rules an entry naming an earlier message (a target, or `replyTo`) is held to;
+    /// the store checks them with [`crate::domain::check_entry`] against the target as
+    /// it is when the entry is sequenced.
+    pub rules: EntryRules,
+}
+
+/// A conversation's counter as last read (see [`NewMessage::hint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterHint {
+    pub last_seq: Seq,
+    pub last_message_at: Millis,
+    pub message_count: u64,
+}
+
+impl CounterHint {
+    /// The counter of a conversation as read.
+    pub fn of(conversation: &ConversationRecord) -> Self {
+        Self {
+            last_seq: conversation.last_seq,
+            last_message_at: conversation.last_message_at,
+            message_count: conversation.message_count,
+        }
+    }
+}
+
+/// Policies [`crate::domain::check_entry`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRules {
+    /// Entries older than this are expired: a target must not be.
+    pub retained_since: Millis,
+    /// How long after a message its sender may edit it; 0 = no limit.
+    pub edit_window_ms: i64,
+}
+
+/// A message an entry names, as [`crate::domain::check_entry`] needs it: read by the
+/// store atomically with the append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub sender_id: UserId,
+    pub timestamp: Millis,
+    /// Its content's `type` (the same after edits).
+    pub content_type: String,
+    pub deleted: bool,
+    /// How many edits it had.
+    pub edits: u32,
+    /// The emoji with at least one reactor.
+    pub emoji: Vec<String>,
+}
+
+/// Why an entry was refused (see [`crate::domain::check_entry`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The target is not a retained `message` entry of the conversation.
+    NoTarget,
+    /// The sender may not (not theirs, deleted, too late): `FORBIDDEN`.
+    NotAllowed(&'static str),
+    /// A cap is reached (edits, emoji): `CONFLICT`.
+    TooMany(&'static str),
+    /// The entry does not fit its target (another content type, a bad `replyTo`):
+    /// `INVALID_MESSAGE`.
+    Invalid(&'static str),
 }
 
 /// What an append did.
@@ -139,6 +241,8 @@ pub enum AppendOutcome {
     Duplicate(MessageRecord),
     /// The sender is not (or no longer) a member.
     NotMember,
+    /// The entry breaks a rule of its target; nothing was stored.
+    Refused(Refusal),
 }
 
 /// A new conversation to create.
@@ -233,7 +337,31 @@ pub struct DeviceRecord {
     pub updated_at: Millis,
 }
 
-/// One page position for the conversation list: (lastMessageAt, id) of the last item seen.
+/// A device a push went to, as the push ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PushedDevice {
+    pub user_id: UserId,
+    pub device_id: DeviceId,
+}
+
+impl PushedDevice {
+    /// `user/device` (neither id holds a `/` or a space).
+    pub fn encode(&self) -> String {
+        format!("{}/{}", self.user_id, self.device_id)
+    }
+
+    /// Reads what [`PushedDevice::encode`] wrote.
+    pub fn decode(s: &str) -> Option<Self> {
+        let (user, device) = s.split_once('/')?;
+        Some(Self {
+            user_id: UserId::parse(user).ok()?,
+            device_id: DeviceId::parse(device).ok()?,
+        })
+    }
+}
+
+/// One page position for the conversation list: the order time (the later of
+/// `lastMessageAt` and the caller's joining) and id of the last item seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationCursor {
     pub last_message_at: Millis,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{
     AddMembersOutcome, AppendOutcome, ConnectionRecord, ConversationCursor, ConversationRecord,
     DeviceRecord, MemberRecord, MessageQuery, MessageRecord, NewConversation, NewMessage,
-    PresenceClaim, ReceiptUpdate, RemovedMember, StoreResult,
+    PresenceClaim, PushedDevice, ReceiptUpdate, RemovedMember, StoreResult,
 };
 use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
 use crate::protocol::PresenceStatus;
@@ -36,7 +36,8 @@ pub trait ConversationStore: Send + Sync + 'static {
         after: Option<&UserId>,
         limit: u32,
     ) -> StoreResult<Vec<MemberRecord>>;
-    /// The user's conversations by (lastMessageAt desc, id asc), after the cursor.
+    /// The user's conversations by (the later of lastMessageAt and their joining, desc;
+    /// id asc), after the cursor.
     async fn user_conversations(
         &self,
         user: &UserId,
@@ -76,41 +77,65 @@ pub trait ConversationStore: Send + Sync + 'static {
     async fn contacts(&self, user: &UserId, max_members: u64) -> StoreResult<Vec<UserId>>;
 }
 
-/// Messages: the append that gives each its seq, reads, idempotency and retention.
+/// Entries of conversations' logs (messages, edits, deletes, reactions): the append
+/// that gives each its seq, reads, idempotency and retention.
 #[async_trait]
 pub trait MessageStore: Send + Sync + 'static {
-    /// Allocates the next seq and persists the message, the conversation's counter, the
-    /// sender's positions and the change-feed record atomically. Idempotent per
-    /// (conversation, sender, clientMessageId).
+    /// Allocates the next seq and persists the entry, the conversation's counter, the
+    /// change-feed record and what the entry changes atomically: a `message` moves
+    /// `lastMessageAt`, the message count and the sender's positions (to its seq, and
+    /// `readMessages` to the new count); an edit replaces its target's content; a delete
+    /// erases its target's content and its edits' and drops its reactions; a reaction
+    /// adds or removes one (user, emoji) of its target. Idempotent per (conversation,
+    /// sender, clientMessageId), checked before anything else. An entry naming an
+    /// earlier message (`targetSeq`, or a message's `replyTo`) must pass
+    /// [`crate::domain::check_entry`] against that message as it is at this seq (else
+    /// [`AppendOutcome::Refused`] and nothing stored).
     async fn append_message(&self, message: &NewMessage) -> StoreResult<AppendOutcome>;
-    /// The message a sender stored under a clientMessageId, if any.
+    /// The entry a sender stored under a clientMessageId, if any, for the ack of a retry
+    /// (which carries no content): its content may predate a later edit or delete for as
+    /// long as the store keeps recent entries in memory.
     async fn find_by_client_id(
         &self,
         conversation: &ConversationId,
         sender: &UserId,
         client_message_id: &str,
     ) -> StoreResult<Option<MessageRecord>>;
-    /// Messages in ascending seq order, and whether more exist in the asked direction.
+    /// Entries in ascending seq order, and whether more exist in the asked direction.
+    /// Messages come in their current state ([`MessageRecord::state`]) as `viewer` sees
+    /// them (`mine` in reactions), read with a bounded number of queries per call, never
+    /// one per entry.
     async fn messages(
         &self,
         conversation: &ConversationId,
+        viewer: &UserId,
         query: MessageQuery,
     ) -> StoreResult<(Vec<MessageRecord>, bool)>;
+    /// Who reacted with `emoji` to the message at `seq`, in userId order, after `after`.
+    async fn reactors(
+        &self,
+        conversation: &ConversationId,
+        seq: Seq,
+        emoji: &str,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> StoreResult<Vec<UserId>>;
     /// The lowest seq with `timestamp >= min_timestamp`, if any.
     async fn first_retained_seq(
         &self,
         conversation: &ConversationId,
         min_timestamp: Millis,
     ) -> StoreResult<Option<Seq>>;
-    /// Deletes messages older than `before`; returns how many.
+    /// Deletes entries older than `before`; returns how many.
     async fn expire_messages(&self, before: Millis) -> StoreResult<u64>;
 }
 
 /// Members' receipt positions and what follows from them.
 #[async_trait]
 pub trait ReceiptStore: Send + Sync + 'static {
-    /// Moves a member's positions forward (clamped to lastSeq; read implies delivered).
-    /// `None` when not a member.
+    /// Moves a member's positions forward (clamped to lastSeq; read implies delivered),
+    /// and `readMessages` to the message count at the new `readUpTo`. `None` when not a
+    /// member.
     async fn update_receipts(
         &self,
         conversation: &ConversationId,
@@ -118,24 +143,33 @@ pub trait ReceiptStore: Send + Sync + 'static {
         delivered_up_to: Option<Seq>,
         read_up_to: Option<Seq>,
     ) -> StoreResult<Option<ReceiptUpdate>>;
-    /// Sum of `lastSeq - readUpTo` over the user's conversations (the push badge).
+    /// Sum of the user's unread counts ([`MemberRecord::unread`]) over their
+    /// conversations (the push badge).
     async fn total_unread(&self, user: &UserId) -> StoreResult<u64>;
 }
 
-/// The record of which messages' pushes were sent, so a replayed feed does not push again.
+/// The record of which messages' pushes were sent and to whom, so a replayed feed does
+/// not push again and a delete can replace the pushes of the message it deletes.
 #[async_trait]
 pub trait PushLedger: Send + Sync + 'static {
-    /// Whether every push of one message was sent already (see
-    /// [`PushLedger::record_pushes_sent`]): a redelivery of the change feed skips them.
-    async fn pushes_sent(&self, conversation: &ConversationId, seq: Seq) -> StoreResult<bool>;
-    /// Records that every push of one message was sent. Written after the pushes, so a
-    /// process that dies in between sends them again when the feed is replayed: pushes
-    /// are at least once, never lost (a repeat carries the same messageId).
+    /// The devices pushed one message, once all its pushes were sent (see
+    /// [`PushLedger::record_pushes_sent`]), `None` before: a redelivery of the change feed
+    /// skips them, a delete of the message replaces them on these devices.
+    async fn pushes_sent(
+        &self,
+        conversation: &ConversationId,
+        seq: Seq,
+    ) -> StoreResult<Option<Vec<PushedDevice>>>;
+    /// Records that every push of one message was sent, to `devices`. Written after the
+    /// pushes, so a process that dies in between sends them again when the feed is
+    /// replayed: pushes are at least once, never lost (a repeat carries the same
+    /// messageId, the collapse key). The first record stands.
     async fn record_pushes_sent(
         &self,
         conversation: &ConversationId,
         seq: Seq,
         now: Millis,
+        devices: &[PushedDevice],
     ) -> StoreResult<()>;
 }
 

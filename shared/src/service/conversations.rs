@@ -102,7 +102,7 @@ impl Chat {
             member_count: conv.member_count,
             members: parts.members.clone(),
             muted: me.muted,
-            unread_count: conv.last_seq.saturating_sub(me.read_up_to),
+            unread_count: me.unread(conv),
         }
     }
 
@@ -291,9 +291,10 @@ impl Chat {
             conversations.push(view);
         }
         let last = conversations.len().checked_sub(1).and_then(|i| rows.get(i));
-        let next_cursor = more.then_some(last).flatten().map(|(c, _)| {
+        // The list's order: the later of the last message and the caller's joining.
+        let next_cursor = more.then_some(last).flatten().map(|(c, me)| {
             domain::encode_conversation_cursor(&ConversationCursor {
-                last_message_at: c.last_message_at,
+                last_message_at: c.last_message_at.max(me.joined_at),
                 conversation_id: c.id.clone(),
             })
         });

@@ -10,11 +10,12 @@ use super::Chat;
 use super::messages::message_view;
 use crate::domain;
 use crate::error::{ChatError, ChatResult};
-use crate::ids::{Millis, UserId};
+use crate::ids::{Millis, Seq, UserId};
 use crate::ports::{
-    ConnectionRecord, ConversationRecord, DeviceRecord, MessageRecord, PushError, PushNotification,
+    ConnectionRecord, ConversationRecord, DeviceRecord, MessageQuery, MessageRecord, PushError,
+    PushNotification, PushedDevice,
 };
-use crate::protocol::ServerFrame;
+use crate::protocol::{Entry, ServerFrame};
 
 impl Chat {
     /// Fans out one committed message: see [`Chat::fan_out_run`].
@@ -82,12 +83,24 @@ impl Chat {
             self.post_failed(posts[i].0, e).await;
         }
 
+        for (i, m) in messages.iter().enumerate() {
+            if let Entry::Delete { target_seq } = m.entry {
+                self.unpush(&conv, m, target_seq, now)
+                    .await
+                    .map_err(|e| (i, e))?;
+            }
+        }
+        // Only `message` entries are pushed; a sender is never pushed their own.
+        let pushed: Vec<&MessageRecord> = messages
+            .iter()
+            .copied()
+            .filter(|m| m.entry.is_message())
+            .collect();
         let online: HashSet<&UserId> = conns.iter().map(|c| &c.user_id).collect();
-        // A sender is never pushed their own message.
         let offline: Vec<UserId> = members
             .iter()
             .filter(|m| !m.muted && !online.contains(&m.user_id))
-            .filter(|m| messages.iter().any(|msg| msg.sender_id != m.user_id))
+            .filter(|m| pushed.iter().any(|msg| msg.sender_id != m.user_id))
             .map(|m| m.user_id.clone())
             .collect();
         if offline.is_empty() {
@@ -99,6 +112,9 @@ impl Chat {
             .await
             .map_err(|e| at_start(e.into()))?;
         for (i, message) in messages.iter().enumerate() {
+            if !message.entry.is_message() {
+                continue;
+            }
             let phones: Vec<&DeviceRecord> = devices
                 .iter()
                 .filter(|d| d.user_id != message.sender_id)
@@ -121,9 +137,109 @@ impl Chat {
     ) -> ChatResult<()> {
         // Pushes are recorded as sent only after they went out: a crash in between repeats
         // them on the replay rather than losing them.
-        if devices.is_empty() || self.store.pushes_sent(&conv.id, message.seq).await? {
+        if devices.is_empty()
+            || self
+                .store
+                .pushes_sent(&conv.id, message.seq)
+                .await?
+                .is_some()
+        {
             return Ok(());
         }
+        let text = message.entry.content().map_or("", |c| c.text.as_str());
+        let notification = |badge| PushNotification {
+            title: domain::push_title(conv, &message.sender_id),
+            body: domain::push_body(text),
+            conversation_id: conv.id.clone(),
+            seq: message.seq,
+            message_id: message.message_id.clone(),
+            badge,
+            timestamp: now,
+        };
+        let pushed = self.push_each(devices, notification).await?;
+        self.store
+            .record_pushes_sent(&conv.id, message.seq, now, &pushed)
+            .await?;
+        Ok(())
+    }
+
+    /// After a delete: the devices that were pushed the deleted message get a push with
+    /// the same collapse key (its messageId) saying it was deleted, which replaces the
+    /// notification showing its text. Once, like every push.
+    async fn unpush(
+        &self,
+        conv: &ConversationRecord,
+        delete: &MessageRecord,
+        target: Seq,
+        now: Millis,
+    ) -> ChatResult<()> {
+        if self
+            .store
+            .pushes_sent(&conv.id, delete.seq)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let pushed = self
+            .store
+            .pushes_sent(&conv.id, target)
+            .await?
+            .unwrap_or_default();
+        let original = if pushed.is_empty() {
+            None
+        } else {
+            let one = MessageQuery {
+                after: Some(target - 1),
+                before: Some(target + 1),
+                limit: 1,
+                newest: false,
+                min_timestamp: i64::MIN,
+            };
+            let (found, _) = self
+                .store
+                .messages(&conv.id, &delete.sender_id, one)
+                .await?;
+            found.into_iter().next()
+        };
+        let mut replaced = Vec::new();
+        if let Some(original) = original {
+            let mut users: Vec<UserId> = pushed.iter().map(|d| d.user_id.clone()).collect();
+            users.dedup();
+            let devices = self.store.devices_of(&users).await?;
+            let phones: Vec<&DeviceRecord> = devices
+                .iter()
+                .filter(|d| {
+                    pushed
+                        .iter()
+                        .any(|p| p.user_id == d.user_id && p.device_id == d.device_id)
+                })
+                .collect();
+            let notification = |badge| PushNotification {
+                title: domain::push_title(conv, &original.sender_id),
+                body: domain::DELETED_PUSH_BODY.to_owned(),
+                conversation_id: conv.id.clone(),
+                seq: target,
+                message_id: original.message_id.clone(),
+                badge,
+                timestamp: now,
+            };
+            replaced = self.push_each(&phones, notification).await?;
+        }
+        self.store
+            .record_pushes_sent(&conv.id, delete.seq, now, &replaced)
+            .await?;
+        Ok(())
+    }
+
+    /// Sends `notification` (given each user's badge: their total unread count) to each
+    /// device; a device whose endpoint is gone is removed. The devices pushed.
+    async fn push_each(
+        &self,
+        devices: &[&DeviceRecord],
+        notification: impl Fn(u64) -> PushNotification,
+    ) -> ChatResult<Vec<PushedDevice>> {
+        let mut pushed = Vec::new();
         let mut badges: HashMap<UserId, u64> = HashMap::new();
         for device in devices {
             let badge = match badges.get(&device.user_id) {
@@ -134,17 +250,11 @@ impl Chat {
                     b
                 }
             };
-            let notification = PushNotification {
-                title: domain::push_title(conv, &message.sender_id),
-                body: domain::push_body(&message.content.text),
-                conversation_id: conv.id.clone(),
-                seq: message.seq,
-                message_id: message.message_id.clone(),
-                badge,
-                timestamp: now,
-            };
-            match self.push.push(device, &notification).await {
-                Ok(()) => {}
+            match self.push.push(device, &notification(badge)).await {
+                Ok(()) => pushed.push(PushedDevice {
+                    user_id: device.user_id.clone(),
+                    device_id: device.device_id.clone(),
+                }),
                 Err(PushError::EndpointGone) => {
                     debug!(user.id = %device.user_id, device.id = %device.device_id, "push endpoint gone, removing device");
                     self.store
@@ -154,9 +264,7 @@ impl Chat {
                 Err(e) => warn!(error = %e, user.id = %device.user_id, "push failed"),
             }
         }
-        self.store
-            .record_pushes_sent(&conv.id, message.seq, now)
-            .await?;
-        Ok(())
+        pushed.sort();
+        Ok(pushed)
     }
 }

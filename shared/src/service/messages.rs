@@ -6,8 +6,11 @@ use tracing::debug;
 use crate::domain;
 use crate::error::{ChatError, ChatResult};
 use crate::ids::{ConversationId, Seq, UserId};
-use crate::ports::{AppendOutcome, ConversationRecord, MessageQuery, MessageRecord, NewMessage};
-use crate::protocol::{Ack, MessageView, SendRequest};
+use crate::ports::{
+    AppendOutcome, ConversationRecord, CounterHint, EntryRules, MessageQuery, MessageRecord,
+    NewMessage, Refusal,
+};
+use crate::protocol::{Ack, AppendRequest, Entry, EntryFields, MessageView, ReactionView};
 
 use super::Chat;
 use super::budget::AnswerBudget;
@@ -24,6 +27,13 @@ enum Checked {
     Retry(MessageRecord),
 }
 
+/// One page of the users who reacted to a message with one emoji.
+#[derive(Debug)]
+pub struct ReactorPage {
+    pub user_ids: Vec<UserId>,
+    pub next_cursor: Option<String>,
+}
+
 /// Which history page to read.
 #[derive(Debug, Clone, Copy)]
 pub struct HistoryQuery {
@@ -33,18 +43,12 @@ pub struct HistoryQuery {
 }
 
 impl Chat {
-    /// The checks a new message must pass: membership, `replyTo`, the rate limit. With a
-    /// rate limit on, a retry is recognised here, before counting (retries are not
-    /// counted); without one, the store recognises it in the append.
-    async fn check_send(&self, caller: &UserId, req: &SendRequest) -> ChatResult<Checked> {
+    /// The checks a new entry must pass before the store's: membership, the rate limit.
+    /// With a rate limit on, a retry is recognised here, before counting (retries are not
+    /// counted); without one, the store recognises it in the append. The rules of an
+    /// entry's target are the store's to check, atomically with the append.
+    async fn check_append(&self, caller: &UserId, req: &AppendRequest) -> ChatResult<Checked> {
         let (conv, _) = self.member_of(&req.conversation_id, caller).await?;
-        if let Some(reply_to) = req.reply_to
-            && reply_to > conv.last_seq
-        {
-            return Err(ChatError::Invalid(
-                "replyTo must be a seq of this conversation".into(),
-            ));
-        }
         if self.limits.rate_limit_per_min > 0 {
             let cmid = req.client_message_id.as_str();
             if let Some(original) = self
@@ -66,31 +70,20 @@ impl Chat {
         Ok(Checked::New(conv))
     }
 
-    /// Validates, sequences and persists a message, then acks it. Fan-out follows from
-    /// the store's change feed, not from here.
-    pub async fn send(
+    /// Validates, sequences and persists an entry (a message, an edit, a delete or a
+    /// reaction), then acks it. Fan-out follows from the store's change feed, not from
+    /// here.
+    pub async fn append(
         &self,
         caller: &UserId,
         origin_connection: Option<&str>,
-        req: SendRequest,
+        req: AppendRequest,
     ) -> ChatResult<Ack> {
-        // A retry is answered with the original, even when it fails a check the original
-        // passed (the sender left since). Looking it up only then keeps the common path
-        // to one read: the store recognises a retry in the append itself.
         let cmid = req.client_message_id.as_str();
-        let conv = match self.check_send(caller, &req).await {
+        let conv = match self.check_append(caller, &req).await {
             Ok(Checked::New(conv)) => conv,
             Ok(Checked::Retry(original)) => return Ok(ack(&original, true)),
-            Err(e) => {
-                return match self
-                    .store
-                    .find_by_client_id(&req.conversation_id, caller, cmid)
-                    .await?
-                {
-                    Some(original) => Ok(ack(&original, true)),
-                    None => Err(e),
-                };
-            }
+            Err(e) => return self.original_or(caller, &req, e).await,
         };
         let now = self.now();
         let expires_at = (self.limits.retention_days > 0)
@@ -102,21 +95,47 @@ impl Chat {
                 message_id: domain::new_message_id(),
                 sender_id: caller.clone(),
                 client_message_id: cmid.to_owned(),
-                content: req.content,
-                reply_to: req.reply_to,
+                entry: req.entry.clone(),
                 now,
                 origin_connection: origin_connection.map(str::to_owned),
                 expires_at,
-                hint: Some((conv.last_seq, conv.last_message_at)),
+                hint: Some(CounterHint::of(&conv)),
+                rules: EntryRules {
+                    retained_since: self.limits.retention_cutoff(now),
+                    edit_window_ms: i64::from(self.limits.edit_window_secs) * 1000,
+                },
             })
             .await?;
         match outcome {
             AppendOutcome::Stored(m) => {
-                debug!(conversation.id = %m.conversation_id, seq = m.seq, "message stored");
+                debug!(conversation.id = %m.conversation_id, seq = m.seq, kind = m.entry.kind().as_str(), "entry stored");
                 Ok(ack(&m, false))
             }
             AppendOutcome::Duplicate(m) => Ok(ack(&m, true)),
             AppendOutcome::NotMember => Err(ChatError::no_conversation()),
+            AppendOutcome::Refused(refusal) => {
+                self.original_or(caller, &req, refused(refusal)).await
+            }
+        }
+    }
+
+    /// A retry is answered with the original, even when it fails a check the original
+    /// passed (the sender left since, the message was deleted since). Looking it up only
+    /// then keeps the common path to one read: the store recognises a retry in the
+    /// append itself.
+    async fn original_or(
+        &self,
+        caller: &UserId,
+        req: &AppendRequest,
+        error: ChatError,
+    ) -> ChatResult<Ack> {
+        match self
+            .store
+            .find_by_client_id(&req.conversation_id, caller, req.client_message_id.as_str())
+            .await?
+        {
+            Some(original) => Ok(ack(&original, true)),
+            None => Err(error),
         }
     }
 
@@ -128,6 +147,34 @@ impl Chat {
         }
         let cutoff = self.limits.retention_cutoff(self.now());
         Ok(self.store.expire_messages(cutoff).await?)
+    }
+
+    /// Who reacted to message `seq` with `emoji`, a page at a time in userId order.
+    pub async fn reactors(
+        &self,
+        caller: &UserId,
+        id: &ConversationId,
+        seq: Seq,
+        emoji: &str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> ChatResult<ReactorPage> {
+        self.member_of(id, caller).await?;
+        let after = cursor.map(domain::decode_member_cursor).transpose()?;
+        let mut user_ids = self
+            .store
+            .reactors(id, seq, emoji, after.as_ref(), limit + 1)
+            .await?;
+        let more = user_ids.len() > limit as usize;
+        user_ids.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| user_ids.last())
+            .flatten()
+            .map(domain::encode_member_cursor);
+        Ok(ReactorPage {
+            user_ids,
+            next_cursor,
+        })
     }
 
     /// A page of history, ascending.
@@ -145,7 +192,7 @@ impl Chat {
             newest: q.after.is_none(),
             min_timestamp: self.limits.retention_cutoff(self.now()),
         };
-        self.messages_within(id, query, &mut AnswerBudget::new())
+        self.messages_within(id, caller, query, &mut AnswerBudget::new())
             .await
     }
 
@@ -156,6 +203,7 @@ impl Chat {
     pub(crate) async fn messages_within(
         &self,
         id: &ConversationId,
+        viewer: &UserId,
         query: MessageQuery,
         budget: &mut AnswerBudget,
     ) -> ChatResult<(Vec<MessageView>, bool)> {
@@ -163,7 +211,7 @@ impl Chat {
         let mut range = query;
         let has_more = loop {
             range.limit = (query.limit - out.len() as u32).min(READ_CHUNK);
-            let (messages, more) = self.store.messages(id, range).await?;
+            let (messages, more) = self.store.messages(id, viewer, range).await?;
             let nearest_first: Box<dyn Iterator<Item = &MessageRecord>> = if query.newest {
                 range.before = messages.first().map(|m| m.seq).or(range.before);
                 Box::new(messages.iter().rev())
@@ -194,27 +242,78 @@ impl Chat {
     }
 }
 
+/// The error for an entry the store refused.
+fn refused(refusal: Refusal) -> ChatError {
+    match refusal {
+        Refusal::NoTarget => ChatError::NotFound("no such message"),
+        Refusal::NotAllowed(why) => ChatError::Forbidden(why),
+        Refusal::TooMany(why) => ChatError::Conflict(why.into()),
+        Refusal::Invalid(why) => ChatError::Invalid(why.into()),
+    }
+}
+
 fn ack(m: &MessageRecord, duplicate: bool) -> Ack {
     Ack {
         conversation_id: m.conversation_id.clone(),
         client_message_id: m.client_message_id.clone(),
         message_id: m.message_id.clone(),
         seq: m.seq,
+        kind: m.entry.kind(),
         timestamp: m.timestamp,
         duplicate,
     }
 }
 
-/// A stored message as clients see it.
+/// A stored entry as clients see it: a message in its current state.
 pub fn message_view(m: &MessageRecord) -> MessageView {
+    let fields = match &m.entry {
+        Entry::Message { content, reply_to } => EntryFields::Message {
+            content: content.clone(),
+            reply_to: *reply_to,
+            edited_at: m.state.edited_at,
+            deleted: m.state.deleted_by.is_some(),
+            deleted_by: m.state.deleted_by.clone(),
+            reactions: m
+                .state
+                .reactions
+                .iter()
+                .map(|r| ReactionView {
+                    emoji: r.emoji.clone(),
+                    count: r.count,
+                    user_ids: r.user_ids.clone(),
+                    mine: r.mine,
+                })
+                .collect(),
+        },
+        Entry::Edit {
+            target_seq,
+            content,
+        } => EntryFields::Edit {
+            target_seq: *target_seq,
+            content: content.clone(),
+        },
+        Entry::Delete { target_seq } => EntryFields::Delete {
+            target_seq: *target_seq,
+            deleted_by: m.sender_id.clone(),
+        },
+        Entry::Reaction {
+            target_seq,
+            emoji,
+            removed,
+        } => EntryFields::Reaction {
+            target_seq: *target_seq,
+            emoji: emoji.clone(),
+            removed: *removed,
+        },
+    };
     MessageView {
         conversation_id: m.conversation_id.clone(),
         message_id: m.message_id.clone(),
         seq: m.seq,
         sender_id: m.sender_id.clone(),
         client_message_id: m.client_message_id.clone(),
-        content: m.content.clone(),
-        reply_to: m.reply_to,
+        kind: m.entry.kind(),
+        fields,
         timestamp: m.timestamp,
     }
 }

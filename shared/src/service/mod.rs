@@ -28,7 +28,7 @@ mod presence;
 mod sync;
 
 pub use conversations::{ConversationPage, CreateConversation, MemberPage};
-pub use messages::{HistoryQuery, message_view};
+pub use messages::{HistoryQuery, ReactorPage, message_view};
 pub use presence::PendingPresence;
 pub use sync::SyncCursor;
 

@@ -53,7 +53,9 @@ impl Chat {
                 newest: false,
                 min_timestamp: cutoff,
             };
-            let (messages, has_more) = self.messages_within(&conv.id, query, &mut budget).await?;
+            let (messages, has_more) = self
+                .messages_within(&conv.id, caller, query, &mut budget)
+                .await?;
             conversations.push(SyncedConversation {
                 conversation_id: conv.id.clone(),
                 messages,
@@ -62,7 +64,7 @@ impl Chat {
                 last_seq: conv.last_seq,
                 delivered_up_to: me.delivered_up_to,
                 read_up_to: me.read_up_to,
-                unread_count: conv.last_seq.saturating_sub(me.read_up_to),
+                unread_count: me.unread(&conv),
             });
         }
         let wanted = SYNC_NEW_CONVERSATIONS_MAX + named.len();
