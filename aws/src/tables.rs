@@ -8,7 +8,7 @@
 //!
 //! | table | item | key | used for |
 //! |---|---|---|---|
-//! | main | conversation | `c#{id}` / `#meta` | the seq counter (`lastSeq`), `lastEntryAt` (entries' times never decrease), `lastMessageAt` and `messageCount` (moved by `message` entries only), kind, name, memberCount |
+//! | main | conversation | `c#{id}` / `#meta` | the seq counter (`lastSeq`), `lastEntryAt` (entries' times never decrease), `lastMessageAt` and `messageCount` (moved by `message` entries only), kind, name, memberCount; `pendingAdd` while an add of more than 98 users is between its two transactions (`dynamodb/membership.rs`) |
 //! | main | member | `c#{id}` / `m#{user}` | role, receipt positions, `readMessages` (the message count at `readUpTo`: unread = `messageCount - readMessages`), mute, typing window; GSI `byUser` (`memberUser`, `pk`) lists a user's conversations |
 //! | main | idempotency | `c#{id}` / `i#{sender}#{clientMessageId}` | duplicate appends return the original seq |
 //! | main | reaction, by user | `c#{id}` / `ru#{user}#{seq:020}#{emoji hex}` | a history page's `mine`: one Query of the reader's reactions in the page's seq range; whether a user reacted so (set semantics); TTL |
@@ -18,7 +18,7 @@
 //! | main | rate window | `u#{user}` / `rate#{windowStart}` | fixed-window send counter, TTL |
 //! | main | push claim | `c#{id}` / `p#{seq}` | a message's pushes were sent (a stream redelivery does not push twice), TTL |
 //! | main | token claim | `t#{platform}#{token}` / `#token` | which user's device holds a push token, so it moves to a new owner |
-//! | messages | entry | `conversationId` / `seq` (N) | every entry of the log (`kind`: message, edit, delete, reaction), with `messageCount` (messages through it, for read receipts below `lastSeq`); a message item holds its current state: content (the latest edit's; removed once deleted), `editedAt`, `edits` and `editSeqs` (its edits, at most 50, so a delete can erase their content), `deletedBy`, `reactions` (per emoji: count and the first 3 reactors with their reaction's seq), and `rev`, bumped by every change, which the next change is conditional on. History by seq range; stream `NEW_IMAGE` of INSERTs drives the fan-out (changes to a target are MODIFYs, never fanned out); TTL `expiresAt` |
+//! | messages | entry | `conversationId` / `seq` (N) | every entry of the log (`kind`: message, edit, delete, reaction, system), with `messageCount` (messages through it, for read receipts below `lastSeq`); a message item holds its current state: content (the latest edit's; removed once deleted), `editedAt`, `edits` and `editSeqs` (its edits, at most 50, so a delete can erase their content), `deletedBy`, `reactions` (per emoji: count and the first 3 reactors with their reaction's seq), and `rev`, bumped by every change, which the next change is conditional on; a system item holds `event`, `userIds` (a list), `actorId` (absent when the server made it), `role`, `name`, `avatar`. History by seq range; stream `NEW_IMAGE` of INSERTs drives the fan-out (changes to a target are MODIFYs, never fanned out); TTL `expiresAt` |
 //! | connections | connection | `connectionId` | who is on a connection (route events carry only its id); TTL `expiresAt` |
 
 use aws_sdk_dynamodb::Client;

@@ -22,8 +22,8 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use chat_aws::dynamodb::DynamoStore;
 use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
-use chat_shared::ports::MessageStore;
 use chat_shared::ports::{ConversationKind, Platform};
+use chat_shared::ports::{MessageQuery, MessageStore};
 use chat_shared::protocol::{AppendRequest, Content, Entry};
 use chat_shared::service::{CreateConversation, HistoryQuery};
 use common::*;
@@ -345,6 +345,26 @@ async fn requests_per_operation() {
     .unwrap();
     let delete = measure("delete in the group of 100 (of a message with 1 edit, 1 reaction)");
 
+    // Membership changes in the group of 100: each appends its system entry with it.
+    let newcomer = user("newcomer");
+    chat.add_members(&alice, &group, std::slice::from_ref(&newcomer))
+        .await
+        .unwrap();
+    let add_member = measure("add 1 member to the group of 100 (member_added entry)");
+    chat.remove_member(&alice, &group, &newcomer).await.unwrap();
+    let remove_member = measure("remove 1 member of the group of 101 (member_removed entry)");
+    let newest = MessageQuery {
+        after: None,
+        before: None,
+        limit: 1,
+        newest: true,
+        min_timestamp: i64::MIN,
+    };
+    let (removed_entry, _) = store.messages(&group, &alice, newest).await.unwrap();
+    meter.take();
+    chat.fan_out(&removed_entry[0]).await.unwrap();
+    let fan_out_system = measure("fan-out of a system entry, group of 100, all online");
+
     chat.receipts(&bob, Some("bob-1"), &direct, None, Some(1))
         .await
         .unwrap();
@@ -384,6 +404,19 @@ async fn requests_per_operation() {
     // (docs/COST.md, "reaction").
     assert_eq!(reaction.total(), group_send.total() + 1);
     assert_eq!(fan_out_reaction.total(), fan_out_group.total());
+    // A membership change is one transaction of 3 items (counter, entry, member) after
+    // one read of what it changes; the rest are the service's reads for its
+    // announcements. A system entry's fan-out costs what a message's does, never pushing.
+    for change in [&add_member, &remove_member] {
+        assert_eq!(change.total(), 10, "{change:?}");
+        assert_eq!(change.requests["TransactWriteItems"], 1, "{change:?}");
+        assert_eq!(change.write_units, 6.0, "{change:?}");
+    }
+    assert_eq!(
+        fan_out_system.total(),
+        fan_out_group.total(),
+        "{fan_out_system:?}"
+    );
     assert_eq!(receipt.total(), 4, "{receipt:?}");
     assert_eq!(typing.total(), 4, "{typing:?}");
     assert_eq!(touch.total(), 1, "{touch:?}");
@@ -405,6 +438,9 @@ async fn requests_per_operation() {
         ("edit_group_100", &edit),
         ("delete_group_100", &delete),
         ("history_page_with_reactions", &history_page),
+        ("add_member_group_100", &add_member),
+        ("fan_out_system_group_100", &fan_out_system),
+        ("remove_member_group_100", &remove_member),
         ("receipt", &receipt),
         ("typing", &typing),
         ("disconnect", &disconnect),

@@ -1,6 +1,7 @@
 //! Stale state heals itself on AWS: a connection whose socket is gone is forgotten when a
 //! post to it gets 410, a device whose SNS endpoint is disabled is forgotten when a push
-//! to it fails, and connection items carry the expiry DynamoDB's TTL deletes them by.
+//! to it fails, connection items carry the expiry DynamoDB's TTL deletes them by, and an
+//! add of 100 users cut off between its two transactions is finished by the next change.
 //! Over the real adapters: DynamoDB Local, real stream records, SNS on moto.
 
 mod common;
@@ -274,4 +275,123 @@ async fn connection_items_expire_after_api_gateways_two_hours() {
         .time_to_live_description
         .expect("a TTL description");
     assert_eq!(ttl.attribute_name(), Some("expiresAt"));
+}
+
+/// Sends every DynamoDB request whose body holds `needle` to a closed port while `on`.
+#[derive(Debug, Clone)]
+struct CutOff {
+    needle: &'static str,
+    on: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for CutOff {
+    fn name(&self) -> &'static str {
+        "CutOff"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut<
+            '_,
+        >,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let hit = context
+            .request()
+            .body()
+            .bytes()
+            .is_some_and(|b| String::from_utf8_lossy(b).contains(self.needle));
+        if hit && self.on.load(std::sync::atomic::Ordering::SeqCst) {
+            context.request_mut().set_uri("http://127.0.0.1:1/")?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_cut_off_between_its_two_transactions_is_finished_by_the_next_change() {
+    use chat_shared::ports::{AddMembersOutcome, Change, ConversationStore, MessageStore};
+    use chat_shared::protocol::Entry;
+    // GIVEN a store whose second transaction of a 100-user add cannot reach DynamoDB
+    // (a Lambda that died between the two)
+    let cut = CutOff {
+        needle: "REMOVE pendingAdd",
+        on: Arc::new(true.into()),
+    };
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        dynamodb_config()
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .interceptor(cut.clone())
+            .build(),
+    );
+    let names = tables(&dynamodb, "cut").await;
+    let store = DynamoStore::new(dynamodb, names);
+    let id = chat_shared::domain::new_conversation_id();
+    store
+        .create_group(&chat_shared::ports::NewConversation {
+            id: id.clone(),
+            kind: chat_shared::ports::ConversationKind::Group,
+            name: Some("Team".into()),
+            now: 1,
+            members: vec![user("alice")],
+        })
+        .await
+        .unwrap();
+    let hundred: Vec<_> = (0..100).map(|i| user(&format!("user-{i:03}"))).collect();
+    let by = |now| Change {
+        actor: user("alice"),
+        now,
+        expires_at: None,
+    };
+    // WHEN alice adds 100 users and the add is cut off after its first transaction
+    assert!(
+        store
+            .add_members(&id, &hundred, 1000, &by(10))
+            .await
+            .is_err()
+    );
+    // THEN the entry names all 100 and the count holds them, but the last two are not
+    // members yet
+    let conv = store.conversation(&id).await.unwrap().unwrap();
+    assert_eq!((conv.last_seq, conv.member_count), (1, 101));
+    let member = |u: &str| {
+        let (store, id, u) = (&store, &id, user(u));
+        async move { store.membership(id, &u).await.unwrap() }
+    };
+    assert!(member("user-097").await.is_some());
+    assert!(member("user-098").await.is_none());
+    assert!(member("user-099").await.is_none());
+    // WHEN DynamoDB is reachable again and alice adds one more
+    cut.on.store(false, std::sync::atomic::Ordering::SeqCst);
+    let out = store
+        .add_members(&id, &[user("zoe")], 1000, &by(20))
+        .await
+        .unwrap();
+    // THEN the cut-off add was finished first: the two are members from its entry on,
+    // and zoe's entry names only her
+    assert_eq!(out, AddMembersOutcome::Added(vec![user("zoe")]));
+    for u in ["user-098", "user-099"] {
+        let (_, m) = member(u).await.expect("finished");
+        assert_eq!((m.read_up_to, m.joined_at), (1, 10), "{u}");
+    }
+    let conv = store.conversation(&id).await.unwrap().unwrap();
+    assert_eq!((conv.last_seq, conv.member_count), (2, 102));
+    assert_eq!(store.members(&id, None, 1000).await.unwrap().len(), 102);
+    let query = chat_shared::ports::MessageQuery {
+        after: None,
+        before: None,
+        limit: 10,
+        newest: false,
+        min_timestamp: i64::MIN,
+    };
+    let (entries, _) = store.messages(&id, &user("alice"), query).await.unwrap();
+    let named: Vec<usize> = entries
+        .iter()
+        .map(|m| match &m.entry {
+            Entry::System(c) => c.user_ids.len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(named, [100, 1]);
 }

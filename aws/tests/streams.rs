@@ -63,7 +63,9 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
     )
     .await
     .unwrap();
-    chat.set_muted(&dave, &id, true).await.unwrap();
+    chat.set_muted(&dave, &id, chat_shared::service::Mute::Forever)
+        .await
+        .unwrap();
 
     // WHEN alice sends three messages and the stream's records are fanned out
     alice_sends(&chat, &id, "m", 1..=3, Some("alice-1")).await;
@@ -281,4 +283,89 @@ async fn entries_fan_out_with_their_kind_and_target_changes_do_not() {
     assert_eq!(frames[3]["deletedBy"], "alice");
     // AND only the message was pushed to carol
     assert_eq!(pushed_seqs(&endpoint).await, [1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_entries_fan_out_to_the_members_and_are_never_pushed() {
+    // GIVEN alice (admin), bob and dave (offline with a phone); carol online on carol-1
+    let dynamodb = dynamodb_client();
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "sy").await;
+    let (group, _) = chat
+        .create_conversation(
+            &user("alice"),
+            CreateConversation {
+                kind: ConversationKind::Group,
+                name: Some("Team".into()),
+                members: vec![user("bob"), user("dave")],
+            },
+        )
+        .await
+        .unwrap();
+    let id = group.conversation_id;
+    chat.connect("carol-1", &user("carol"), None, i64::MAX)
+        .await
+        .unwrap();
+    let device = chat
+        .register_device(
+            &user("dave"),
+            DeviceId::parse("phone").unwrap(),
+            Platform::Fcm,
+            format!("dave-sy-token-{}", std::process::id()),
+        )
+        .await
+        .unwrap();
+    let endpoint = device.endpoint.expect("SNS endpoint");
+    // WHEN alice adds carol, removes bob and leaves (dave, there from the start, is
+    // promoted)
+    chat.add_members(&user("alice"), &id, &[user("carol")])
+        .await
+        .unwrap();
+    chat.remove_member(&user("alice"), &id, &user("bob"))
+        .await
+        .unwrap();
+    chat.remove_member(&user("alice"), &id, &user("alice"))
+        .await
+        .unwrap();
+    // THEN the stream holds one INSERT per entry, fanned out without failure
+    let batch = read_stream(&dynamodb, &names.messages).await;
+    let inserts = batch
+        .records
+        .iter()
+        .filter(|r| r.event_name.as_deref() == Some("INSERT"))
+        .count();
+    assert_eq!(inserts, 4, "{batch:?}");
+    let response = handle_stream(&chat, batch).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(response.skipped.is_empty(), "{response:?}");
+    // AND carol, a member after every change, got each entry in order with its fields
+    let frames: Vec<Value> = tap
+        .frames_to("carol-1")
+        .into_iter()
+        .filter(|f| f["type"] == "message.new")
+        .collect();
+    let got: Vec<(u64, &str, &str, Value, Value)> = frames
+        .iter()
+        .map(|f| {
+            assert_eq!(f["kind"], "system", "{f}");
+            assert_eq!(f["senderId"], f["actorId"], "{f}");
+            (
+                f["seq"].as_u64().unwrap(),
+                f["event"].as_str().unwrap(),
+                f["userIds"][0].as_str().unwrap(),
+                f["actorId"].clone(),
+                f["role"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "member_added", "carol", "alice".into(), Value::Null),
+            (2, "member_removed", "bob", "alice".into(), Value::Null),
+            (3, "member_left", "alice", "alice".into(), Value::Null),
+            (4, "role_changed", "dave", Value::Null, "admin".into()),
+        ]
+    );
+    // AND dave, offline, was pushed none of them
+    assert!(pushed_seqs(&endpoint).await.is_empty());
 }

@@ -149,6 +149,8 @@ fn check_api_request(request: &ApiRequest) {
         ApiRequest::CreateConversation(_)
         | ApiRequest::GetConversation(_)
         | ApiRequest::RemoveMember { .. }
+        | ApiRequest::SetRole { .. }
+        | ApiRequest::UpdateDetails { .. }
         | ApiRequest::SetMuted { .. }
         | ApiRequest::DeleteDevice(_) => {}
     }

@@ -65,6 +65,11 @@ impl Limits {
         })
     }
 
+    /// When an entry made at `now_ms` expires (`None` when kept forever).
+    pub fn expires_at(&self, now_ms: i64) -> Option<i64> {
+        (self.retention_days > 0).then(|| now_ms + i64::from(self.retention_days) * 86_400_000)
+    }
+
     /// The oldest timestamp still retained at `now_ms` (`i64::MIN` when kept forever).
     pub fn retention_cutoff(&self, now_ms: i64) -> i64 {
         if self.retention_days == 0 {

@@ -43,6 +43,8 @@ pub fn check_entry(
     let target = target.filter(|t| t.timestamp >= new.rules.retained_since);
     let sender = &new.sender_id;
     match &new.entry {
+        // The server's own, checked where it makes them.
+        Entry::System(_) => Ok(()),
         Entry::Message { reply_to, .. } => match (reply_to, target) {
             (Some(_), None) => Err(Refusal::Invalid(
                 "replyTo must be the seq of a message of this conversation",

@@ -86,6 +86,7 @@ pub enum EntryKind {
     Edit,
     Delete,
     Reaction,
+    System,
 }
 
 impl EntryKind {
@@ -96,6 +97,7 @@ impl EntryKind {
             EntryKind::Edit => "edit",
             EntryKind::Delete => "delete",
             EntryKind::Reaction => "reaction",
+            EntryKind::System => "system",
         }
     }
 
@@ -106,9 +108,67 @@ impl EntryKind {
             "edit" => Some(EntryKind::Edit),
             "delete" => Some(EntryKind::Delete),
             "reaction" => Some(EntryKind::Reaction),
+            "system" => Some(EntryKind::System),
             _ => None,
         }
     }
+
+    /// Whether a client may make an entry of this kind (the server makes `system` ones).
+    pub fn made_by_clients(self) -> bool {
+        self != EntryKind::System
+    }
+}
+
+/// What a `system` entry records (PROTOCOL.md 8.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemEvent {
+    MemberAdded,
+    MemberRemoved,
+    MemberLeft,
+    RoleChanged,
+    DetailsChanged,
+}
+
+impl SystemEvent {
+    /// The wire (and stored) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SystemEvent::MemberAdded => "member_added",
+            SystemEvent::MemberRemoved => "member_removed",
+            SystemEvent::MemberLeft => "member_left",
+            SystemEvent::RoleChanged => "role_changed",
+            SystemEvent::DetailsChanged => "details_changed",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            SystemEvent::MemberAdded,
+            SystemEvent::MemberRemoved,
+            SystemEvent::MemberLeft,
+            SystemEvent::RoleChanged,
+            SystemEvent::DetailsChanged,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
+}
+
+/// A change of the conversation itself, as its `system` entry records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemChange {
+    pub event: SystemEvent,
+    /// Whom it concerns.
+    pub user_ids: Vec<UserId>,
+    /// Who did it; `None` when the server did (the promotion after the last admin left).
+    pub actor: Option<UserId>,
+    /// `role_changed`: the new role (`admin` or `member`).
+    pub role: Option<String>,
+    /// `details_changed`: the name and avatar after the change.
+    pub name: Option<String>,
+    pub avatar: Option<String>,
 }
 
 /// An entry of a conversation's log: its kind and what that kind carries. Content is
@@ -132,6 +192,7 @@ pub enum Entry {
         emoji: String,
         removed: bool,
     },
+    System(SystemChange),
 }
 
 impl Entry {
@@ -141,13 +202,14 @@ impl Entry {
             Entry::Edit { .. } => EntryKind::Edit,
             Entry::Delete { .. } => EntryKind::Delete,
             Entry::Reaction { .. } => EntryKind::Reaction,
+            Entry::System(_) => EntryKind::System,
         }
     }
 
     /// The earlier message this entry changes, if it is one that does.
     pub fn target_seq(&self) -> Option<Seq> {
         match self {
-            Entry::Message { .. } => None,
+            Entry::Message { .. } | Entry::System(_) => None,
             Entry::Edit { target_seq, .. }
             | Entry::Delete { target_seq }
             | Entry::Reaction { target_seq, .. } => Some(*target_seq),
@@ -158,7 +220,7 @@ impl Entry {
     pub fn content(&self) -> Option<&Content> {
         match self {
             Entry::Message { content, .. } | Entry::Edit { content, .. } => content.as_ref(),
-            Entry::Delete { .. } | Entry::Reaction { .. } => None,
+            Entry::Delete { .. } | Entry::Reaction { .. } | Entry::System(_) => None,
         }
     }
 
@@ -314,6 +376,7 @@ pub(crate) fn parse_append<O: JsonObject>(
         EntryKind::Delete => Entry::Delete {
             target_seq: target_seq()?,
         },
+        EntryKind::System => return Err(invalid("system entries are made by the server")),
         EntryKind::Reaction => Entry::Reaction {
             target_seq: target_seq()?,
             emoji: emoji(f.str("emoji")?)?,
@@ -467,7 +530,8 @@ pub struct MessageView {
     pub conversation_id: ConversationId,
     pub message_id: String,
     pub seq: Seq,
-    pub sender_id: UserId,
+    /// `null` only for a `system` entry the server made.
+    pub sender_id: Option<UserId>,
     pub client_message_id: String,
     pub kind: EntryKind,
     #[serde(flatten)]
@@ -501,6 +565,29 @@ pub enum EntryFields {
         target_seq: Seq,
         emoji: String,
         removed: bool,
+    },
+    #[serde(rename_all = "camelCase")]
+    System {
+        event: SystemEvent,
+        user_ids: Vec<UserId>,
+        actor_id: Option<UserId>,
+        #[serde(flatten)]
+        details: SystemDetails,
+    },
+}
+
+/// What a `system` entry carries for its event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SystemDetails {
+    /// `member_added`, `member_removed`, `member_left`: no more.
+    None {},
+    /// `role_changed`: the new role.
+    Role { role: String },
+    /// `details_changed`: both, as they are after the change.
+    Details {
+        name: Option<String>,
+        avatar: Option<String>,
     },
 }
 
@@ -542,6 +629,8 @@ pub struct ConversationView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<MemberView>>,
     pub muted: bool,
+    /// When the caller's mute ends; `null` when not muted or muted until unmuted.
+    pub muted_until: Option<Millis>,
     pub unread_count: u64,
 }
 

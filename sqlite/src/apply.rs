@@ -7,9 +7,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use chat_shared::ids::Seq;
 use chat_shared::ports::MessageRecord;
-use chat_shared::protocol::Entry;
+use chat_shared::protocol::{Entry, SystemEvent};
 
 use crate::in_flight::Head;
+use crate::system::{self, StoredChange};
 
 /// The outbox row a message applied needs.
 pub(crate) enum Outbox {
@@ -62,16 +63,16 @@ pub(crate) fn apply_messages<'a>(
         }
         let head = heads.get_mut(cid).expect("just inserted");
         let is_message = m.entry.is_message();
-        let content = m
-            .entry
-            .content()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let content = match &m.entry {
+            Entry::System(change) => Some(serde_json::to_string(&StoredChange::of(change))),
+            other => other.content().map(serde_json::to_string),
+        }
+        .transpose()
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let (reply_to, emoji, removed) = match &m.entry {
             Entry::Message { reply_to, .. } => (*reply_to, None, false),
             Entry::Reaction { emoji, removed, .. } => (None, Some(emoji.as_str()), *removed),
-            Entry::Edit { .. } | Entry::Delete { .. } => (None, None, false),
+            Entry::Edit { .. } | Entry::Delete { .. } | Entry::System(_) => (None, None, false),
         };
         let inserted = insert.execute(params![
             cid,
@@ -105,7 +106,7 @@ pub(crate) fn apply_messages<'a>(
             let seen = senders.entry((cid, m.sender_id.as_str())).or_default();
             *seen = (m.seq, head.message_count);
         } else {
-            erased |= apply_effect(tx, m)?;
+            erased |= apply_effect(tx, m, head.message_count)?;
         }
     }
     let mut conversation = tx.prepare_cached(
@@ -135,8 +136,10 @@ pub(crate) fn apply_messages<'a>(
 /// What an edit, delete or reaction does to the message it names, if that is a message
 /// not deleted: an edit replaces its content (an edit of a deleted message keeps none of
 /// its own); a delete erases its content and its edits' and drops its reactions; a
-/// reaction adds or removes one (user, emoji). True when a delete erased a message.
-fn apply_effect(tx: &Connection, m: &MessageRecord) -> rusqlite::Result<bool> {
+/// reaction adds or removes one (user, emoji); a `system` entry pays what its change
+/// owed, and a `member_added` one starts the added members' positions at it (the
+/// conversation had `message_count` messages then). True when a delete erased a message.
+fn apply_effect(tx: &Connection, m: &MessageRecord, message_count: u64) -> rusqlite::Result<bool> {
     let cid = m.conversation_id.as_str();
     let live = |target: Seq| -> rusqlite::Result<bool> {
         tx.prepare_cached(
@@ -149,6 +152,19 @@ fn apply_effect(tx: &Connection, m: &MessageRecord) -> rusqlite::Result<bool> {
     };
     match &m.entry {
         Entry::Message { .. } => {}
+        Entry::System(change) => {
+            system::paid(tx, m)?;
+            if change.event == SystemEvent::MemberAdded {
+                let mut raise = tx.prepare_cached(
+                    "UPDATE members SET delivered_up_to = MAX(delivered_up_to, ?3),
+                         read_up_to = MAX(read_up_to, ?3), read_messages = MAX(read_messages, ?4)
+                     WHERE conversation_id = ?1 AND user_id = ?2",
+                )?;
+                for user in &change.user_ids {
+                    raise.execute(params![cid, user.as_str(), m.seq, message_count])?;
+                }
+            }
+        }
         Entry::Edit {
             target_seq,
             content,

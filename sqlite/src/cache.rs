@@ -20,6 +20,8 @@ use foldhash::HashMap;
 use chat_shared::ids::{Millis, UserId};
 use chat_shared::ports::{ConnectionRecord, ConversationRecord, MemberRecord, MessageRecord};
 
+use chat_shared::protocol::{Entry, SystemEvent};
+
 use crate::in_flight::Head;
 use chat_shared::protocol::Positions;
 
@@ -178,12 +180,20 @@ impl Cache {
             c.last_seq = c.last_seq.max(head.last_seq);
             c.last_message_at = c.last_message_at.max(head.last_message_at);
             c.message_count = c.message_count.max(head.message_count);
-            if entry.entry.is_message()
-                && let Some(me) = roster.member_mut(entry.sender_id.as_str())
-            {
-                me.delivered_up_to = me.delivered_up_to.max(entry.seq);
-                me.read_up_to = me.read_up_to.max(entry.seq);
-                me.read_messages = me.read_messages.max(head.message_count);
+            let mut seen = |user: &str| {
+                if let Some(me) = roster.member_mut(user) {
+                    me.delivered_up_to = me.delivered_up_to.max(entry.seq);
+                    me.read_up_to = me.read_up_to.max(entry.seq);
+                    me.read_messages = me.read_messages.max(head.message_count);
+                }
+            };
+            // A message's sender has seen it; added members start at their entry.
+            match &entry.entry {
+                Entry::Message { .. } => seen(entry.sender_id.as_str()),
+                Entry::System(change) if change.event == SystemEvent::MemberAdded => {
+                    change.user_ids.iter().for_each(|u| seen(u.as_str()));
+                }
+                _ => {}
             }
         }
     }
@@ -242,6 +252,14 @@ mod tests {
 
     fn user(i: usize) -> UserId {
         UserId::parse(format!("user{i}")).unwrap()
+    }
+
+    fn by(actor: &UserId, now: Millis) -> chat_shared::ports::Change {
+        chat_shared::ports::Change {
+            actor: actor.clone(),
+            now,
+            expires_at: None,
+        }
     }
 
     /// A small deterministic generator (xorshift), so a failure replays.
@@ -351,15 +369,16 @@ mod tests {
             match dice.roll(9) {
                 0 => {
                     store
-                        .add_members(&conv, std::slice::from_ref(u), now, 100)
+                        .add_members(&conv, std::slice::from_ref(u), 100, &by(u, now))
                         .await
                         .unwrap();
                 }
                 1 => {
-                    store.remove_member(&conv, u).await.unwrap();
+                    store.remove_member(&conv, u, &by(u, now)).await.unwrap();
                 }
                 2 => {
-                    store.set_muted(&conv, u, dice.roll(2) == 0).await.unwrap();
+                    let until = [0, now + 50, chat_shared::ports::MUTED_FOREVER][dice.roll(3)];
+                    store.set_muted(&conv, u, until).await.unwrap();
                 }
                 3 | 4 => {
                     sent += 1;

@@ -5,9 +5,10 @@ use rusqlite::{OptionalExtension, params};
 
 use chat_shared::ids::{ConversationId, Millis, UserId};
 use chat_shared::ports::{
-    AddMembersOutcome, ConversationCursor, ConversationRecord, ConversationStore, MemberRecord,
-    NewConversation, RemovedMember, Role, StoreResult,
+    AddMembersOutcome, Change, ConversationCursor, ConversationRecord, ConversationStore,
+    MemberRecord, NewConversation, RemovedMember, Role, RoleOutcome, StoreResult,
 };
+use chat_shared::protocol::{SystemChange, SystemEvent};
 
 use crate::errors::err;
 use crate::queries::{
@@ -19,6 +20,7 @@ use crate::rows::{
     member_at, user_at,
 };
 use crate::store::SqliteStore;
+use crate::system;
 
 #[async_trait]
 impl ConversationStore for SqliteStore {
@@ -181,64 +183,84 @@ impl ConversationStore for SqliteStore {
         &self,
         conversation: &ConversationId,
         users: &[UserId],
-        now: Millis,
         max: u64,
+        by: &Change,
     ) -> StoreResult<AddMembersOutcome> {
         let (conversation, id) = (conversation.clone(), conversation.clone());
         let users = users.to_vec();
-        self.write_noting_after(
-            move |tx| {
-                let Some(conv) = conversation_tx(tx, conversation.as_str())? else {
-                    return Ok(AddMembersOutcome::Added(Vec::new()));
-                };
-                let mut fresh = Vec::new();
-                for user in &users {
-                    let exists = membership_tx(tx, conversation.as_str(), user.as_str())?.is_some();
-                    if !exists && !fresh.contains(user) {
-                        fresh.push(user.clone());
+        let by = by.clone();
+        let (outcome, owed) = self
+            .write_noting_after(
+                move |tx| {
+                    let Some(conv) = conversation_tx(tx, conversation.as_str())? else {
+                        return Ok((AddMembersOutcome::Added(Vec::new()), Vec::new()));
+                    };
+                    let mut fresh = Vec::new();
+                    for user in &users {
+                        let exists =
+                            membership_tx(tx, conversation.as_str(), user.as_str())?.is_some();
+                        if !exists && !fresh.contains(user) {
+                            fresh.push(user.clone());
+                        }
                     }
-                }
-                if conv.member_count + fresh.len() as u64 > max {
-                    return Ok(AddMembersOutcome::OverCap);
-                }
-                for user in &fresh {
-                    insert_member(
-                        tx,
-                        conversation.as_str(),
-                        user.as_str(),
-                        Role::Member,
-                        now,
-                        (conv.last_seq, conv.message_count),
+                    if conv.member_count + fresh.len() as u64 > max {
+                        return Ok((AddMembersOutcome::OverCap, Vec::new()));
+                    }
+                    if fresh.is_empty() {
+                        return Ok((AddMembersOutcome::Added(fresh), Vec::new()));
+                    }
+                    // Positions as of now; the entry, once applied, moves them to itself.
+                    for user in &fresh {
+                        insert_member(
+                            tx,
+                            conversation.as_str(),
+                            user.as_str(),
+                            Role::Member,
+                            by.now,
+                            (conv.last_seq, conv.message_count),
+                        )?;
+                    }
+                    tx.execute(
+                        "UPDATE conversations SET member_count = member_count + ?2 WHERE id = ?1",
+                        params![conversation.as_str(), fresh.len() as i64],
                     )?;
-                }
-                tx.execute(
-                    "UPDATE conversations SET member_count = member_count + ?2 WHERE id = ?1",
-                    params![conversation.as_str(), fresh.len() as i64],
-                )?;
-                Ok(AddMembersOutcome::Added(fresh))
-            },
-            move |cache, _| cache.forget_conversation(id.as_str()),
-            true,
-        )
-        .await
-        .map_err(err("add members"))
+                    let change = by.by_actor(SystemEvent::MemberAdded, fresh.clone());
+                    let entry = by.entry(&conversation, change);
+                    system::owe(tx, &entry)?;
+                    Ok((AddMembersOutcome::Added(fresh), vec![entry]))
+                },
+                move |cache, _| cache.forget_conversation(id.as_str()),
+                true,
+            )
+            .await
+            .map_err(err("add members"))?;
+        self.pay(owed).await?;
+        Ok(outcome)
     }
 
     async fn remove_member(
         &self,
         conversation: &ConversationId,
         user: &UserId,
+        by: &Change,
     ) -> StoreResult<Option<RemovedMember>> {
         let (conversation, user, id) = (conversation.clone(), user.clone(), conversation.clone());
-        self.write_noting(move |tx| {
+        let by = by.clone();
+        let (removed, owed) = self.write_noting(move |tx| {
             let cid = conversation.as_str();
             if tx.execute(
                 "DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2",
                 params![cid, user.as_str()],
             )? == 0
             {
-                return Ok(None);
+                return Ok((None, Vec::new()));
             }
+            let event = if by.actor == user {
+                SystemEvent::MemberLeft
+            } else {
+                SystemEvent::MemberRemoved
+            };
+            let mut owed = vec![by.entry(&conversation, by.by_actor(event, vec![user.clone()]))];
             tx.execute(
                 "UPDATE conversations SET member_count = member_count - 1 WHERE id = ?1",
                 [cid],
@@ -263,27 +285,137 @@ impl ConversationStore for SqliteStore {
                         "UPDATE members SET role = 'admin' WHERE conversation_id = ?1 AND user_id = ?2",
                         params![cid, next],
                     )?;
-                    promoted = Some(UserId::parse(next).map_err(|e| bad_value(0, e))?);
+                    let next = UserId::parse(next).map_err(|e| bad_value(0, e))?;
+                    // The server's own change: it follows the leaving, and has no actor.
+                    let change = SystemChange {
+                        event: SystemEvent::RoleChanged,
+                        user_ids: vec![next.clone()],
+                        actor: None,
+                        role: Some(Role::Admin.as_str().to_owned()),
+                        name: None,
+                        avatar: None,
+                    };
+                    owed.push(by.entry(&conversation, change));
+                    promoted = Some(next);
                 }
             }
-            Ok(Some(RemovedMember { promoted }))
+            for entry in &owed {
+                system::owe(tx, entry)?;
+            }
+            Ok((Some(RemovedMember { promoted }), owed))
         }, move |cache, _| cache.forget_conversation(id.as_str()))
         .await
-        .map_err(err("remove member"))
+        .map_err(err("remove member"))?;
+        self.pay(owed).await?;
+        Ok(removed)
+    }
+
+    async fn set_role(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        role: Role,
+        by: &Change,
+    ) -> StoreResult<RoleOutcome> {
+        let (conversation, user, id) = (conversation.clone(), user.clone(), conversation.clone());
+        let by = by.clone();
+        let (outcome, owed) = self
+            .write_noting(
+                move |tx| {
+                    let cid = conversation.as_str();
+                    let Some((_, mut member)) = membership_tx(tx, cid, user.as_str())? else {
+                        return Ok((RoleOutcome::NotMember, Vec::new()));
+                    };
+                    if member.role == role {
+                        return Ok((RoleOutcome::Set(member, false), Vec::new()));
+                    }
+                    if member.role == Role::Admin {
+                        let admins: i64 = tx.query_row(
+                            "SELECT COUNT(*) FROM members WHERE conversation_id = ?1 AND role = 'admin'",
+                            [cid],
+                            |r| r.get(0),
+                        )?;
+                        if admins <= 1 {
+                            return Ok((RoleOutcome::LastAdmin, Vec::new()));
+                        }
+                    }
+                    tx.execute(
+                        "UPDATE members SET role = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
+                        params![cid, user.as_str(), role.as_str()],
+                    )?;
+                    member.role = role;
+                    let change = SystemChange {
+                        role: Some(role.as_str().to_owned()),
+                        ..by.by_actor(SystemEvent::RoleChanged, vec![user.clone()])
+                    };
+                    let entry = by.entry(&conversation, change);
+                    system::owe(tx, &entry)?;
+                    Ok((RoleOutcome::Set(member, true), vec![entry]))
+                },
+                move |cache, _| cache.forget_conversation(id.as_str()),
+            )
+            .await
+            .map_err(err("set role"))?;
+        self.pay(owed).await?;
+        Ok(outcome)
+    }
+
+    async fn rename(
+        &self,
+        conversation: &ConversationId,
+        name: &str,
+        by: &Change,
+    ) -> StoreResult<Option<ConversationRecord>> {
+        let (conversation, name, id) =
+            (conversation.clone(), name.to_owned(), conversation.clone());
+        let by = by.clone();
+        let (renamed, owed) = self
+            .write_noting(
+                move |tx| {
+                    let Some(mut conv) = conversation_tx(tx, conversation.as_str())? else {
+                        return Ok((None, Vec::new()));
+                    };
+                    if conv.name.as_deref() == Some(name.as_str()) {
+                        return Ok((Some(conv), Vec::new()));
+                    }
+                    tx.execute(
+                        "UPDATE conversations SET name = ?2 WHERE id = ?1",
+                        params![conversation.as_str(), name],
+                    )?;
+                    conv.name = Some(name.clone());
+                    let change = SystemChange {
+                        name: Some(name),
+                        avatar: None,
+                        ..by.by_actor(SystemEvent::DetailsChanged, Vec::new())
+                    };
+                    let entry = by.entry(&conversation, change);
+                    system::owe(tx, &entry)?;
+                    Ok((Some(conv), vec![entry]))
+                },
+                move |cache, _| cache.forget_conversation(id.as_str()),
+            )
+            .await
+            .map_err(err("rename"))?;
+        self.pay(owed).await?;
+        match renamed {
+            // As every read sees it now: with its entry, and any in flight.
+            Some(conv) => self.conversation(&conv.id).await,
+            None => Ok(None),
+        }
     }
 
     async fn set_muted(
         &self,
         conversation: &ConversationId,
         user: &UserId,
-        muted: bool,
+        until: Millis,
     ) -> StoreResult<bool> {
         let (conversation, user, id) = (conversation.clone(), user.clone(), conversation.clone());
         self.write_noting(
             move |tx| {
                 Ok(tx.execute(
-                    "UPDATE members SET muted = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
-                    params![conversation.as_str(), user.as_str(), muted],
+                    "UPDATE members SET muted_until = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
+                    params![conversation.as_str(), user.as_str(), until],
                 )? == 1)
             },
             move |cache, _| cache.forget_conversation(id.as_str()),

@@ -10,6 +10,7 @@ use rusqlite::Connection;
 
 use chat_shared::ids::{Millis, Seq};
 use chat_shared::ports::{ConversationRecord, MemberRecord, MessageRecord};
+use chat_shared::protocol::{Entry, SystemEvent};
 
 use crate::cache::Roster;
 use crate::queries::find_by_client_id_tx;
@@ -143,7 +144,8 @@ struct ConversationInFlight {
     /// The id of its last message in flight.
     last_id: i64,
     /// Each sender's last `message` entry in flight (senders have seen their own
-    /// messages): its seq, and the message count through it.
+    /// messages), or the `member_added` entry that added a member: its seq, and the
+    /// message count through it.
     senders: HashMap<String, (Seq, u64)>,
     /// Its entries in flight, oldest first, with their ids: the sequencer folds them
     /// into the messages they change (see `targets`).
@@ -286,12 +288,19 @@ impl InFlight {
             f.head = head;
             f.last_id = s.id;
             f.entries.push_back((s.id, Arc::clone(r)));
-            if r.entry.is_message() {
-                let seen = (r.seq, head.message_count);
-                match f.senders.get_mut(r.sender_id.as_str()) {
+            let seen = (r.seq, head.message_count);
+            match &r.entry {
+                Entry::Message { .. } => match f.senders.get_mut(r.sender_id.as_str()) {
                     Some(position) => *position = seen,
                     None => drop(f.senders.insert(r.sender_id.as_str().to_owned(), seen)),
+                },
+                // Added members' positions start at their `member_added` entry.
+                Entry::System(change) if change.event == SystemEvent::MemberAdded => {
+                    for user in &change.user_ids {
+                        f.senders.insert(user.as_str().to_owned(), seen);
+                    }
                 }
+                _ => {}
             }
         }
     }

@@ -61,6 +61,7 @@ mod schema;
 mod seen;
 mod sequencer;
 pub mod store;
+mod system;
 mod targets;
 mod threads;
 mod throttles;

@@ -37,6 +37,7 @@ use chat_shared::ports::MessageRecord;
 use chat_shared::protocol::{Content, Entry, EntryKind};
 
 use crate::private;
+use crate::system::StoredChange;
 
 /// An entry as the log holds it (the fields of [`MessageRecord`] but its state, which a
 /// new entry does not have): borrowed from the record when written, owned when read
@@ -59,6 +60,8 @@ struct Line<'a> {
     emoji: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     removed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    system: Option<StoredChange>,
     timestamp: Millis,
     origin_connection: Option<Cow<'a, str>>,
 }
@@ -66,7 +69,9 @@ struct Line<'a> {
 impl<'a> Line<'a> {
     fn of(m: &'a MessageRecord) -> Self {
         let (mut reply_to, mut target_seq, mut emoji, mut removed) = (None, None, None, false);
+        let mut system = None;
         match &m.entry {
+            Entry::System(change) => system = Some(StoredChange::of(change)),
             Entry::Message { reply_to: r, .. } => reply_to = *r,
             Entry::Edit { target_seq: t, .. } | Entry::Delete { target_seq: t } => {
                 target_seq = Some(*t);
@@ -94,6 +99,7 @@ impl<'a> Line<'a> {
             target_seq,
             emoji,
             removed,
+            system,
             timestamp: m.timestamp,
             origin_connection: m.origin_connection.as_deref().map(Cow::Borrowed),
         }
@@ -126,6 +132,11 @@ impl<'a> Line<'a> {
                     .into_owned(),
                 removed: self.removed,
             },
+            EntryKind::System => Entry::System(
+                self.system
+                    .ok_or("a system entry without its change")?
+                    .change()?,
+            ),
         };
         Ok(MessageRecord {
             conversation_id: ConversationId::parse(self.conversation_id.into_owned())

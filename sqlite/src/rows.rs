@@ -9,11 +9,13 @@ use chat_shared::ports::{
 };
 use chat_shared::protocol::{Content, Entry, EntryKind};
 
+use crate::system::StoredChange;
+
 pub(crate) const CONVERSATION_COLUMNS: &str = "c.id, c.kind, c.name, c.created_at, c.last_seq, \
      c.last_message_at, c.member_count, c.message_count";
 
 pub(crate) const MEMBER_COLUMNS: &str = "m.conversation_id, m.user_id, m.role, m.joined_at, \
-     m.delivered_up_to, m.read_up_to, m.muted, m.read_messages";
+     m.delivered_up_to, m.read_up_to, m.muted_until, m.read_messages";
 
 pub(crate) const MESSAGE_COLUMNS: &str = "m.conversation_id, m.seq, m.message_id, m.sender_id, \
      m.client_message_id, m.content, m.reply_to, m.timestamp, m.origin_connection, m.kind, \
@@ -61,7 +63,7 @@ pub(crate) fn member_at(r: &Row<'_>, i: usize) -> rusqlite::Result<MemberRecord>
         joined_at: r.get(i + 3)?,
         delivered_up_to: r.get(i + 4)?,
         read_up_to: r.get(i + 5)?,
-        muted: r.get(i + 6)?,
+        muted_until: r.get(i + 6)?,
         read_messages: r.get(i + 7)?,
     })
 }
@@ -69,11 +71,27 @@ pub(crate) fn member_at(r: &Row<'_>, i: usize) -> rusqlite::Result<MemberRecord>
 /// An entry as stored: a message in its current state, without its reactions (read
 /// separately, see `messages`).
 pub(crate) fn message_at(r: &Row<'_>, i: usize) -> rusqlite::Result<MessageRecord> {
-    let content = r
-        .get::<_, Option<String>>(i + 5)?
+    let kind: String = r.get(i + 9)?;
+    let stored: Option<String> = r.get(i + 5)?;
+    if kind == "system" {
+        let change = stored
+            .as_deref()
+            .map(serde_json::from_str::<StoredChange>)
+            .transpose()
+            .map_err(|e| bad_value(i + 5, e))?
+            .ok_or_else(|| {
+                bad_value(
+                    i + 5,
+                    InvalidValue("a system entry without its change".into()),
+                )
+            })?
+            .change()
+            .map_err(|e| bad_value(i + 5, InvalidValue(e)))?;
+        return entry_record(r, i, Entry::System(change));
+    }
+    let content = stored
         .map(|c| serde_json::from_str::<Content>(&c).map_err(|e| bad_value(i + 5, e)))
         .transpose()?;
-    let kind: String = r.get(i + 9)?;
     let target = || -> rusqlite::Result<Seq> {
         r.get::<_, Option<Seq>>(i + 10)?
             .ok_or_else(|| bad_value(i + 10, InvalidValue("an entry without its target".into())))
@@ -95,8 +113,13 @@ pub(crate) fn message_at(r: &Row<'_>, i: usize) -> rusqlite::Result<MessageRecor
             emoji: r.get::<_, Option<String>>(i + 11)?.unwrap_or_default(),
             removed: r.get(i + 12)?,
         },
-        None => return Err(bad_value(i + 9, InvalidValue(kind))),
+        Some(EntryKind::System) | None => return Err(bad_value(i + 9, InvalidValue(kind))),
     };
+    entry_record(r, i, entry)
+}
+
+/// The rest of an entry's row, around its `entry`.
+fn entry_record(r: &Row<'_>, i: usize, entry: Entry) -> rusqlite::Result<MessageRecord> {
     let deleted_by: Option<String> = r.get(i + 14)?;
     Ok(MessageRecord {
         conversation_id: conversation_id_at(r, i)?,

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS members (
     typing_count    INTEGER NOT NULL DEFAULT 0,
     typing_until    INTEGER NOT NULL DEFAULT 0,
     read_messages   INTEGER NOT NULL DEFAULT 0,
+    muted_until     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (conversation_id, user_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, conversation_id);
@@ -59,6 +60,14 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
     ON messages (conversation_id, sender_id, client_message_id);
 CREATE INDEX IF NOT EXISTS messages_by_time ON messages (timestamp);
+-- The system entries membership changes owe until they are applied (see system.rs).
+CREATE TABLE IF NOT EXISTS pending_entries (
+    id                INTEGER PRIMARY KEY,
+    conversation_id   TEXT NOT NULL,
+    client_message_id TEXT NOT NULL,
+    entry             TEXT NOT NULL,
+    UNIQUE (conversation_id, client_message_id)
+);
 -- The current reactions: one row per (message, emoji, user); `seq` is the entry that
 -- added it (the order of first reaction).
 CREATE TABLE IF NOT EXISTS reactions (
@@ -174,6 +183,13 @@ const ADDED_COLUMNS: &[(&str, &str, &str, &str)] = &[
         "UPDATE members SET read_messages = read_up_to",
     ),
     ("push_claims", "users", "TEXT NOT NULL DEFAULT ''", ""),
+    // `muted` (a flag) is no longer read: a mute from before has no end.
+    (
+        "members",
+        "muted_until",
+        "INTEGER NOT NULL DEFAULT 0",
+        "UPDATE members SET muted_until = 9223372036854775807 WHERE muted != 0",
+    ),
     ("messages", "kind", "TEXT NOT NULL DEFAULT 'message'", ""),
     ("messages", "target_seq", "INTEGER", ""),
     ("messages", "emoji", "TEXT", ""),
@@ -270,7 +286,8 @@ mod tests {
                  last_message_at INTEGER NOT NULL, member_count INTEGER NOT NULL,
                  direct_pair TEXT UNIQUE);
              CREATE TABLE members (conversation_id TEXT, user_id TEXT, typing_count INTEGER,
-                 read_up_to INTEGER);
+                 read_up_to INTEGER, muted INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE push_claims (conversation_id TEXT, seq INTEGER, claimed_at INTEGER);
              CREATE TABLE connections (id TEXT, user_id TEXT);
              CREATE TABLE messages (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL,
                  message_id TEXT NOT NULL, sender_id TEXT NOT NULL,
@@ -280,7 +297,7 @@ mod tests {
              CREATE UNIQUE INDEX messages_idempotency
                  ON messages (conversation_id, sender_id, client_message_id);
              INSERT INTO conversations VALUES ('c', 'group', 'n', 1, 2, 5, 1, NULL);
-             INSERT INTO members VALUES ('c', 'u', 1, 1);
+             INSERT INTO members VALUES ('c', 'u', 1, 1, 1);
              INSERT INTO connections VALUES ('k', 'u');
              INSERT INTO messages VALUES ('c', 1, 'm1', 'u', 'k1', '{\"type\":\"text\",\"text\":\"a\"}', NULL, 4, NULL),
                                          ('c', 2, 'm2', 'u', 'k2', '{\"type\":\"text\",\"text\":\"b\"}', 1, 5, NULL);",
@@ -301,6 +318,11 @@ mod tests {
         );
         assert_eq!(one("SELECT message_count FROM conversations"), 2);
         assert_eq!(one("SELECT read_messages FROM members"), 1);
+        assert_eq!(
+            one("SELECT muted_until FROM members"),
+            i64::MAX,
+            "a mute from before has no end"
+        );
         // AND its messages are kept, are messages, and may be erased
         assert_eq!(
             one("SELECT count(*) FROM messages WHERE kind = 'message'"),

@@ -36,7 +36,7 @@ use crate::errors::failure;
 use crate::feed::FeedSlot;
 use crate::in_flight::{Acked, Head, InFlight, MAX_IN_FLIGHT, Sequenced, find_original};
 use crate::log::{self, Tail};
-use crate::queries::membership_tx;
+use crate::queries::{conversation_tx, membership_tx};
 use crate::roster::{Found, read_roster};
 use crate::schema::Durability;
 use crate::seen::SeenKeys;
@@ -218,7 +218,14 @@ impl Sequencer {
             .iter()
             .map(|a| {
                 let m = &a.message;
-                self.member_head(m.conversation_id.as_str(), m.sender_id.as_str())
+                let cid = m.conversation_id.as_str();
+                // The server's own entries follow a change already made (the sender may
+                // have just left): they need only the conversation.
+                if matches!(m.entry, Entry::System(_)) {
+                    self.conversation_head(cid)
+                } else {
+                    self.member_head(cid, m.sender_id.as_str())
+                }
             })
             .collect();
         self.in_flight.forget_landed();
@@ -394,6 +401,27 @@ impl Sequencer {
         });
         self.next_id += 1;
         Ok(Step::New(before))
+    }
+
+    /// The conversation's head (a standing of no role), when it exists.
+    fn conversation_head(&self, cid: &str) -> rusqlite::Result<Option<Standing>> {
+        let of = |c: &ConversationRecord| Standing {
+            head: Head::of(c),
+            admin: false,
+        };
+        if let Some(found) = self.cache.roster(cid, |r| of(&r.conversation)) {
+            return Ok(Some(found));
+        }
+        Ok(
+            match read_roster(&self.reader, &self.cache, &self.in_flight, cid)? {
+                Found::Kept(roster) => Some(of(&roster.conversation)),
+                Found::Missing => None,
+                Found::Large => conversation_tx(&self.reader, cid)?.map(|mut c| {
+                    self.in_flight.overlay_conversation(&mut c);
+                    of(&c)
+                }),
+            },
+        )
     }
 
     /// The sender's standing, when they are a member.

@@ -25,6 +25,7 @@ use crate::roster::{Found, read_roster};
 use crate::schema::{Durability, SCHEMA, add_missing_columns, open_connection};
 use crate::seen::SeenKeys;
 use crate::sequencer::{Append, Sequencer};
+use crate::system;
 use crate::threads::ask;
 use crate::writer::{APPLY_EVERY, Job, Pending, WRITER_CACHE_KIB, Writer};
 
@@ -72,6 +73,9 @@ pub(crate) fn recover(
             "applied the messages an earlier process acked"
         );
     }
+    // The system entries an earlier process owed and never appended (see `system`):
+    // appended here, before anything else is sequenced.
+    system::pay_owed(writer).map_err(err("append the system entries owed"))?;
     AppendLog::start(path, durability == Durability::PowerLoss, leftovers)
         .map_err(|e| StoreError::new("start the append log", e))
 }

@@ -119,7 +119,7 @@ fn fold(folded: &mut Option<Folded>, entry: &MessageRecord, seq: Seq) {
         return;
     }
     match &entry.entry {
-        Entry::Message { .. } => {}
+        Entry::Message { .. } | Entry::System(_) => {}
         Entry::Edit { .. } => f.target.edits += 1,
         Entry::Delete { .. } => {
             f.target.deleted = true;

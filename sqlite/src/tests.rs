@@ -335,19 +335,29 @@ async fn writes_that_read_counters_see_the_messages_in_flight() {
         .unwrap()
         .unwrap();
     store
-        .add_members(&conv, &[user("carol")], 20, 100)
+        .add_members(
+            &conv,
+            &[user("carol")],
+            100,
+            &chat_shared::ports::Change {
+                actor: user("alice"),
+                now: 20,
+                expires_at: None,
+            },
+        )
         .await
         .unwrap();
 
     // THEN the receipt was not cut back to what the database held before, and carol
-    // starts after the last message, as every read says
+    // starts at the entry that added her, after the last message, as every read says
     assert_eq!(receipt.positions.read_up_to, 3);
     let (c, carol) = store
         .membership(&conv, &user("carol"))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((c.last_seq, carol.read_up_to), (3, 3));
+    assert_eq!((c.last_seq, carol.read_up_to), (4, 4));
+    assert_eq!((c.message_count, carol.read_messages), (3, 3));
     let (_, alice) = store
         .membership(&conv, &user("alice"))
         .await
@@ -422,4 +432,53 @@ async fn retries_return_the_original_and_burn_no_seq() {
     assert_eq!(again, AppendOutcome::Duplicate(a.clone()));
     let b = stored(&store, &conv, "y").await;
     assert_eq!((a.seq, b.seq), (1, 2));
+}
+
+#[tokio::test]
+async fn a_system_entry_owed_by_a_change_is_appended_at_the_next_start() {
+    // GIVEN a membership change committed with the entry it owes, by a process that died
+    // before appending it (written here as the change's own transaction writes it)
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let store = SqliteStore::open(&path, Durability::Process).unwrap();
+    let conv = group(&store).await;
+    stored(&store, &conv, "m1").await;
+    let by = chat_shared::ports::Change {
+        actor: user("alice"),
+        now: 50,
+        expires_at: None,
+    };
+    let owed = by.entry(
+        &conv,
+        by.by_actor(
+            chat_shared::protocol::SystemEvent::MemberAdded,
+            vec![user("carol")],
+        ),
+    );
+    let written = owed.clone();
+    store
+        .write(move |tx| crate::system::owe(tx, &written))
+        .await
+        .unwrap();
+    store.settle().await.unwrap();
+    drop(store);
+
+    // WHEN the database is opened again
+    let store = SqliteStore::open(&path, Durability::Process).unwrap();
+    store.settle().await.unwrap();
+
+    // THEN the entry is appended once, after what was there, and no longer owed
+    let entries = history(&store, &conv).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[1].client_message_id, owed.client_message_id);
+    assert_eq!(entries[1].entry, owed.entry);
+    let owing: i64 = store
+        .lookup(|c| c.query_row("SELECT COUNT(*) FROM pending_entries", [], |r| r.get(0)))
+        .unwrap();
+    assert_eq!(owing, 0);
+    // AND opening it again appends nothing more
+    drop(store);
+    let store = SqliteStore::open(&path, Durability::Process).unwrap();
+    store.settle().await.unwrap();
+    assert_eq!(history(&store, &conv).await.len(), 2);
 }

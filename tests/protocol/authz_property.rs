@@ -346,6 +346,35 @@ impl World {
             .collect()
     }
 
+    /// The `message.new` of the `system` entry at `seq` (a membership change) for `to`.
+    fn expect_system(
+        &self,
+        conv: usize,
+        to: &[usize],
+        seq: i64,
+        event: &'static str,
+    ) -> Vec<Expect> {
+        let id = self.convs[conv].id.clone();
+        to.iter()
+            .map(|&user| {
+                let id = id.clone();
+                Expect {
+                    user,
+                    kind: Kind::MessageNew,
+                    required: true,
+                    what: format!("system entry {event} {id} seq {seq}"),
+                    pred: Box::new(move |f| {
+                        f["type"] == "message.new"
+                            && f["conversationId"] == id.as_str()
+                            && f["seq"] == seq
+                            && f["kind"] == "system"
+                            && f["event"] == event
+                    }),
+                }
+            })
+            .collect()
+    }
+
     fn expect_receipt(&self, conv: usize, to: &[usize], of: usize) -> Vec<Expect> {
         let id = self.convs[conv].id.clone();
         let m = &self.convs[conv].members[&of];
@@ -698,7 +727,11 @@ impl World {
             .filter(|u| !self.convs[c].members.contains_key(u))
             .collect();
         let old: Vec<usize> = self.convs[c].members.keys().copied().collect();
-        let last = self.convs[c].last_seq;
+        // Adding someone appends one `member_added` entry; the added start at it.
+        if !fresh.is_empty() {
+            self.convs[c].last_seq += 1;
+        }
+        let entry = self.convs[c].last_seq;
         for &user in &fresh {
             let join = self.next_join();
             self.convs[c].members.insert(
@@ -706,8 +739,8 @@ impl World {
                 Member {
                     admin: false,
                     join,
-                    delivered: last,
-                    read: last,
+                    delivered: entry,
+                    read: entry,
                     muted: false,
                 },
             );
@@ -718,6 +751,8 @@ impl World {
         }
         let mut expects = self.expect_conversation(c, &fresh, Kind::ConversationNew);
         expects.extend(self.expect_conversation(c, &old, Kind::ConversationUpdated));
+        let everyone: Vec<usize> = self.convs[c].members.keys().copied().collect();
+        expects.extend(self.expect_system(c, &everyone, entry, "member_added"));
         expects
     }
 
@@ -758,6 +793,16 @@ impl World {
         assert_eq!(response.0, 204, "{} {what}: {}", self.ctx(), response.1);
         let conv = &mut self.convs[c];
         conv.members.remove(&target);
+        // One entry for the leaving, one more when the last admin left.
+        conv.last_seq += 1;
+        let mut entries = vec![(
+            conv.last_seq,
+            if target == caller {
+                "member_left"
+            } else {
+                "member_removed"
+            },
+        )];
         if !conv.members.is_empty() && !conv.members.values().any(|m| m.admin) {
             let (&next, _) = conv
                 .members
@@ -765,6 +810,8 @@ impl World {
                 .min_by_key(|(_, m)| m.join)
                 .expect("members remain");
             conv.members.get_mut(&next).expect("a member").admin = true;
+            conv.last_seq += 1;
+            entries.push((conv.last_seq, "role_changed"));
         }
         let rest: Vec<usize> = conv.members.keys().copied().collect();
         let id = conv.id.clone();
@@ -778,6 +825,9 @@ impl World {
             }),
         }];
         expects.extend(self.expect_conversation(c, &rest, Kind::ConversationUpdated));
+        for (seq, event) in entries {
+            expects.extend(self.expect_system(c, &rest, seq, event));
+        }
         expects
     }
 

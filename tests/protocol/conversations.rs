@@ -522,6 +522,76 @@ async fn mute_setting_is_per_member() {
     assert_http_error(&response, 400, "INVALID_MESSAGE");
 }
 
+async fn mute(server: &TestServer, user: &str, id: &str, body: Value) -> (u16, Value) {
+    server
+        .http(user)
+        .put(&format!("/v1/conversations/{id}/settings"), &body)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_mute_shows_its_end_holds_pushes_back_and_ends_by_itself() {
+    // GIVEN bob offline with a phone
+    let (server, id) = direct_pair().await;
+    let (status, body) = server
+        .http("bob")
+        .post(
+            "/v1/devices",
+            &json!({"deviceId": "phone", "platform": "fcm", "token": "t-bob"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // WHEN bob mutes the conversation for one second
+    let until = server.server_time().await + 1000;
+    let (status, muted) = mute(&server, "bob", &id, json!({"mutedUntil": until})).await;
+
+    // THEN his view says so, and a message meanwhile is not pushed to him
+    assert_eq!(status, 200, "{muted}");
+    assert_subset(&muted, &json!({"muted": true, "mutedUntil": until}));
+    let mut alice = server.connect("alice").await;
+    alice.send_message(&id, "m-1", "while muted").await;
+    // AND once the second is over it is unmuted: the next message is pushed
+    server.wait_for_clock_past(until).await;
+    let seen = server.http("bob").conversation(&id).await;
+    assert_subset(&seen, &json!({"muted": false, "mutedUntil": null}));
+    alice.send_message(&id, "m-2", "after").await;
+    let pushes = server
+        .wait_for_pushes("the push after the mute", |p| {
+            p.iter().any(|p| p["data"]["seq"] == 2)
+        })
+        .await;
+    assert!(
+        pushes.iter().all(|p| p["data"]["seq"] != 1),
+        "nothing pushed while muted: {pushes:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn muted_true_has_no_end_and_settings_take_one_of_muted_or_muted_until() {
+    let (server, id) = direct_pair().await;
+
+    let (status, forever) = mute(&server, "alice", &id, json!({"muted": true})).await;
+    assert_eq!(status, 200, "{forever}");
+    assert_subset(&forever, &json!({"muted": true, "mutedUntil": null}));
+
+    // a time in the past, or null, unmutes
+    let (_, past) = mute(&server, "alice", &id, json!({"mutedUntil": 1})).await;
+    assert_subset(&past, &json!({"muted": false, "mutedUntil": null}));
+    mute(&server, "alice", &id, json!({"muted": true})).await;
+    let (_, cleared) = mute(&server, "alice", &id, json!({"mutedUntil": null})).await;
+    assert_subset(&cleared, &json!({"muted": false, "mutedUntil": null}));
+
+    for body in [
+        json!({"muted": true, "mutedUntil": 5}),
+        json!({}),
+        json!({"mutedUntil": "soon"}),
+    ] {
+        let refused = mute(&server, "alice", &id, body).await;
+        assert_http_error(&refused, 400, "INVALID_MESSAGE");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_member_gets_not_found_on_every_http_route() {
     let (server, id) = direct_pair().await;

@@ -18,9 +18,13 @@
 //! - `restart`: what a new process forgets and keeps of the previous one's connections.
 //! - `files`: the modes of the files beside the database (0600 whatever the umask).
 //! - `erasure`: a deleted message leaves no trace in any file of the store.
+//! - `roles` and `details` (protocol 1.1, 8.4): role changes by admins, the last admin
+//!   kept; renaming a group.
 //! - `entries` (protocol 1.1, 8.1 and 8.2): entries of kind `message`, `edit`, `delete`
 //!   and `reaction`; the `edit`, `delete` and `react` actions over WebSocket and HTTP;
 //!   current state in history and sync, unread counts, pushes, order, the rate limit.
+//! - `system_entries` (protocol 1.1, 8.4): the `system` entries of membership changes and
+//!   what they do to positions, unread counts, pushes and the conversation list.
 //! - `concurrency` and `durability`: the load test and the kill -9 test (also with
 //!   `CHAT_SQLITE_SYNC=full`).
 //! - `authz_property`: a seeded random walk checking no one sees a conversation they are
@@ -35,6 +39,7 @@ mod concurrency;
 mod connection_limits;
 mod connections;
 mod conversations;
+mod details;
 mod devices;
 mod durability;
 mod durability_mixed;
@@ -53,7 +58,9 @@ mod receipts;
 mod restart;
 mod retention;
 mod robustness;
+mod roles;
 mod sync;
+mod system_entries;
 mod tokens;
 mod transport;
 mod typing;

@@ -254,7 +254,7 @@ async fn receipts_in_a_group_reach_every_other_member() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn member_added_later_starts_at_the_last_seq_of_joining() {
+async fn member_added_later_starts_at_their_member_added_entry() {
     let server = start().await;
     let alice = server.http("alice");
     let id = conv_id(&alice.create_group("Team", &["bob"]).await);
@@ -266,16 +266,19 @@ async fn member_added_later_starts_at_the_last_seq_of_joining() {
 
     let (status, conversation) = alice.add_members(&id, &["carol"]).await;
 
+    // Her positions start at the entry that added her (PROTOCOL.md 8.4), seq 4
     assert_eq!(status, 200, "{conversation}");
     assert_subset(
         member(&conversation, "carol"),
-        &json!({"deliveredUpTo": 3, "readUpTo": 3}),
+        &json!({"deliveredUpTo": 4, "readUpTo": 4}),
     );
     let for_carol = server.http("carol").conversation(&id).await;
     assert_eq!(for_carol["unreadCount"], 0);
     let history = server.http("carol").messages(&id, "").await;
-    assert_eq!(
-        seqs(history["messages"].as_array().expect("messages")),
-        [1, 2, 3]
+    let messages = history["messages"].as_array().expect("messages");
+    assert_eq!(seqs(messages), [1, 2, 3, 4]);
+    assert_subset(
+        &messages[3],
+        &json!({"kind": "system", "event": "member_added", "userIds": ["carol"], "actorId": "alice"}),
     );
 }

@@ -78,15 +78,29 @@ async fn a_client_that_stops_reading_is_closed_and_others_still_get_every_messag
     // WHEN alice sends far more large messages than bob's queue and socket buffers hold
     let text = "😀".repeat(4000);
     let total = 1600;
+    // Carol reads as she should; alice never gets more than 64 messages (1 MB) ahead of
+    // her, so a loaded test machine that slows carol's reading cannot make her the slow
+    // client (the server's queue holds 4 MiB). Bob never reads.
+    let carol_seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = carol_seen.clone();
     let carol_reads = tokio::spawn(async move {
         let mut seqs = Vec::new();
         while seqs.len() < total {
             let frame = carol.recv_type("message.new").await;
             seqs.push(frame["seq"].as_u64().unwrap());
+            seen.store(seqs.len(), std::sync::atomic::Ordering::Release);
         }
         seqs
     });
     for i in 0..total {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while i > carol_seen.load(std::sync::atomic::Ordering::Acquire) + 64 {
+            assert!(
+                tokio::time::Instant::now() < deadline && !carol_reads.is_finished(),
+                "carol stopped getting messages at {i}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         alice.send_message(&id, &format!("m-{i}"), &text).await;
     }
     // THEN carol got every message in order, and bob's connection was closed (1008)

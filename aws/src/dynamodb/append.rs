@@ -33,31 +33,13 @@ use chat_shared::protocol::{Content, Entry, EntryKind};
 use super::DynamoStore;
 use super::client::{MAX_ATTEMPTS, backoff, cancellation_codes, is_transaction_conflict, put, sdk};
 use super::codec::{
-    Item, META, MalformedItem, content_value, conv_pk, entry_key, get_n, get_s, idem_sk, key,
-    kind_of, malformed, member_from, member_sk, message_from, message_item, n, opt_n, opt_s, s,
+    Counter, Item, META, MalformedItem, content_value, conv_pk, entry_key, get_n, get_s, idem_sk,
+    key, kind_of, malformed, member_from, member_sk, message_from, message_item, n, opt_n, opt_s,
+    s,
 };
 use super::reactions::{
     Summaries, Summary, reactor_sk, summaries_of, summaries_value, user_reaction_sk,
 };
-
-/// The conversation's counter, as the append reads it.
-struct Counter {
-    last_seq: Seq,
-    /// The newest entry's time: entries' timestamps never decrease.
-    last_entry_at: Millis,
-    message_count: u64,
-}
-
-impl Counter {
-    fn from(meta: &Item) -> StoreResult<Self> {
-        let last_message_at = get_n(meta, "lastMessageAt")?;
-        Ok(Self {
-            last_seq: get_n(meta, "lastSeq")?,
-            last_entry_at: opt_n(meta, "lastEntryAt")?.unwrap_or(last_message_at),
-            message_count: opt_n(meta, "messageCount")?.unwrap_or(0),
-        })
-    }
-}
 
 /// What an append reads before its transaction.
 struct Read {
@@ -264,6 +246,7 @@ impl DynamoStore {
                         last_seq: h.last_seq,
                         last_entry_at: h.last_message_at,
                         message_count: h.message_count,
+                        member_count: 0,
                     },
                     member: None,
                     target: None,
@@ -308,6 +291,9 @@ impl DynamoStore {
                 (Entry::Message { .. }, _) => {
                     actions.push(self.sender_positions(m, seq, message_count));
                 }
+                // A change's entry appended on its own (membership changes append theirs
+                // with the change, in `membership`): nothing else to write.
+                (Entry::System(_), _) => {}
                 (_, None) => {
                     return Err(StoreError::new(
                         "append entry",
@@ -473,7 +459,9 @@ impl DynamoStore {
         let mut actions = Vec::new();
         let mut erased = Vec::new();
         match entry {
-            Entry::Message { .. } => unreachable!("messages change no target"),
+            Entry::Message { .. } | Entry::System(_) => {
+                unreachable!("messages and system entries change no target")
+            }
             Entry::Edit { content, .. } => {
                 let content = content.as_ref().expect("a client's edit has content");
                 let edits: u32 = opt_n(target, "edits")?.unwrap_or(0);

@@ -7,10 +7,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chat_shared::StoreError;
 use chat_shared::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
 use chat_shared::ports::{
-    ConnectionRecord, ConversationKind, ConversationRecord, DeviceRecord, MemberRecord,
-    MessageRecord, MessageState, Platform, Role,
+    ConnectionRecord, ConversationKind, ConversationRecord, DeviceRecord, MUTED_FOREVER,
+    MemberRecord, MessageRecord, MessageState, Platform, Role, StoreResult,
 };
-use chat_shared::protocol::{Content, Entry, EntryKind};
+use chat_shared::protocol::{Content, Entry, EntryKind, SystemChange, SystemEvent};
 
 use super::reactions::summaries_from;
 
@@ -124,6 +124,28 @@ pub(crate) fn conversation_from(item: &Item) -> Result<ConversationRecord, Store
     })
 }
 
+/// The conversation item's counter, as a change of the log reads it before sequencing
+/// the next entry.
+pub(crate) struct Counter {
+    pub(crate) last_seq: Seq,
+    /// The newest entry's time: entries' timestamps never decrease.
+    pub(crate) last_entry_at: Millis,
+    pub(crate) message_count: u64,
+    pub(crate) member_count: u64,
+}
+
+impl Counter {
+    pub(crate) fn from(meta: &Item) -> StoreResult<Self> {
+        let last_message_at = get_n(meta, "lastMessageAt")?;
+        Ok(Self {
+            last_seq: get_n(meta, "lastSeq")?,
+            last_entry_at: opt_n(meta, "lastEntryAt")?.unwrap_or(last_message_at),
+            message_count: opt_n(meta, "messageCount")?.unwrap_or(0),
+            member_count: get_n(meta, "memberCount")?,
+        })
+    }
+}
+
 pub(crate) fn member_from(item: &Item) -> Result<MemberRecord, StoreError> {
     let pk = get_s(item, "pk")?;
     let id = pk
@@ -137,7 +159,12 @@ pub(crate) fn member_from(item: &Item) -> Result<MemberRecord, StoreError> {
         delivered_up_to: get_n(item, "deliveredUpTo")?,
         read_up_to: get_n(item, "readUpTo")?,
         read_messages: opt_n(item, "readMessages")?.unwrap_or(0),
-        muted: get_bool(item, "muted"),
+        // A mute from before `mutedUntil` (a flag) has no end.
+        muted_until: match opt_n(item, "mutedUntil")? {
+            Some(until) => until,
+            None if get_bool(item, "muted") => MUTED_FOREVER,
+            None => 0,
+        },
     })
 }
 
@@ -238,6 +265,7 @@ pub fn message_from(item: &Item) -> Result<MessageRecord, StoreError> {
             },
             MessageState::default(),
         ),
+        EntryKind::System => (Entry::System(change_from(item)?), MessageState::default()),
     };
     Ok(MessageRecord {
         conversation_id: ConversationId::parse(get_s(item, "conversationId")?)
@@ -250,6 +278,54 @@ pub fn message_from(item: &Item) -> Result<MessageRecord, StoreError> {
         timestamp: get_n(item, "timestamp")?,
         origin_connection: opt_s(item, "originConnection"),
         state,
+    })
+}
+
+/// A `system` entry's attributes: `event`, `userIds` (a list: the order is the
+/// change's), `actorId` (absent when the server made it), and `role`, `name`, `avatar`
+/// when the event carries them.
+fn change_attributes(change: &SystemChange) -> Vec<(String, AttributeValue)> {
+    let mut out = vec![
+        ("event".to_owned(), s(change.event.as_str())),
+        (
+            "userIds".to_owned(),
+            AttributeValue::L(change.user_ids.iter().map(|u| s(u.as_str())).collect()),
+        ),
+    ];
+    let optional = [
+        ("actorId", change.actor.as_ref().map(UserId::as_str)),
+        ("role", change.role.as_deref()),
+        ("name", change.name.as_deref()),
+        ("avatar", change.avatar.as_deref()),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            out.push((name.to_owned(), s(v)));
+        }
+    }
+    out
+}
+
+fn change_from(item: &Item) -> Result<SystemChange, StoreError> {
+    let user = |u: &str| UserId::parse(u).map_err(|e| malformed(e.0));
+    let event = get_s(item, "event")?;
+    let user_ids = match item.get("userIds") {
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|v| match v {
+                AttributeValue::S(u) => user(u),
+                _ => Err(malformed("userIds holds a non-string".into())),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(malformed("missing list userIds".into())),
+    };
+    Ok(SystemChange {
+        event: SystemEvent::parse(event).ok_or_else(|| malformed(format!("event {event}")))?,
+        user_ids,
+        actor: opt_s(item, "actorId").as_deref().map(user).transpose()?,
+        role: opt_s(item, "role"),
+        name: opt_s(item, "name"),
+        avatar: opt_s(item, "avatar"),
     })
 }
 
@@ -302,6 +378,7 @@ pub(crate) fn message_item(
             item.insert("emoji".into(), s(emoji));
             item.insert("removed".into(), AttributeValue::Bool(*removed));
         }
+        Entry::System(change) => item.extend(change_attributes(change)),
     }
     if let Some(c) = &m.origin_connection {
         item.insert("originConnection".into(), s(c));
@@ -368,4 +445,111 @@ pub(crate) fn device_from(
         endpoint: opt_s(entry, "e"),
         updated_at: get_n(entry, "u")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_shared::ports::{Change, NewMessage};
+
+    use super::*;
+    use crate::lambda::image_to_item;
+
+    fn u(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    /// A `system` entry of `change`, as the stores make one.
+    fn entry(change: SystemChange) -> NewMessage {
+        let by = Change {
+            actor: u("alice"),
+            now: 1_000,
+            expires_at: Some(90_000),
+        };
+        by.entry(&ConversationId::parse("c_1").unwrap(), change)
+    }
+
+    /// An item as a stream record's `NEW_IMAGE` carries it (DynamoDB JSON).
+    fn image(item: &Item) -> serde_json::Value {
+        fn value(v: &AttributeValue) -> serde_json::Value {
+            match v {
+                AttributeValue::S(s) => serde_json::json!({ "S": s }),
+                AttributeValue::N(n) => serde_json::json!({ "N": n }),
+                AttributeValue::Bool(b) => serde_json::json!({ "BOOL": b }),
+                AttributeValue::L(l) => {
+                    serde_json::json!({ "L": l.iter().map(value).collect::<Vec<_>>() })
+                }
+                other => panic!("not written by the codec: {other:?}"),
+            }
+        }
+        item.iter().map(|(k, v)| (k.clone(), value(v))).collect()
+    }
+
+    #[test]
+    fn system_entries_round_trip_with_every_field_also_through_a_stream_image() {
+        let change = |event, users: &[&str], actor: Option<&str>| SystemChange {
+            event,
+            user_ids: users.iter().map(|n| u(n)).collect(),
+            actor: actor.map(u),
+            role: None,
+            name: None,
+            avatar: None,
+        };
+        let changes = [
+            change(SystemEvent::MemberAdded, &["carol", "bob"], Some("alice")),
+            change(SystemEvent::MemberRemoved, &["bob"], Some("alice")),
+            change(SystemEvent::MemberLeft, &["alice"], Some("alice")),
+            SystemChange {
+                role: Some("admin".into()),
+                ..change(SystemEvent::RoleChanged, &["carol"], None)
+            },
+            SystemChange {
+                name: Some("Team".into()),
+                avatar: Some("a_1".into()),
+                ..change(SystemEvent::DetailsChanged, &[], Some("alice"))
+            },
+            change(SystemEvent::DetailsChanged, &[], Some("alice")),
+        ];
+        for (seq, c) in (1..).zip(changes) {
+            // GIVEN the item of a system entry
+            let new = entry(c.clone());
+            let item = message_item(&new, seq, 1_500, 7);
+            // THEN it says what it is, with no actor for the server's
+            assert_eq!(opt_s(&item, "kind").as_deref(), Some("system"));
+            assert_eq!(item.contains_key("actorId"), c.actor.is_some());
+            assert_eq!(opt_n::<i64>(&item, "expiresAt").unwrap(), Some(90));
+            // AND it decodes to the same entry, read or streamed
+            let streamed = image_to_item(&image(&item)).unwrap();
+            for item in [&item, &streamed] {
+                let record = message_from(item).unwrap();
+                assert_eq!(record.entry, Entry::System(c.clone()));
+                assert_eq!(
+                    (record.seq, record.timestamp, &record.sender_id),
+                    (seq, 1_500, &new.sender_id)
+                );
+                assert_eq!(record.state, MessageState::default());
+            }
+        }
+    }
+
+    #[test]
+    fn a_system_item_without_its_event_or_users_is_malformed() {
+        let new = entry(SystemChange {
+            event: SystemEvent::MemberLeft,
+            user_ids: vec![u("bob")],
+            actor: Some(u("bob")),
+            role: None,
+            name: None,
+            avatar: None,
+        });
+        let item = message_item(&new, 1, 1, 0);
+        for (name, bad) in [
+            ("event", s("member_joined")),
+            ("userIds", s("bob")),
+            ("userIds", AttributeValue::L(vec![n(1)])),
+        ] {
+            let mut broken = item.clone();
+            broken.insert(name.to_owned(), bad);
+            assert!(message_from(&broken).is_err(), "{name}");
+        }
+    }
 }

@@ -3,19 +3,16 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
 
 use chat_shared::StoreError;
-use chat_shared::ids::{ConversationId, Millis, UserId};
+use chat_shared::ids::{ConversationId, UserId};
 use chat_shared::ports::{
-    AddMembersOutcome, ConversationCursor, ConversationKind, ConversationRecord, ConversationStore,
-    MemberRecord, NewConversation, RemovedMember, Role, StoreResult,
+    AddMembersOutcome, Change, ConversationCursor, ConversationKind, ConversationRecord,
+    ConversationStore, MemberRecord, NewConversation, RemovedMember, Role, StoreResult,
 };
 
 use super::DynamoStore;
-use super::client::{
-    MAX_ATTEMPTS, TRANSACTION_MAX, backoff, cancellation_codes, condition_held, put, sdk,
-};
+use super::client::{MAX_ATTEMPTS, TRANSACTION_MAX, condition_held, put};
 use super::codec::{
     Item, META, MalformedItem, conv_pk, conversation_from, get_s, key, member_from, member_item,
     member_sk, n, opt_s, s,
@@ -211,175 +208,45 @@ impl ConversationStore for DynamoStore {
         &self,
         conversation: &ConversationId,
         users: &[UserId],
-        now: Millis,
         max: u64,
+        by: &Change,
     ) -> StoreResult<AddMembersOutcome> {
-        let pk = conv_pk(conversation.as_str());
-        for attempt in 0..MAX_ATTEMPTS {
-            let Some(meta) = self.get(&self.tables.main, key(pk.clone(), META)).await? else {
-                return Ok(AddMembersOutcome::Added(Vec::new()));
-            };
-            let conv = conversation_from(&meta)?;
-            let existing: HashSet<String> = self
-                .batch_get(
-                    users
-                        .iter()
-                        .map(|u| key(pk.clone(), &member_sk(u.as_str())))
-                        .collect(),
-                    true,
-                )
-                .await?
-                .iter()
-                .filter_map(|i| opt_s(i, "memberUser"))
-                .collect();
-            let mut fresh: Vec<UserId> = Vec::new();
-            for u in users {
-                if !existing.contains(u.as_str()) && !fresh.contains(u) {
-                    fresh.push(u.clone());
-                }
-            }
-            if conv.member_count + fresh.len() as u64 > max {
-                return Ok(AddMembersOutcome::OverCap);
-            }
-            if fresh.is_empty() {
-                return Ok(AddMembersOutcome::Added(fresh));
-            }
-            let mut raced = false;
-            for chunk in fresh.chunks(TRANSACTION_MAX - 1) {
-                let k = chunk.len() as u64;
-                let mut actions = vec![
-                    TransactWriteItem::builder()
-                        .update(
-                            Update::builder()
-                                .table_name(&self.tables.main)
-                                .set_key(Some(key(pk.clone(), META)))
-                                .update_expression("ADD memberCount :k")
-                                .condition_expression("memberCount <= :room")
-                                .expression_attribute_values(":k", n(k))
-                                .expression_attribute_values(":room", n(max.saturating_sub(k)))
-                                .build()
-                                .expect("update has key and expression"),
-                        )
-                        .build(),
-                ];
-                actions.extend(chunk.iter().map(|u| {
-                    put(
-                        &self.tables.main,
-                        member_item(
-                            conversation.as_str(),
-                            u.as_str(),
-                            Role::Member,
-                            now,
-                            (conv.last_seq, conv.message_count),
-                        ),
-                        Some("attribute_not_exists(pk)"),
-                    )
-                }));
-                match self
-                    .client
-                    .transact_write_items()
-                    .set_transact_items(Some(actions))
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) => match cancellation_codes(&e) {
-                        Some(codes)
-                            if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") =>
-                        {
-                            return Ok(AddMembersOutcome::OverCap);
-                        }
-                        Some(_) => {
-                            raced = true;
-                            break;
-                        }
-                        None => return Err(sdk("add members")(e)),
-                    },
-                }
-            }
-            if !raced {
-                return Ok(AddMembersOutcome::Added(fresh));
-            }
-            backoff(attempt).await;
-        }
-        Err(StoreError::new(
-            "add members",
-            MalformedItem("too many concurrent changes".into()),
-        ))
+        self.add_with_entry(conversation, users, max, by).await
     }
 
     async fn remove_member(
         &self,
         conversation: &ConversationId,
         user: &UserId,
+        by: &Change,
     ) -> StoreResult<Option<RemovedMember>> {
-        let pk = conv_pk(conversation.as_str());
-        let Some(item) = self
-            .get(
-                &self.tables.main,
-                key(pk.clone(), &member_sk(user.as_str())),
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        let was_admin = member_from(&item)?.role == Role::Admin;
-        let actions = vec![
-            TransactWriteItem::builder()
-                .delete(
-                    Delete::builder()
-                        .table_name(&self.tables.main)
-                        .set_key(Some(key(pk.clone(), &member_sk(user.as_str()))))
-                        .condition_expression("attribute_exists(pk)")
-                        .build()
-                        .expect("delete has key"),
-                )
-                .build(),
-            TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(&self.tables.main)
-                        .set_key(Some(key(pk.clone(), META)))
-                        .update_expression("ADD memberCount :minus")
-                        .expression_attribute_values(":minus", n(-1))
-                        .build()
-                        .expect("update has key and expression"),
-                )
-                .build(),
-        ];
-        if !self.transact(actions, "remove member").await? {
-            return Ok(None);
-        }
-        let mut promoted = None;
-        if was_admin {
-            let members = self.members(conversation, None, u32::MAX).await?;
-            if !members.iter().any(|m| m.role == Role::Admin)
-                && let Some(next) = members
-                    .iter()
-                    .min_by_key(|m| (m.joined_at, m.user_id.clone()))
-            {
-                self.client
-                    .update_item()
-                    .table_name(&self.tables.main)
-                    .set_key(Some(key(pk.clone(), &member_sk(next.user_id.as_str()))))
-                    .update_expression("SET #r = :admin")
-                    .condition_expression("attribute_exists(pk)")
-                    .expression_attribute_names("#r", "role")
-                    .expression_attribute_values(":admin", s("admin"))
-                    .send()
-                    .await
-                    .map_err(sdk("promote admin"))?;
-                promoted = Some(next.user_id.clone());
-            }
-        }
-        Ok(Some(RemovedMember { promoted }))
+        self.remove_with_entry(conversation, user, by).await
+    }
+
+    async fn set_role(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        role: Role,
+        by: &Change,
+    ) -> StoreResult<chat_shared::ports::RoleOutcome> {
+        self.set_role_with_entry(conversation, user, role, by).await
+    }
+
+    async fn rename(
+        &self,
+        conversation: &ConversationId,
+        name: &str,
+        by: &Change,
+    ) -> StoreResult<Option<ConversationRecord>> {
+        self.rename_with_entry(conversation, name, by).await
     }
 
     async fn set_muted(
         &self,
         conversation: &ConversationId,
         user: &UserId,
-        muted: bool,
+        until: chat_shared::ids::Millis,
     ) -> StoreResult<bool> {
         let resp = self
             .client
@@ -389,9 +256,9 @@ impl ConversationStore for DynamoStore {
                 conv_pk(conversation.as_str()),
                 &member_sk(user.as_str()),
             )))
-            .update_expression("SET muted = :m")
+            .update_expression("SET mutedUntil = :m REMOVE muted")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":m", AttributeValue::Bool(muted))
+            .expression_attribute_values(":m", n(until))
             .send()
             .await;
         Ok(condition_held(resp, "set muted")?.is_some())

@@ -13,7 +13,8 @@
 //! # Layout
 //! - `codec`: keys and attributes, records to items and back; `client`: SDK helpers.
 //! - `users`: the user item and a user's memberships, which several areas read.
-//! - One file per area of the port: `conversations`, `messages` (with `append`, the
+//! - One file per area of the port: `conversations` (with `membership`, the membership
+//!   changes and their `system` entries), `messages` (with `append`, the
 //!   entry transaction, and `reactions`, the reaction items and summaries), `receipts`,
 //!   `pushes`, `throttles`, `connections`, `devices`.
 
@@ -23,6 +24,7 @@ mod codec;
 mod connections;
 mod conversations;
 mod devices;
+mod membership;
 mod messages;
 mod pushes;
 mod reactions;

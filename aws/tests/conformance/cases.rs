@@ -7,8 +7,9 @@ use chat_shared::domain::new_conversation_id;
 use chat_shared::ids::{ConversationId, DeviceId, Millis, UserId};
 use chat_shared::ports::CounterHint;
 use chat_shared::ports::{
-    AddMembersOutcome, AppendOutcome, ConnectionRecord, ConversationCursor, ConversationKind,
-    DeviceRecord, MessageQuery, NewConversation, NewMessage, Platform, PresenceClaim, Role, Store,
+    AddMembersOutcome, AppendOutcome, Change, ConnectionRecord, ConversationCursor,
+    ConversationKind, DeviceRecord, MessageQuery, NewConversation, NewMessage, Platform,
+    PresenceClaim, Role, Store,
 };
 use chat_shared::protocol::PresenceStatus;
 
@@ -35,6 +36,15 @@ pub(crate) async fn group(store: &S, members: &[&str], now: Millis) -> Conversat
         .await
         .unwrap();
     id
+}
+
+/// A change by `actor` at `now` (entries never expire).
+pub(crate) fn by(actor: &str, now: Millis) -> Change {
+    Change {
+        actor: user(actor),
+        now,
+        expires_at: None,
+    }
 }
 
 pub(crate) fn message(
@@ -413,11 +423,11 @@ pub async fn adding_members_respects_the_cap_and_ignores_existing_ones(store: S)
     append(&store, &id, "alice", "m", 10).await;
     // WHEN carol and an existing member are added under a cap of 3
     let out = store
-        .add_members(&id, &users(&["carol", "bob", "carol"]), 20, 3)
+        .add_members(&id, &users(&["carol", "bob", "carol"]), 3, &by("alice", 20))
         .await
         .unwrap();
     assert_eq!(out, AddMembersOutcome::Added(users(&["carol"])));
-    // THEN carol starts at the lastSeq of the moment she joined
+    // THEN carol starts at the seq of the entry that added her
     let (conv, carol) = store
         .membership(&id, &user("carol"))
         .await
@@ -431,11 +441,11 @@ pub async fn adding_members_respects_the_cap_and_ignores_existing_ones(store: S)
             carol.role,
             carol.joined_at
         ),
-        (1, 1, Role::Member, 20)
+        (2, 2, Role::Member, 20)
     );
     // AND a fourth does not fit
     let out = store
-        .add_members(&id, &users(&["dave"]), 30, 3)
+        .add_members(&id, &users(&["dave"]), 3, &by("alice", 30))
         .await
         .unwrap();
     assert_eq!(out, AddMembersOutcome::OverCap);
@@ -455,15 +465,15 @@ pub async fn adding_members_respects_the_cap_and_ignores_existing_ones(store: S)
 pub async fn removing_the_last_admin_promotes_the_longest_standing_member(store: S) {
     let id = group(&store, &["alice"], 1).await;
     store
-        .add_members(&id, &users(&["carol"]), 10, 100)
+        .add_members(&id, &users(&["carol"]), 100, &by("alice", 10))
         .await
         .unwrap();
     store
-        .add_members(&id, &users(&["bob"]), 20, 100)
+        .add_members(&id, &users(&["bob"]), 100, &by("alice", 20))
         .await
         .unwrap();
     let removed = store
-        .remove_member(&id, &user("alice"))
+        .remove_member(&id, &user("alice"), &by("alice", 30))
         .await
         .unwrap()
         .unwrap();
@@ -477,7 +487,7 @@ pub async fn removing_the_last_admin_promotes_the_longest_standing_member(store:
     // a non-admin leaving promotes nobody; removing twice finds nothing
     assert_eq!(
         store
-            .remove_member(&id, &user("bob"))
+            .remove_member(&id, &user("bob"), &by("bob", 40))
             .await
             .unwrap()
             .unwrap()
@@ -486,7 +496,7 @@ pub async fn removing_the_last_admin_promotes_the_longest_standing_member(store:
     );
     assert!(
         store
-            .remove_member(&id, &user("bob"))
+            .remove_member(&id, &user("bob"), &by("bob", 40))
             .await
             .unwrap()
             .is_none()
@@ -818,10 +828,29 @@ pub async fn unread_totals_and_mute_flags(store: S) {
         .await
         .unwrap();
     assert_eq!(store.total_unread(&user("bob")).await.unwrap(), 2);
-    assert!(store.set_muted(&a, &user("bob"), true).await.unwrap());
-    assert!(!store.set_muted(&a, &user("carol"), true).await.unwrap());
+    use chat_shared::ports::MUTED_FOREVER;
+    assert!(
+        store
+            .set_muted(&a, &user("bob"), MUTED_FOREVER)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_muted(&a, &user("carol"), MUTED_FOREVER)
+            .await
+            .unwrap()
+    );
     let (_, bob) = store.membership(&a, &user("bob")).await.unwrap().unwrap();
-    assert!(bob.muted);
+    assert!(bob.muted_at(i64::MAX - 1) && bob.mute_ends(0).is_none());
+    // A timed mute ends by itself; 0 unmutes.
+    assert!(store.set_muted(&a, &user("bob"), 500).await.unwrap());
+    let (_, bob) = store.membership(&a, &user("bob")).await.unwrap().unwrap();
+    assert!(bob.muted_at(499) && !bob.muted_at(500));
+    assert_eq!(bob.mute_ends(100), Some(500));
+    assert!(store.set_muted(&a, &user("bob"), 0).await.unwrap());
+    let (_, bob) = store.membership(&a, &user("bob")).await.unwrap().unwrap();
+    assert!(!bob.muted_at(0));
 }
 
 fn device_of(user_id: &str, device: &str) -> chat_shared::ports::PushedDevice {

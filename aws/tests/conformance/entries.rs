@@ -9,7 +9,7 @@ use chat_shared::ports::{
 };
 use chat_shared::protocol::{Content, Entry};
 
-use crate::cases::{S, group, message, query, user, users};
+use crate::cases::{S, by, group, message, query, user, users};
 
 /// An entry of `sender` with client id `cmid` at `now`.
 fn new_entry(
@@ -715,7 +715,7 @@ pub async fn members_join_having_read_what_came_before(store: S) {
     )
     .await;
     store
-        .add_members(&id, &users(&["carol"]), 30, 100)
+        .add_members(&id, &users(&["carol"]), 100, &by("alice", 30))
         .await
         .unwrap();
     let (conv, carol) = store
@@ -723,7 +723,8 @@ pub async fn members_join_having_read_what_came_before(store: S) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((carol.read_up_to, carol.read_messages), (4, 3));
+    // (her positions at the member_added entry, seq 5, after 3 messages)
+    assert_eq!((carol.read_up_to, carol.read_messages), (5, 3));
     assert_eq!(carol.unread(&conv), 0);
     send(&store, &id, "alice", "m3", 40).await;
     assert_eq!(store.total_unread(&user("carol")).await.unwrap(), 1);
@@ -736,7 +737,7 @@ pub async fn conversations_order_by_the_later_of_last_message_and_joining(store:
     send(&store, &a, "alice", "m", 400).await;
     // WHEN carol is added to b at 500, and someone reacts in a at 600
     store
-        .add_members(&b, &users(&["carol"]), 500, 100)
+        .add_members(&b, &users(&["carol"]), 100, &by("alice", 500))
         .await
         .unwrap();
     stored(

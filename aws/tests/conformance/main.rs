@@ -6,6 +6,7 @@
 mod cases;
 mod entries;
 mod erasure;
+mod system;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -125,4 +126,20 @@ conformance!(
     members_join_having_read_what_came_before,
     conversations_order_by_the_later_of_last_message_and_joining,
     retries_of_every_kind_are_idempotent,
+);
+
+conformance!(
+    system => system_on_sqlite, system_on_dynamodb:
+    adding_appends_one_member_added_naming_only_the_new_users,
+    added_members_start_at_their_entry_having_read_everything,
+    over_the_cap_nothing_is_added_nor_appended,
+    removing_appends_member_removed_with_the_actor,
+    leaving_appends_member_left,
+    the_last_admin_leaving_appends_member_left_then_role_changed,
+    system_entries_move_neither_the_order_nor_counts_nor_unread,
+    system_entries_come_back_with_every_field,
+    a_hundred_users_are_added_at_once,
+    changes_racing_sends_each_append_one_entry_without_gaps,
+    a_role_change_appends_role_changed_and_the_last_admin_stays,
+    a_rename_appends_details_changed_once,
 );

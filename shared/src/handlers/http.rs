@@ -10,11 +10,11 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ChatError, ChatResult};
 use crate::ids::{ConversationId, DeviceId, Seq, UserId};
-use crate::ports::{ConversationKind, Platform};
+use crate::ports::{ConversationKind, Platform, Role};
 use crate::protocol::{
     AppendRequest, EntryKind, Fields, MAX_BODY_BYTES, emoji, error_body, parse_append,
 };
-use crate::service::{Chat, CreateConversation, HistoryQuery, SyncCursor};
+use crate::service::{Chat, CreateConversation, HistoryQuery, Mute, SyncCursor};
 
 /// Most conversations per page of `GET /v1/conversations`.
 const CONVERSATIONS_PAGE_MAX: u32 = 100;
@@ -220,8 +220,20 @@ pub enum ApiRequest {
     },
     /// `DELETE /v1/conversations/{id}/members/{userId}`.
     RemoveMember { id: ConversationId, user: UserId },
+    /// `PATCH /v1/conversations/{id}`: a field present is changed (`avatar: null` clears).
+    UpdateDetails {
+        id: ConversationId,
+        name: Option<String>,
+        avatar: Option<Option<String>>,
+    },
+    /// `PUT /v1/conversations/{id}/members/{userId}`.
+    SetRole {
+        id: ConversationId,
+        user: UserId,
+        role: Role,
+    },
     /// `PUT /v1/conversations/{id}/settings`.
-    SetMuted { id: ConversationId, muted: bool },
+    SetMuted { id: ConversationId, mute: Mute },
     /// `GET /v1/conversations/{id}/messages`.
     History {
         id: ConversationId,
@@ -300,12 +312,61 @@ pub fn decode(method: &Method, segs: &[&str], query: &str, body: &[u8]) -> ChatR
                 user,
             }
         }
+        (&Method::PATCH, ["conversations", id]) => {
+            let body = r.json()?;
+            let f = Fields(&body);
+            let name = body
+                .get("name")
+                .filter(|v| !v.is_null())
+                .map(|_| f.str("name").map(str::to_owned))
+                .transpose()?;
+            let avatar = match body.get("avatar") {
+                None => None,
+                Some(v) if v.is_null() => Some(None),
+                Some(_) => Some(Some(f.str("avatar")?.to_owned())),
+            };
+            if name.is_none() && avatar.is_none() {
+                return Err(ChatError::Invalid("name or avatar is required".into()));
+            }
+            ApiRequest::UpdateDetails {
+                id: path_conversation(id)?,
+                name,
+                avatar,
+            }
+        }
+        (&Method::PUT, ["conversations", id, "members", user]) => {
+            let user = UserId::parse(*user).map_err(|_| ChatError::NotFound("no such member"))?;
+            let body = r.json()?;
+            let role = Role::parse(Fields(&body).str("role")?)
+                .ok_or_else(|| ChatError::Invalid("role must be \"admin\" or \"member\"".into()))?;
+            ApiRequest::SetRole {
+                id: path_conversation(id)?,
+                user,
+                role,
+            }
+        }
         (&Method::PUT, ["conversations", id, "settings"]) => {
             let body = r.json()?;
-            let muted = Fields(&body).bool("muted")?;
+            let f = Fields(&body);
+            let mute = match (body.get("muted"), body.get("mutedUntil")) {
+                (Some(_), Some(_)) => {
+                    return Err(ChatError::Invalid(
+                        "give muted or mutedUntil, not both".into(),
+                    ));
+                }
+                (Some(_), None) if f.bool("muted")? => Mute::Forever,
+                (Some(_), None) => Mute::Off,
+                (None, Some(v)) if v.is_null() => Mute::Off,
+                (None, Some(v)) => Mute::Until(v.as_i64().ok_or_else(|| {
+                    ChatError::Invalid("mutedUntil must be a time in ms or null".into())
+                })?),
+                (None, None) => {
+                    return Err(ChatError::Invalid("muted or mutedUntil is required".into()));
+                }
+            };
             ApiRequest::SetMuted {
                 id: path_conversation(id)?,
-                muted,
+                mute,
             }
         }
         (&Method::GET, ["conversations", id, "messages"]) => ApiRequest::History {
@@ -334,14 +395,16 @@ pub fn decode(method: &Method, segs: &[&str], query: &str, body: &[u8]) -> ChatR
             let id = path_conversation(id)?;
             let body = r.json()?;
             let kind = match body.get("kind") {
-                Some(v) if !v.is_null() => {
-                    v.as_str().and_then(EntryKind::parse).ok_or_else(|| {
+                Some(v) if !v.is_null() => v
+                    .as_str()
+                    .and_then(EntryKind::parse)
+                    .filter(|k| k.made_by_clients())
+                    .ok_or_else(|| {
                         ChatError::Invalid(
                             "kind must be one of \"message\", \"edit\", \"delete\", \"reaction\""
                                 .into(),
                         )
-                    })?
-                }
+                    })?,
                 _ => EntryKind::Message,
             };
             ApiRequest::Append(parse_append(&body, id, kind)?)
@@ -526,8 +589,16 @@ async fn execute(chat: &Chat, caller: &UserId, request: ApiRequest) -> ChatResul
             chat.remove_member(caller, &id, &user).await?;
             no_content()
         }
-        ApiRequest::SetMuted { id, muted } => {
-            respond(StatusCode::OK, &chat.set_muted(caller, &id, muted).await?)
+        ApiRequest::UpdateDetails { id, name, avatar } => respond(
+            StatusCode::OK,
+            &chat.update_details(caller, &id, name, avatar).await?,
+        ),
+        ApiRequest::SetRole { id, user, role } => respond(
+            StatusCode::OK,
+            &chat.set_role(caller, &id, &user, role).await?,
+        ),
+        ApiRequest::SetMuted { id, mute } => {
+            respond(StatusCode::OK, &chat.set_muted(caller, &id, mute).await?)
         }
         ApiRequest::History { id, query } => {
             let (messages, has_more) = chat.history(caller, &id, query).await?;

@@ -2,7 +2,7 @@
 
 use crate::error::StoreError;
 use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
-use crate::protocol::{Entry, Positions};
+use crate::protocol::{Entry, Positions, SystemChange, SystemEvent};
 
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -87,10 +87,25 @@ pub struct MemberRecord {
     pub read_up_to: Seq,
     /// How many `message` entries the log had up to `read_up_to`.
     pub read_messages: u64,
-    pub muted: bool,
+    /// Muted while `now < muted_until`: 0 when not muted, [`MUTED_FOREVER`] until unmuted.
+    pub muted_until: Millis,
 }
 
+/// [`MemberRecord::muted_until`] of a mute with no end.
+pub const MUTED_FOREVER: Millis = Millis::MAX;
+
 impl MemberRecord {
+    /// Whether the member has the conversation muted at `now` (no pushes).
+    pub fn muted_at(&self, now: Millis) -> bool {
+        now < self.muted_until
+    }
+
+    /// The end of the member's mute as clients see it: `None` when not muted at `now` or
+    /// muted until unmuted.
+    pub fn mute_ends(&self, now: Millis) -> Option<Millis> {
+        (self.muted_at(now) && self.muted_until != MUTED_FOREVER).then_some(self.muted_until)
+    }
+
     /// The member's unread count in `conversation`: the `message` entries after their
     /// `readUpTo` (theirs never are: a send moves the sender's `readUpTo` to it).
     pub fn unread(&self, conversation: &ConversationRecord) -> u64 {
@@ -256,6 +271,56 @@ pub struct NewConversation {
     pub members: Vec<UserId>,
 }
 
+/// Who changes a conversation (its members, roles or details), and when: the store
+/// appends the change's `system` entry with it (PROTOCOL.md 8.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub actor: UserId,
+    pub now: Millis,
+    /// Entries older than this are expired (for `expiresAt` on stores with TTL).
+    pub expires_at: Option<Millis>,
+}
+
+impl Change {
+    /// The `system` entry recording `change`, ready to append: fresh ids (its
+    /// clientMessageId marks it the server's), sent by the actor (or, for a change the
+    /// server made, by the first user it concerns).
+    pub fn entry(&self, conversation: &ConversationId, change: SystemChange) -> NewMessage {
+        let sender = change
+            .actor
+            .clone()
+            .or_else(|| change.user_ids.first().cloned())
+            .unwrap_or_else(|| self.actor.clone());
+        NewMessage {
+            conversation_id: conversation.clone(),
+            message_id: crate::domain::new_message_id(),
+            sender_id: sender,
+            client_message_id: format!("sys-{}", crate::domain::random_uuid().simple()),
+            entry: Entry::System(change),
+            now: self.now,
+            origin_connection: None,
+            expires_at: self.expires_at,
+            hint: None,
+            rules: EntryRules {
+                retained_since: i64::MIN,
+                edit_window_ms: 0,
+            },
+        }
+    }
+
+    /// The entry of a change by this actor: `event` concerning `users`.
+    pub fn by_actor(&self, event: SystemEvent, users: Vec<UserId>) -> SystemChange {
+        SystemChange {
+            event,
+            user_ids: users,
+            actor: Some(self.actor.clone()),
+            role: None,
+            name: None,
+            avatar: None,
+        }
+    }
+}
+
 /// What adding members did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddMembersOutcome {
@@ -270,6 +335,17 @@ pub enum AddMembersOutcome {
 pub struct RemovedMember {
     /// The member promoted to admin because the last admin left, if any.
     pub promoted: Option<UserId>,
+}
+
+/// What a role change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleOutcome {
+    /// The member has the role now (`true` when it changed, with its entry appended).
+    Set(MemberRecord, bool),
+    /// The user is not a member.
+    NotMember,
+    /// It would leave the group without an admin: nothing changed.
+    LastAdmin,
 }
 
 /// What a receipt update did.

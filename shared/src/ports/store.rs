@@ -5,9 +5,10 @@
 use async_trait::async_trait;
 
 use super::{
-    AddMembersOutcome, AppendOutcome, ConnectionRecord, ConversationCursor, ConversationRecord,
-    DeviceRecord, MemberRecord, MessageQuery, MessageRecord, NewConversation, NewMessage,
-    PresenceClaim, PushedDevice, ReceiptUpdate, RemovedMember, StoreResult,
+    AddMembersOutcome, AppendOutcome, Change, ConnectionRecord, ConversationCursor,
+    ConversationRecord, DeviceRecord, MemberRecord, MessageQuery, MessageRecord, NewConversation,
+    NewMessage, PresenceClaim, PushedDevice, ReceiptUpdate, RemovedMember, Role, RoleOutcome,
+    StoreResult,
 };
 use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
 use crate::protocol::PresenceStatus;
@@ -45,27 +46,55 @@ pub trait ConversationStore: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>>;
     /// Adds users to a group (existing members are left alone) unless it would then
-    /// hold more than `max` members.
+    /// hold more than `max` members, and appends one `member_added` entry naming the
+    /// users added (none when nobody was), made by `by`: the change and its entry are
+    /// atomic (both or neither, also across a crash). The added members' positions start
+    /// at that entry.
     async fn add_members(
         &self,
         conversation: &ConversationId,
         users: &[UserId],
-        now: Millis,
         max: u64,
+        by: &Change,
     ) -> StoreResult<AddMembersOutcome>;
-    /// Removes a member; promotes the longest-standing member when the last admin
-    /// leaves. `None` when the user was not a member.
+    /// Removes a member and appends its `member_left` entry (when `by` is that member)
+    /// or `member_removed`; when the last admin leaves, promotes the longest-standing
+    /// member and appends a `role_changed` entry the server made (no actor) after it.
+    /// Atomic like [`ConversationStore::add_members`]. `None` (and no entry) when the
+    /// user was not a member.
     async fn remove_member(
         &self,
         conversation: &ConversationId,
         user: &UserId,
+        by: &Change,
     ) -> StoreResult<Option<RemovedMember>>;
-    /// Sets the member's mute flag; false when not a member.
+    /// Gives a member of a group `role` and appends a `role_changed` entry made by `by`
+    /// (atomic like [`ConversationStore::add_members`]). Nothing changes, and no entry,
+    /// when the member has that role already, or when it would demote the group's last
+    /// admin.
+    async fn set_role(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        role: Role,
+        by: &Change,
+    ) -> StoreResult<RoleOutcome>;
+    /// Renames a group and appends a `details_changed` entry made by `by` (atomic like
+    /// [`ConversationStore::add_members`]); nothing, and no entry, when it has that name
+    /// already. `None` when the conversation does not exist.
+    async fn rename(
+        &self,
+        conversation: &ConversationId,
+        name: &str,
+        by: &Change,
+    ) -> StoreResult<Option<ConversationRecord>>;
+    /// Mutes the conversation for the member until `until` (0 unmutes, `MUTED_FOREVER`
+    /// until unmuted); false when not a member.
     async fn set_muted(
         &self,
         conversation: &ConversationId,
         user: &UserId,
-        muted: bool,
+        until: Millis,
     ) -> StoreResult<bool>;
     /// Of `candidates`, the users who share at least one conversation with `user`.
     async fn users_sharing_conversation(

@@ -8,10 +8,10 @@ use futures_util::future::join_all;
 
 use crate::domain::{self, INLINE_MEMBERS_MAX};
 use crate::error::{ChatError, ChatResult};
-use crate::ids::{ConversationId, Seq, UserId};
+use crate::ids::{ConversationId, Millis, Seq, UserId};
 use crate::ports::{
-    AddMembersOutcome, ConversationCursor, ConversationKind, ConversationRecord, MemberRecord,
-    NewConversation,
+    AddMembersOutcome, Change, ConversationCursor, ConversationKind, ConversationRecord,
+    MUTED_FOREVER, MemberRecord, NewConversation, Role, RoleOutcome,
 };
 use crate::protocol::{ConversationView, MemberView, ServerFrame};
 
@@ -33,6 +33,17 @@ pub struct ConversationPage {
     pub next_cursor: Option<String>,
 }
 
+/// A member's mute, as `PUT .../settings` asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mute {
+    /// `{"muted": false}`, or `{"mutedUntil": null}`.
+    Off,
+    /// `{"muted": true}`: until unmuted.
+    Forever,
+    /// `{"mutedUntil": ms}` (in the past: off).
+    Until(Millis),
+}
+
 /// A page of members.
 #[derive(Debug)]
 pub struct MemberPage {
@@ -44,6 +55,8 @@ pub struct MemberPage {
 struct ConversationParts {
     first_seq: Seq,
     members: Option<Vec<MemberView>>,
+    /// When the parts were read: mutes are as of then.
+    now: Millis,
 }
 
 impl Chat {
@@ -83,6 +96,7 @@ impl Chat {
         Ok(ConversationParts {
             first_seq: self.first_seq(conv).await?,
             members,
+            now: self.now(),
         })
     }
 
@@ -101,7 +115,8 @@ impl Chat {
             last_message_at: conv.last_message_at,
             member_count: conv.member_count,
             members: parts.members.clone(),
-            muted: me.muted,
+            muted: me.muted_at(parts.now),
+            muted_until: me.mute_ends(parts.now),
             unread_count: me.unread(conv),
         }
     }
@@ -348,8 +363,8 @@ impl Chat {
             .add_members(
                 id,
                 users,
-                self.now(),
                 u64::from(self.limits.max_group_members),
+                &self.change_by(caller),
             )
             .await?;
         let AddMembersOutcome::Added(added) = outcome else {
@@ -389,7 +404,8 @@ impl Chat {
         if target != caller && me.role != crate::ports::Role::Admin {
             return Err(ChatError::Forbidden("only admins remove other members"));
         }
-        if self.store.remove_member(id, target).await?.is_none() {
+        let by = self.change_by(caller);
+        if self.store.remove_member(id, target, &by).await?.is_none() {
             return Err(ChatError::NotFound("no such member"));
         }
         let removed_conns = self
@@ -406,14 +422,103 @@ impl Chat {
         Ok(())
     }
 
-    /// Sets the caller's mute flag.
+    /// Gives a member of a group a role (admins only); a group keeps at least one admin.
+    pub async fn set_role(
+        &self,
+        caller: &UserId,
+        id: &ConversationId,
+        target: &UserId,
+        role: Role,
+    ) -> ChatResult<MemberView> {
+        let (conv, me) = self.member_of(id, caller).await?;
+        if conv.kind == ConversationKind::Direct {
+            return Err(ChatError::Forbidden(
+                "members of a direct conversation have no roles to change",
+            ));
+        }
+        if me.role != Role::Admin {
+            return Err(ChatError::Forbidden("only admins change roles"));
+        }
+        self.count_change(caller).await?;
+        match self
+            .store
+            .set_role(id, target, role, &self.change_by(caller))
+            .await?
+        {
+            RoleOutcome::NotMember => Err(ChatError::NotFound("no such member")),
+            RoleOutcome::LastAdmin => Err(ChatError::Forbidden("a group keeps at least one admin")),
+            RoleOutcome::Set(member, changed) => {
+                if changed && let Some(conv) = self.store.conversation(id).await? {
+                    let everyone = self.member_ids(id).await?;
+                    self.announce_conversation(&conv, &everyone, false).await?;
+                }
+                Ok(member_view(&member))
+            }
+        }
+    }
+
+    /// Changes a group's details (admins only): its name. Avatars are attachments, which
+    /// this server does not have yet: only `null` (none) is accepted.
+    pub async fn update_details(
+        &self,
+        caller: &UserId,
+        id: &ConversationId,
+        name: Option<String>,
+        avatar: Option<Option<String>>,
+    ) -> ChatResult<ConversationView> {
+        let (conv, me) = self.member_of(id, caller).await?;
+        if conv.kind == ConversationKind::Direct {
+            return Err(ChatError::Forbidden(
+                "a direct conversation has no details to change",
+            ));
+        }
+        if me.role != Role::Admin {
+            return Err(ChatError::Forbidden("only admins change a group's details"));
+        }
+        if let Some(Some(_)) = avatar {
+            return Err(ChatError::Invalid(
+                "avatar must be an image attachment of this conversation".into(),
+            ));
+        }
+        if let Some(name) = name {
+            let name = domain::group_name(&name)?;
+            if conv.name.as_deref() != Some(name.as_str()) {
+                self.count_change(caller).await?;
+                let by = self.change_by(caller);
+                let Some(conv) = self.store.rename(id, &name, &by).await? else {
+                    return Err(ChatError::no_conversation());
+                };
+                let everyone = self.member_ids(id).await?;
+                self.announce_conversation(&conv, &everyone, false).await?;
+            }
+        }
+        self.get_conversation(caller, id).await
+    }
+
+    /// A change of a conversation by `actor` now, whose `system` entry the store appends.
+    pub(crate) fn change_by(&self, actor: &UserId) -> Change {
+        let now = self.now();
+        Change {
+            actor: actor.clone(),
+            now,
+            expires_at: self.limits.expires_at(now),
+        }
+    }
+
+    /// Sets the caller's mute: until unmuted, until a time, or off.
     pub async fn set_muted(
         &self,
         caller: &UserId,
         id: &ConversationId,
-        muted: bool,
+        mute: Mute,
     ) -> ChatResult<ConversationView> {
-        if !self.store.set_muted(id, caller, muted).await? {
+        let until = match mute {
+            Mute::Off => 0,
+            Mute::Forever => MUTED_FOREVER,
+            Mute::Until(at) if at <= self.now() => 0,
+            Mute::Until(at) => at,
+        };
+        if !self.store.set_muted(id, caller, until).await? {
             return Err(ChatError::no_conversation());
         }
         self.get_conversation(caller, id).await

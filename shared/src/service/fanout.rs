@@ -99,7 +99,7 @@ impl Chat {
         let online: HashSet<&UserId> = conns.iter().map(|c| &c.user_id).collect();
         let offline: Vec<UserId> = members
             .iter()
-            .filter(|m| !m.muted && !online.contains(&m.user_id))
+            .filter(|m| !m.muted_at(now) && !online.contains(&m.user_id))
             .filter(|m| pushed.iter().any(|msg| msg.sender_id != m.user_id))
             .map(|m| m.user_id.clone())
             .collect();

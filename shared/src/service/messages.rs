@@ -10,7 +10,9 @@ use crate::ports::{
     AppendOutcome, ConversationRecord, CounterHint, EntryRules, MessageQuery, MessageRecord,
     NewMessage, Refusal,
 };
-use crate::protocol::{Ack, AppendRequest, Entry, EntryFields, MessageView, ReactionView};
+use crate::protocol::{
+    Ack, AppendRequest, Entry, EntryFields, MessageView, ReactionView, SystemDetails, SystemEvent,
+};
 
 use super::Chat;
 use super::budget::AnswerBudget;
@@ -24,7 +26,8 @@ const READ_CHUNK: u32 = 200;
 /// What the checks before a send found.
 enum Checked {
     New(ConversationRecord),
-    Retry(MessageRecord),
+    /// Boxed: the rare path, holding a whole record.
+    Retry(Box<MessageRecord>),
 }
 
 /// One page of the users who reacted to a message with one emoji.
@@ -56,18 +59,26 @@ impl Chat {
                 .find_by_client_id(&req.conversation_id, caller, cmid)
                 .await?
             {
-                return Ok(Checked::Retry(original));
+                return Ok(Checked::Retry(Box::new(original)));
             }
-            let now = self.now();
-            let window = domain::rate_window_start(now);
-            let count = self.store.count_send(caller, window).await?;
-            if let Some(err) =
-                domain::rate_limit(count, self.limits.rate_limit_per_min, window, now)
-            {
-                return Err(err);
-            }
+            self.count_change(caller).await?;
         }
         Ok(Checked::New(conv))
+    }
+
+    /// Counts one action that appends an entry (a send, an edit, a role change...)
+    /// against the caller's send rate limit: `RATE_LIMITED` when over it.
+    pub(crate) async fn count_change(&self, caller: &UserId) -> ChatResult<()> {
+        if self.limits.rate_limit_per_min == 0 {
+            return Ok(());
+        }
+        let now = self.now();
+        let window = domain::rate_window_start(now);
+        let count = self.store.count_send(caller, window).await?;
+        match domain::rate_limit(count, self.limits.rate_limit_per_min, window, now) {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     }
 
     /// Validates, sequences and persists an entry (a message, an edit, a delete or a
@@ -86,8 +97,7 @@ impl Chat {
             Err(e) => return self.original_or(caller, &req, e).await,
         };
         let now = self.now();
-        let expires_at = (self.limits.retention_days > 0)
-            .then(|| now + i64::from(self.limits.retention_days) * 86_400_000);
+        let expires_at = self.limits.expires_at(now);
         let outcome = self
             .store
             .append_message(&NewMessage {
@@ -305,12 +315,32 @@ pub fn message_view(m: &MessageRecord) -> MessageView {
             emoji: emoji.clone(),
             removed: *removed,
         },
+        Entry::System(change) => EntryFields::System {
+            event: change.event,
+            user_ids: change.user_ids.clone(),
+            actor_id: change.actor.clone(),
+            details: match change.event {
+                SystemEvent::RoleChanged => SystemDetails::Role {
+                    role: change.role.clone().unwrap_or_default(),
+                },
+                SystemEvent::DetailsChanged => SystemDetails::Details {
+                    name: change.name.clone(),
+                    avatar: change.avatar.clone(),
+                },
+                _ => SystemDetails::None {},
+            },
+        },
+    };
+    // A system entry's sender is who did it: nobody when the server did.
+    let sender_id = match &m.entry {
+        Entry::System(change) => change.actor.clone(),
+        _ => Some(m.sender_id.clone()),
     };
     MessageView {
         conversation_id: m.conversation_id.clone(),
         message_id: m.message_id.clone(),
         seq: m.seq,
-        sender_id: m.sender_id.clone(),
+        sender_id,
         client_message_id: m.client_message_id.clone(),
         kind: m.entry.kind(),
         fields,

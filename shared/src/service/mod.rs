@@ -27,7 +27,7 @@ mod messages;
 mod presence;
 mod sync;
 
-pub use conversations::{ConversationPage, CreateConversation, MemberPage};
+pub use conversations::{ConversationPage, CreateConversation, MemberPage, Mute};
 pub use messages::{HistoryQuery, ReactorPage, message_view};
 pub use presence::PendingPresence;
 pub use sync::SyncCursor;
