@@ -171,6 +171,20 @@ pub struct SystemChange {
     pub avatar: Option<String>,
 }
 
+impl SystemChange {
+    /// The server's promotion of `user` to admin after the last admin left.
+    pub fn promotion(user: UserId) -> Self {
+        Self {
+            event: SystemEvent::RoleChanged,
+            user_ids: vec![user],
+            actor: None,
+            role: Some("admin".to_owned()),
+            name: None,
+            avatar: None,
+        }
+    }
+}
+
 /// An entry of a conversation's log: its kind and what that kind carries. Content is
 /// `None` once erased (the message, or the message an edit edited, was deleted); a
 /// client's entry always has it.

@@ -287,15 +287,7 @@ impl ConversationStore for SqliteStore {
                     )?;
                     let next = UserId::parse(next).map_err(|e| bad_value(0, e))?;
                     // The server's own change: it follows the leaving, and has no actor.
-                    let change = SystemChange {
-                        event: SystemEvent::RoleChanged,
-                        user_ids: vec![next.clone()],
-                        actor: None,
-                        role: Some(Role::Admin.as_str().to_owned()),
-                        name: None,
-                        avatar: None,
-                    };
-                    owed.push(by.entry(&conversation, change));
+                    owed.push(by.entry(&conversation, SystemChange::promotion(next.clone())));
                     promoted = Some(next);
                 }
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
+    DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
 };
 
 use chat_shared::StoreError;
@@ -89,12 +89,14 @@ pub(crate) fn put(table: &str, item: Item, condition: Option<&str>) -> TransactW
 }
 
 impl DynamoStore {
-    /// Runs `actions` as one transaction: false when a condition failed (the transaction
-    /// was cancelled and wrote nothing).
+    /// Runs `actions` as one transaction: false when it was cancelled for reasons
+    /// `expected` accepts (its cancellation codes; nothing was written), an error for
+    /// any other failure.
     pub(crate) async fn transact(
         &self,
         actions: Vec<TransactWriteItem>,
         context: &'static str,
+        expected: impl Fn(&[String]) -> bool,
     ) -> StoreResult<bool> {
         match self
             .client
@@ -104,8 +106,10 @@ impl DynamoStore {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if cancellation_codes(&e).is_some() => Ok(false),
-            Err(e) => Err(sdk(context)(e)),
+            Err(e) => match cancellation_codes(&e) {
+                Some(codes) if expected(&codes) => Ok(false),
+                _ => Err(sdk(context)(e)),
+            },
         }
     }
 
@@ -170,20 +174,45 @@ impl DynamoStore {
 
     /// Writes items of the main table in batches of 25, retrying unprocessed ones.
     pub(crate) async fn batch_put(&self, items: Vec<Item>) -> StoreResult<()> {
-        for chunk in items.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|i| {
-                    WriteRequest::builder()
-                        .put_request(
-                            PutRequest::builder()
-                                .set_item(Some(i.clone()))
-                                .build()
-                                .expect("item is set"),
-                        )
+        let put = |i: Item| {
+            WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(i))
                         .build()
-                })
-                .collect();
+                        .expect("item is set"),
+                )
+                .build()
+        };
+        self.batch_write(items.into_iter().map(put).collect(), "batch write")
+            .await
+    }
+
+    /// Deletes items of the main table by key in batches of 25, retrying unprocessed ones.
+    pub(crate) async fn batch_delete(&self, keys: Vec<Item>) -> StoreResult<()> {
+        let delete = |k: Item| {
+            WriteRequest::builder()
+                .delete_request(
+                    DeleteRequest::builder()
+                        .set_key(Some(k))
+                        .build()
+                        .expect("key is set"),
+                )
+                .build()
+        };
+        self.batch_write(keys.into_iter().map(delete).collect(), "batch delete")
+            .await
+    }
+
+    /// Runs write requests on the main table in batches of 25 (BatchWriteItem's most),
+    /// retrying the unprocessed ones with backoff.
+    async fn batch_write(
+        &self,
+        requests: Vec<WriteRequest>,
+        context: &'static str,
+    ) -> StoreResult<()> {
+        for chunk in requests.chunks(25) {
+            let mut requests = chunk.to_vec();
             let mut attempt = 0;
             while !requests.is_empty() {
                 let resp = self
@@ -192,7 +221,7 @@ impl DynamoStore {
                     .request_items(&self.tables.main, requests)
                     .send()
                     .await
-                    .map_err(sdk("batch write"))?;
+                    .map_err(sdk(context))?;
                 requests = resp
                     .unprocessed_items
                     .and_then(|mut u| u.remove(&self.tables.main))

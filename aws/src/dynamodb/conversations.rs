@@ -72,7 +72,10 @@ impl DynamoStore {
                 .iter()
                 .map(|m| put(&self.tables.main, m.clone(), None)),
         );
-        if !self.transact(actions, "create conversation").await? {
+        if !self
+            .transact(actions, "create conversation", |_| true)
+            .await?
+        {
             return Ok(None);
         }
         // Groups of more than ~98 members: the rest are added after the transaction. The

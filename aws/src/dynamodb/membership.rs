@@ -160,19 +160,7 @@ impl DynamoStore {
         actions: Vec<TransactWriteItem>,
         context: &'static str,
     ) -> StoreResult<bool> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => match cancellation_codes(&e) {
-                Some(codes) if lost_race(&codes) => Ok(false),
-                _ => Err(sdk(context)(e)),
-            },
-        }
+        self.transact(actions, context, lost_race).await
     }
 
     /// The conversation item and the member items of `users` (those that exist), read
@@ -500,14 +488,7 @@ impl DynamoStore {
                 ),
             ];
             if let Some(next) = &promoted {
-                let change = SystemChange {
-                    event: SystemEvent::RoleChanged,
-                    user_ids: vec![next.clone()],
-                    actor: None,
-                    role: Some(Role::Admin.as_str().to_owned()),
-                    name: None,
-                    avatar: None,
-                };
+                let change = SystemChange::promotion(next.clone());
                 actions.push(update(
                     Update::builder()
                         .table_name(&self.tables.main)

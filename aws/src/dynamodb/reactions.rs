@@ -7,14 +7,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use chat_shared::StoreError;
 use chat_shared::ids::{Seq, UserId};
 use chat_shared::ports::{REACTORS_SHOWN, ReactionSummary, StoreResult};
 
 use super::DynamoStore;
-use super::client::{backoff, sdk};
 use super::codec::{Item, conv_pk, get_map, get_n, get_s, key, malformed, n, opt_s, s};
 
 /// An emoji as it appears in a sort key: its UTF-8 bytes in lowercase hex. An emoji may
@@ -247,44 +246,6 @@ impl DynamoStore {
             keys.push(key(pk.clone(), &user_reaction_sk(&user, seq, emoji)));
         }
         self.batch_delete(keys).await
-    }
-
-    /// Deletes items of the main table in batches of 25, retrying unprocessed ones.
-    async fn batch_delete(&self, keys: Vec<Item>) -> StoreResult<()> {
-        for chunk in keys.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|k| {
-                    WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .set_key(Some(k.clone()))
-                                .build()
-                                .expect("key is set"),
-                        )
-                        .build()
-                })
-                .collect();
-            let mut attempt = 0;
-            while !requests.is_empty() {
-                let resp = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.tables.main, requests)
-                    .send()
-                    .await
-                    .map_err(sdk("batch delete"))?;
-                requests = resp
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.tables.main))
-                    .unwrap_or_default();
-                if !requests.is_empty() {
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
-            }
-        }
-        Ok(())
     }
 }
 
