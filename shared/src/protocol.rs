@@ -565,7 +565,9 @@ pub enum EntryFields {
         edited_at: Option<Millis>,
         deleted: bool,
         deleted_by: Option<UserId>,
-        reactions: Vec<ReactionView>,
+        /// Absent only in a conversation's `lastMessage`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reactions: Option<Vec<ReactionView>>,
     },
     #[serde(rename_all = "camelCase")]
     Edit {
@@ -645,6 +647,10 @@ pub struct ConversationView {
     pub muted: bool,
     /// When the caller's mute ends; `null` when not muted or muted until unmuted.
     pub muted_until: Option<Millis>,
+    /// The newest `message` entry in its current state, without reactions.
+    pub last_message: Option<MessageView>,
+    /// The group's picture (an attachment id); avatars come with attachments.
+    pub avatar: Option<String>,
     pub unread_count: u64,
 }
 

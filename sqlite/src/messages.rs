@@ -86,6 +86,28 @@ impl MessageStore for SqliteStore {
         .map_err(err("read messages"))
     }
 
+    async fn last_message(
+        &self,
+        conversation: &ConversationId,
+        min_timestamp: Millis,
+    ) -> StoreResult<Option<MessageRecord>> {
+        self.settle_for(Some(conversation))
+            .await
+            .map_err(err("read the last message"))?;
+        self.lookup(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m
+                 WHERE m.conversation_id = ?1 AND m.kind = 'message' AND m.timestamp >= ?2
+                 ORDER BY m.seq DESC LIMIT 1"
+            ))?
+            .query_row(params![conversation.as_str(), min_timestamp], |r| {
+                message_at(r, 0)
+            })
+            .optional()
+        })
+        .map_err(err("read the last message"))
+    }
+
     async fn reactors(
         &self,
         conversation: &ConversationId,

@@ -80,3 +80,59 @@ async fn only_admins_of_groups_change_details_and_bad_ones_are_refused() {
     assert_eq!(status, 200, "{cleared}");
     assert_eq!(server.http("alice").conversation(&id).await["lastSeq"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_message_is_shown_as_it_is_now_without_reactions() {
+    // GIVEN a conversation with no message yet: no last message, no avatar
+    let (server, id) = direct_pair().await;
+    let empty = server.http("bob").conversation(&id).await;
+    assert_subset(&empty, &json!({"lastMessage": null, "avatar": null}));
+
+    // WHEN alice sends two messages, edits the second and bob reacts to it
+    let mut alice = server.connect("alice").await;
+    alice.send_message(&id, "m-1", "first").await;
+    let second = alice.send_message(&id, "m-2", "secnd").await;
+    let seq = second["seq"].as_u64().unwrap();
+    let edit = alice
+        .request(
+            json!({"action": "edit", "conversationId": id, "clientMessageId": "e-1",
+                        "targetSeq": seq, "content": {"type": "text", "text": "second"}}),
+        )
+        .await;
+    assert_eq!(edit["type"], "message.ack", "{edit}");
+    let mut bob = server.connect("bob").await;
+    let react = bob
+        .request(
+            json!({"action": "react", "conversationId": id, "clientMessageId": "r-1",
+                        "targetSeq": seq, "emoji": "👍"}),
+        )
+        .await;
+    assert_eq!(react["type"], "message.ack", "{react}");
+
+    // THEN the last message is the second, edited, with no reactions key, in every view
+    let seen = server.http("bob").conversation(&id).await;
+    let last = &seen["lastMessage"];
+    assert_subset(
+        last,
+        &json!({"seq": seq, "kind": "message", "senderId": "alice",
+                "content": {"type": "text", "text": "second"}, "deleted": false}),
+    );
+    assert!(last["editedAt"].is_number(), "{last}");
+    assert!(last.get("reactions").is_none(), "{last}");
+    let (_, listed) = server.http("bob").get("/v1/conversations").await;
+    assert_eq!(listed["conversations"][0]["lastMessage"]["seq"], seq);
+
+    // AND once deleted it is a tombstone, still the last message
+    let deleted = alice
+        .request(
+            json!({"action": "delete", "conversationId": id, "clientMessageId": "d-1",
+                        "targetSeq": seq}),
+        )
+        .await;
+    assert_eq!(deleted["type"], "message.ack", "{deleted}");
+    let seen = server.http("bob").conversation(&id).await;
+    assert_subset(
+        &seen["lastMessage"],
+        &json!({"seq": seq, "deleted": true, "content": null}),
+    );
+}

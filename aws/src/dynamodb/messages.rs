@@ -122,6 +122,45 @@ impl MessageStore for DynamoStore {
         Ok((entries, more))
     }
 
+    /// Newest first, a few entries a request: the last message is nearly always the
+    /// last entry, behind at most a few reactions, edits or system entries.
+    async fn last_message(
+        &self,
+        conversation: &ConversationId,
+        min_timestamp: Millis,
+    ) -> StoreResult<Option<MessageRecord>> {
+        let mut start = None;
+        loop {
+            let resp = self
+                .client
+                .query()
+                .table_name(&self.tables.messages)
+                .key_condition_expression("conversationId = :c")
+                .filter_expression(
+                    "(attribute_not_exists(#kind) OR #kind = :message) AND #ts >= :min",
+                )
+                .expression_attribute_names("#kind", "kind")
+                .expression_attribute_names("#ts", "timestamp")
+                .expression_attribute_values(":c", s(conversation.as_str()))
+                .expression_attribute_values(":message", s("message"))
+                .expression_attribute_values(":min", n(min_timestamp))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(8)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk("query the last message"))?;
+            if let Some(item) = resp.items.unwrap_or_default().first() {
+                return message_from(item).map(Some);
+            }
+            start = resp.last_evaluated_key;
+            if start.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+
     async fn reactors(
         &self,
         conversation: &ConversationId,

@@ -142,4 +142,5 @@ conformance!(
     changes_racing_sends_each_append_one_entry_without_gaps,
     a_role_change_appends_role_changed_and_the_last_admin_stays,
     a_rename_appends_details_changed_once,
+    the_last_message_skips_other_kinds_and_expired_ones,
 );

@@ -548,3 +548,18 @@ pub async fn a_rename_appends_details_changed_once(store: S) {
         None
     );
 }
+
+pub async fn the_last_message_skips_other_kinds_and_expired_ones(store: S) {
+    // GIVEN a group with no message yet
+    let id = group(&store, &["alice", "bob"], 1).await;
+    assert_eq!(store.last_message(&id, 0).await.unwrap(), None);
+    // WHEN a message at 10, another at 20, then a system entry at 30
+    send(&store, &id, "alice", "a", 10).await;
+    let b = send(&store, &id, "bob", "b", 20).await;
+    add(&store, &id, &["carol"], "alice", 30).await;
+    // THEN the last message is the one at 20, behind the system entry
+    let last = store.last_message(&id, 0).await.unwrap().unwrap();
+    assert_eq!((last.seq, last.entry.kind()), (b, EntryKind::Message));
+    // AND nothing when every message is older than what is retained
+    assert_eq!(store.last_message(&id, 25).await.unwrap(), None);
+}

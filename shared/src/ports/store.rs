@@ -140,6 +140,13 @@ pub trait MessageStore: Send + Sync + 'static {
         viewer: &UserId,
         query: MessageQuery,
     ) -> StoreResult<(Vec<MessageRecord>, bool)>;
+    /// The conversation's newest `message` entry with `timestamp >= min_timestamp`, in its
+    /// current state (without reactions), if any.
+    async fn last_message(
+        &self,
+        conversation: &ConversationId,
+        min_timestamp: Millis,
+    ) -> StoreResult<Option<MessageRecord>>;
     /// Who reacted with `emoji` to the message at `seq`, in userId order, after `after`.
     async fn reactors(
         &self,

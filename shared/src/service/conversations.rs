@@ -13,10 +13,11 @@ use crate::ports::{
     AddMembersOutcome, Change, ConversationCursor, ConversationKind, ConversationRecord,
     MUTED_FOREVER, MemberRecord, NewConversation, Role, RoleOutcome,
 };
-use crate::protocol::{ConversationView, MemberView, ServerFrame};
+use crate::protocol::{ConversationView, MemberView, MessageView, ServerFrame};
 
 use super::Chat;
 use super::budget::AnswerBudget;
+use super::messages::last_message_view;
 
 /// A request to create a conversation.
 #[derive(Debug, Clone)]
@@ -54,6 +55,7 @@ pub struct MemberPage {
 /// What is needed to render a conversation for any of its members.
 struct ConversationParts {
     first_seq: Seq,
+    last_message: Option<MessageView>,
     members: Option<Vec<MemberView>>,
     /// When the parts were read: mutes are as of then.
     now: Millis,
@@ -93,8 +95,16 @@ impl Chat {
         } else {
             None
         };
+        let retained_since = self.limits.retention_cutoff(self.now());
+        let last_message = self
+            .store
+            .last_message(&conv.id, retained_since)
+            .await?
+            .as_ref()
+            .map(last_message_view);
         Ok(ConversationParts {
             first_seq: self.first_seq(conv).await?,
+            last_message,
             members,
             now: self.now(),
         })
@@ -117,6 +127,8 @@ impl Chat {
             members: parts.members.clone(),
             muted: me.muted_at(parts.now),
             muted_until: me.mute_ends(parts.now),
+            last_message: parts.last_message.clone(),
+            avatar: None,
             unread_count: me.unread(conv),
         }
     }

@@ -274,6 +274,15 @@ fn ack(m: &MessageRecord, duplicate: bool) -> Ack {
     }
 }
 
+/// A conversation's last message as its conversation object shows it: without reactions.
+pub fn last_message_view(m: &MessageRecord) -> MessageView {
+    let mut view = message_view(m);
+    if let EntryFields::Message { reactions, .. } = &mut view.fields {
+        *reactions = None;
+    }
+    view
+}
+
 /// A stored entry as clients see it: a message in its current state.
 pub fn message_view(m: &MessageRecord) -> MessageView {
     let fields = match &m.entry {
@@ -283,17 +292,18 @@ pub fn message_view(m: &MessageRecord) -> MessageView {
             edited_at: m.state.edited_at,
             deleted: m.state.deleted_by.is_some(),
             deleted_by: m.state.deleted_by.clone(),
-            reactions: m
-                .state
-                .reactions
-                .iter()
-                .map(|r| ReactionView {
-                    emoji: r.emoji.clone(),
-                    count: r.count,
-                    user_ids: r.user_ids.clone(),
-                    mine: r.mine,
-                })
-                .collect(),
+            reactions: Some(
+                m.state
+                    .reactions
+                    .iter()
+                    .map(|r| ReactionView {
+                        emoji: r.emoji.clone(),
+                        count: r.count,
+                        user_ids: r.user_ids.clone(),
+                        mine: r.mine,
+                    })
+                    .collect(),
+            ),
         },
         Entry::Edit {
             target_seq,
