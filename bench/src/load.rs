@@ -36,6 +36,24 @@ const MAX_LATENCY_US: u64 = 60_000_000;
 pub const TEXT_LEN: usize = 100;
 /// The prefix that marks a load message in a frame.
 const MARK: &[u8] = b"\"text\":\"b:";
+/// The prefix that marks a load reaction in a frame (its fields ride in the
+/// `clientMessageId`, which `message.new` carries for every kind).
+const REACT_MARK: &[u8] = b"\"clientMessageId\":\"b:";
+/// The messages a reaction load reacts to: seqs `1..=REACT_TARGETS` of each room, sent
+/// before the load connects (see [`crate::scenarios::capacity_of`]).
+pub const REACT_TARGETS: u64 = 100;
+
+/// What each send of the load is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Entry {
+    /// A `send` of a text message of [`TEXT_LEN`] characters.
+    #[default]
+    Message,
+    /// A `react` (👍) on one of the room's first [`REACT_TARGETS`] messages; each sender
+    /// adds a reaction and then removes it (`removed: true`) on the next send, so the
+    /// reactions of a message stay few whatever the length of the run.
+    React,
+}
 
 /// What the connections do in one step.
 #[derive(Debug, Clone)]
@@ -176,6 +194,24 @@ impl Load {
         senders_per_room: Option<usize>,
         concurrency: usize,
     ) -> anyhow::Result<Self> {
+        Self::connect_entries(
+            endpoint,
+            rooms,
+            senders_per_room,
+            concurrency,
+            Entry::Message,
+        )
+        .await
+    }
+
+    /// [`Load::connect`], each send being an `entry`.
+    pub async fn connect_entries(
+        endpoint: &Endpoint,
+        rooms: &[Room],
+        senders_per_room: Option<usize>,
+        concurrency: usize,
+        entry: Entry,
+    ) -> anyhow::Result<Self> {
         let origin = Instant::now();
         let idle = Step {
             id: 0,
@@ -225,9 +261,15 @@ impl Load {
                 index: i as u32,
                 sends: load.senders[i],
                 phase: i as f64 / total as f64,
-                frame_head: format!(
-                    r#"{{"action":"send","conversationId":"{room}","clientMessageId":"{i}-"#
-                ),
+                frame_head: match entry {
+                    Entry::Message => format!(
+                        r#"{{"action":"send","conversationId":"{room}","clientMessageId":"{i}-"#
+                    ),
+                    Entry::React => format!(
+                        r#"{{"action":"react","conversationId":"{room}","clientMessageId":""#
+                    ),
+                },
+                entry,
                 origin,
                 stats,
                 next_n: 0,
@@ -417,8 +459,9 @@ struct Client {
     sends: bool,
     /// Where in each interval this client sends, as a fraction (spreads the senders).
     phase: f64,
-    /// The send frame up to the client message id's number.
+    /// The send frame up to the client message id's number (a reaction's: up to its id).
     frame_head: String,
+    entry: Entry,
     origin: Instant,
     stats: Arc<Mutex<Stats>>,
     next_n: u64,
@@ -481,21 +524,44 @@ impl Client {
         self.next_n += 1;
         let intended = due.duration_since(self.origin).as_micros();
         let actual = self.origin.elapsed().as_micros();
-        let mut text = format!("b:{step}:{intended}:{actual}:{}:{n}:", self.index);
-        while text.len() < TEXT_LEN {
-            text.push('x');
-        }
-        let frame = format!(
-            r#"{}{n}","content":{{"type":"text","text":"{text}"}}}}"#,
-            self.frame_head
-        );
+        let fields = format!("b:{step}:{intended}:{actual}:{}:{n}:", self.index);
+        let frame = match self.entry {
+            Entry::Message => {
+                let mut text = fields;
+                while text.len() < TEXT_LEN {
+                    text.push('x');
+                }
+                format!(
+                    r#"{}{n}","content":{{"type":"text","text":"{text}"}}}}"#,
+                    self.frame_head
+                )
+            }
+            // The fields are the client message id (at most ~45 of its 64 characters),
+            // unique per sender; a sender adds on even sends and removes on odd ones.
+            Entry::React => format!(
+                r#"{}{fields}","targetSeq":{},"emoji":"👍","removed":{}}}"#,
+                self.frame_head,
+                1 + (n / 2) % REACT_TARGETS,
+                n % 2 == 1
+            ),
+        };
         self.stats.lock().expect("stats").sent += 1;
         ws.send(Message::text(frame)).await?;
         Ok(())
     }
 
     fn receive(&mut self, frame: &[u8], current: &Step) {
-        let Some(at) = memchr::memmem::find(frame, MARK) else {
+        let (mark, found) = match self.entry {
+            Entry::Message => (MARK, memchr::memmem::find(frame, MARK)),
+            // A reaction's ack (and an error answering it) carries its client message id
+            // too: only `message.new` is a delivery.
+            Entry::React => (
+                REACT_MARK,
+                memchr::memmem::find(frame, REACT_MARK)
+                    .filter(|_| memchr::memmem::find(frame, b"\"type\":\"message.new\"").is_some()),
+            ),
+        };
+        let Some(at) = found else {
             if memchr::memmem::find(frame, b"message.ack").is_some() {
                 self.stats.lock().expect("stats").acked += 1;
             } else if memchr::memmem::find(frame, b"\"type\":\"error\"").is_some() {
@@ -504,7 +570,7 @@ impl Client {
             return;
         };
         let now = self.origin.elapsed().as_micros() as u64;
-        let rest = &frame[at + MARK.len()..];
+        let rest = &frame[at + mark.len()..];
         let Some(fields) = parse_fields(rest) else {
             self.stats.lock().expect("stats").errors += 1;
             return;

@@ -56,6 +56,10 @@ enum Command {
         /// The corrected p99 a step may reach (default: 10 ms; 100 ms from 1000 members).
         #[arg(long)]
         p99_ms: Option<f64>,
+        /// What each send is: a text message, or a reaction on one of the group's first
+        /// 100 messages (added, then removed by the next send).
+        #[arg(long, value_enum, default_value_t = EntryArg::Message)]
+        entry: EntryArg,
         #[command(flatten)]
         ramp: RampArgs,
     },
@@ -121,6 +125,22 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         records_per_batch: f64,
     },
+}
+
+/// `group --entry`.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum EntryArg {
+    Message,
+    React,
+}
+
+impl From<EntryArg> for chat_bench::load::Entry {
+    fn from(e: EntryArg) -> Self {
+        match e {
+            EntryArg::Message => Self::Message,
+            EntryArg::React => Self::React,
+        }
+    }
 }
 
 fn results_md() -> PathBuf {
@@ -213,6 +233,7 @@ async fn group(
     out: &Out,
     members: usize,
     p99_ms: Option<f64>,
+    entry: EntryArg,
     args: &RampArgs,
 ) -> anyhow::Result<()> {
     let p99_ms = p99_ms.unwrap_or(if members >= 1000 { 100.0 } else { 10.0 });
@@ -222,14 +243,26 @@ async fn group(
     let ramp = ramp(args, &rates, p99_ms);
     let (o, l) = both(|e| {
         let ramp = ramp.clone();
-        async move { scenarios::capacity(&e, 1, members, &ramp).await }
+        async move { scenarios::capacity_of(&e, 1, members, &ramp, entry.into()).await }
     })
     .await?;
+    let (block, title, what) = match entry {
+        EntryArg::Message => (
+            format!("group-{members}"),
+            format!("Group of {members}"),
+            "sending",
+        ),
+        EntryArg::React => (
+            format!("group-{members}-react"),
+            format!("Group of {members}, reactions"),
+            "reacting (added, then removed)",
+        ),
+    };
     out.emit(
-        &format!("group-{members}"),
-        &format!("Group of {members}"),
+        &block,
+        &title,
         report::capacity(
-            &format!("One group of {members}, all online, every member sending"),
+            &format!("One group of {members}, all online, every member {what}"),
             p99_ms,
             &o,
             &l,
@@ -478,8 +511,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Group {
             members,
             p99_ms,
+            entry,
             ramp,
-        } => group(&out, members, p99_ms, &ramp).await?,
+        } => group(&out, members, p99_ms, entry, &ramp).await?,
         Command::Idle { connections } => idle(&out, connections).await?,
         Command::Sync { runs } => sync(&out, runs).await?,
         Command::Storm { clients, messages } => storm(&out, clients, messages).await?,
@@ -511,8 +545,8 @@ async fn main() -> anyhow::Result<()> {
         )?,
         Command::All => {
             one_to_one(&out, 1000, &defaults).await?;
-            group(&out, 100, None, &defaults).await?;
-            group(&out, 1000, None, &defaults).await?;
+            group(&out, 100, None, EntryArg::Message, &defaults).await?;
+            group(&out, 1000, None, EntryArg::Message, &defaults).await?;
             idle(&out, 10_000).await?;
             sync(&out, 20).await?;
             storm(&out, 2000, 20).await?;

@@ -7,9 +7,9 @@ use anyhow::ensure;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::load::{self, Load, StepReport};
+use crate::load::{self, Entry, Load, StepReport};
 use crate::procstat;
-use crate::target::{Endpoint, Room};
+use crate::target::{Endpoint, Kind, Room};
 
 /// How a capacity search steps up the offered rate.
 #[derive(Debug, Clone)]
@@ -54,10 +54,34 @@ pub async fn capacity(
     members: usize,
     ramp: &Ramp,
 ) -> anyhow::Result<Capacity> {
+    capacity_of(endpoint, rooms, members, ramp, Entry::Message).await
+}
+
+/// [`capacity`], each send being an `entry`. For reactions, the first member of each
+/// room first sends the [`load::REACT_TARGETS`] messages they react to (our server only:
+/// the limit server forwards any frame and checks nothing).
+pub async fn capacity_of(
+    endpoint: &Endpoint,
+    rooms: usize,
+    members: usize,
+    ramp: &Ramp,
+    entry: Entry,
+) -> anyhow::Result<Capacity> {
     let rooms = endpoint
         .create_rooms(room_members(rooms, members), 16)
         .await?;
-    let load = Load::connect(endpoint, &rooms, None, 64).await?;
+    if entry == Entry::React && endpoint.kind == Kind::Ours {
+        for room in &rooms {
+            fill(
+                endpoint,
+                &room.members[0],
+                &room.id,
+                load::REACT_TARGETS as usize,
+            )
+            .await?;
+        }
+    }
+    let load = Load::connect_entries(endpoint, &rooms, None, 64, entry).await?;
     let connections = load.connections();
     let mut steps = Vec::new();
     let mut best = None;
