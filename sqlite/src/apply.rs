@@ -9,6 +9,7 @@ use chat_shared::ids::Seq;
 use chat_shared::ports::MessageRecord;
 use chat_shared::protocol::{Entry, SystemEvent};
 
+use crate::errors::json_text;
 use crate::in_flight::Head;
 use crate::system::{self, StoredChange};
 
@@ -64,11 +65,10 @@ pub(crate) fn apply_messages<'a>(
         let head = heads.get_mut(cid).expect("just inserted");
         let is_message = m.entry.is_message();
         let content = match &m.entry {
-            Entry::System(change) => Some(serde_json::to_string(&StoredChange::of(change))),
-            other => other.content().map(serde_json::to_string),
+            Entry::System(change) => Some(json_text(&StoredChange::of(change))),
+            other => other.content().map(json_text),
         }
-        .transpose()
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        .transpose()?;
         let (reply_to, emoji, removed) = match &m.entry {
             Entry::Message { reply_to, .. } => (*reply_to, None, false),
             Entry::Reaction { emoji, removed, .. } => (None, Some(emoji.as_str()), *removed),
@@ -169,11 +169,7 @@ fn apply_effect(tx: &Connection, m: &MessageRecord, message_count: u64) -> rusql
             target_seq,
             content,
         } => {
-            let content = content
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let content = content.as_ref().map(json_text).transpose()?;
             let edited = tx
                 .prepare_cached(
                     "UPDATE messages SET content = ?3, edited_at = ?4, edit_count = edit_count + 1

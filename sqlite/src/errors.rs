@@ -6,6 +6,12 @@ pub(crate) fn err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Stor
     move |e| StoreError::new(context, e)
 }
 
+/// `value` as JSON text for a column; a value that cannot be written is an error of the
+/// statement that writes it.
+pub(crate) fn json_text(value: &impl serde::Serialize) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
 pub(crate) fn failure(code: std::ffi::c_int, message: &str) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(message.to_owned()))
 }

@@ -203,20 +203,14 @@ impl InFlight {
             .sum()
     }
 
-    /// The conversation's entries in flight with a seq above `after`, oldest first. With
-    /// a read of the database begun after this, they are everything the database
-    /// misses: one that lands meanwhile is in both, and is told apart by its seq.
-    pub fn entries_after(&self, conversation: &str, after: Seq) -> Vec<Arc<MessageRecord>> {
+    /// The conversation's entries in flight, oldest first. With a read of the database
+    /// begun after this, they are everything the database misses: one that lands
+    /// meanwhile is in both, and is told apart by its seq.
+    pub fn entries(&self, conversation: &str) -> Vec<Arc<MessageRecord>> {
         self.state()
             .conversations
             .get(conversation)
-            .map(|f| {
-                f.entries
-                    .iter()
-                    .filter(|(_, r)| r.seq > after)
-                    .map(|(_, r)| Arc::clone(r))
-                    .collect()
-            })
+            .map(|f| f.entries.iter().map(|(_, r)| Arc::clone(r)).collect())
             .unwrap_or_default()
     }
 

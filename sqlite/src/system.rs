@@ -16,6 +16,7 @@ use chat_shared::ids::{ConversationId, Millis, Seq, UserId};
 use chat_shared::ports::{AppendOutcome, MessageRecord, MessageStore, NewMessage, StoreResult};
 
 use crate::apply::{Outbox, apply_messages};
+use crate::errors::json_text;
 use crate::store::SqliteStore;
 use chat_shared::protocol::{Entry, SystemChange, SystemEvent};
 
@@ -84,14 +85,13 @@ pub(crate) fn owe(tx: &Connection, entry: &NewMessage) -> rusqlite::Result<()> {
     let Entry::System(change) = &entry.entry else {
         return Ok(());
     };
-    let stored = serde_json::to_string(&PendingEntry {
+    let stored = json_text(&PendingEntry {
         message_id: entry.message_id.clone(),
         sender_id: entry.sender_id.as_str().to_owned(),
         now: entry.now,
         expires_at: entry.expires_at,
         change: StoredChange::of(change),
-    })
-    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    })?;
     tx.prepare_cached(
         "INSERT INTO pending_entries (conversation_id, client_message_id, entry)
          VALUES (?1, ?2, ?3)",

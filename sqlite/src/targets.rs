@@ -33,7 +33,7 @@ pub(crate) fn target(
     conversation: &str,
     seq: Seq,
 ) -> rusqlite::Result<Option<Target>> {
-    let flying = in_flight.entries_after(conversation, 0);
+    let flying = in_flight.entries(conversation);
     let tx = reader.unchecked_transaction()?;
     let stored: Seq = tx
         .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
