@@ -86,6 +86,7 @@ fn tapped(deps: &Deps, store: &DynamoStore) -> (Chat, Arc<Tap<Stage>>) {
             gateway: tap.clone(),
             push: Arc::new(SnsPush::new(sns_client(), PlatformApplications::default())),
             clock: Arc::new(SystemClock),
+            attachments: None,
         },
         Limits::default(),
         TokenVerifier::new(SECRET, None, None),

@@ -77,6 +77,7 @@ async fn stack(tag: &str, gateway: Arc<dyn ConnectionGateway>, fcm: Option<Strin
                 },
             )),
             clock: Arc::new(SystemClock),
+            attachments: None,
         },
         Limits::default(),
         TokenVerifier::new("aws-tests", None, None),

@@ -132,7 +132,9 @@ fn check_api_request(request: &ApiRequest) {
         ApiRequest::Append(append) => {
             if let Some(content) = append.entry.content() {
                 let n = content.text.chars().count();
-                assert!((1..=MAX_TEXT_CHARS).contains(&n), "text of {n} chars");
+                // A caption may be empty; a text may not.
+                let least = usize::from(!content.is_attachment());
+                assert!((least..=MAX_TEXT_CHARS).contains(&n), "text of {n} chars");
             }
             if let Entry::Message { reply_to, .. } = &append.entry {
                 assert_ne!(*reply_to, Some(0));
@@ -146,6 +148,14 @@ fn check_api_request(request: &ApiRequest) {
         }
         ApiRequest::RegisterDevice { token, .. } => assert!((1..=4096).contains(&token.len())),
         ApiRequest::Presence(users) => assert!(users.len() <= 100),
+        ApiRequest::CreateAttachment(new) => {
+            assert!(new.mime_type.contains('/') && new.mime_type.len() <= 255);
+            if let Some(name) = &new.file_name {
+                assert!(!name.contains(['/', '\\']) && name.chars().count() <= 255);
+            }
+        }
+        ApiRequest::DownloadUrls(ids) => assert!(ids.len() <= 100),
+        ApiRequest::ReissueUpload(_) | ApiRequest::DownloadUrl(_) => {}
         ApiRequest::CreateConversation(_)
         | ApiRequest::GetConversation(_)
         | ApiRequest::RemoveMember { .. }

@@ -3,6 +3,7 @@
 //! `chat-local [--listen ADDR] [--db PATH]` serves; `chat-local token USER` prints a token.
 //! Configuration is docs/protocol.md section 6; see the README.
 
+mod blobs;
 mod gateway;
 mod listener;
 mod server;
@@ -19,12 +20,13 @@ use chat_shared::config::{ConfigError, Limits, env_flag, env_u32};
 use chat_shared::ids::UserId;
 use chat_shared::ports::{Clock, SystemClock};
 use chat_shared::protocol::LIVENESS_MS;
-use chat_shared::service::Ports;
+use chat_shared::service::{AttachmentPorts, Ports};
 use chat_sqlite::{Durability, SqliteStore};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::blobs::LocalBlobs;
 use crate::gateway::LocalGateway;
 use crate::listener::ListenLimits;
 use crate::server::App;
@@ -114,6 +116,22 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Where clients reach this server, for the attachment URLs it signs:
+/// `CHAT_PUBLIC_URL` (behind a proxy, `https://chat.example.com`), else the address it
+/// listens on (a wildcard address as loopback).
+fn public_url(addr: SocketAddr) -> String {
+    match std::env::var("CHAT_PUBLIC_URL") {
+        Ok(url) if !url.trim().is_empty() => url.trim().to_owned(),
+        _ => {
+            let mut addr = addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+    }
+}
+
 /// `CHAT_IDLE_TIMEOUT_SECS`: 1 s up to the liveness window (150 s, the default).
 fn idle_timeout() -> Result<Duration, ConfigError> {
     let max = (LIVENESS_MS / 1000) as u32;
@@ -139,6 +157,14 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     let store = SqliteStore::open(&cli.db, durability)
         .with_context(|| format!("opening database {}", cli.db.display()))?;
     let gateway = Arc::new(LocalGateway::default());
+    let listener = TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("binding {}", cli.listen))?;
+    let addr = listener.local_addr()?;
+    let blobs = Arc::new(
+        LocalBlobs::open(&cli.db, public_url(addr))
+            .with_context(|| format!("opening the attachment directory of {}", cli.db.display()))?,
+    );
     let app = Arc::new(App {
         chat: Chat::new(
             Ports {
@@ -146,20 +172,21 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
                 gateway: gateway.clone(),
                 push: Arc::new(store.clone()),
                 clock: Arc::new(SystemClock),
+                attachments: Some(AttachmentPorts {
+                    store: Arc::new(store.clone()),
+                    blobs: blobs.clone(),
+                }),
             },
             limits,
             verifier(&cli.listen)?,
         ),
         store,
+        blobs: Some(blobs),
         gateway,
         dev_endpoints: env_flag("CHAT_DEV_ENDPOINTS")?,
         idle_timeout,
         listen,
     });
-    let listener = TcpListener::bind(cli.listen)
-        .await
-        .with_context(|| format!("binding {}", cli.listen))?;
-    let addr = listener.local_addr()?;
     info!(%addr, db = %cli.db.display(), max_connections = listen.max_connections, "chat-local ready");
     // The one line on stdout: tests and scripts read the bound address from it.
     println!("listening on {addr}");

@@ -12,7 +12,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Extension, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, put};
 use bytes::Bytes;
 use chat_shared::auth::Verified;
 use chat_shared::handlers::{self, ws::ConnectionContext};
@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::blobs::{self, LocalBlobs};
 use crate::gateway::{LocalGateway, SendQueue, close_code};
 use crate::listener::{self, Busy, ListenLimits, Slot};
 
@@ -35,6 +36,8 @@ use crate::listener::{self, Busy, ListenLimits, Slot};
 pub struct App {
     pub chat: Chat,
     pub store: SqliteStore,
+    /// Attachment files and their URLs (`None`: attachments off).
+    pub blobs: Option<Arc<LocalBlobs>>,
     pub gateway: Arc<LocalGateway>,
     /// Serve `GET /dev/push-outbox` (to loopback callers only).
     pub dev_endpoints: bool,
@@ -59,7 +62,7 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// How much of an oversized request body is read (and dropped) before the 413.
 const DRAIN_OVERSIZED_BYTES: usize = 4 * 1024 * 1024;
 
-/// How often expired messages are deleted.
+/// How often expired messages and unused attachments are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Feed items fanned out between two hand-offs to the outbox cleaner, and outbox rows
 /// it deletes per write at most.
@@ -93,6 +96,7 @@ pub async fn run(
     let router = Router::new()
         .route("/ws", any(ws_upgrade))
         .route("/dev/push-outbox", any(push_outbox))
+        .route(blobs::ROUTE, put(blobs::upload).get(blobs::download))
         .fallback(http_api)
         .with_state(app.clone());
     listener::serve(listener, router, app.listen, shutdown).await;
@@ -199,16 +203,19 @@ async fn delete_outbox_rows(app: &App, done: &mut Vec<i64>) {
     }
 }
 
-/// Deletes expired messages periodically.
+/// Deletes expired messages periodically, and the attachments no message keeps (unused
+/// for a day, or of expired messages).
 async fn sweep(app: Arc<App>) {
-    if app.chat.limits().retention_days == 0 {
-        return;
-    }
     loop {
         match app.chat.expire_messages().await {
             Ok(0) => {}
             Ok(n) => info!(count = n, "expired messages deleted"),
             Err(e) => warn!(error = %e, "retention sweep failed"),
+        }
+        match app.chat.expire_attachments().await {
+            Ok(0) => {}
+            Ok(n) => info!(count = n, "unused or expired attachments deleted"),
+            Err(e) => warn!(error = %e, "attachment sweep failed"),
         }
         tokio::time::sleep(SWEEP_EVERY).await;
     }

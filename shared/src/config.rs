@@ -18,6 +18,8 @@ pub struct Limits {
     pub max_connections_per_user: u32,
     /// How long after sending a message its sender may edit it, in seconds; 0 = always.
     pub edit_window_secs: u32,
+    /// Largest attachment, in bytes.
+    pub max_attachment_bytes: u32,
 }
 
 impl Default for Limits {
@@ -29,6 +31,7 @@ impl Default for Limits {
             event_fanout_max_members: 100,
             max_connections_per_user: 10,
             edit_window_secs: 0,
+            max_attachment_bytes: 25 * 1024 * 1024,
         }
     }
 }
@@ -45,8 +48,8 @@ pub struct ConfigError {
 impl Limits {
     /// Reads `CHAT_RATE_LIMIT_PER_MIN`, `CHAT_RETENTION_DAYS`, `CHAT_MAX_GROUP_MEMBERS`,
     /// `CHAT_EVENT_FANOUT_MAX_MEMBERS`, `CHAT_MAX_CONNECTIONS_PER_USER` and
-    /// `CHAT_EDIT_WINDOW_SECS`, keeping the
-    /// defaults for unset ones.
+    /// `CHAT_EDIT_WINDOW_SECS` and `CHAT_MAX_ATTACHMENT_BYTES`, keeping the defaults for
+    /// unset ones.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Limits::default();
         Ok(Self {
@@ -62,6 +65,8 @@ impl Limits {
                 d.max_connections_per_user,
             )?,
             edit_window_secs: env_u32("CHAT_EDIT_WINDOW_SECS", d.edit_window_secs)?,
+            max_attachment_bytes: env_u32("CHAT_MAX_ATTACHMENT_BYTES", d.max_attachment_bytes)?
+                .max(1),
         })
     }
 

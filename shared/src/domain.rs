@@ -4,11 +4,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::ChatError;
-use crate::ids::{ConversationId, Millis, Seq, UserId};
+use crate::ids::{AttachmentId, ConversationId, Millis, Seq, UserId};
 use crate::ports::{
     ConversationCursor, ConversationKind, ConversationRecord, NewMessage, Refusal, Target,
 };
-use crate::protocol::Entry;
+use crate::protocol::{Content, Entry};
 
 /// Length of a fixed rate-limit window.
 pub const RATE_WINDOW_MS: Millis = 60_000;
@@ -140,6 +140,125 @@ pub fn push_body(text: &str) -> String {
     text.chars().take(PUSH_BODY_MAX_CHARS).collect()
 }
 
+/// The push body of a message: its text, or for an attachment without a caption a word
+/// for its kind (PROTOCOL.md 8.3).
+pub fn message_push_body(content: Option<&Content>) -> String {
+    let Some(c) = content else {
+        return String::new();
+    };
+    if !c.text.is_empty() || !c.is_attachment() {
+        return push_body(&c.text);
+    }
+    let mime = c
+        .media
+        .as_ref()
+        .map_or("", |m| m.attachment.mime_type.as_str());
+    match mime.split('/').next() {
+        Some("image") => "Photo",
+        Some("video") => "Video",
+        Some("audio") => "Audio",
+        _ => "File",
+    }
+    .to_owned()
+}
+
+/// How long an upload URL is valid.
+pub const UPLOAD_URL_MS: Millis = 15 * 60_000;
+/// How long a download URL is valid.
+pub const DOWNLOAD_URL_MS: Millis = 5 * 60_000;
+/// An attachment no message or avatar uses is deleted this long after its creation.
+pub const UNUSED_ATTACHMENT_MS: Millis = 24 * 3_600_000;
+/// A send may use an attachment at most this long after its creation: an hour before
+/// [`UNUSED_ATTACHMENT_MS`], so the bytes of a message just acked are never taken for
+/// unused ones.
+pub const ATTACHMENT_USABLE_MS: Millis = 23 * 3_600_000;
+/// Largest thumbnail (`thumbnailId`), in bytes.
+pub const MAX_THUMBNAIL_BYTES: u64 = 256 * 1024;
+/// Attachments one `POST /v1/attachments/urls` may ask for.
+pub const MAX_URL_BATCH: usize = 100;
+
+/// Types served inline, with their type (PROTOCOL.md 8.3, step 5): raster images, MP4
+/// video and audio, which a browser shows and never runs. Everything else is a download.
+pub fn served_inline(mime_type: &str) -> bool {
+    matches!(
+        mime_type,
+        "image/jpeg" | "image/png" | "image/gif" | "image/webp" | "image/heic" | "video/mp4"
+    ) || mime_type.starts_with("audio/")
+}
+
+/// A raster image a browser shows inline (a thumbnail or an avatar must be one).
+pub fn is_inline_image(mime_type: &str) -> bool {
+    mime_type.starts_with("image/") && served_inline(mime_type)
+}
+
+/// The headers a download is served with: `Content-Type` and `Content-Disposition`
+/// (with `X-Content-Type-Options: nosniff` always, which the caller adds). A type not
+/// [`served_inline`] is sent as `application/octet-stream`, as an attachment; the file
+/// name only ever as RFC 6266's `filename*` (percent-encoded UTF-8), so no byte of it can
+/// end the header or add a parameter.
+pub fn download_headers(mime_type: &str, file_name: Option<&str>) -> (String, String) {
+    let (content_type, disposition) = if served_inline(mime_type) {
+        (mime_type, "inline")
+    } else {
+        ("application/octet-stream", "attachment")
+    };
+    let disposition = match file_name {
+        Some(name) => format!("{disposition}; filename*=UTF-8''{}", rfc5987(name)),
+        None => disposition.to_owned(),
+    };
+    (content_type.to_owned(), disposition)
+}
+
+/// Percent-encodes all but RFC 5987's `attr-char`s.
+fn rfc5987(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Validates an attachment's declared type: `type/subtype`, each an RFC 9110 token, at
+/// most 255 characters; kept in lowercase (types compare case-insensitively).
+pub fn mime_type(s: &str) -> Result<String, ChatError> {
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    match s.split_once('/') {
+        Some((t, sub)) if s.len() <= 255 && token(t) && token(sub) => Ok(s.to_ascii_lowercase()),
+        _ => Err(ChatError::Invalid(
+            "mimeType must be type/subtype, at most 255 characters".into(),
+        )),
+    }
+}
+
+/// Validates an attachment's file name: 1-255 characters, no `/`, `\` or control
+/// character. Metadata only: never a path.
+pub fn file_name(s: &str) -> Result<String, ChatError> {
+    let n = s.chars().count();
+    if n == 0
+        || n > 255
+        || s.chars()
+            .any(|c| matches!(c, '/' | '\\') || formats_text_around_it(c))
+    {
+        return Err(ChatError::Invalid(
+            "fileName must be 1-255 characters without /, \\ or control characters".into(),
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A fresh, unguessable attachment id.
+pub fn new_attachment_id() -> AttachmentId {
+    AttachmentId::parse(format!("a_{}", random_uuid().simple())).expect("generated ids are valid")
+}
+
 /// Validates a group name: 1-100 characters, not only whitespace, and none that
 /// [`formats_text_around_it`]: the name is shown to every member and starts each push
 /// title, where a line break, a terminal escape or a right-to-left override would
@@ -265,6 +384,83 @@ mod tests {
         let text = "é".repeat(150);
         assert_eq!(push_body(&text).chars().count(), 100);
         assert_eq!(push_body("hi"), "hi");
+    }
+
+    #[test]
+    fn downloads_of_active_types_are_attachments_of_no_type() {
+        for t in [
+            "text/html",
+            "image/svg+xml",
+            "application/pdf",
+            "text/plain",
+            "video/webm",
+        ] {
+            let (ct, cd) = download_headers(t, None);
+            assert_eq!(
+                (ct.as_str(), cd.as_str()),
+                ("application/octet-stream", "attachment")
+            );
+        }
+        for t in [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "image/heic",
+            "video/mp4",
+            "audio/ogg",
+        ] {
+            assert_eq!(
+                download_headers(t, None),
+                (t.to_owned(), "inline".to_owned())
+            );
+        }
+        // A file name cannot end the header or add a parameter.
+        let (_, cd) = download_headers("text/html", Some("a\"; filename=x.html é"));
+        assert_eq!(
+            cd,
+            "attachment; filename*=UTF-8''a%22%3B%20filename%3Dx.html%20%C3%A9"
+        );
+    }
+
+    #[test]
+    fn attachment_metadata_is_validated() {
+        assert_eq!(mime_type("Image/PNG").unwrap(), "image/png");
+        for bad in [
+            "image",
+            "image/",
+            "/png",
+            "image/png; charset=x",
+            "a b/c",
+            &"a/".repeat(200),
+        ] {
+            assert!(mime_type(bad).is_err(), "{bad}");
+        }
+        assert!(file_name("photo 1.jpg").is_ok());
+        for bad in [
+            "",
+            "../x",
+            "a\\b",
+            "a\nb",
+            "x\u{202e}gpj.exe",
+            &"n".repeat(256),
+        ] {
+            assert!(file_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn attachment_pushes_say_what_they_carry_without_a_caption() {
+        let mut c: Content = serde_json::from_value(serde_json::json!({
+            "type":"attachment","text":"","attachment":{"attachmentId":format!("a_{}", "0".repeat(32)),
+            "mimeType":"image/png","size":1,"fileName":null},"width":null,"height":null,
+            "durationMs":null,"preview":null,"thumbnailId":null})).unwrap();
+        assert_eq!(message_push_body(Some(&c)), "Photo");
+        c.media.as_mut().unwrap().attachment.mime_type = "application/zip".into();
+        assert_eq!(message_push_body(Some(&c)), "File");
+        c.text = "see this".into();
+        assert_eq!(message_push_body(Some(&c)), "see this");
+        assert_eq!(message_push_body(Some(&Content::text("hi"))), "hi");
     }
 
     #[test]

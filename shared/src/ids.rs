@@ -84,6 +84,43 @@ string_id!(
     |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')
 );
 
+/// An attachment: `a_` and 32 lowercase hex digits, the server's own form and nothing
+/// else, so an id can name a file (the local server's attachment files) as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AttachmentId(String);
+
+impl AttachmentId {
+    /// Validates the form (`a_` + 32 lowercase hex digits).
+    pub fn parse(value: impl Into<String>) -> Result<Self, InvalidValue> {
+        let value = value.into();
+        let hex = value.strip_prefix("a_").unwrap_or_default();
+        if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(InvalidValue(
+                "attachmentId is not a valid attachment id".into(),
+            ));
+        }
+        Ok(Self(value))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AttachmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for AttachmentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The client's idempotency key for a send: 1-64 chars (any text).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -133,6 +170,24 @@ mod tests {
         assert!(DeviceId::parse("phone-1").is_ok());
         assert!(DeviceId::parse("a@b").is_err());
         assert!(DeviceId::parse("d".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn attachment_ids_are_the_servers_form_only() {
+        let id = format!("a_{}", "0123456789abcdef".repeat(2));
+        assert!(AttachmentId::parse(id.as_str()).is_ok());
+        for bad in [
+            "",
+            "a_",
+            "a_0123",
+            "a_0123456789ABCDEF0123456789abcdef",
+            "b_0123456789abcdef0123456789abcdef",
+            "a_0123456789abcdef0123456789abcde/",
+            "a_../3456789abcdef0123456789abcdef",
+            "a_0123456789abcdef0123456789abcdef0",
+        ] {
+            assert!(AttachmentId::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

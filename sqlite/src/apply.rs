@@ -9,6 +9,7 @@ use chat_shared::ids::Seq;
 use chat_shared::ports::MessageRecord;
 use chat_shared::protocol::{Entry, SystemEvent};
 
+use crate::attachments;
 use crate::errors::json_text;
 use crate::in_flight::Head;
 use crate::system::{self, StoredChange};
@@ -101,6 +102,7 @@ pub(crate) fn apply_messages<'a>(
         }
         head.last_seq = head.last_seq.max(m.seq);
         if is_message {
+            attachments::record_use(tx, m)?;
             head.message_count += 1;
             head.last_message_at = head.last_message_at.max(m.timestamp);
             let seen = senders.entry((cid, m.sender_id.as_str())).or_default();

@@ -31,7 +31,8 @@
 //! - [`store`]: [`SqliteStore`], opening it and the ways the areas reach its threads.
 //! - `schema`, `rows`, `queries`: the tables, rows to records, statements areas share.
 //! - The areas of the store port, one file each: `conversations`, `messages`,
-//!   `receipts`, `throttles`, `connections`, `devices`, `pushes` (with the push outbox).
+//!   `receipts`, `throttles`, `connections`, `devices`, `pushes` (with the push outbox),
+//!   `attachments` (their records).
 //! - `sequencer`: seqs and acks; `in_flight`: what readers must see of messages acked
 //!   and not yet in the database; `log`: the append log they are acked from; `seen`: the
 //!   filters of idempotency keys.
@@ -41,6 +42,7 @@
 //! - `private`: every file the store creates is 0600, whatever the umask.
 
 mod apply;
+mod attachments;
 mod cache;
 mod checkpoint;
 mod connections;

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use chat_shared::ids::{Millis, Seq, UserId};
+use chat_shared::ids::{Millis, Seq};
 use chat_shared::ports::{
     ConversationKind, ConversationRecord, MemberRecord, MessageRecord, NewConversation, Role,
 };
@@ -39,8 +39,8 @@ pub(crate) fn select_for_users<T>(
     Ok(out)
 }
 
-pub(crate) fn strings(users: &[UserId]) -> Vec<String> {
-    users.iter().map(|u| u.as_str().to_owned()).collect()
+pub(crate) fn strings<T: std::fmt::Display>(ids: &[T]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
 }
 
 pub(crate) fn membership_tx(

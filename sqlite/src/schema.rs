@@ -78,6 +78,25 @@ CREATE TABLE IF NOT EXISTS reactions (
     seq             INTEGER NOT NULL,
     PRIMARY KEY (conversation_id, target_seq, emoji, user_id)
 ) WITHOUT ROWID;
+-- Attachments (their bytes are files beside the database): `message_seq` and `used_at`
+-- (its timestamp) once a message uses one, `avatar` while it is its conversation's.
+CREATE TABLE IF NOT EXISTS attachments (
+    id              TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    uploader        TEXT NOT NULL,
+    mime_type       TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    file_name       TEXT,
+    created_at      INTEGER NOT NULL,
+    message_seq     INTEGER,
+    used_at         INTEGER,
+    avatar          INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS attachments_by_message
+    ON attachments (conversation_id, message_seq) WHERE message_seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS attachments_unused
+    ON attachments (created_at) WHERE message_seq IS NULL AND avatar = 0;
+CREATE INDEX IF NOT EXISTS attachments_by_use ON attachments (used_at) WHERE message_seq IS NOT NULL;
 -- Ids grow while rows wait; once every row is gone they may start over (databases made
 -- before used AUTOINCREMENT, one more B-tree write per message for nothing).
 CREATE TABLE IF NOT EXISTS outbox (

@@ -27,10 +27,11 @@ use tokio::sync::{mpsc, oneshot};
 use chat_shared::domain::check_entry;
 use chat_shared::ports::{
     AppendOutcome, ConversationKind, ConversationRecord, FeedItem, MemberRecord, MessageRecord,
-    NewMessage, Role,
+    NewMessage, Refusal, Role,
 };
 use chat_shared::protocol::Entry;
 
+use crate::attachments;
 use crate::cache::{Cache, Roster};
 use crate::errors::failure;
 use crate::feed::FeedSlot;
@@ -368,6 +369,26 @@ impl Sequencer {
             let target = targets::target(&self.reader, &self.in_flight, batch, cid, seq)?;
             if let Err(refusal) = check_entry(&m, stored.admin, target.as_ref()) {
                 return Ok(Step::Answer(Box::new(Ok(AppendOutcome::Refused(refusal)))));
+            }
+        }
+        if let Entry::Message {
+            content: Some(content),
+            ..
+        } = &m.entry
+            && content.media.is_some()
+        {
+            reads.end_now(&self.reader);
+            let ids: Vec<_> = content.attachment_ids().collect();
+            let batch = fresh
+                .iter()
+                .filter(|s| s.record.conversation_id.as_str() == cid)
+                .map(|s| Arc::clone(&s.record));
+            if !attachments::claimable(&self.reader, &self.in_flight, batch, cid, sender, &ids)? {
+                return Ok(Step::Answer(Box::new(Ok(AppendOutcome::Refused(
+                    Refusal::Invalid(
+                        "the attachment is not one of yours in this conversation, or is used",
+                    ),
+                )))));
             }
         }
         self.seen.insert(key);

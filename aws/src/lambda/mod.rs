@@ -77,6 +77,8 @@ impl Deps {
                 gateway: gateway.clone(),
                 push: Arc::new(push),
                 clock: Arc::new(SystemClock),
+                // Attachments (S3) are not on AWS yet: attachment content is refused.
+                attachments: None,
             },
             config.limits,
             TokenVerifier::new(config.jwt_secret, config.jwt_issuer, config.jwt_audience),

@@ -170,6 +170,7 @@ pub fn chat(
             gateway,
             push: Arc::new(SnsPush::new(sns_client(), apps)),
             clock: Arc::new(SystemClock),
+            attachments: None,
         },
         Limits::default(),
         TokenVerifier::new("aws-tests", None, None),

@@ -342,6 +342,7 @@ pub async fn rules_refuse_with_no_entry(store: S) {
         content: Some(Content {
             kind: "attachment".into(),
             text: "caption".into(),
+            media: None,
         }),
     };
     assert!(matches!(

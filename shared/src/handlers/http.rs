@@ -8,13 +8,14 @@ use http::{Method, Request, Response, StatusCode, header};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::domain::{self, MAX_URL_BATCH};
 use crate::error::{ChatError, ChatResult};
-use crate::ids::{ConversationId, DeviceId, Seq, UserId};
+use crate::ids::{AttachmentId, ConversationId, DeviceId, Seq, UserId};
 use crate::ports::{ConversationKind, Platform, Role};
 use crate::protocol::{
     AppendRequest, EntryKind, Fields, MAX_BODY_BYTES, emoji, error_body, parse_append,
 };
-use crate::service::{Chat, CreateConversation, HistoryQuery, Mute, SyncCursor};
+use crate::service::{Chat, CreateConversation, HistoryQuery, Mute, NewAttachment, SyncCursor};
 
 /// Most conversations per page of `GET /v1/conversations`.
 const CONVERSATIONS_PAGE_MAX: u32 = 100;
@@ -270,6 +271,14 @@ pub enum ApiRequest {
     DeleteDevice(DeviceId),
     /// `GET /v1/presence`.
     Presence(Vec<UserId>),
+    /// `POST /v1/attachments`.
+    CreateAttachment(NewAttachment),
+    /// `POST /v1/attachments/{id}/upload`: a new upload URL.
+    ReissueUpload(AttachmentId),
+    /// `GET /v1/attachments/{id}`: a download URL.
+    DownloadUrl(AttachmentId),
+    /// `POST /v1/attachments/urls`: download URLs of many.
+    DownloadUrls(Vec<AttachmentId>),
 }
 
 /// Decodes a request: `segs` are the decoded path segments after `v1` (see
@@ -446,7 +455,63 @@ pub fn decode(method: &Method, segs: &[&str], query: &str, body: &[u8]) -> ChatR
             }
             ApiRequest::Presence(users)
         }
+        (&Method::POST, ["attachments"]) => ApiRequest::CreateAttachment(attachment_body(&r)?),
+        (&Method::POST, ["attachments", "urls"]) => {
+            let body = r.json()?;
+            let ids = body
+                .get("attachmentIds")
+                .and_then(Value::as_array)
+                .ok_or_else(|| ChatError::Invalid("attachmentIds must be an array".into()))?;
+            if ids.len() > MAX_URL_BATCH {
+                return Err(ChatError::Invalid(format!(
+                    "attachmentIds holds at most {MAX_URL_BATCH} ids"
+                )));
+            }
+            // Ids of no attachment are left out, like those the caller may not read.
+            let ids = ids
+                .iter()
+                .map(|v| {
+                    v.as_str().ok_or_else(|| {
+                        ChatError::Invalid("attachmentIds must be an array of strings".into())
+                    })
+                })
+                .collect::<ChatResult<Vec<&str>>>()?;
+            ApiRequest::DownloadUrls(
+                ids.into_iter()
+                    .filter_map(|s| AttachmentId::parse(s).ok())
+                    .collect(),
+            )
+        }
+        (&Method::POST, ["attachments", id, "upload"]) => {
+            ApiRequest::ReissueUpload(path_attachment(id)?)
+        }
+        (&Method::GET, ["attachments", id]) => ApiRequest::DownloadUrl(path_attachment(id)?),
         _ => return Err(ChatError::NotFound("no such route")),
+    })
+}
+
+fn path_attachment(s: &str) -> ChatResult<AttachmentId> {
+    AttachmentId::parse(s).map_err(|_| ChatError::NotFound("no such attachment"))
+}
+
+fn attachment_body(r: &Req<'_>) -> ChatResult<NewAttachment> {
+    let body = r.json()?;
+    let f = Fields(&body);
+    let size = match body.get("size") {
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| ChatError::Invalid("size must be an integer >= 1".into()))?,
+        None => return Err(ChatError::Invalid("size is required".into())),
+    };
+    let file_name = match body.get("fileName") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(domain::file_name(f.str("fileName")?)?),
+    };
+    Ok(NewAttachment {
+        conversation_id: f.conversation_id()?,
+        mime_type: domain::mime_type(f.str("mimeType")?)?,
+        size,
+        file_name,
     })
 }
 
@@ -669,6 +734,24 @@ async fn execute(chat: &Chat, caller: &UserId, request: ApiRequest) -> ChatResul
         ApiRequest::Presence(users) => respond(
             StatusCode::OK,
             &json!({"presence": chat.presence(caller, &users).await?}),
+        ),
+        ApiRequest::CreateAttachment(new) => respond(
+            StatusCode::CREATED,
+            &chat.create_attachment(caller, new).await?,
+        ),
+        ApiRequest::ReissueUpload(id) => {
+            respond(StatusCode::OK, &chat.reissue_upload(caller, &id).await?)
+        }
+        ApiRequest::DownloadUrl(id) => {
+            let url = chat.download_url(caller, &id).await?;
+            respond(
+                StatusCode::OK,
+                &json!({"url": url.url, "expiresAt": url.expires_at}),
+            )
+        }
+        ApiRequest::DownloadUrls(ids) => respond(
+            StatusCode::OK,
+            &json!({"urls": chat.download_urls(caller, &ids).await?}),
         ),
     })
 }

@@ -1,14 +1,16 @@
 //! The capabilities the core needs from the outside world, one trait each: the store
 //! (split by area, see [`store`]), the change feed, the connection gateway (sockets), the
-//! push sender and the clock. Every trait has real adapters (SQLite and in-process in
+//! push sender, the blob store and the clock. Every trait has real adapters (SQLite and in-process in
 //! `chat-sqlite` and `chat-local`; DynamoDB, API Gateway and SNS in `chat-aws`).
 //!
 //! # Layout
 //! - [`records`]: what the store takes and gives.
 //! - [`store`]: the store, one trait per area, and the [`Store`] umbrella.
 //! - [`feed`]: the change feed the fan-out reads (DynamoDB Streams on AWS).
+//! - [`blobs`]: attachments' bytes.
 //! - [`gateway`], [`push`], [`clock`]: sockets, push notifications, time.
 
+mod blobs;
 mod clock;
 mod feed;
 mod gateway;
@@ -16,12 +18,13 @@ mod push;
 mod records;
 pub mod store;
 
+pub use blobs::{BlobError, BlobStore, KeptFor, UploadUrl};
 pub use clock::{Clock, SystemClock};
 pub use feed::{ChangeFeed, FeedItem};
 pub use gateway::{CloseReason, ConnectionGateway, GatewayError};
 pub use push::{PushError, PushNotification, PushSender};
 pub use records::*;
 pub use store::{
-    ConnectionStore, ConversationStore, DeviceStore, MessageStore, PRESENCE_SETTLE_STALE_MS,
-    PushLedger, ReceiptStore, Store, ThrottleStore,
+    AttachmentStore, ConnectionStore, ConversationStore, DeviceStore, MessageStore,
+    PRESENCE_SETTLE_STALE_MS, PushLedger, ReceiptStore, Store, ThrottleStore,
 };

@@ -1,8 +1,8 @@
 //! The records the store ports take and give.
 
 use crate::error::StoreError;
-use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
-use crate::protocol::{Entry, Positions, SystemChange, SystemEvent};
+use crate::ids::{AttachmentId, ConversationId, DeviceId, Millis, Seq, UserId};
+use crate::protocol::{AttachmentInfo, Entry, Positions, SystemChange, SystemEvent};
 
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -469,4 +469,41 @@ pub enum PresenceClaim {
     Defer { until: Millis },
     /// Another caller settles it.
     Skip,
+}
+
+/// An attachment (PROTOCOL.md 8.3): what its uploader declared, and what uses it. Its
+/// bytes are the blob store's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentRecord {
+    pub id: AttachmentId,
+    pub conversation_id: ConversationId,
+    pub uploader: UserId,
+    pub mime_type: String,
+    /// The declared size, in bytes: the upload must be exactly this long.
+    pub size: u64,
+    pub file_name: Option<String>,
+    pub created_at: Millis,
+    /// `None` while no message or avatar uses it.
+    pub used_by: Option<AttachmentUse>,
+}
+
+/// What keeps an attachment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachmentUse {
+    /// The message at this seq of its conversation (as its attachment or thumbnail).
+    Message(Seq),
+    /// Its conversation's avatar.
+    Avatar,
+}
+
+impl AttachmentRecord {
+    /// What messages show of it.
+    pub fn info(&self) -> AttachmentInfo {
+        AttachmentInfo {
+            attachment_id: self.id.clone(),
+            mime_type: self.mime_type.clone(),
+            size: self.size,
+            file_name: self.file_name.clone(),
+        }
+    }
 }

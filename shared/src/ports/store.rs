@@ -5,12 +5,12 @@
 use async_trait::async_trait;
 
 use super::{
-    AddMembersOutcome, AppendOutcome, Change, ConnectionRecord, ConversationCursor,
-    ConversationRecord, DeviceRecord, MemberRecord, MessageQuery, MessageRecord, NewConversation,
-    NewMessage, PresenceClaim, PushedDevice, ReceiptUpdate, RemovedMember, Role, RoleOutcome,
-    StoreResult,
+    AddMembersOutcome, AppendOutcome, AttachmentRecord, Change, ConnectionRecord,
+    ConversationCursor, ConversationRecord, DeviceRecord, MemberRecord, MessageQuery,
+    MessageRecord, NewConversation, NewMessage, PresenceClaim, PushedDevice, ReceiptUpdate,
+    RemovedMember, Role, RoleOutcome, StoreResult,
 };
-use crate::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
+use crate::ids::{AttachmentId, ConversationId, DeviceId, Millis, Seq, UserId};
 use crate::protocol::PresenceStatus;
 
 /// Conversations and their members.
@@ -119,7 +119,10 @@ pub trait MessageStore: Send + Sync + 'static {
     /// sender, clientMessageId), checked before anything else. An entry naming an
     /// earlier message (`targetSeq`, or a message's `replyTo`) must pass
     /// [`crate::domain::check_entry`] against that message as it is at this seq (else
-    /// [`AppendOutcome::Refused`] and nothing stored).
+    /// [`AppendOutcome::Refused`] and nothing stored). A `message` entry's attachments
+    /// ([`crate::protocol::Content::attachment_ids`]) must be the sender's, of this
+    /// conversation and used by nothing else: the append claims them for its seq, or is
+    /// refused ([`super::Refusal::Invalid`]) with nothing stored.
     async fn append_message(&self, message: &NewMessage) -> StoreResult<AppendOutcome>;
     /// The entry a sender stored under a clientMessageId, if any, for the ack of a retry
     /// (which carries no content): its content may predate a later edit or delete for as
@@ -164,6 +167,37 @@ pub trait MessageStore: Send + Sync + 'static {
     ) -> StoreResult<Option<Seq>>;
     /// Deletes entries older than `before`; returns how many.
     async fn expire_messages(&self, before: Millis) -> StoreResult<u64>;
+}
+
+/// Attachments' records (PROTOCOL.md 8.3; their bytes are the [`super::BlobStore`]'s).
+/// Not part of [`Store`]: a server has attachments when it has both (see
+/// `service::AttachmentPorts`).
+/// A `message` entry uses the attachments its content names: the append claims them
+/// ([`MessageStore::append_message`]).
+#[async_trait]
+pub trait AttachmentStore: Send + Sync + 'static {
+    /// Records a new attachment, used by nothing yet.
+    async fn create_attachment(&self, attachment: &AttachmentRecord) -> StoreResult<()>;
+    /// The attachments of these ids that exist, each with what uses it, including the
+    /// messages already acked (in any order).
+    async fn attachments(&self, ids: &[AttachmentId]) -> StoreResult<Vec<AttachmentRecord>>;
+    /// The attachments the message at `seq` uses (its attachment and thumbnail), also
+    /// once the message is deleted, until they are forgotten.
+    async fn message_attachments(
+        &self,
+        conversation: &ConversationId,
+        seq: Seq,
+    ) -> StoreResult<Vec<AttachmentId>>;
+    /// Up to `limit` attachments whose bytes are to go: unused ones created before
+    /// `unused_before`, and those of messages sent before `expired_before` (expired).
+    async fn doomed_attachments(
+        &self,
+        unused_before: Millis,
+        expired_before: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<AttachmentId>>;
+    /// Forgets attachments whose bytes are deleted.
+    async fn forget_attachments(&self, ids: &[AttachmentId]) -> StoreResult<()>;
 }
 
 /// Members' receipt positions and what follows from them.

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Content, Fields, invalid};
+use super::{Content, ContentFor, Fields, invalid};
 use crate::error::ChatError;
 use crate::ids::{ClientMessageId, ConversationId, Seq, UserId};
 use crate::json::{JsonObject, JsonValue};
@@ -214,18 +214,19 @@ pub(crate) fn parse_append<O: JsonObject>(
 ) -> Result<AppendRequest, ChatError> {
     let f = Fields(fields);
     let client_message_id = ClientMessageId::parse(f.str("clientMessageId")?)?;
-    let content = || {
+    let content = |purpose| {
         Content::parse(
             fields
                 .get("content")
                 .ok_or_else(|| invalid("content is required"))?,
+            purpose,
         )
     };
     // 0 is a seq no message has: the store answers it NOT_FOUND like any other.
     let target_seq = || f.seq("targetSeq");
     let entry = match kind {
         EntryKind::Message => {
-            let content = content()?;
+            let content = content(ContentFor::Send)?;
             let reply_to = f.opt_seq("replyTo")?;
             if reply_to == Some(0) {
                 return Err(invalid("replyTo must be a seq >= 1"));
@@ -237,7 +238,7 @@ pub(crate) fn parse_append<O: JsonObject>(
         }
         EntryKind::Edit => Entry::Edit {
             target_seq: target_seq()?,
-            content: Some(content()?),
+            content: Some(content(ContentFor::Edit)?),
         },
         EntryKind::Delete => Entry::Delete {
             target_seq: target_seq()?,

@@ -2,15 +2,17 @@
 //! and the JSON objects shared by WebSocket and HTTP. The entries of a log and the
 //! actions that append them are in `entry`.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{ChatError, ErrorCode};
 use crate::ids::{ConversationId, Millis, Seq, UserId};
 use crate::json::{JsonObject, JsonValue, Loose, LooseObject};
 
+mod content;
 mod entry;
 
+pub use content::*;
 use entry::appended_kind;
 pub use entry::*;
 
@@ -34,48 +36,6 @@ pub const TYPING_EXPIRES_MS: i64 = 5000;
 pub const HEARTBEAT_INTERVAL_MS: i64 = 60_000;
 /// A connection is live while its last frame is younger than this (2.5 heartbeats).
 pub const LIVENESS_MS: i64 = HEARTBEAT_INTERVAL_MS * 5 / 2;
-
-/// Message content. v1 knows only text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Content {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub text: String,
-}
-
-impl Content {
-    /// Text content.
-    pub fn text(text: impl Into<String>) -> Self {
-        Content {
-            kind: "text".into(),
-            text: text.into(),
-        }
-    }
-
-    /// Validates a client-supplied content object.
-    fn parse<V: JsonValue>(value: &V) -> Result<Self, ChatError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| invalid("content must be an object"))?;
-        match obj.get("type").and_then(V::as_str) {
-            Some("text") => {}
-            Some(_) => return Err(invalid("only content type \"text\" is supported")),
-            None => return Err(invalid("content.type is required")),
-        }
-        let text = obj
-            .get("text")
-            .and_then(V::as_str)
-            .ok_or_else(|| invalid("content.text must be a string"))?;
-        let n = text.chars().count();
-        if n == 0 || n > MAX_TEXT_CHARS {
-            return Err(invalid("content.text must be 1-4000 characters"));
-        }
-        Ok(Content {
-            kind: "text".into(),
-            text: text.to_owned(),
-        })
-    }
-}
 
 fn invalid(msg: &str) -> ChatError {
     ChatError::Invalid(msg.to_owned())

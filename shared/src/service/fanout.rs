@@ -85,6 +85,9 @@ impl Chat {
 
         for (i, m) in messages.iter().enumerate() {
             if let Entry::Delete { target_seq } = m.entry {
+                self.erase_attachments(&conv.id, target_seq)
+                    .await
+                    .map_err(|e| (i, e))?;
                 self.unpush(&conv, m, target_seq, now)
                     .await
                     .map_err(|e| (i, e))?;
@@ -146,10 +149,10 @@ impl Chat {
         {
             return Ok(());
         }
-        let text = message.entry.content().map_or("", |c| c.text.as_str());
+        let body = domain::message_push_body(message.entry.content());
         let notification = |badge| PushNotification {
             title: domain::push_title(conv, &message.sender_id),
-            body: domain::push_body(text),
+            body: body.clone(),
             conversation_id: conv.id.clone(),
             seq: message.seq,
             message_id: message.message_id.clone(),

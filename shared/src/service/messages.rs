@@ -96,6 +96,10 @@ impl Chat {
             Ok(Checked::Retry(original)) => return Ok(ack(&original, true)),
             Err(e) => return self.original_or(caller, &req, e).await,
         };
+        let mut entry = req.entry.clone();
+        if let Err(e) = self.resolve_attachments(caller, &conv.id, &mut entry).await {
+            return self.original_or(caller, &req, e).await;
+        }
         let now = self.now();
         let expires_at = self.limits.expires_at(now);
         let outcome = self
@@ -105,7 +109,7 @@ impl Chat {
                 message_id: domain::new_message_id(),
                 sender_id: caller.clone(),
                 client_message_id: cmid.to_owned(),
-                entry: req.entry.clone(),
+                entry,
                 now,
                 origin_connection: origin_connection.map(str::to_owned),
                 expires_at,

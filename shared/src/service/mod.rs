@@ -15,8 +15,9 @@ use crate::auth::{TokenVerifier, Verified};
 use crate::config::Limits;
 use crate::error::{ChatError, ChatResult};
 use crate::ids::Millis;
-use crate::ports::{Clock, ConnectionGateway, PushSender, Store};
+use crate::ports::{AttachmentStore, BlobStore, Clock, ConnectionGateway, PushSender, Store};
 
+mod attachments;
 mod budget;
 mod connections;
 mod conversations;
@@ -27,6 +28,7 @@ mod messages;
 mod presence;
 mod sync;
 
+pub use attachments::{AttachmentUpload, DownloadUrl, NewAttachment, Upload};
 pub use conversations::{ConversationPage, CreateConversation, MemberPage, Mute};
 pub use messages::{HistoryQuery, ReactorPage, message_view};
 pub use presence::PendingPresence;
@@ -38,6 +40,16 @@ pub struct Ports {
     pub gateway: Arc<dyn ConnectionGateway>,
     pub push: Arc<dyn PushSender>,
     pub clock: Arc<dyn Clock>,
+    /// `None` on a server without attachments: it refuses attachment content and
+    /// answers the attachment routes `UNAVAILABLE`.
+    pub attachments: Option<AttachmentPorts>,
+}
+
+/// Attachments' records and their bytes.
+#[derive(Clone)]
+pub struct AttachmentPorts {
+    pub store: Arc<dyn AttachmentStore>,
+    pub blobs: Arc<dyn BlobStore>,
 }
 
 /// The service over its ports. Cheap to share behind an `Arc`.
@@ -46,6 +58,7 @@ pub struct Chat {
     gateway: Arc<dyn ConnectionGateway>,
     push: Arc<dyn PushSender>,
     clock: Arc<dyn Clock>,
+    attachments: Option<AttachmentPorts>,
     limits: Limits,
     tokens: TokenVerifier,
 }
@@ -58,12 +71,14 @@ impl Chat {
             gateway,
             push,
             clock,
+            attachments,
         } = ports;
         Self {
             store,
             gateway,
             push,
             clock,
+            attachments,
             limits,
             tokens,
         }
@@ -72,6 +87,13 @@ impl Chat {
     /// The limits and policies the service enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The attachment ports, or `UNAVAILABLE` on a server without attachments.
+    fn attachment_ports(&self) -> ChatResult<&AttachmentPorts> {
+        self.attachments.as_ref().ok_or(ChatError::Unavailable(
+            "attachments are not enabled on this server",
+        ))
     }
 
     /// Now, by the service's clock.

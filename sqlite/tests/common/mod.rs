@@ -38,6 +38,7 @@ pub fn chat(clock: Arc<dyn Clock>, limits: Limits) -> (Chat, SqliteStore, tempfi
             gateway: Arc::new(NoSockets),
             push: Arc::new(store.clone()),
             clock,
+            attachments: None,
         },
         limits,
         TokenVerifier::new("s", None, None),
