@@ -50,6 +50,7 @@ async fn deps() -> (Deps, DynamoStore) {
         limits: Limits::default(),
         apigw_endpoint: Some(moto),
         push_apps: PlatformApplications::default(),
+        attachment_bucket: None,
     };
     let store = DynamoStore::new(dynamodb.clone(), names);
     (

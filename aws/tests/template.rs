@@ -686,3 +686,152 @@ fn only_the_routes_that_always_answer_have_a_route_response() {
         "the routes that answer"
     );
 }
+
+/// The actions of a statement.
+fn actions(s: &Value) -> Vec<String> {
+    match &s["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Sequence(list) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        other => panic!("actions {other:?}"),
+    }
+}
+
+#[test]
+fn the_attachment_bucket_is_private_encrypted_tls_only_and_expires_what_nothing_keeps() {
+    let t = template();
+    let bucket = resource(&t, "AttachmentBucket");
+    assert_eq!(bucket["Type"], "AWS::S3::Bucket");
+    assert_eq!(bucket["DeletionPolicy"], "Retain");
+    let p = &bucket["Properties"];
+    // Unversioned: a deleted object is gone, not kept as a noncurrent version.
+    assert!(p["VersioningConfiguration"].is_null());
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(p["PublicAccessBlockConfiguration"][flag], true, "{flag}");
+    }
+    assert_eq!(
+        p["OwnershipControls"]["Rules"][0]["ObjectOwnership"],
+        "BucketOwnerEnforced"
+    );
+    let sse = &p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+    assert_eq!(
+        sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
+        "AES256"
+    );
+    // CORS: the web app uploads (PUT) and downloads (GET), sending the signed headers.
+    let cors = &p["CorsConfiguration"]["CorsRules"][0];
+    assert_eq!(
+        cors["AllowedMethods"],
+        serde_yaml::from_str::<Value>("[PUT, GET]").unwrap()
+    );
+    assert_eq!(intrinsic(&cors["AllowedOrigins"]).0, "Ref");
+    for h in ["content-type", "if-none-match", "x-amz-tagging"] {
+        assert!(
+            cors["AllowedHeaders"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|v| v == h),
+            "{h}"
+        );
+    }
+    // Lifecycle: by the `chat-use` tag aws/src/s3.rs writes.
+    let rules = p["LifecycleConfiguration"]["Rules"].as_sequence().unwrap();
+    let rule = |tag: &str| {
+        rules
+            .iter()
+            .find(|r| r["TagFilters"][0]["Value"] == tag)
+            .unwrap_or_else(|| panic!("no lifecycle rule for {tag}"))
+    };
+    for r in rules.iter().filter(|r| !r["TagFilters"].is_null()) {
+        assert_eq!(r["TagFilters"][0]["Key"], chat_aws::s3::USE_TAG);
+    }
+    assert_eq!(rule("unused")["ExpirationInDays"], 1);
+    assert_eq!(rule("unused")["Status"], "Enabled");
+    // With the retention: `!If [KeepMessagesForever, 1, !Ref RetentionDays]`, and the
+    // rule disabled when messages are kept forever.
+    let condition = |v: &Value| match v {
+        Value::Tagged(t) if t.tag == "!If" => t.value[0].as_str().map(str::to_owned),
+        _ => None,
+    };
+    for field in ["ExpirationInDays", "Status"] {
+        assert_eq!(
+            condition(&rule("message")[field]).as_deref(),
+            Some("KeepMessagesForever"),
+            "{field}"
+        );
+    }
+    assert!(
+        rules
+            .iter()
+            .all(|r| r["TagFilters"][0]["Value"] != "avatar")
+    );
+    // TLS only.
+    let policy = resource(&t, "AttachmentBucketPolicy");
+    let deny = &policy["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Principal"], "*");
+    assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    // The functions know the bucket and the limit.
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(
+        intrinsic(&env["CHAT_ATTACHMENT_BUCKET"]),
+        ("Ref".to_owned(), "AttachmentBucket".to_owned())
+    );
+    assert_eq!(
+        intrinsic(&env["CHAT_MAX_ATTACHMENT_BYTES"]),
+        ("Ref".to_owned(), "MaxAttachmentBytes".to_owned())
+    );
+}
+
+#[test]
+fn each_function_gets_only_the_s3_actions_it_uses_on_attachment_objects_only() {
+    let t = template();
+    let expected: &[(&str, &[&str])] = &[
+        // Presigns uploads and downloads (the URLs carry its permissions); sends.
+        (
+            "HttpFunction",
+            &["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"],
+        ),
+        // HeadObject before a send; tags the attachment `message`.
+        ("SendFunction", &["s3:GetObject", "s3:PutObjectTagging"]),
+        // Deletes a deleted message's bytes.
+        ("FanoutFunction", &["s3:DeleteObject"]),
+        ("ReplayFunction", &["s3:DeleteObject"]),
+    ];
+    for (id, function) in functions(&t) {
+        let mut granted: Vec<String> = Vec::new();
+        for s in statements(&function) {
+            let s3: Vec<String> = actions(&s)
+                .into_iter()
+                .filter(|a| a.starts_with("s3:"))
+                .collect();
+            if s3.is_empty() {
+                continue;
+            }
+            assert_eq!(
+                intrinsic(&s["Resource"]),
+                (
+                    "Sub".to_owned(),
+                    "${AttachmentBucket.Arn}/attachments/*".to_owned()
+                ),
+                "{id}: S3 on the attachment objects only"
+            );
+            granted.extend(s3);
+        }
+        granted.sort();
+        let want = expected
+            .iter()
+            .find(|(f, _)| *f == id)
+            .map_or(&[][..], |(_, a)| a);
+        assert_eq!(granted, want, "{id}");
+    }
+}

@@ -2,8 +2,9 @@
 //! the database, named by the attachment id alone (validated before any file access),
 //! 0600 in a 0700 directory, and served by this server at URLs it signs itself
 //! (PROTOCOL.md 8.3): `PUT` for the upload, `GET` for downloads, each valid until its
-//! `expires`, with an HMAC-SHA256 `signature` over the method, the id and the expiry
-//! under a key drawn at start (URLs die with the process: a client asks again).
+//! `expires`, with an HMAC-SHA256 `signature` over the method, the id, the expiry and a
+//! random `nonce` under a key drawn at start (URLs die with the process: a client asks
+//! again).
 //!
 //! An upload is streamed to a temporary file, its length checked as it comes (a longer
 //! or shorter body is refused and nothing kept), synced, then linked to its final name,
@@ -26,7 +27,7 @@ use chat_shared::ChatError;
 use chat_shared::domain;
 use chat_shared::ids::{AttachmentId, Millis};
 use chat_shared::ports::{
-    AttachmentRecord, AttachmentStore, BlobError, BlobStore, KeptFor, UploadUrl,
+    AttachmentRecord, AttachmentStore, BlobError, BlobStore, BlobUse, UploadUrl,
 };
 use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
@@ -83,29 +84,37 @@ impl LocalBlobs {
         self.dir.join(id.as_str())
     }
 
-    fn signature(&self, method: &str, id: &AttachmentId, expires: Millis) -> String {
+    fn mac(&self, method: &str, id: &AttachmentId, expires: Millis, nonce: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
-        mac.update(format!("{method}\n{id}\n{expires}").as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        mac.update(format!("{method}\n{id}\n{expires}\n{nonce}").as_bytes());
+        mac
     }
 
+    /// A URL for `method` on `id` until `expires`. A random nonce makes every URL new
+    /// (clients cache bytes by attachment id, never by URL).
     fn url(&self, method: &str, id: &AttachmentId, expires: Millis) -> String {
+        let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>());
+        let signature = URL_SAFE_NO_PAD.encode(
+            self.mac(method, id, expires, &nonce)
+                .finalize()
+                .into_bytes(),
+        );
         format!(
-            "{}/v1/blobs/{id}?expires={expires}&signature={}",
+            "{}/v1/blobs/{id}?expires={expires}&nonce={nonce}&signature={signature}",
             self.public_url,
-            self.signature(method, id, expires)
         )
     }
 
-    /// Whether `signature` is this server's for `method` on `id` until `expires`, and
-    /// `expires` is still ahead of `now`.
+    /// Whether `signature` is this server's for `method` on `id` until `expires` with
+    /// `nonce`, and `expires` is still ahead of `now`.
     fn verify(&self, method: &str, id: &AttachmentId, q: &Signed, now: Millis) -> bool {
         let Ok(given) = URL_SAFE_NO_PAD.decode(&q.signature) else {
             return false;
         };
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
-        mac.update(format!("{method}\n{id}\n{}", q.expires).as_bytes());
-        mac.verify_slice(&given).is_ok() && q.expires > now
+        self.mac(method, id, q.expires, &q.nonce)
+            .verify_slice(&given)
+            .is_ok()
+            && q.expires > now
     }
 }
 
@@ -142,7 +151,7 @@ impl BlobStore for LocalBlobs {
     }
 
     /// Nothing to note: files go only when the service deletes them.
-    async fn keep(&self, _id: &AttachmentId, _kept_for: KeptFor) -> Result<(), BlobError> {
+    async fn mark(&self, _id: &AttachmentId, _used_for: BlobUse) -> Result<(), BlobError> {
         Ok(())
     }
 
@@ -162,6 +171,7 @@ impl BlobStore for LocalBlobs {
 #[derive(Deserialize)]
 pub struct Signed {
     expires: Millis,
+    nonce: String,
     signature: String,
 }
 

@@ -32,6 +32,7 @@
 
 mod support;
 
+mod attachments;
 mod auth;
 mod authz_property;
 mod caps;

@@ -4,7 +4,7 @@
 //!
 //! | kind | also in the transaction |
 //! |---|---|
-//! | `message` | the sender's positions and `readMessages` (conditional on membership) |
+//! | `message` | the sender's positions and `readMessages` (conditional on membership); each attachment it uses, claimed (conditional on being the sender's, of the conversation, unused) |
 //! | `edit` | the target: its content, `editedAt`, `edits`, `editSeqs` |
 //! | `delete` | the target: content erased, `deletedBy`, summaries dropped; each of its edits' content erased |
 //! | `reaction` | the target's summary of that emoji; the reaction's `ru#` and `rt#` items |
@@ -26,11 +26,13 @@ use chat_shared::StoreError;
 use chat_shared::domain::check_entry;
 use chat_shared::ids::{Millis, Seq, UserId};
 use chat_shared::ports::{
-    AppendOutcome, MemberRecord, MessageRecord, MessageStore, NewMessage, Role, StoreResult, Target,
+    AppendOutcome, MemberRecord, MessageRecord, MessageStore, NewMessage, Refusal, Role,
+    StoreResult, Target,
 };
 use chat_shared::protocol::{Content, Entry, EntryKind};
 
 use super::DynamoStore;
+use super::attachments::attachment_ids;
 use super::client::{MAX_ATTEMPTS, backoff, cancellation_codes, is_transaction_conflict, put, sdk};
 use super::codec::{
     Counter, Item, META, MalformedItem, content_value, conv_pk, entry_key, get_n, get_s, idem_sk,
@@ -290,6 +292,10 @@ impl DynamoStore {
             match (&m.entry, &read.target) {
                 (Entry::Message { .. }, _) => {
                     actions.push(self.sender_positions(m, seq, message_count));
+                    // From index 4: the attachments it claims.
+                    for id in attachment_ids(m) {
+                        actions.push(self.attachment_claim(m, id, seq));
+                    }
                 }
                 // A change's entry appended on its own (membership changes append theirs
                 // with the change, in `membership`): nothing else to write.
@@ -341,6 +347,11 @@ impl DynamoStore {
                     }
                     if m.entry.is_message() && failed(3) {
                         return Ok(AppendOutcome::NotMember);
+                    }
+                    if m.entry.is_message() && (4..codes.len()).any(failed) {
+                        return Ok(AppendOutcome::Refused(Refusal::Invalid(
+                            "the attachment is not one of yours in this conversation, or is used",
+                        )));
                     }
                     // An edit of the deleted target expired since: skip it next time.
                     let first_erasure = 4;

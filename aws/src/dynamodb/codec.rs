@@ -355,6 +355,11 @@ pub(crate) fn message_item(
             if let Some(r) = reply_to {
                 item.insert("replyTo".into(), n(r));
             }
+            let attachments = super::attachments::attachment_ids(m);
+            if !attachments.is_empty() {
+                let ids = attachments.into_iter().map(|id| s(id.as_str())).collect();
+                item.insert("attachmentIds".into(), AttributeValue::L(ids));
+            }
             item.insert("rev".into(), n(0));
         }
         Entry::Edit {

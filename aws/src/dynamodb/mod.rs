@@ -16,9 +16,10 @@
 //! - One file per area of the port: `conversations` (with `membership`, the membership
 //!   changes and their `system` entries), `messages` (with `append`, the
 //!   entry transaction, and `reactions`, the reaction items and summaries), `receipts`,
-//!   `pushes`, `throttles`, `connections`, `devices`.
+//!   `pushes`, `throttles`, `connections`, `devices`, `attachments` (their records).
 
 mod append;
+mod attachments;
 mod client;
 mod codec;
 mod connections;

@@ -17,6 +17,9 @@ pub struct LambdaConfig {
     /// `https://{domain}/{stage}` of the event (emulators, custom domains, the fan-out).
     pub apigw_endpoint: Option<String>,
     pub push_apps: PlatformApplications,
+    /// `CHAT_ATTACHMENT_BUCKET`: the S3 bucket of attachments' bytes; without it the
+    /// functions refuse attachments.
+    pub attachment_bucket: Option<String>,
 }
 
 fn required(name: &'static str) -> Result<String, ConfigError> {
@@ -38,7 +41,8 @@ impl LambdaConfig {
     /// Reads `CHAT_TABLE_MAIN`, `CHAT_TABLE_MESSAGES`, `CHAT_TABLE_CONNECTIONS`,
     /// `CHAT_JWT_SECRET` (required), `CHAT_JWT_ISSUER`, `CHAT_JWT_AUDIENCE`,
     /// `CHAT_APIGW_ENDPOINT`, `CHAT_SNS_APNS_ARN`, `CHAT_SNS_APNS_SANDBOX_ARN`,
-    /// `CHAT_SNS_FCM_ARN` and the limits of [`Limits::from_env`].
+    /// `CHAT_SNS_FCM_ARN`, `CHAT_ATTACHMENT_BUCKET` and the limits of
+    /// [`Limits::from_env`].
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             tables: TableNames {
@@ -58,6 +62,7 @@ impl LambdaConfig {
                 fcm: optional("CHAT_SNS_FCM_ARN"),
             }
             .usable_from(optional("AWS_REGION").as_deref()),
+            attachment_bucket: optional("CHAT_ATTACHMENT_BUCKET"),
         })
     }
 }

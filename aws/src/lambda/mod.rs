@@ -38,10 +38,11 @@ use tracing::error;
 
 use chat_shared::auth::TokenVerifier;
 use chat_shared::ports::SystemClock;
-use chat_shared::service::Ports;
+use chat_shared::service::{AttachmentPorts, Ports};
 use chat_shared::{Chat, ChatError};
 
 use crate::dynamodb::DynamoStore;
+use crate::s3::S3Blobs;
 use crate::sns::SnsPush;
 
 /// The adapters and the service, built once per Lambda process.
@@ -52,7 +53,8 @@ pub struct Deps {
 
 impl Deps {
     /// Loads the AWS configuration (region, credentials, endpoints from the environment)
-    /// and builds the DynamoDB, API Gateway Management and SNS adapters.
+    /// and builds the DynamoDB, API Gateway Management, SNS and (with a bucket) S3
+    /// adapters.
     pub async fn new(config: LambdaConfig) -> Self {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -70,6 +72,10 @@ impl Deps {
     ) -> Self {
         let store = DynamoStore::new(dynamodb, config.tables);
         let push = SnsPush::new(sns, config.push_apps);
+        let attachments = config.attachment_bucket.map(|bucket| AttachmentPorts {
+            store: Arc::new(store.clone()),
+            blobs: Arc::new(S3Blobs::new(s3_client(&sdk), bucket)),
+        });
         let gateway = Arc::new(StageGateway::new(sdk, config.apigw_endpoint));
         let chat = Chat::new(
             Ports {
@@ -77,14 +83,22 @@ impl Deps {
                 gateway: gateway.clone(),
                 push: Arc::new(push),
                 clock: Arc::new(SystemClock),
-                // Attachments (S3) are not on AWS yet: attachment content is refused.
-                attachments: None,
+                attachments,
             },
             config.limits,
             TokenVerifier::new(config.jwt_secret, config.jwt_issuer, config.jwt_audience),
         );
         Self { chat, gateway }
     }
+}
+
+/// An S3 client of `sdk`'s configuration; with an endpoint set (an emulator), addressing
+/// buckets by path, which a local endpoint needs.
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 pub(crate) fn log_failure(e: &ChatError) {

@@ -3,6 +3,7 @@
 //! harness on a free loopback port). Each case is a plain async function over
 //! `Arc<dyn Store>`; the macro below runs it once per adapter.
 
+mod attachments;
 mod cases;
 mod entries;
 mod erasure;
@@ -14,13 +15,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use chat_aws::dynamodb::DynamoStore;
 use chat_aws::tables::{TableNames, create_all};
-use chat_shared::ports::Store;
+use chat_shared::ports::{AttachmentStore, Store};
 use chat_sqlite::{Durability, SqliteStore};
 use chat_tests::emulators::DynamoDbLocal;
 
 /// A store under test, with whatever keeps it alive.
 pub struct Subject {
     pub store: Arc<dyn Store>,
+    pub attachments: Arc<dyn AttachmentStore>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -28,7 +30,8 @@ pub fn sqlite() -> Subject {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(dir.path().join("chat.db"), Durability::Process).expect("open");
     Subject {
-        store: Arc::new(store),
+        store: Arc::new(store.clone()),
+        attachments: Arc::new(store),
         _dir: Some(dir),
     }
 }
@@ -54,8 +57,10 @@ pub async fn dynamodb() -> Subject {
     );
     let names = TableNames::prefixed(&prefix);
     create_all(&client, &names).await.expect("create tables");
+    let store = DynamoStore::new(client, names);
     Subject {
-        store: Arc::new(DynamoStore::new(client, names)),
+        store: Arc::new(store.clone()),
+        attachments: Arc::new(store),
         _dir: None,
     }
 }
@@ -63,6 +68,27 @@ pub async fn dynamodb() -> Subject {
 /// Runs each case of a module once per adapter: `<on_sqlite>::<case>` and
 /// `<on_dynamodb>::<case>` (filter the DynamoDB ones with `on_dynamodb`).
 macro_rules! conformance {
+    // Cases that also take the attachment store.
+    ($module:ident with attachments => $on_sqlite:ident, $on_dynamodb:ident: $($case:ident),* $(,)?) => {
+        mod $on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let s = crate::sqlite();
+                    crate::$module::$case(s.store.clone(), s.attachments.clone()).await;
+                }
+            )*
+        }
+        mod $on_dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let s = crate::dynamodb().await;
+                    crate::$module::$case(s.store.clone(), s.attachments.clone()).await;
+                }
+            )*
+        }
+    };
     ($module:ident => $on_sqlite:ident, $on_dynamodb:ident: $($case:ident),* $(,)?) => {
         mod $on_sqlite {
             $(
@@ -143,4 +169,13 @@ conformance!(
     a_role_change_appends_role_changed_and_the_last_admin_stays,
     a_rename_appends_details_changed_once,
     the_last_message_skips_other_kinds_and_expired_ones,
+);
+
+conformance!(
+    attachments with attachments => attachments_on_sqlite, attachments_on_dynamodb:
+    attachments_read_back_as_created_and_missing_ones_are_left_out,
+    a_message_claims_its_attachment_and_thumbnail_once,
+    only_the_uploader_may_use_an_attachment_in_its_own_conversation,
+    a_deleted_message_still_names_its_attachments_until_they_are_forgotten,
+    nothing_in_use_or_fresh_is_ever_doomed,
 );

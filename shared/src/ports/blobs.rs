@@ -13,9 +13,11 @@ pub struct UploadUrl {
     pub headers: Vec<(String, String)>,
 }
 
-/// What keeps an attachment's bytes (see [`BlobStore::keep`]).
+/// What an attachment's bytes are for (see [`BlobStore::mark`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeptFor {
+pub enum BlobUse {
+    /// Nothing yet (or no longer: a send that named it was refused).
+    Unused,
     Message,
     Avatar,
 }
@@ -52,11 +54,11 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> Result<String, BlobError>;
     /// The size of the attachment's completed upload; `None` while there is none.
     async fn uploaded_size(&self, id: &AttachmentId) -> Result<Option<u64>, BlobError>;
-    /// Notes what keeps the bytes, for a store that expires unused bytes on its own (S3's
-    /// lifecycle rules read it); before the use is stored, so bytes in use are never
-    /// taken for unused ones. A store whose bytes go only when the service deletes them
-    /// has nothing to note.
-    async fn keep(&self, id: &AttachmentId, kept_for: KeptFor) -> Result<(), BlobError>;
+    /// Notes what the bytes are for, for a store that expires bytes on its own (S3's
+    /// lifecycle rules read it): noted before the use is stored, so bytes in use are
+    /// never taken for unused ones. A store whose bytes go only when the service deletes
+    /// them has nothing to note.
+    async fn mark(&self, id: &AttachmentId, used_for: BlobUse) -> Result<(), BlobError>;
     /// Deletes the bytes of these attachments (those already gone are no error).
     async fn delete(&self, ids: &[AttachmentId]) -> Result<(), BlobError>;
 }

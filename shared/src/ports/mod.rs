@@ -18,7 +18,7 @@ mod push;
 mod records;
 pub mod store;
 
-pub use blobs::{BlobError, BlobStore, KeptFor, UploadUrl};
+pub use blobs::{BlobError, BlobStore, BlobUse, UploadUrl};
 pub use clock::{Clock, SystemClock};
 pub use feed::{ChangeFeed, FeedItem};
 pub use gateway::{CloseReason, ConnectionGateway, GatewayError};

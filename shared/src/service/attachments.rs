@@ -11,7 +11,7 @@ use super::Chat;
 use crate::domain;
 use crate::error::{ChatError, ChatResult, StoreError};
 use crate::ids::{AttachmentId, ConversationId, Millis, Seq, UserId};
-use crate::ports::{AttachmentRecord, BlobError, KeptFor};
+use crate::ports::{AttachmentRecord, BlobError, BlobUse};
 use crate::protocol::{Content, Entry};
 
 /// What `POST /v1/attachments` asks for, validated.
@@ -288,7 +288,7 @@ impl Chat {
         media.attachment = resolved[0].info();
         // Noted before the append: bytes a message may use are never taken for unused.
         for id in &ids {
-            ports.blobs.keep(id, KeptFor::Message).await?;
+            ports.blobs.mark(id, BlobUse::Message).await?;
         }
         Ok(())
     }
