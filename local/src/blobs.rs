@@ -243,6 +243,14 @@ pub async fn upload(
     if header(header::IF_NONE_MATCH) != Some("*") {
         return refuse(StatusCode::FORBIDDEN, "uploads must carry If-None-Match: *");
     }
+    // Create-only comes first: whatever a second upload carries, the first stands.
+    let path = blobs.path(&a.id);
+    if path.exists() {
+        return refuse(
+            StatusCode::PRECONDITION_FAILED,
+            "the attachment is uploaded already",
+        );
+    }
     let declared = header(header::CONTENT_LENGTH).map(str::parse::<u64>);
     match declared {
         Some(Ok(n)) if n > a.size => {
@@ -259,13 +267,6 @@ pub async fn upload(
         }
         Some(Err(_)) => return refuse(StatusCode::BAD_REQUEST, "Content-Length is not valid"),
         _ => {}
-    }
-    let path = blobs.path(&a.id);
-    if path.exists() {
-        return refuse(
-            StatusCode::PRECONDITION_FAILED,
-            "the attachment is uploaded already",
-        );
     }
     let part = blobs
         .dir

@@ -500,3 +500,144 @@ async fn edits_reactions_and_deletes_are_entries_every_member_receives() {
         "the edit's text is erased too"
     );
 }
+
+/// A 1x1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// PUTs `body` to an upload as the client is told to: the URL, exactly its headers.
+async fn upload(upload: &Value, body: &[u8], extra: &[(&str, &str)]) -> u16 {
+    let mut request = reqwest::Client::new()
+        .put(upload["url"].as_str().expect("an upload url"))
+        .body(body.to_vec());
+    for (name, value) in upload["headers"].as_object().expect("upload headers") {
+        let value = value.as_str().unwrap();
+        let value = extra
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or(value, |(_, v)| v);
+        request = request.header(name.as_str(), value);
+    }
+    request.send().await.expect("upload").status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_goes_up_its_upload_url_and_down_to_members_only() {
+    // GIVEN a group of alice and bob, and carol outside it
+    let server = target().await;
+    let (alice, bob, carol) = (unique("alice"), unique("bob"), unique("carol"));
+    let (_, group) = server
+        .http(&alice)
+        .post(
+            "/v1/conversations",
+            &json!({"type": "group", "name": "Photos", "members": [bob]}),
+        )
+        .await;
+    let id = conv_id(&group);
+    // WHEN alice creates an attachment and uploads a PNG at its URL
+    let (status, created) = server
+        .http(&alice)
+        .post(
+            "/v1/attachments",
+            &json!({"conversationId": id, "mimeType": "image/png", "size": PNG.len(), "fileName": "dot.png"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let attachment = created["attachmentId"].as_str().unwrap().to_owned();
+    // (the blob store refuses a body of another type than declared: S3 checks the
+    // signature, which binds it; emulators that do not check signatures accept it)
+    let wrong_type = upload(&created["upload"], PNG, &[("Content-Type", "text/html")]).await;
+    assert_ne!(
+        wrong_type / 100,
+        2,
+        "an upload of another type was accepted"
+    );
+    assert_eq!(upload(&created["upload"], PNG, &[]).await / 100, 2);
+    // THEN a second upload is refused: accepted bytes cannot be swapped
+    let mut swapped = PNG.to_vec();
+    swapped[60] ^= 0xff;
+    assert_eq!(upload(&created["upload"], &swapped, &[]).await, 412);
+
+    // WHEN alice sends it; bob receives it
+    let mut alice_ws = server.connect(&alice).await;
+    let mut bob_ws = server.connect(&bob).await;
+    let ack = alice_ws
+        .request(json!({
+            "action": "send", "conversationId": id, "clientMessageId": "photo-1",
+            "content": {"type": "attachment", "attachmentId": attachment, "text": "a dot",
+                        "width": 1, "height": 1},
+        }))
+        .await;
+    assert_eq!(ack["type"], "message.ack", "{ack}");
+    let got = bob_ws.recv_type("message.new").await;
+    assert_eq!(
+        got["content"]["attachment"],
+        json!({"attachmentId": attachment, "mimeType": "image/png", "size": PNG.len(), "fileName": "dot.png"}),
+        "{got}"
+    );
+    // AND bob downloads the same bytes, as an image
+    let (status, link) = server
+        .http(&bob)
+        .get(&format!("/v1/attachments/{attachment}"))
+        .await;
+    assert_eq!(status, 200, "{link}");
+    let url = link["url"].as_str().unwrap().to_owned();
+    let response = reqwest::get(&url).await.expect("download");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("image/png")
+    );
+    assert_eq!(&response.bytes().await.unwrap()[..], PNG);
+    // AND carol, outside the group, gets 404 (alone and in a batch)
+    let (status, _) = server
+        .http(&carol)
+        .get(&format!("/v1/attachments/{attachment}"))
+        .await;
+    assert_eq!(status, 404);
+    let (_, batch) = server
+        .http(&carol)
+        .post(
+            "/v1/attachments/urls",
+            &json!({"attachmentIds": [attachment]}),
+        )
+        .await;
+    assert_eq!(batch["urls"], json!([]), "{batch}");
+
+    // WHEN alice deletes the message THEN its bytes go: the URL bob had stops serving them
+    let seq = ack["seq"].as_u64().unwrap();
+    let deleted = alice_ws
+        .request(json!({
+            "action": "delete", "conversationId": id, "clientMessageId": "d-1", "targetSeq": seq,
+        }))
+        .await;
+    assert_eq!(deleted["kind"], "delete", "{deleted}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = reqwest::get(&url)
+            .await
+            .expect("download")
+            .status()
+            .as_u16();
+        let (again, _) = server
+            .http(&bob)
+            .get(&format!("/v1/attachments/{attachment}"))
+            .await;
+        if status == 404 && again == 404 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bytes are still served ({status}) or linked ({again}) 30 s after the delete"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
