@@ -137,7 +137,7 @@ async fn the_tag_follows_the_use_and_deletes_are_idempotent() {
     // WHEN it is deleted, twice, with one that never existed
     let never = new_attachment_id();
     blobs.delete(&[a.id.clone(), never.clone()]).await.unwrap();
-    blobs.delete(&[a.id.clone()]).await.unwrap();
+    blobs.delete(std::slice::from_ref(&a.id)).await.unwrap();
     // THEN it is gone
     assert_eq!(blobs.uploaded_size(&a.id).await.unwrap(), None);
     assert_eq!(blobs.uploaded_size(&never).await.unwrap(), None);

@@ -109,6 +109,32 @@ pub(crate) fn record_use(tx: &Connection, m: &MessageRecord) -> rusqlite::Result
     Ok(())
 }
 
+/// Makes `id` the avatar of `conversation` if it is `actor`'s attachment of it and
+/// nothing uses it (the messages acked before are applied: see `set_details`).
+pub(crate) fn claim_avatar(
+    tx: &Connection,
+    conversation: &str,
+    actor: &str,
+    id: &AttachmentId,
+) -> rusqlite::Result<bool> {
+    Ok(tx.execute(
+        "UPDATE attachments SET avatar = 1
+         WHERE id = ?1 AND conversation_id = ?2 AND uploader = ?3
+           AND message_seq IS NULL AND avatar = 0",
+        params![id.as_str(), conversation, actor],
+    )? == 1)
+}
+
+/// Releases a replaced avatar: unused, and dated back to the epoch, so that no send may
+/// use it and the next sweep takes it if the caller does not delete it first.
+pub(crate) fn release_avatar(tx: &Connection, id: &AttachmentId) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE attachments SET avatar = 0, created_at = 0 WHERE id = ?1",
+        [id.as_str()],
+    )
+    .map(drop)
+}
+
 #[async_trait]
 impl AttachmentStore for SqliteStore {
     async fn create_attachment(&self, a: &AttachmentRecord) -> StoreResult<()> {

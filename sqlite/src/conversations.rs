@@ -3,13 +3,15 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use chat_shared::ids::{ConversationId, Millis, UserId};
+use chat_shared::ids::{AttachmentId, ConversationId, Millis, UserId};
 use chat_shared::ports::{
     AddMembersOutcome, Change, ConversationCursor, ConversationRecord, ConversationStore,
-    MemberRecord, NewConversation, RemovedMember, Role, RoleOutcome, StoreResult,
+    DetailsChange, DetailsOutcome, MemberRecord, NewConversation, RemovedMember, Role, RoleOutcome,
+    StoreResult,
 };
 use chat_shared::protocol::{SystemChange, SystemEvent};
 
+use crate::attachments;
 use crate::errors::err;
 use crate::queries::{
     conversation_tx, create_conversation_tx, insert_member, membership_tx, placeholders, strings,
@@ -352,47 +354,89 @@ impl ConversationStore for SqliteStore {
         Ok(outcome)
     }
 
-    async fn rename(
+    async fn set_details(
         &self,
         conversation: &ConversationId,
-        name: &str,
+        change: &DetailsChange,
         by: &Change,
-    ) -> StoreResult<Option<ConversationRecord>> {
-        let (conversation, name, id) =
-            (conversation.clone(), name.to_owned(), conversation.clone());
+    ) -> StoreResult<DetailsOutcome> {
+        let (conversation, change, id) =
+            (conversation.clone(), change.clone(), conversation.clone());
         let by = by.clone();
-        let (renamed, owed) = self
-            .write_noting(
+        // After the messages acked before it: an attachment a message claimed is in the
+        // database, so it cannot also become the avatar.
+        let (outcome, owed) = self
+            .write_noting_after(
                 move |tx| {
                     let Some(mut conv) = conversation_tx(tx, conversation.as_str())? else {
-                        return Ok((None, Vec::new()));
+                        return Ok((DetailsOutcome::NoConversation, Vec::new()));
                     };
-                    if conv.name.as_deref() == Some(name.as_str()) {
-                        return Ok((Some(conv), Vec::new()));
+                    let name = change.name.filter(|n| conv.name.as_ref() != Some(n));
+                    let avatar = change.avatar.filter(|a| conv.avatar != *a);
+                    if name.is_none() && avatar.is_none() {
+                        let outcome = DetailsOutcome::Set {
+                            conversation: conv,
+                            released: None,
+                        };
+                        return Ok((outcome, Vec::new()));
                     }
-                    tx.execute(
-                        "UPDATE conversations SET name = ?2 WHERE id = ?1",
-                        params![conversation.as_str(), name],
-                    )?;
-                    conv.name = Some(name.clone());
+                    let cid = conversation.as_str();
+                    let mut released = None;
+                    if let Some(avatar) = avatar {
+                        if let Some(new) = &avatar
+                            && !attachments::claim_avatar(tx, cid, by.actor.as_str(), new)?
+                        {
+                            return Ok((DetailsOutcome::Refused, Vec::new()));
+                        }
+                        if let Some(old) = conv.avatar.take() {
+                            attachments::release_avatar(tx, &old)?;
+                            released = Some(old);
+                        }
+                        tx.execute(
+                            "UPDATE conversations SET avatar = ?2 WHERE id = ?1",
+                            params![cid, avatar.as_ref().map(AttachmentId::as_str)],
+                        )?;
+                        conv.avatar = avatar;
+                    }
+                    if let Some(name) = name {
+                        tx.execute(
+                            "UPDATE conversations SET name = ?2 WHERE id = ?1",
+                            params![cid, name],
+                        )?;
+                        conv.name = Some(name);
+                    }
                     let change = SystemChange {
-                        name: Some(name),
-                        avatar: None,
+                        name: conv.name.clone(),
+                        avatar: conv.avatar.as_ref().map(ToString::to_string),
                         ..by.by_actor(SystemEvent::DetailsChanged, Vec::new())
                     };
                     let entry = by.entry(&conversation, change);
                     system::owe(tx, &entry)?;
-                    Ok((Some(conv), vec![entry]))
+                    let outcome = DetailsOutcome::Set {
+                        conversation: conv,
+                        released,
+                    };
+                    Ok((outcome, vec![entry]))
                 },
                 move |cache, _| cache.forget_conversation(id.as_str()),
+                true,
             )
             .await
-            .map_err(err("rename"))?;
+            .map_err(err("change details"))?;
         self.pay(owed).await?;
-        match renamed {
+        match outcome {
             // As every read sees it now: with its entry, and any in flight.
-            Some(conv) => self.conversation(&conv.id).await,
-            None => Ok(None),
+            DetailsOutcome::Set {
+                conversation,
+                released,
+            } => match self.conversation(&conversation.id).await? {
+                Some(conversation) => Ok(DetailsOutcome::Set {
+                    conversation,
+                    released,
+                }),
+                None => Ok(DetailsOutcome::NoConversation),
+            },
+            other => Ok(other),
         }
     }
 

@@ -130,6 +130,7 @@ pub(crate) fn create_conversation_tx(
         last_message_at: new.now,
         member_count: new.members.len() as u64,
         message_count: 0,
+        avatar: None,
     })
 }
 

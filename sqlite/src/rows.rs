@@ -2,7 +2,7 @@
 
 use rusqlite::Row;
 
-use chat_shared::ids::{ConversationId, DeviceId, InvalidValue, Seq, UserId};
+use chat_shared::ids::{AttachmentId, ConversationId, DeviceId, InvalidValue, Seq, UserId};
 use chat_shared::ports::{
     ConnectionRecord, ConversationKind, ConversationRecord, DeviceRecord, MemberRecord,
     MessageRecord, MessageState, Platform, Role,
@@ -12,7 +12,7 @@ use chat_shared::protocol::{Content, Entry, EntryKind};
 use crate::system::StoredChange;
 
 pub(crate) const CONVERSATION_COLUMNS: &str = "c.id, c.kind, c.name, c.created_at, c.last_seq, \
-     c.last_message_at, c.member_count, c.message_count";
+     c.last_message_at, c.member_count, c.message_count, c.avatar";
 
 pub(crate) const MEMBER_COLUMNS: &str = "m.conversation_id, m.user_id, m.role, m.joined_at, \
      m.delivered_up_to, m.read_up_to, m.muted_until, m.read_messages";
@@ -23,7 +23,7 @@ pub(crate) const MESSAGE_COLUMNS: &str = "m.conversation_id, m.seq, m.message_id
 
 /// Columns each of [`CONVERSATION_COLUMNS`] and [`MEMBER_COLUMNS`] selects: where the
 /// next list starts in a row that selects both.
-pub(crate) const CONVERSATION_WIDTH: usize = 8;
+pub(crate) const CONVERSATION_WIDTH: usize = 9;
 
 pub(crate) fn bad_value(
     i: usize,
@@ -51,6 +51,11 @@ pub(crate) fn conversation_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Convers
         last_message_at: r.get(i + 5)?,
         member_count: r.get(i + 6)?,
         message_count: r.get(i + 7)?,
+        avatar: r
+            .get::<_, Option<String>>(i + 8)?
+            .map(AttachmentId::parse)
+            .transpose()
+            .map_err(|e| bad_value(i + 8, e))?,
     })
 }
 

@@ -210,6 +210,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str, &str)] = &[
         "UPDATE members SET muted_until = 9223372036854775807 WHERE muted != 0",
     ),
     ("messages", "kind", "TEXT NOT NULL DEFAULT 'message'", ""),
+    ("conversations", "avatar", "TEXT", ""),
     ("messages", "target_seq", "INTEGER", ""),
     ("messages", "emoji", "TEXT", ""),
     ("messages", "removed", "INTEGER NOT NULL DEFAULT 0", ""),

@@ -1,6 +1,5 @@
 //! PROTOCOL.md 8.4: `PATCH /v1/conversations/{id}` renames a group (admins), with a
-//! `details_changed` entry. Avatars are attachments, which are still to come: only
-//! `avatar: null` is accepted.
+//! `details_changed` entry. Avatars: attachments/avatar.rs.
 
 use crate::support::*;
 
@@ -71,6 +70,7 @@ async fn only_admins_of_groups_change_details_and_bad_ones_are_refused() {
         json!({"name": 7}),
         json!({"name": "Line\nbreak"}),
         json!({"avatar": "a_0123"}),
+        json!({"avatar": format!("a_{}", "0".repeat(32))}),
         json!({"avatar": 5}),
     ] {
         let refused = patch(&server, "alice", &id, body.clone()).await;

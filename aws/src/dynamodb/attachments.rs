@@ -90,6 +90,47 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// The update that makes attachment `id` the avatar of `conversation`: conditional
+    /// on its being `actor`'s, of the conversation, and used by nothing. An avatar does
+    /// not expire.
+    pub(crate) fn avatar_claim(
+        &self,
+        conversation: &ConversationId,
+        actor: &UserId,
+        id: &AttachmentId,
+    ) -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(attachment_key(id)))
+            .condition_expression(
+                "conversationId = :c AND uploader = :u AND attribute_not_exists(usedBy)",
+            )
+            .update_expression("SET usedBy = :avatar REMOVE expiresAt")
+            .expression_attribute_values(":c", s(conversation.as_str()))
+            .expression_attribute_values(":u", s(actor.as_str()))
+            .expression_attribute_values(":avatar", s("avatar"));
+        TransactWriteItem::builder()
+            .update(update.build().expect("update has key and expression"))
+            .build()
+    }
+
+    /// The update that releases a replaced avatar: used by nothing, and expiring now
+    /// (TTL), dated back so that no send may use it.
+    pub(crate) fn attachment_release(&self, id: &AttachmentId, now: Millis) -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(attachment_key(id)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET expiresAt = :now, createdAt = :epoch REMOVE usedBy, usedSeq")
+            .expression_attribute_values(":now", n(now / 1000))
+            .expression_attribute_values(":epoch", n(0));
+        TransactWriteItem::builder()
+            .update(update.build().expect("update has key and expression"))
+            .build()
+    }
+}
+
 #[async_trait]
 impl AttachmentStore for DynamoStore {
     async fn create_attachment(&self, a: &AttachmentRecord) -> StoreResult<()> {

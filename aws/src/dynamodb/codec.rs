@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use chat_shared::StoreError;
-use chat_shared::ids::{ConversationId, DeviceId, Millis, Seq, UserId};
+use chat_shared::ids::{AttachmentId, ConversationId, DeviceId, Millis, Seq, UserId};
 use chat_shared::ports::{
     ConnectionRecord, ConversationKind, ConversationRecord, DeviceRecord, MUTED_FOREVER,
     MemberRecord, MessageRecord, MessageState, Platform, Role, StoreResult,
@@ -121,6 +121,10 @@ pub(crate) fn conversation_from(item: &Item) -> Result<ConversationRecord, Store
         // Conversations created before entries had kinds count no message.
         message_count: opt_n(item, "messageCount")?.unwrap_or(0),
         member_count: get_n(item, "memberCount")?,
+        avatar: opt_s(item, "avatar")
+            .map(AttachmentId::parse)
+            .transpose()
+            .map_err(|e| malformed(e.0))?,
     })
 }
 

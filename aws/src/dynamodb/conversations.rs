@@ -8,7 +8,8 @@ use chat_shared::StoreError;
 use chat_shared::ids::{ConversationId, UserId};
 use chat_shared::ports::{
     AddMembersOutcome, Change, ConversationCursor, ConversationKind, ConversationRecord,
-    ConversationStore, MemberRecord, NewConversation, RemovedMember, Role, StoreResult,
+    ConversationStore, DetailsChange, DetailsOutcome, MemberRecord, NewConversation, RemovedMember,
+    Role, StoreResult,
 };
 
 use super::DynamoStore;
@@ -93,6 +94,7 @@ impl DynamoStore {
             last_message_at: new.now,
             message_count: 0,
             member_count: new.members.len() as u64,
+            avatar: None,
         }))
     }
 }
@@ -236,13 +238,13 @@ impl ConversationStore for DynamoStore {
         self.set_role_with_entry(conversation, user, role, by).await
     }
 
-    async fn rename(
+    async fn set_details(
         &self,
         conversation: &ConversationId,
-        name: &str,
+        change: &DetailsChange,
         by: &Change,
-    ) -> StoreResult<Option<ConversationRecord>> {
-        self.rename_with_entry(conversation, name, by).await
+    ) -> StoreResult<DetailsOutcome> {
+        self.details_with_entry(conversation, change, by).await
     }
 
     async fn set_muted(

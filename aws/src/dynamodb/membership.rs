@@ -33,14 +33,15 @@
 //! never names users who do not end up members, and `memberCount` counts them all along.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, TransactWriteItem, Update};
 
 use chat_shared::StoreError;
-use chat_shared::ids::{ConversationId, Millis, Seq, UserId};
+use chat_shared::ids::{AttachmentId, ConversationId, Millis, Seq, UserId};
 use chat_shared::ports::{
-    AddMembersOutcome, Change, ConversationRecord, ConversationStore, RemovedMember, Role,
-    RoleOutcome, StoreResult,
+    AddMembersOutcome, Change, ConversationStore, DetailsChange, DetailsOutcome, RemovedMember,
+    Role, RoleOutcome, StoreResult,
 };
 use chat_shared::protocol::{SystemChange, SystemEvent};
 
@@ -133,8 +134,9 @@ struct Step<'a> {
     max: Option<u64>,
     /// The members an add leaves for its second transaction.
     pending: Option<&'a PendingAdd>,
-    /// A rename: the group's new name.
+    /// A details change: the group's new name, its new avatar (`Some(None)`: none).
     name: Option<&'a str>,
+    avatar: Option<Option<&'a AttachmentId>>,
 }
 
 /// Whether a cancelled transaction lost to a racing writer (a condition on what was
@@ -223,8 +225,17 @@ impl DynamoStore {
                 .expression_attribute_names("#name", "name")
                 .expression_attribute_values(":name", s(name));
         }
+        let mut remove = "";
+        match step.avatar {
+            Some(Some(avatar)) => {
+                set.push_str(", avatar = :avatar");
+                update = update.expression_attribute_values(":avatar", s(avatar.as_str()));
+            }
+            Some(None) => remove = " REMOVE avatar",
+            None => {}
+        }
         update
-            .update_expression(format!("{set} ADD memberCount :k"))
+            .update_expression(format!("{set}{remove} ADD memberCount :k"))
             .condition_expression(condition)
             .build()
             .expect("update has key and expression")
@@ -284,6 +295,7 @@ impl DynamoStore {
                 max: Some(max),
                 pending: (!rest.users.is_empty()).then_some(&rest),
                 name: None,
+                avatar: None,
             };
             let mut actions = vec![
                 update(self.counter_step(cid, &counter, step)),
@@ -467,6 +479,7 @@ impl DynamoStore {
                         max: None,
                         pending: None,
                         name: None,
+                        avatar: None,
                     },
                 )),
                 TransactWriteItem::builder()
@@ -566,6 +579,7 @@ impl DynamoStore {
                 max: None,
                 pending: None,
                 name: None,
+                avatar: None,
             };
             let actions = vec![
                 update(self.counter_step(cid, &counter, step)),
@@ -599,39 +613,52 @@ impl DynamoStore {
         ))
     }
 
-    pub(super) async fn rename_with_entry(
+    pub(super) async fn details_with_entry(
         &self,
         conversation: &ConversationId,
-        name: &str,
+        change: &DetailsChange,
         by: &Change,
-    ) -> StoreResult<Option<ConversationRecord>> {
+    ) -> StoreResult<DetailsOutcome> {
         let cid = conversation.as_str();
         for attempt in 0..MAX_ATTEMPTS {
             let Some((meta, _)) = self.read_change(cid, &[]).await? else {
-                return Ok(None);
+                return Ok(DetailsOutcome::NoConversation);
             };
             let mut conv = conversation_from(&meta)?;
-            if conv.name.as_deref() == Some(name) {
-                return Ok(Some(conv));
+            let name = change
+                .name
+                .as_ref()
+                .filter(|n| conv.name.as_ref() != Some(*n));
+            let avatar = change.avatar.as_ref().filter(|a| conv.avatar != **a);
+            if name.is_none() && avatar.is_none() {
+                return Ok(DetailsOutcome::Set {
+                    conversation: conv,
+                    released: None,
+                });
             }
             let counter = Counter::from(&meta)?;
             let seq = counter.last_seq + 1;
             let at = by.now.max(counter.last_entry_at);
-            let change = SystemChange {
-                name: Some(name.to_owned()),
-                avatar: None,
-                ..by.by_actor(SystemEvent::DetailsChanged, Vec::new())
-            };
-            let entry = by.entry(conversation, change);
+            let after_name = name.cloned().or_else(|| conv.name.clone());
+            let after_avatar = avatar.cloned().unwrap_or_else(|| conv.avatar.clone());
+            let entry = by.entry(
+                conversation,
+                SystemChange {
+                    name: after_name.clone(),
+                    avatar: after_avatar.as_ref().map(ToString::to_string),
+                    ..by.by_actor(SystemEvent::DetailsChanged, Vec::new())
+                },
+            );
             let step = Step {
                 last_seq: seq,
                 at,
                 members: 0,
                 max: None,
                 pending: None,
-                name: Some(name),
+                name: name.map(String::as_str),
+                avatar: avatar.map(Option::as_ref),
             };
-            let actions = vec![
+            let mut actions = vec![
                 update(self.counter_step(cid, &counter, step)),
                 put(
                     &self.tables.messages,
@@ -639,15 +666,41 @@ impl DynamoStore {
                     Some("attribute_not_exists(conversationId)"),
                 ),
             ];
-            if self.commit(actions, "rename").await? {
-                conv.name = Some(name.to_owned());
+            // From index 2: the new avatar's claim, the old one's release.
+            let claims = matches!(avatar, Some(Some(_)));
+            if let Some(Some(new)) = avatar {
+                actions.push(self.avatar_claim(conversation, &by.actor, new));
+            }
+            let released = avatar.and(conv.avatar.clone());
+            if let Some(old) = &released {
+                actions.push(self.attachment_release(old, by.now));
+            }
+            let refused = AtomicBool::new(false);
+            let committed = self
+                .transact(actions, "change details", |codes| {
+                    refused.store(
+                        claims && codes.get(2).is_some_and(|c| c == "ConditionalCheckFailed"),
+                        Ordering::Relaxed,
+                    );
+                    lost_race(codes)
+                })
+                .await?;
+            if committed {
+                conv.name = after_name;
+                conv.avatar = after_avatar;
                 conv.last_seq = seq;
-                return Ok(Some(conv));
+                return Ok(DetailsOutcome::Set {
+                    conversation: conv,
+                    released,
+                });
+            }
+            if refused.load(Ordering::Relaxed) {
+                return Ok(DetailsOutcome::Refused);
             }
             backoff(attempt).await;
         }
         Err(StoreError::new(
-            "rename",
+            "change details",
             MalformedItem("too many concurrent changes".into()),
         ))
     }

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use chat_shared::domain::new_attachment_id;
 use chat_shared::ids::{AttachmentId, ConversationId, Millis};
 use chat_shared::ports::{
-    AppendOutcome, AttachmentRecord, AttachmentStore, AttachmentUse, NewMessage, Refusal,
+    AppendOutcome, AttachmentRecord, AttachmentStore, AttachmentUse, DetailsChange, DetailsOutcome,
+    NewMessage, Refusal,
 };
 use chat_shared::protocol::{AttachmentInfo, Content, Entry, Media};
 
-use crate::cases::{S, group, message, query, user};
+use crate::cases::{S, by, group, message, query, user};
+use crate::system::set;
 
 pub(crate) type A = Arc<dyn AttachmentStore>;
 
@@ -234,4 +236,98 @@ pub async fn nothing_in_use_or_fresh_is_ever_doomed(store: S, a: A) {
     let doomed = a.doomed_attachments(5, i64::MIN, 100).await.unwrap();
     // THEN neither is among them (a store whose records expire on their own has none)
     assert!(!doomed.contains(&used.id) && !doomed.contains(&fresh.id));
+}
+
+fn avatar(a: Option<&AttachmentRecord>) -> DetailsChange {
+    DetailsChange {
+        name: None,
+        avatar: Some(a.map(|a| a.id.clone())),
+    }
+}
+
+pub async fn an_avatar_is_claimed_replaced_and_released_with_its_entry(store: S, a: A) {
+    // GIVEN a group, alice's image and bob's
+    let conv = group(&store, &["alice", "bob"], 1).await;
+    let first = created(&a, &conv, "alice").await;
+    let second = created(&a, &conv, "alice").await;
+    let bobs = created(&a, &conv, "bob").await;
+    // WHEN alice makes her first image the avatar
+    let changed = set(store
+        .set_details(&conv, &avatar(Some(&first)), &by("alice", 10))
+        .await
+        .unwrap());
+    // THEN the group shows it, it is the avatar's, and one entry says so with the name
+    assert_eq!(changed.avatar.as_ref(), Some(&first.id));
+    let stored = store.conversation(&conv).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.avatar.as_ref(), stored.last_seq),
+        (Some(&first.id), 1)
+    );
+    assert_eq!(
+        one(&a, &first.id).await.unwrap().used_by,
+        Some(AttachmentUse::Avatar)
+    );
+    let (page, _) = store
+        .messages(&conv, &user("bob"), query(None, None, 10, true))
+        .await
+        .unwrap();
+    let Entry::System(change) = &page[0].entry else {
+        panic!("not a system entry: {:?}", page[0]);
+    };
+    assert_eq!(
+        (change.name.as_deref(), change.avatar.as_deref()),
+        (Some("Team"), Some(first.id.as_str()))
+    );
+    // AND a message can no longer use it
+    let sent = store
+        .append_message(&with_attachment(&conv, "alice", "m1", &first, None))
+        .await
+        .unwrap();
+    assert!(matches!(sent, AppendOutcome::Refused(Refusal::Invalid(_))));
+
+    // WHEN alice sets bob's image, or the same one again
+    let refused = store
+        .set_details(&conv, &avatar(Some(&bobs)), &by("alice", 20))
+        .await
+        .unwrap();
+    let same = set(store
+        .set_details(&conv, &avatar(Some(&first)), &by("alice", 21))
+        .await
+        .unwrap());
+    // THEN the first is refused and the second changes nothing: no entry
+    assert_eq!(refused, DetailsOutcome::Refused);
+    assert_eq!(same.last_seq, 1);
+    assert_eq!(one(&a, &bobs.id).await.unwrap().used_by, None);
+
+    // WHEN she replaces it with her second image
+    let replaced = store
+        .set_details(&conv, &avatar(Some(&second)), &by("alice", 30))
+        .await
+        .unwrap();
+    // THEN the first is released (unused, for the caller to delete)
+    let DetailsOutcome::Set {
+        conversation,
+        released,
+    } = replaced
+    else {
+        panic!("not replaced: {replaced:?}");
+    };
+    assert_eq!(conversation.avatar.as_ref(), Some(&second.id));
+    assert_eq!(released.as_ref(), Some(&first.id));
+    assert_eq!(one(&a, &first.id).await.unwrap().used_by, None);
+    // WHEN the avatar is removed THEN the second is released and the group has none
+    let removed = store
+        .set_details(&conv, &avatar(None), &by("alice", 40))
+        .await
+        .unwrap();
+    assert!(matches!(
+        &removed,
+        DetailsOutcome::Set { conversation, released: Some(r) }
+            if conversation.avatar.is_none() && *r == second.id
+    ));
+    assert_eq!(
+        store.conversation(&conv).await.unwrap().unwrap().last_seq,
+        3,
+        "one entry per change"
+    );
 }

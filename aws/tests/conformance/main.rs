@@ -178,4 +178,5 @@ conformance!(
     only_the_uploader_may_use_an_attachment_in_its_own_conversation,
     a_deleted_message_still_names_its_attachments_until_they_are_forgotten,
     nothing_in_use_or_fresh_is_ever_doomed,
+    an_avatar_is_claimed_replaced_and_released_with_its_entry,
 );

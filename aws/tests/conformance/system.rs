@@ -3,7 +3,7 @@
 //! anyone's unread count. GIVEN/WHEN/THEN in each.
 
 use chat_shared::ids::{ConversationId, Millis, Seq, UserId};
-use chat_shared::ports::{AddMembersOutcome, MessageRecord, Role};
+use chat_shared::ports::{AddMembersOutcome, DetailsChange, DetailsOutcome, MessageRecord, Role};
 use chat_shared::protocol::{Entry, EntryKind, SystemChange, SystemEvent};
 
 use crate::cases::{S, by, group, message, query, user, users};
@@ -516,20 +516,34 @@ pub async fn a_role_change_appends_role_changed_and_the_last_admin_stays(store: 
     );
 }
 
+/// A details change of the name only.
+pub(crate) fn renaming(name: &str) -> DetailsChange {
+    DetailsChange {
+        name: Some(name.into()),
+        avatar: None,
+    }
+}
+
+/// The group a details change left, when it was made.
+pub(crate) fn set(outcome: DetailsOutcome) -> chat_shared::ports::ConversationRecord {
+    match outcome {
+        DetailsOutcome::Set { conversation, .. } => conversation,
+        other => panic!("not changed: {other:?}"),
+    }
+}
+
 pub async fn a_rename_appends_details_changed_once(store: S) {
     // GIVEN a group named "g"
     let id = group(&store, &["alice", "bob"], 1).await;
     // WHEN alice renames it, twice to the same name
-    let renamed = store
-        .rename(&id, "Crew", &by("alice", 10))
+    let renamed = set(store
+        .set_details(&id, &renaming("Crew"), &by("alice", 10))
         .await
-        .unwrap()
-        .unwrap();
-    let again = store
-        .rename(&id, "Crew", &by("alice", 20))
+        .unwrap());
+    let again = set(store
+        .set_details(&id, &renaming("Crew"), &by("alice", 20))
         .await
-        .unwrap()
-        .unwrap();
+        .unwrap());
     // THEN it is named so, with one `details_changed` entry holding both details
     assert_eq!((renamed.name.as_deref(), again.last_seq), (Some("Crew"), 1));
     let stored = store.conversation(&id).await.unwrap().unwrap();
@@ -544,8 +558,11 @@ pub async fn a_rename_appends_details_changed_once(store: S) {
     // AND a conversation that does not exist is not renamed
     let missing = chat_shared::domain::new_conversation_id();
     assert_eq!(
-        store.rename(&missing, "x", &by("alice", 30)).await.unwrap(),
-        None
+        store
+            .set_details(&missing, &renaming("x"), &by("alice", 30))
+            .await
+            .unwrap(),
+        DetailsOutcome::NoConversation
     );
 }
 

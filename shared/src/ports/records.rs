@@ -48,6 +48,8 @@ pub struct ConversationRecord {
     /// [`MemberRecord::read_messages`], their unread count.
     pub message_count: u64,
     pub member_count: u64,
+    /// A group's picture: an image attachment of the conversation.
+    pub avatar: Option<AttachmentId>,
 }
 
 /// A member's role in a conversation.
@@ -346,6 +348,29 @@ pub enum RoleOutcome {
     NotMember,
     /// It would leave the group without an admin: nothing changed.
     LastAdmin,
+}
+
+/// A change of a group's details: `None` leaves a field as it is; `avatar: Some(None)`
+/// removes the picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetailsChange {
+    pub name: Option<String>,
+    pub avatar: Option<Option<AttachmentId>>,
+}
+
+/// What a details change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DetailsOutcome {
+    /// The group as it is now, and the avatar it no longer uses (released: unused from
+    /// now, for the caller to delete).
+    Set {
+        conversation: ConversationRecord,
+        released: Option<AttachmentId>,
+    },
+    /// The new avatar is not the actor's unused attachment of this conversation:
+    /// nothing changed.
+    Refused,
+    NoConversation,
 }
 
 /// What a receipt update did.

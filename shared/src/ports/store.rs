@@ -6,9 +6,9 @@ use async_trait::async_trait;
 
 use super::{
     AddMembersOutcome, AppendOutcome, AttachmentRecord, Change, ConnectionRecord,
-    ConversationCursor, ConversationRecord, DeviceRecord, MemberRecord, MessageQuery,
-    MessageRecord, NewConversation, NewMessage, PresenceClaim, PushedDevice, ReceiptUpdate,
-    RemovedMember, Role, RoleOutcome, StoreResult,
+    ConversationCursor, ConversationRecord, DetailsChange, DetailsOutcome, DeviceRecord,
+    MemberRecord, MessageQuery, MessageRecord, NewConversation, NewMessage, PresenceClaim,
+    PushedDevice, ReceiptUpdate, RemovedMember, Role, RoleOutcome, StoreResult,
 };
 use crate::ids::{AttachmentId, ConversationId, DeviceId, Millis, Seq, UserId};
 use crate::protocol::PresenceStatus;
@@ -79,15 +79,18 @@ pub trait ConversationStore: Send + Sync + 'static {
         role: Role,
         by: &Change,
     ) -> StoreResult<RoleOutcome>;
-    /// Renames a group and appends a `details_changed` entry made by `by` (atomic like
-    /// [`ConversationStore::add_members`]); nothing, and no entry, when it has that name
-    /// already. `None` when the conversation does not exist.
-    async fn rename(
+    /// Changes a group's name and avatar and appends a `details_changed` entry made by
+    /// `by` with both as they are after it (atomic like
+    /// [`ConversationStore::add_members`]); nothing, and no entry, when it has those
+    /// details already. A new avatar is claimed (it must be `by`'s attachment of this
+    /// conversation used by nothing, else [`DetailsOutcome::Refused`]); the one it
+    /// replaces is released.
+    async fn set_details(
         &self,
         conversation: &ConversationId,
-        name: &str,
+        change: &DetailsChange,
         by: &Change,
-    ) -> StoreResult<Option<ConversationRecord>>;
+    ) -> StoreResult<DetailsOutcome>;
     /// Mutes the conversation for the member until `until` (0 unmutes, `MUTED_FOREVER`
     /// until unmuted); false when not a member.
     async fn set_muted(

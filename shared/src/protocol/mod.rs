@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{ChatError, ErrorCode};
-use crate::ids::{ConversationId, Millis, Seq, UserId};
+use crate::ids::{AttachmentId, ConversationId, Millis, Seq, UserId};
 use crate::json::{JsonObject, JsonValue, Loose, LooseObject};
 
 mod content;
@@ -332,8 +332,8 @@ pub struct ConversationView {
     pub muted_until: Option<Millis>,
     /// The newest `message` entry in its current state, without reactions.
     pub last_message: Option<MessageView>,
-    /// The group's picture (an attachment id); avatars come with attachments.
-    pub avatar: Option<String>,
+    /// The group's picture (an image attachment).
+    pub avatar: Option<AttachmentId>,
     pub unread_count: u64,
 }
 

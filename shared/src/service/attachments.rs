@@ -335,6 +335,51 @@ impl Chat {
         Ok(())
     }
 
+    /// Checks that attachment `id` may become the avatar of `conversation` set by
+    /// `caller`: theirs, of the group, an inline image whose upload is complete, used by
+    /// nothing, not expired; then notes its bytes as an avatar's. The store claims it.
+    pub(crate) async fn check_avatar(
+        &self,
+        caller: &UserId,
+        conversation: &ConversationId,
+        id: &AttachmentId,
+    ) -> ChatResult<()> {
+        let ports = self.sendable_attachments()?;
+        let a = self
+            .attachment(id)
+            .await?
+            .filter(|a| &a.uploader == caller && &a.conversation_id == conversation)
+            .filter(|a| a.used_by.is_none() && domain::is_inline_image(&a.mime_type))
+            .filter(|a| self.now() - a.created_at <= domain::ATTACHMENT_USABLE_MS)
+            .ok_or_else(bad_avatar)?;
+        if ports.blobs.uploaded_size(id).await? != Some(a.size) {
+            return Err(ChatError::Invalid(format!(
+                "the upload of attachment {id} is not complete"
+            )));
+        }
+        ports.blobs.mark(id, BlobUse::Avatar).await?;
+        Ok(())
+    }
+
+    /// Deletes attachments' bytes and records now (an avatar replaced). On failure they
+    /// stay released, and the sweep (or, on AWS, the lifecycle rules and TTL) takes them.
+    pub(crate) async fn delete_attachments(&self, ids: &[AttachmentId]) {
+        let Ok(ports) = self.attachment_ports() else {
+            return;
+        };
+        let deleted = match ports.blobs.delete(ids).await {
+            Ok(()) => ports
+                .store
+                .forget_attachments(ids)
+                .await
+                .map_err(ChatError::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = deleted {
+            warn!(error = %e, "could not delete released attachments; they expire unused");
+        }
+    }
+
     /// Deletes attachments no message or avatar uses a day after their creation, and
     /// those of expired messages: the bytes, then the records. How many.
     pub async fn expire_attachments(&self) -> ChatResult<u64> {
@@ -386,4 +431,13 @@ fn content_ids(media: &crate::protocol::Media) -> Vec<AttachmentId> {
     std::iter::once(media.attachment.attachment_id.clone())
         .chain(media.thumbnail_id.clone())
         .collect()
+}
+
+/// The refusal of an avatar that is not the caller's unused image of the group.
+pub(crate) fn bad_avatar() -> ChatError {
+    ChatError::Invalid(
+        "avatar must be an image (jpeg, png, gif, webp, heic) you uploaded to this conversation \
+         that no message uses"
+            .into(),
+    )
 }

@@ -8,14 +8,15 @@ use futures_util::future::join_all;
 
 use crate::domain::{self, INLINE_MEMBERS_MAX};
 use crate::error::{ChatError, ChatResult};
-use crate::ids::{ConversationId, Millis, Seq, UserId};
+use crate::ids::{AttachmentId, ConversationId, Millis, Seq, UserId};
 use crate::ports::{
     AddMembersOutcome, Change, ConversationCursor, ConversationKind, ConversationRecord,
-    MUTED_FOREVER, MemberRecord, NewConversation, Role, RoleOutcome,
+    DetailsChange, DetailsOutcome, MUTED_FOREVER, MemberRecord, NewConversation, Role, RoleOutcome,
 };
 use crate::protocol::{ConversationView, MemberView, MessageView, ServerFrame};
 
 use super::Chat;
+use super::attachments::bad_avatar;
 use super::budget::AnswerBudget;
 use super::messages::last_message_view;
 
@@ -128,7 +129,7 @@ impl Chat {
             muted: me.muted_at(parts.now),
             muted_until: me.mute_ends(parts.now),
             last_message: parts.last_message.clone(),
-            avatar: None,
+            avatar: conv.avatar.clone(),
             unread_count: me.unread(conv),
         }
     }
@@ -469,8 +470,9 @@ impl Chat {
         }
     }
 
-    /// Changes a group's details (admins only): its name. Avatars are attachments, which
-    /// this server does not have yet: only `null` (none) is accepted.
+    /// Changes a group's details (admins only): its name and its avatar, an image
+    /// attachment of the group the caller uploaded and nothing uses. The avatar replaced
+    /// is deleted.
     pub async fn update_details(
         &self,
         caller: &UserId,
@@ -487,22 +489,41 @@ impl Chat {
         if me.role != Role::Admin {
             return Err(ChatError::Forbidden("only admins change a group's details"));
         }
-        if let Some(Some(_)) = avatar {
-            return Err(ChatError::Invalid(
-                "avatar must be an image attachment of this conversation".into(),
-            ));
-        }
-        if let Some(name) = name {
-            let name = domain::group_name(&name)?;
-            if conv.name.as_deref() != Some(name.as_str()) {
-                self.count_change(caller).await?;
-                let by = self.change_by(caller);
-                let Some(conv) = self.store.rename(id, &name, &by).await? else {
-                    return Err(ChatError::no_conversation());
-                };
-                let everyone = self.member_ids(id).await?;
-                self.announce_conversation(&conv, &everyone, false).await?;
+        let name = name
+            .map(|n| domain::group_name(&n))
+            .transpose()?
+            .filter(|n| conv.name.as_deref() != Some(n.as_str()));
+        let avatar = match avatar {
+            Some(Some(a)) => {
+                let a = AttachmentId::parse(a).map_err(|_| bad_avatar())?;
+                (conv.avatar.as_ref() != Some(&a)).then_some(Some(a))
             }
+            Some(None) => conv.avatar.is_some().then_some(None),
+            None => None,
+        };
+        if name.is_none() && avatar.is_none() {
+            return self.get_conversation(caller, id).await;
+        }
+        if let Some(Some(a)) = &avatar {
+            self.check_avatar(caller, id, a).await?;
+        }
+        self.count_change(caller).await?;
+        let by = self.change_by(caller);
+        let change = DetailsChange { name, avatar };
+        match self.store.set_details(id, &change, &by).await? {
+            DetailsOutcome::Set {
+                conversation,
+                released,
+            } => {
+                if let Some(old) = released {
+                    self.delete_attachments(&[old]).await;
+                }
+                let everyone = self.member_ids(id).await?;
+                self.announce_conversation(&conversation, &everyone, false)
+                    .await?;
+            }
+            DetailsOutcome::Refused => return Err(bad_avatar()),
+            DetailsOutcome::NoConversation => return Err(ChatError::no_conversation()),
         }
         self.get_conversation(caller, id).await
     }

@@ -11,6 +11,7 @@
 //! One file per concern; the helpers they share are here.
 
 mod authorization;
+mod avatar;
 mod bad_input;
 mod download;
 mod edit;
