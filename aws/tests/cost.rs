@@ -21,11 +21,15 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use chat_aws::dynamodb::DynamoStore;
+use chat_shared::Chat;
+use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, DeviceId, UserId};
 use chat_shared::ports::{ConversationKind, Platform};
 use chat_shared::ports::{MessageQuery, MessageStore};
-use chat_shared::protocol::{AppendRequest, Content, Entry};
-use chat_shared::service::{CreateConversation, HistoryQuery};
+use chat_shared::protocol::{AppendRequest, AttachmentInfo, Content, Entry, Media};
+use chat_shared::service::{
+    AttachmentPorts, CreateConversation, HistoryQuery, NewAttachment, Ports,
+};
 use common::*;
 use serde_json::Value;
 
@@ -162,6 +166,35 @@ impl Intercept for Meter {
     }
 }
 
+/// S3 requests by operation, since the last `take` (S3 bills requests, not units).
+#[derive(Debug, Default, Clone)]
+struct S3Meter(Arc<Mutex<BTreeMap<String, u32>>>);
+
+impl S3Meter {
+    fn take(&self) -> BTreeMap<String, u32> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for S3Meter {
+    fn name(&self) -> &'static str {
+        "S3Meter"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        _: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = cfg
+            .load::<Metadata>()
+            .map_or("?".to_owned(), |m| m.name().to_owned());
+        *self.0.lock().unwrap().entry(op).or_default() += 1;
+        Ok(())
+    }
+}
+
 fn entry(
     conversation: &chat_shared::ids::ConversationId,
     cmid: &str,
@@ -187,7 +220,7 @@ async fn requests_per_operation() {
     let meter = Meter::default();
     let dynamodb =
         aws_sdk_dynamodb::Client::from_conf(dynamodb_config().interceptor(meter.clone()).build());
-    let (chat, names, _) = chat_with_fcm(dynamodb.clone(), "cost").await;
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "cost").await;
     // The store the service runs on, to read the messages it stored (not measured).
     let store = DynamoStore::new(dynamodb, names);
     let (alice, bob) = (user("alice"), user("bob"));
@@ -385,6 +418,110 @@ async fn requests_per_operation() {
     chat.disconnect("bob-1").await.unwrap();
     let disconnect = measure("disconnect (last connection)");
 
+    // An attachment in the 1:1 conversation: created (with its upload URL), uploaded by
+    // the client, sent, and a download URL for bob; S3 on moto, counted beside.
+    let s3_meter = S3Meter::default();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .endpoint_url(chat_tests::emulators::MotoServer::shared().endpoint())
+            .force_path_style(true)
+            .interceptor(s3_meter.clone())
+            .build(),
+    );
+    let bucket = format!("cost-{}", std::process::id());
+    let _ = s3.create_bucket().bucket(&bucket).send().await;
+    let with_attachments = Chat::new(
+        Ports {
+            store: Arc::new(store.clone()),
+            gateway: tap.clone(),
+            push: Arc::new(chat_aws::sns::SnsPush::new(
+                sns_client(),
+                Default::default(),
+            )),
+            clock: Arc::new(chat_shared::ports::SystemClock),
+            attachments: Some(AttachmentPorts {
+                store: Arc::new(store.clone()),
+                blobs: Arc::new(chat_aws::s3::S3Blobs::new(s3, &bucket)),
+            }),
+        },
+        Limits::default(),
+        chat_shared::auth::TokenVerifier::new("aws-tests", None, None),
+    );
+    let photo = vec![7u8; 200 * 1024];
+    meter.take();
+    s3_meter.take();
+    let created = with_attachments
+        .create_attachment(
+            &alice,
+            NewAttachment {
+                conversation_id: direct.clone(),
+                mime_type: "image/jpeg".into(),
+                size: photo.len() as u64,
+                file_name: None,
+            },
+        )
+        .await
+        .unwrap();
+    let create_attachment = measure("create an attachment (its upload URL)");
+    let create_s3 = s3_meter.take();
+    let mut put = reqwest::Client::new()
+        .put(&created.upload.url)
+        .body(photo.clone());
+    for (name, value) in &created.upload.headers {
+        put = put.header(name, value.as_str().unwrap());
+    }
+    assert_eq!(put.send().await.unwrap().status().as_u16(), 200);
+    let content = Content {
+        kind: "attachment".into(),
+        text: String::new(),
+        media: Some(Box::new(Media {
+            attachment: AttachmentInfo {
+                attachment_id: created.attachment_id.clone(),
+                mime_type: String::new(),
+                size: 0,
+                file_name: None,
+            },
+            width: Some(1024),
+            height: Some(768),
+            duration_ms: None,
+            preview: None,
+            thumbnail_id: None,
+        })),
+    };
+    with_attachments
+        .append(
+            &alice,
+            Some("alice-1"),
+            entry(
+                &direct,
+                "d-photo",
+                Entry::Message {
+                    content: Some(content),
+                    reply_to: None,
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let attachment_send = measure("send of an attachment (1:1)");
+    let send_s3 = s3_meter.take();
+    with_attachments
+        .download_url(&bob, &created.attachment_id)
+        .await
+        .unwrap();
+    let download_url = measure("download URL of a sent attachment");
+    let download_s3 = s3_meter.take();
+    for (what, s3) in [
+        ("create an attachment", &create_s3),
+        ("send of an attachment", &send_s3),
+        ("download URL", &download_s3),
+    ] {
+        table.push(format!("| S3 requests of: {what} | {s3:?} | | | |"));
+    }
+
     println!("\n{}\n", table.join("\n"));
 
     // The request counts this design is built to: O(1) per send, O(members / 100) reads
@@ -425,12 +562,40 @@ async fn requests_per_operation() {
     assert_eq!(connect.total(), 10, "{connect:?}");
     assert_eq!(disconnect.total(), 9, "{disconnect:?}");
     assert!(!send.requests.contains_key("Scan"));
+    // An attachment: created with one write after the membership read and the rate count;
+    // its send is a message's 4 requests plus the attachment's read, its claim in the
+    // transaction (one more item: 2 WRU), and on S3 a HeadObject and a tag; presigning
+    // makes no request.
+    assert_eq!(create_attachment.total(), 3, "{create_attachment:?}");
+    assert!(create_s3.is_empty(), "{create_s3:?}");
+    assert_eq!(
+        attachment_send.total(),
+        send.total() + 1,
+        "{attachment_send:?}"
+    );
+    assert_eq!(
+        attachment_send.write_units,
+        send.write_units + 2.0,
+        "{attachment_send:?}"
+    );
+    assert_eq!(
+        send_s3,
+        BTreeMap::from([
+            ("HeadObject".to_owned(), 1),
+            ("PutObjectTagging".to_owned(), 1)
+        ])
+    );
+    assert_eq!(download_url.total(), 2, "{download_url:?}");
+    assert!(download_s3.is_empty(), "{download_s3:?}");
 
     // Only figures that passed the checks above reach the cost model.
     write_counts(&[
         ("connect", &connect),
         ("touch", &touch),
         ("send", &send),
+        ("create_attachment", &create_attachment),
+        ("send_attachment", &attachment_send),
+        ("download_url", &download_url),
         ("fan_out_online", &fan_out_online),
         ("fan_out_offline_push", &fan_out_offline),
         ("fan_out_group_100", &fan_out_group),
