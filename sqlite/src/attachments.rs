@@ -99,6 +99,9 @@ pub(crate) fn claimable(
 
 /// Records that the message `m` uses its attachments (the writer, applying it).
 pub(crate) fn record_use(tx: &Connection, m: &MessageRecord) -> rusqlite::Result<()> {
+    if used_ids(&m.entry).next().is_none() {
+        return Ok(());
+    }
     let mut stmt = tx.prepare_cached(
         "UPDATE attachments SET message_seq = ?2, used_at = ?3
          WHERE id = ?1 AND message_seq IS NULL",
