@@ -75,6 +75,8 @@ pub(crate) struct Sequencer {
     pub writer: std::sync::mpsc::Sender<Job>,
     /// Where it leaves logged messages for the writer.
     pub acked: Arc<Acked>,
+    /// The states of the messages entries named lately.
+    pub targets: targets::Kept,
 }
 
 /// The read transaction a batch's idempotency lookups share, begun by the first one.
@@ -259,6 +261,8 @@ impl Sequencer {
                 };
             }
             self.next_id = first_id;
+            // The kept targets followed the refused entries.
+            self.targets.clear();
             for (reply, step) in replies.into_iter().zip(steps) {
                 let answer = match step {
                     Step::New(_) => Err(failure(
@@ -361,12 +365,22 @@ impl Sequencer {
             other => other.target_seq(),
         };
         if let Some(seq) = named {
-            reads.end_now(&self.reader);
-            let batch = fresh
-                .iter()
-                .filter(|s| s.record.conversation_id.as_str() == cid)
-                .map(|s| Arc::clone(&s.record));
-            let target = targets::target(&self.reader, &self.in_flight, batch, cid, seq)?;
+            let target = match self.targets.get(cid, seq) {
+                Some(kept) => Some(kept.target()),
+                None => {
+                    reads.end_now(&self.reader);
+                    let batch = fresh
+                        .iter()
+                        .filter(|s| s.record.conversation_id.as_str() == cid)
+                        .map(|s| Arc::clone(&s.record));
+                    let folded = targets::target(&self.reader, &self.in_flight, batch, cid, seq)?;
+                    let target = folded.as_ref().map(targets::Folded::target);
+                    if let Some(state) = folded {
+                        self.targets.keep(cid, seq, state);
+                    }
+                    target
+                }
+            };
             if let Err(refusal) = check_entry(&m, stored.admin, target.as_ref()) {
                 return Ok(Step::Answer(Box::new(Ok(AppendOutcome::Refused(refusal)))));
             }
@@ -405,19 +419,21 @@ impl Sequencer {
                 (None, after)
             }
         };
+        let record = MessageRecord {
+            conversation_id: m.conversation_id,
+            seq: after.last_seq,
+            message_id: m.message_id,
+            sender_id: m.sender_id,
+            client_message_id: m.client_message_id,
+            entry: m.entry,
+            timestamp: after.last_entry_at,
+            origin_connection: m.origin_connection,
+            state: Default::default(),
+        };
+        self.targets.follow(&record);
         fresh.push(Sequenced {
             id: self.next_id,
-            record: Arc::new(MessageRecord {
-                conversation_id: m.conversation_id,
-                seq: after.last_seq,
-                message_id: m.message_id,
-                sender_id: m.sender_id,
-                client_message_id: m.client_message_id,
-                entry: m.entry,
-                timestamp: after.last_entry_at,
-                origin_connection: m.origin_connection,
-                state: Default::default(),
-            }),
+            record: Arc::new(record),
             head: after,
         });
         self.next_id += 1;

@@ -168,6 +168,7 @@ impl SqliteStore {
             feed: feed.clone(),
             writer: writes.clone(),
             acked,
+            targets: Default::default(),
         };
         let inner = Arc::new(Inner {
             path,

@@ -15,9 +15,68 @@ use crate::rows::bad_value;
 
 /// A message as the rules see it, with its reactors by emoji (in order of first
 /// reaction) to follow reactions coming and going.
-struct Folded {
+#[derive(Clone)]
+pub(crate) struct Folded {
     target: Target,
     reactors: Vec<(String, Vec<String>)>,
+}
+
+impl Folded {
+    /// The message as [`chat_shared::domain::check_entry`] sees it.
+    pub(crate) fn target(&self) -> Target {
+        let mut target = self.target.clone();
+        target.emoji = self
+            .reactors
+            .iter()
+            .map(|(emoji, _)| emoji.clone())
+            .collect();
+        target
+    }
+}
+
+/// Targets kept at most; past it they are all dropped (and read again when named).
+const KEPT_MAX: usize = 4096;
+
+/// The states of the messages entries named lately, kept by the sequencer up to every
+/// entry it sequences, so a reaction to a message reacted to before reads nothing (the
+/// sequencer sequences every entry, so no other writer changes a state it keeps). A
+/// message that expires meanwhile is still refused: the rules check its timestamp.
+#[derive(Default)]
+pub(crate) struct Kept {
+    states: foldhash::HashMap<(String, Seq), Folded>,
+}
+
+impl Kept {
+    pub(crate) fn get(&self, conversation: &str, seq: Seq) -> Option<&Folded> {
+        self.states.get(&(conversation.to_owned(), seq))
+    }
+
+    pub(crate) fn keep(&mut self, conversation: &str, seq: Seq, state: Folded) {
+        if self.states.len() >= KEPT_MAX {
+            self.states.clear();
+        }
+        self.states.insert((conversation.to_owned(), seq), state);
+    }
+
+    /// Brings the kept state of the message `entry` names, if any, up to `entry`.
+    pub(crate) fn follow(&mut self, entry: &MessageRecord) {
+        let Some(seq) = entry.entry.target_seq() else {
+            return;
+        };
+        let key = (entry.conversation_id.as_str().to_owned(), seq);
+        if let Some(state) = self.states.remove(&key) {
+            let mut folded = Some(state);
+            fold(&mut folded, entry, seq);
+            if let Some(state) = folded {
+                self.states.insert(key, state);
+            }
+        }
+    }
+
+    /// Forgets every state (entries sequenced and then refused by the log).
+    pub(crate) fn clear(&mut self) {
+        self.states.clear();
+    }
 }
 
 /// Message `seq` of `conversation` as it is after every entry sequenced so far (`fresh`
@@ -32,7 +91,7 @@ pub(crate) fn target(
     fresh: impl Iterator<Item = Arc<MessageRecord>>,
     conversation: &str,
     seq: Seq,
-) -> rusqlite::Result<Option<Target>> {
+) -> rusqlite::Result<Option<Folded>> {
     let flying = in_flight.entries(conversation);
     let tx = reader.unchecked_transaction()?;
     let stored: Seq = tx
@@ -50,11 +109,7 @@ pub(crate) fn target(
     for entry in later {
         fold(&mut folded, &entry, seq);
     }
-    Ok(folded.map(|f| {
-        let mut target = f.target;
-        target.emoji = f.reactors.into_iter().map(|(emoji, _)| emoji).collect();
-        target
-    }))
+    Ok(folded)
 }
 
 /// The message at `seq` as the database holds it.
