@@ -35,6 +35,14 @@ pub(crate) fn attachment_ids(m: &NewMessage) -> Vec<&AttachmentId> {
     }
 }
 
+fn transaction_update(
+    update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+) -> TransactWriteItem {
+    TransactWriteItem::builder()
+        .update(update.build().expect("update has key and expression"))
+        .build()
+}
+
 fn record_from(item: &Item) -> StoreResult<AttachmentRecord> {
     let id = get_s(item, "pk")?
         .strip_prefix("a#")
@@ -59,23 +67,34 @@ fn record_from(item: &Item) -> StoreResult<AttachmentRecord> {
 }
 
 impl DynamoStore {
-    /// The update that claims attachment `id` for the message `m` appends at `seq`:
-    /// conditional on its being the sender's, of the conversation, and used by nothing.
-    /// The item then lives as long as the message.
+    /// The start of a claim of attachment `id`: an update conditional on its being
+    /// `uploader`'s, of `conversation`, and used by nothing.
+    fn claim(
+        &self,
+        id: &AttachmentId,
+        conversation: &ConversationId,
+        uploader: &UserId,
+    ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(attachment_key(id)))
+            .condition_expression(
+                "conversationId = :c AND uploader = :u AND attribute_not_exists(usedBy)",
+            )
+            .expression_attribute_values(":c", s(conversation.as_str()))
+            .expression_attribute_values(":u", s(uploader.as_str()))
+    }
+
+    /// The claim of attachment `id` by the message `m` appends at `seq`; the item then
+    /// lives as long as the message.
     pub(crate) fn attachment_claim(
         &self,
         m: &NewMessage,
         id: &AttachmentId,
         seq: Seq,
     ) -> TransactWriteItem {
-        let update = Update::builder()
-            .table_name(&self.tables.main)
-            .set_key(Some(attachment_key(id)))
-            .condition_expression(
-                "conversationId = :c AND uploader = :u AND attribute_not_exists(usedBy)",
-            )
-            .expression_attribute_values(":c", s(m.conversation_id.as_str()))
-            .expression_attribute_values(":u", s(m.sender_id.as_str()))
+        let update = self
+            .claim(id, &m.conversation_id, &m.sender_id)
             .expression_attribute_values(":used", s("message"))
             .expression_attribute_values(":seq", n(seq));
         let update = match m.expires_at {
@@ -84,35 +103,22 @@ impl DynamoStore {
                 .expression_attribute_values(":exp", n(at / 1000)),
             None => update.update_expression("SET usedBy = :used, usedSeq = :seq REMOVE expiresAt"),
         };
-        TransactWriteItem::builder()
-            .update(update.build().expect("update has key and expression"))
-            .build()
+        transaction_update(update)
     }
-}
 
-impl DynamoStore {
-    /// The update that makes attachment `id` the avatar of `conversation`: conditional
-    /// on its being `actor`'s, of the conversation, and used by nothing. An avatar does
-    /// not expire.
+    /// The claim of attachment `id` as the avatar of `conversation` set by `actor`; an
+    /// avatar does not expire.
     pub(crate) fn avatar_claim(
         &self,
         conversation: &ConversationId,
         actor: &UserId,
         id: &AttachmentId,
     ) -> TransactWriteItem {
-        let update = Update::builder()
-            .table_name(&self.tables.main)
-            .set_key(Some(attachment_key(id)))
-            .condition_expression(
-                "conversationId = :c AND uploader = :u AND attribute_not_exists(usedBy)",
-            )
+        let update = self
+            .claim(id, conversation, actor)
             .update_expression("SET usedBy = :avatar REMOVE expiresAt")
-            .expression_attribute_values(":c", s(conversation.as_str()))
-            .expression_attribute_values(":u", s(actor.as_str()))
             .expression_attribute_values(":avatar", s("avatar"));
-        TransactWriteItem::builder()
-            .update(update.build().expect("update has key and expression"))
-            .build()
+        transaction_update(update)
     }
 
     /// The update that releases a replaced avatar: used by nothing, and expiring now
@@ -125,9 +131,7 @@ impl DynamoStore {
             .update_expression("SET expiresAt = :now, createdAt = :epoch REMOVE usedBy, usedSeq")
             .expression_attribute_values(":now", n(now / 1000))
             .expression_attribute_values(":epoch", n(0));
-        TransactWriteItem::builder()
-            .update(update.build().expect("update has key and expression"))
-            .build()
+        transaction_update(update)
     }
 }
 

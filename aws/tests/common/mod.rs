@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use bytes::Bytes;
 use chat_aws::apigw::ApiGatewayGateway;
@@ -309,4 +310,44 @@ pub async fn pushed_seqs(endpoint: &str) -> Vec<u64> {
                 .unwrap()
         })
         .collect()
+}
+
+/// Every string in an attribute value, however nested.
+fn strings(v: &AttributeValue, out: &mut Vec<String>) {
+    match v {
+        AttributeValue::S(s) => out.push(s.clone()),
+        AttributeValue::L(l) => l.iter().for_each(|v| strings(v, out)),
+        AttributeValue::M(m) => m.values().for_each(|v| strings(v, out)),
+        AttributeValue::Ss(ss) => out.extend(ss.iter().cloned()),
+        _ => {}
+    }
+}
+
+/// Every attribute name and string value of every item of every table, read back raw.
+pub async fn every_string(client: &aws_sdk_dynamodb::Client, names: &TableNames) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in [&names.main, &names.messages, &names.connections] {
+        let mut start = None;
+        loop {
+            let page = client
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            for item in page.items.unwrap_or_default() {
+                for (name, v) in &item {
+                    out.push(name.clone());
+                    strings(v, &mut out);
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+    }
+    out
 }

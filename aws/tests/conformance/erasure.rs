@@ -5,52 +5,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use chat_aws::dynamodb::DynamoStore;
 use chat_aws::tables::{TableNames, create_all};
 use chat_shared::ports::{AppendOutcome, NewMessage, Store};
 use chat_shared::protocol::{Content, Entry};
 
 use crate::cases::{group, message, user};
-
-/// Every string in an attribute value, however nested.
-fn strings(v: &AttributeValue, out: &mut Vec<String>) {
-    match v {
-        AttributeValue::S(s) => out.push(s.clone()),
-        AttributeValue::L(l) => l.iter().for_each(|v| strings(v, out)),
-        AttributeValue::M(m) => m.values().for_each(|v| strings(v, out)),
-        AttributeValue::Ss(ss) => out.extend(ss.iter().cloned()),
-        _ => {}
-    }
-}
-
-async fn every_string(client: &aws_sdk_dynamodb::Client, names: &TableNames) -> Vec<String> {
-    let mut out = Vec::new();
-    for table in [&names.main, &names.messages, &names.connections] {
-        let mut start = None;
-        loop {
-            let page = client
-                .scan()
-                .table_name(table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .unwrap();
-            for item in page.items.unwrap_or_default() {
-                for (name, v) in &item {
-                    out.push(name.clone());
-                    strings(v, &mut out);
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-    }
-    out
-}
+use crate::common::every_string;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_delete_no_item_holds_the_message_or_its_edits() {

@@ -5,6 +5,8 @@
 
 mod attachments;
 mod cases;
+#[path = "../common/mod.rs"]
+mod common;
 mod entries;
 mod erasure;
 mod system;

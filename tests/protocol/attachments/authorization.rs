@@ -82,12 +82,7 @@ async fn another_member_may_not_read_it_before_it_is_sent() {
 async fn the_uploader_may_not_read_it_before_the_upload_completed() {
     // GIVEN alice's attachment, created but not uploaded
     let (server, id) = direct_pair().await;
-    let a = created(
-        &server,
-        "alice",
-        &new_attachment(&id, "image/png", PNG.len()),
-    )
-    .await;
+    let a = new_png(&server, "alice", &id).await;
 
     // WHEN alice asks for it, THEN it is 404
     assert_no_download(&server, "alice", &a.id).await;

@@ -92,13 +92,7 @@ async fn an_avatar_must_be_the_admins_unused_image_of_the_group() {
     let elsewhere = uploaded(&server, "alice", &other, "image/png", PNG, None).await;
     let pdf = uploaded(&server, "alice", &id, "application/pdf", b"%PDF-1.4", None).await;
     let svg = uploaded(&server, "alice", &id, "image/svg+xml", b"<svg/>", None).await;
-    let pending = created(
-        &server,
-        "alice",
-        &new_attachment(&id, "image/png", PNG.len()),
-    )
-    .await
-    .id;
+    let pending = new_png(&server, "alice", &id).await.id;
     let sent = uploaded(&server, "alice", &id, "image/png", PNG, None).await;
     let mut alice = server.connect("alice").await;
     let ack = alice

@@ -210,12 +210,7 @@ async fn send_of_an_attachment_that_does_not_exist_is_invalid() {
 async fn send_of_an_attachment_not_yet_uploaded_is_invalid() {
     // GIVEN alice's attachment, created but not uploaded
     let mut p = pair().await;
-    let a = created(
-        &p.server,
-        "alice",
-        &new_attachment(&p.id, "image/png", PNG.len()),
-    )
-    .await;
+    let a = new_png(&p.server, "alice", &p.id).await;
 
     // WHEN alice sends it, THEN it is refused
     assert_send_refused(&mut p, attachment_content(&a.id)).await;
@@ -284,12 +279,7 @@ async fn send_of_an_attachment_another_message_uses_is_invalid() {
 async fn send_of_an_attachment_over_http_with_a_bad_attachment_is_400() {
     // GIVEN alice's attachment, not uploaded
     let (server, id) = direct_pair().await;
-    let a = created(
-        &server,
-        "alice",
-        &new_attachment(&id, "image/png", PNG.len()),
-    )
-    .await;
+    let a = new_png(&server, "alice", &id).await;
 
     // WHEN alice sends it over HTTP
     let answer = server
@@ -373,12 +363,7 @@ async fn a_thumbnail_not_yet_uploaded_is_invalid() {
     // GIVEN alice's video and a thumbnail created but not uploaded
     let mut p = pair().await;
     let video = uploaded(&p.server, "alice", &p.id, "video/mp4", b"mp4-bytes", None).await;
-    let thumb = created(
-        &p.server,
-        "alice",
-        &new_attachment(&p.id, "image/png", PNG.len()),
-    )
-    .await;
+    let thumb = new_png(&p.server, "alice", &p.id).await;
 
     // WHEN alice sends the video with it as thumbnail, THEN it is refused
     let mut content = attachment_content(&video);

@@ -140,6 +140,16 @@ fn assert_uploaded(raw: &Raw) {
     );
 }
 
+/// A new attachment of `user` in `conversation_id` for the PNG, not uploaded yet.
+async fn new_png(server: &TestServer, user: &str, conversation_id: &str) -> Created {
+    created(
+        server,
+        user,
+        &new_attachment(conversation_id, "image/png", PNG.len()),
+    )
+    .await
+}
+
 /// Creates an attachment of `bytes` as `user` in `conversation_id` and uploads them;
 /// answers its id.
 async fn uploaded(

@@ -201,12 +201,7 @@ async fn creating_attachments_counts_against_the_send_rate_limit() {
 async fn upload_of_exactly_size_bytes_is_accepted_and_readable_by_the_uploader() {
     // GIVEN alice's new attachment of a PNG's size
     let (server, id) = direct_pair().await;
-    let a = created(
-        &server,
-        "alice",
-        &new_attachment(&id, "image/png", PNG.len()),
-    )
-    .await;
+    let a = new_png(&server, "alice", &id).await;
 
     // WHEN alice PUTs the PNG with exactly the headers given
     let answer = put(&a.upload, PNG).await;
@@ -325,12 +320,7 @@ async fn upload_shorter_than_the_declared_size_is_refused_and_keeps_nothing() {
 async fn upload_with_another_content_type_is_refused() {
     // GIVEN alice's attachment declared image/png
     let (server, id) = direct_pair().await;
-    let a = created(
-        &server,
-        "alice",
-        &new_attachment(&id, "image/png", PNG.len()),
-    )
-    .await;
+    let a = new_png(&server, "alice", &id).await;
 
     // WHEN alice PUTs it as text/html
     let headers: Vec<(String, String)> = upload_headers(&a.upload)
@@ -357,12 +347,7 @@ async fn upload_with_another_content_type_is_refused() {
 async fn assert_tampered_upload_refused(names: &[&str]) {
     // GIVEN alice's attachment
     let (server, id) = direct_pair().await;
-    let a = created(
-        &server,
-        "alice",
-        &new_attachment(&id, "image/png", PNG.len()),
-    )
-    .await;
+    let a = new_png(&server, "alice", &id).await;
     let url = a.upload["url"].as_str().expect("a url");
 
     // WHEN alice PUTs to the URL with the parameter changed
@@ -389,18 +374,8 @@ async fn upload_with_a_tampered_expiry_is_403() {
 async fn upload_url_of_one_attachment_does_not_upload_another() {
     // GIVEN two attachments of alice's, of the same size and type
     let (server, id) = direct_pair().await;
-    let first = created(
-        &server,
-        "alice",
-        &new_attachment(&id, "image/png", PNG.len()),
-    )
-    .await;
-    let second = created(
-        &server,
-        "alice",
-        &new_attachment(&id, "image/png", PNG.len()),
-    )
-    .await;
+    let first = new_png(&server, "alice", &id).await;
+    let second = new_png(&server, "alice", &id).await;
 
     // WHEN alice PUTs to the first's URL with the second's id in place of the first's
     let url = first.upload["url"].as_str().expect("a url");
@@ -428,12 +403,7 @@ async fn upload_url_of_one_attachment_does_not_upload_another() {
 async fn a_new_upload_url_is_issued_to_the_uploader_while_not_uploaded() {
     // GIVEN alice's attachment, not uploaded
     let (server, id) = direct_pair().await;
-    let a = created(
-        &server,
-        "alice",
-        &new_attachment(&id, "image/png", PNG.len()),
-    )
-    .await;
+    let a = new_png(&server, "alice", &id).await;
 
     // WHEN alice asks for a new upload URL
     let (status, answer) = server
@@ -476,12 +446,7 @@ async fn a_new_upload_url_after_the_upload_completed_is_409() {
 async fn a_new_upload_url_is_only_for_the_uploader() {
     // GIVEN alice's attachment, not uploaded, in a group with bob
     let (server, id) = team().await;
-    let a = created(
-        &server,
-        "alice",
-        &new_attachment(&id, "image/png", PNG.len()),
-    )
-    .await;
+    let a = new_png(&server, "alice", &id).await;
 
     // WHEN bob (a member), dave (not one) and alice for an unknown id ask for an upload URL
     let path = format!("/v1/attachments/{}/upload", a.id);
