@@ -95,15 +95,27 @@ fn verifier(listen: &SocketAddr) -> anyhow::Result<TokenVerifier> {
     ))
 }
 
+/// Logs to stderr, filtered by `CHAT_LOG` (default `info`): lines for people, coloured
+/// only when stderr is a terminal (a log file gets no escape codes), or with
+/// `CHAT_LOG_FORMAT=json` one JSON object per line for log shippers.
+fn init_logs() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG").unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("CHAT_LOG_FORMAT").as_deref().map(str::trim) {
+        Ok("json") => logs.json().init(),
+        Ok("" | "text") | Err(_) => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        Ok(other) => bail!("CHAT_LOG_FORMAT = {other:?}: expected text or json"),
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs()?;
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Token { user }) => {

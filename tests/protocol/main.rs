@@ -51,6 +51,7 @@ mod fanout;
 mod files;
 mod groups;
 mod history;
+mod logs;
 mod messaging;
 mod presence;
 mod push;
