@@ -23,6 +23,7 @@ use chat_shared::protocol::LIVENESS_MS;
 use chat_shared::service::{AttachmentPorts, Ports};
 use chat_sqlite::{Durability, SqliteStore};
 use clap::{Parser, Subcommand};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -128,6 +129,17 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Installs the Prometheus recorder of the service's metrics (`chat_shared::telemetry`),
+/// with buckets from a millisecond to ten seconds for its durations.
+fn metrics_recorder() -> anyhow::Result<PrometheusHandle> {
+    let seconds = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    Ok(PrometheusBuilder::new()
+        .set_buckets(&seconds)?
+        .install_recorder()?)
+}
+
 /// Where clients reach this server, for the attachment URLs it signs:
 /// `CHAT_PUBLIC_URL` (behind a proxy, `https://chat.example.com`), else the address it
 /// listens on (a wildcard address as loopback).
@@ -196,6 +208,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         blobs: Some(blobs),
         gateway,
         dev_endpoints: env_flag("CHAT_DEV_ENDPOINTS")?,
+        metrics: metrics_recorder()?,
+        metrics_public: env_flag("CHAT_METRICS_PUBLIC")?,
         idle_timeout,
         listen,
     });

@@ -23,6 +23,7 @@ use chat_shared::service::PendingPresence;
 use chat_shared::{Chat, ChatError, domain};
 use chat_sqlite::SqliteStore;
 use futures_util::{SinkExt, StreamExt};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -46,6 +47,10 @@ pub struct App {
     pub idle_timeout: Duration,
     /// The connection cap and the request timeouts.
     pub listen: ListenLimits,
+    /// The metrics `/metrics` renders.
+    pub metrics: PrometheusHandle,
+    /// Serve `/metrics` to any caller (`CHAT_METRICS_PUBLIC`), not loopback only.
+    pub metrics_public: bool,
 }
 
 /// Payload of the server's pings: their pongs prove the socket, not the app, is alive, so
@@ -96,6 +101,7 @@ pub async fn run(
     let router = Router::new()
         .route("/ws", any(ws_upgrade))
         .route("/dev/push-outbox", any(push_outbox))
+        .route("/metrics", any(metrics))
         .route(blobs::ROUTE, put(blobs::upload).get(blobs::download))
         .fallback(http_api)
         .with_state(app.clone());
@@ -564,6 +570,29 @@ async fn push_outbox(
         }
         Err(e) => error_response(&e.into()),
     }
+}
+
+/// `GET /metrics`: the service's metrics in Prometheus' text format, to loopback callers
+/// not behind a proxy unless `CHAT_METRICS_PUBLIC` is on.
+async fn metrics(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: http::Method,
+    headers: http::HeaderMap,
+) -> Response {
+    let forwarded = PROXY_HEADERS.iter().any(|name| headers.contains_key(*name));
+    let allowed = app.metrics_public || (peer.ip().is_loopback() && !forwarded);
+    if !allowed || method != http::Method::GET {
+        return error_response(&ChatError::NotFound("no such route"));
+    }
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
 }
 
 /// Everything else: the HTTP API, through the shared handler.

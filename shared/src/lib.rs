@@ -7,6 +7,7 @@
 //! - [`service`]: every operation of the protocol over the ports.
 //! - [`handlers`]: one function per route (WebSocket, HTTP, fan-out) over the service.
 //! - [`auth`], [`config`]: tokens and typed configuration.
+//! - [`telemetry`]: the metrics the service records.
 
 pub mod auth;
 pub mod config;
@@ -18,6 +19,7 @@ mod json;
 pub mod ports;
 pub mod protocol;
 pub mod service;
+pub mod telemetry;
 
 pub use error::{ChatError, ChatResult, ErrorCode, StoreError};
 pub use service::Chat;

@@ -53,6 +53,7 @@ mod groups;
 mod history;
 mod logs;
 mod messaging;
+mod metrics;
 mod presence;
 mod push;
 mod rate_limit;

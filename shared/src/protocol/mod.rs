@@ -424,6 +424,8 @@ impl ServerFrame {
         client_message_id: Option<String>,
         err: &ChatError,
     ) -> Self {
+        // Every error a client is answered over WebSocket is made here: counted here.
+        crate::telemetry::error_answered(err.code());
         ServerFrame::Error {
             request_id,
             client_message_id,
@@ -459,6 +461,8 @@ impl PresenceStatus {
 
 /// The HTTP error body.
 pub fn error_body(err: &ChatError) -> Value {
+    // Every error a client is answered over HTTP is made here: counted here.
+    crate::telemetry::error_answered(err.code());
     serde_json::json!({
         "error": {
             "code": err.code(),

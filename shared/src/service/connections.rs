@@ -187,6 +187,7 @@ impl Chat {
                 );
             }
             GatewayError::Gone => {
+                crate::telemetry::post_gone();
                 debug!(
                     connection.id = connection_id,
                     "connection gone, forgetting it"

@@ -16,6 +16,7 @@ use crate::ports::{
     PushNotification, PushedDevice,
 };
 use crate::protocol::{Entry, ServerFrame};
+use crate::telemetry;
 
 impl Chat {
     /// Fans out one committed message: see [`Chat::fan_out_run`].
@@ -79,7 +80,13 @@ impl Chat {
             .iter()
             .map(|(c, frames)| (c.connection_id.as_str(), frames.as_slice()))
             .collect();
-        for (i, e) in self.gateway.post_batches(&batches).await {
+        let failed = self.gateway.post_batches(&batches).await;
+        telemetry::frames_posted(batches.iter().map(|(_, f)| f.len()).sum());
+        let posted_at = self.now();
+        for m in messages {
+            telemetry::fanned_out(telemetry::PATH_FEED, posted_at - m.timestamp);
+        }
+        for (i, e) in failed {
             self.post_failed(posts[i].0, e).await;
         }
 
@@ -254,17 +261,24 @@ impl Chat {
                 }
             };
             match self.push.push(device, &notification(badge)).await {
-                Ok(()) => pushed.push(PushedDevice {
-                    user_id: device.user_id.clone(),
-                    device_id: device.device_id.clone(),
-                }),
+                Ok(()) => {
+                    telemetry::pushed("sent");
+                    pushed.push(PushedDevice {
+                        user_id: device.user_id.clone(),
+                        device_id: device.device_id.clone(),
+                    });
+                }
                 Err(PushError::EndpointGone) => {
+                    telemetry::pushed("gone");
                     debug!(user.id = %device.user_id, device.id = %device.device_id, "push endpoint gone, removing device");
                     self.store
                         .delete_device(&device.user_id, &device.device_id)
                         .await?;
                 }
-                Err(e) => warn!(error = %e, user.id = %device.user_id, "push failed"),
+                Err(e) => {
+                    telemetry::pushed("failed");
+                    warn!(error = %e, user.id = %device.user_id, "push failed");
+                }
             }
         }
         pushed.sort();

@@ -90,6 +90,19 @@ impl Chat {
         origin_connection: Option<&str>,
         req: AppendRequest,
     ) -> ChatResult<Ack> {
+        let started = std::time::Instant::now();
+        let kind = req.entry.kind();
+        let answer = self.append_checked(caller, origin_connection, req).await;
+        crate::telemetry::append_took(kind, started.elapsed());
+        answer
+    }
+
+    async fn append_checked(
+        &self,
+        caller: &UserId,
+        origin_connection: Option<&str>,
+        req: AppendRequest,
+    ) -> ChatResult<Ack> {
         let cmid = req.client_message_id.as_str();
         let conv = match self.check_append(caller, &req).await {
             Ok(Checked::New(conv)) => conv,
