@@ -10,9 +10,11 @@
 //! - [`procstat`]: server CPU and memory from `/proc`.
 //! - [`coldstart`]: the Lambda cold-start proxy (a local Runtime API).
 //! - [`cost`]: dollars per million messages from the measured AWS request counts.
+//! - [`deployed`]: ack and delivery latency of a deployed stack at a fixed low rate.
 
 pub mod coldstart;
 pub mod cost;
+pub mod deployed;
 pub mod limit;
 pub mod load;
 pub mod procstat;

@@ -101,6 +101,26 @@ enum Command {
         #[arg(long)]
         dynamodb_endpoint: Option<String>,
     },
+    /// Ack and delivery latency of a deployed stack (an emulator's or AWS) at a fixed low
+    /// rate; `localstack/up.sh` writes the URLs and secret to target/emulators/stack.env.
+    Deployed {
+        /// The WebSocket stage URL (`ws://` or `wss://`, no query).
+        #[arg(long, env = "CHAT_E2E_WS_URL")]
+        ws_url: String,
+        /// The HTTP API's base URL.
+        #[arg(long, env = "CHAT_E2E_HTTP_URL")]
+        http_url: String,
+        /// The deployment's token secret.
+        #[arg(long, env = "CHAT_E2E_JWT_SECRET", hide_env_values = true)]
+        secret: String,
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        /// Messages per second, over all pairs.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
     /// Dollars per million messages from the counts of `cargo test -p chat-aws --test cost`.
     Cost {
         /// The counts the AWS test wrote (default: <target>/bench/cost-counts.json).
@@ -515,6 +535,27 @@ async fn main() -> anyhow::Result<()> {
             ramp,
         } => group(&out, members, p99_ms, entry, &ramp).await?,
         Command::Idle { connections } => idle(&out, connections).await?,
+        Command::Deployed {
+            ws_url,
+            http_url,
+            secret,
+            pairs,
+            rate,
+            seconds,
+        } => {
+            let plan = chat_bench::deployed::Plan {
+                pairs,
+                rate,
+                seconds,
+            };
+            let deployment = chat_bench::deployed::Deployment {
+                ws_url,
+                http_url,
+                secret,
+            };
+            let measured = chat_bench::deployed::run(&deployment, plan).await?;
+            println!("{}", chat_bench::deployed::table(plan, &measured));
+        }
         Command::Sync { runs } => sync(&out, runs).await?,
         Command::Storm { clients, messages } => storm(&out, clients, messages).await?,
         Command::History { runs } => history(&out, runs).await?,
