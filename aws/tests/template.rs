@@ -796,10 +796,16 @@ fn the_attachment_bucket_is_private_encrypted_tls_only_and_expires_what_nothing_
 fn each_function_gets_only_the_s3_actions_it_uses_on_attachment_objects_only() {
     let t = template();
     let expected: &[(&str, &[&str])] = &[
-        // Presigns uploads and downloads (the URLs carry its permissions); sends.
+        // Presigns uploads and downloads (the URLs carry its permissions); sends;
+        // deletes a replaced avatar.
         (
             "HttpFunction",
-            &["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"],
+            &[
+                "s3:DeleteObject",
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:PutObjectTagging",
+            ],
         ),
         // HeadObject before a send; tags the attachment `message`.
         ("SendFunction", &["s3:GetObject", "s3:PutObjectTagging"]),
@@ -807,6 +813,7 @@ fn each_function_gets_only_the_s3_actions_it_uses_on_attachment_objects_only() {
         ("FanoutFunction", &["s3:DeleteObject"]),
         ("ReplayFunction", &["s3:DeleteObject"]),
     ];
+    let mut listers = Vec::new();
     for (id, function) in functions(&t) {
         let mut granted: Vec<String> = Vec::new();
         for s in statements(&function) {
@@ -815,6 +822,21 @@ fn each_function_gets_only_the_s3_actions_it_uses_on_attachment_objects_only() {
                 .filter(|a| a.starts_with("s3:"))
                 .collect();
             if s3.is_empty() {
+                continue;
+            }
+            if s3 == ["s3:ListBucket"] {
+                // HeadObject of a missing key is a 404 only to a caller who may list;
+                // listing of attachment keys only.
+                assert_eq!(
+                    intrinsic(&s["Resource"]),
+                    ("GetAtt".to_owned(), "AttachmentBucket.Arn".to_owned()),
+                    "{id}"
+                );
+                assert_eq!(
+                    s["Condition"]["StringLike"]["s3:prefix"], "attachments/*",
+                    "{id}"
+                );
+                listers.push(id.clone());
                 continue;
             }
             assert_eq!(
@@ -834,4 +856,7 @@ fn each_function_gets_only_the_s3_actions_it_uses_on_attachment_objects_only() {
             .map_or(&[][..], |(_, a)| a);
         assert_eq!(granted, want, "{id}");
     }
+    // The functions that ask whether an upload is complete (HeadObject).
+    listers.sort();
+    assert_eq!(listers, ["HttpFunction", "SendFunction"]);
 }

@@ -373,7 +373,14 @@ impl Chat {
                 .forget_attachments(ids)
                 .await
                 .map_err(ChatError::from),
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                // Left to expire as unused (S3's lifecycle rule reads the tag; locally
+                // the released record is swept).
+                for id in ids {
+                    let _ = ports.blobs.mark(id, BlobUse::Unused).await;
+                }
+                Err(e.into())
+            }
         };
         if let Err(e) = deleted {
             warn!(error = %e, "could not delete released attachments; they expire unused");

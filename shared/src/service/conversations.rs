@@ -504,10 +504,12 @@ impl Chat {
         if name.is_none() && avatar.is_none() {
             return self.get_conversation(caller, id).await;
         }
+        // Counted first: a change refused by the rate limit must not tag an avatar's
+        // bytes (S3) for a use that never comes.
+        self.count_change(caller).await?;
         if let Some(Some(a)) = &avatar {
             self.check_avatar(caller, id, a).await?;
         }
-        self.count_change(caller).await?;
         let by = self.change_by(caller);
         let change = DetailsChange { name, avatar };
         match self.store.set_details(id, &change, &by).await? {
