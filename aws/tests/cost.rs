@@ -88,6 +88,12 @@ impl Meter {
     }
 }
 
+/// The name of the SDK operation a request is (`GetItem`, `HeadObject`, ...).
+fn operation(cfg: &ConfigBag) -> String {
+    cfg.load::<Metadata>()
+        .map_or("?".to_owned(), |m| m.name().to_owned())
+}
+
 fn is_read(op: &str) -> bool {
     matches!(
         op,
@@ -139,9 +145,7 @@ impl Intercept for Meter {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = cfg
-            .load::<Metadata>()
-            .map_or("?".to_owned(), |m| m.name().to_owned());
+        let op = operation(cfg);
         let units = context
             .response()
             .body()
@@ -187,10 +191,7 @@ impl Intercept for S3Meter {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = cfg
-            .load::<Metadata>()
-            .map_or("?".to_owned(), |m| m.name().to_owned());
-        *self.0.lock().unwrap().entry(op).or_default() += 1;
+        *self.0.lock().unwrap().entry(operation(cfg)).or_default() += 1;
         Ok(())
     }
 }

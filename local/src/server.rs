@@ -532,6 +532,12 @@ const PROXY_HEADERS: &[&str] = &[
     "via",
 ];
 
+/// Whether a request comes from this host and no proxy forwarded it (see
+/// [`PROXY_HEADERS`]): behind a proxy on this host every request comes from loopback.
+fn from_loopback(peer: SocketAddr, headers: &http::HeaderMap) -> bool {
+    peer.ip().is_loopback() && !PROXY_HEADERS.iter().any(|name| headers.contains_key(*name))
+}
+
 /// `GET /dev/push-outbox`: the pushes that would have gone to APNs/FCM (loopback only).
 /// A request a proxy forwarded (see [`PROXY_HEADERS`]) is not loopback's, even from a
 /// proxy on this host.
@@ -541,8 +547,7 @@ async fn push_outbox(
     method: http::Method,
     headers: http::HeaderMap,
 ) -> Response {
-    let forwarded = PROXY_HEADERS.iter().any(|name| headers.contains_key(*name));
-    if !app.dev_endpoints || !peer.ip().is_loopback() || forwarded || method != http::Method::GET {
+    if !app.dev_endpoints || !from_loopback(peer, &headers) || method != http::Method::GET {
         return error_response(&ChatError::NotFound("no such route"));
     }
     match app.store.pushes().await {
@@ -580,8 +585,7 @@ async fn metrics(
     method: http::Method,
     headers: http::HeaderMap,
 ) -> Response {
-    let forwarded = PROXY_HEADERS.iter().any(|name| headers.contains_key(*name));
-    let allowed = app.metrics_public || (peer.ip().is_loopback() && !forwarded);
+    let allowed = app.metrics_public || from_loopback(peer, &headers);
     if !allowed || method != http::Method::GET {
         return error_response(&ChatError::NotFound("no such route"));
     }
