@@ -59,6 +59,50 @@ fn used_ids(entry: &Entry) -> impl Iterator<Item = &AttachmentId> {
     content.into_iter().flat_map(|c| c.attachment_ids())
 }
 
+/// Attachments claimed and not yet visible to the other claimer: by the sequencer, from
+/// its check until the entry is published in flight; by an avatar change, from its write
+/// until its commit. A message and an avatar race for an attachment only here: each
+/// claims under this lock and refuses one the other holds, and what either did before
+/// is in the database or in flight, which both check.
+#[derive(Default)]
+pub(crate) struct Claiming(std::sync::Mutex<foldhash::HashSet<String>>);
+
+impl Claiming {
+    /// Takes `ids` unless one is held already.
+    pub(crate) fn take(&self, ids: &[&AttachmentId]) -> bool {
+        let mut held = self.0.lock().expect("claiming");
+        if ids.iter().any(|id| held.contains(id.as_str())) {
+            return false;
+        }
+        held.extend(ids.iter().map(|id| id.as_str().to_owned()));
+        true
+    }
+
+    pub(crate) fn release<'a>(&self, ids: impl IntoIterator<Item = &'a AttachmentId>) {
+        let mut held = self.0.lock().expect("claiming");
+        for id in ids {
+            held.remove(id.as_str());
+        }
+    }
+}
+
+/// The attachments the entries of a batch claimed.
+pub(crate) fn claimed(entries: &[crate::in_flight::Sequenced]) -> Vec<AttachmentId> {
+    entries
+        .iter()
+        .flat_map(|s| used_ids(&s.record.entry))
+        .cloned()
+        .collect()
+}
+
+/// Whether a message in flight in `conversation` uses `id`.
+pub(crate) fn used_in_flight(in_flight: &InFlight, conversation: &str, id: &AttachmentId) -> bool {
+    in_flight
+        .entries(conversation)
+        .iter()
+        .any(|m| used_ids(&m.entry).any(|u| u == id))
+}
+
 /// Whether `sender` may use these attachments in a message of `conversation` now: each
 /// is theirs, of this conversation, and used by nothing: not in the database, not by an
 /// entry in flight, not by one earlier in the batch (`fresh`). The entries in flight are

@@ -363,9 +363,11 @@ impl ConversationStore for SqliteStore {
         let (conversation, change, id) =
             (conversation.clone(), change.clone(), conversation.clone());
         let by = by.clone();
+        let (in_flight, claiming) = (self.inner.in_flight.clone(), self.inner.claiming.clone());
+        let taken = change.avatar.clone().flatten();
         // After the messages acked before it: an attachment a message claimed is in the
         // database, so it cannot also become the avatar.
-        let (outcome, owed) = self
+        let written = self
             .write_noting_after(
                 move |tx| {
                     let Some(mut conv) = conversation_tx(tx, conversation.as_str())? else {
@@ -383,8 +385,12 @@ impl ConversationStore for SqliteStore {
                     let cid = conversation.as_str();
                     let mut released = None;
                     if let Some(avatar) = avatar {
+                        // Neither a message's in flight or being sequenced (`Claiming`,
+                        // held until this commits) nor in the database.
                         if let Some(new) = &avatar
-                            && !attachments::claim_avatar(tx, cid, by.actor.as_str(), new)?
+                            && (attachments::used_in_flight(&in_flight, cid, new)
+                                || !claiming.take(&[new])
+                                || !attachments::claim_avatar(tx, cid, by.actor.as_str(), new)?)
                         {
                             return Ok((DetailsOutcome::Refused, Vec::new()));
                         }
@@ -421,8 +427,12 @@ impl ConversationStore for SqliteStore {
                 move |cache, _| cache.forget_conversation(id.as_str()),
                 true,
             )
-            .await
-            .map_err(err("change details"))?;
+            .await;
+        // Committed (or not): the database has it from now on.
+        if let Some(new) = &taken {
+            self.inner.claiming.release([new]);
+        }
+        let (outcome, owed) = written.map_err(err("change details"))?;
         self.pay(owed).await?;
         match outcome {
             // As every read sees it now: with its entry, and any in flight.

@@ -77,6 +77,9 @@ pub(crate) struct Sequencer {
     pub acked: Arc<Acked>,
     /// The states of the messages entries named lately.
     pub targets: targets::Kept,
+    /// Attachments claimed by entries not yet published in flight (and by avatar
+    /// changes not yet committed).
+    pub claiming: Arc<attachments::Claiming>,
 }
 
 /// The read transaction a batch's idempotency lookups share, begun by the first one.
@@ -261,8 +264,9 @@ impl Sequencer {
                 };
             }
             self.next_id = first_id;
-            // The kept targets followed the refused entries.
+            // The kept targets followed the refused entries, which claimed attachments.
             self.targets.clear();
+            self.claiming.release(&attachments::claimed(&fresh));
             for (reply, step) in replies.into_iter().zip(steps) {
                 let answer = match step {
                     Step::New(_) => Err(failure(
@@ -276,6 +280,11 @@ impl Sequencer {
             return;
         }
         self.in_flight.publish(&fresh);
+        // In flight now: their claims are seen there.
+        let claimed = attachments::claimed(&fresh);
+        if !claimed.is_empty() {
+            self.claiming.release(&claimed);
+        }
         let heads: Vec<Head> = fresh.iter().map(|s| s.head).collect();
         // For the feed, then for the answers (each a copy of its shared record).
         let stored: Vec<FeedItem> = fresh
@@ -397,7 +406,9 @@ impl Sequencer {
                 .iter()
                 .filter(|s| s.record.conversation_id.as_str() == cid)
                 .map(|s| Arc::clone(&s.record));
-            if !attachments::claimable(&self.reader, &self.in_flight, batch, cid, sender, &ids)? {
+            if !attachments::claimable(&self.reader, &self.in_flight, batch, cid, sender, &ids)?
+                || !self.claiming.take(&ids)
+            {
                 return Ok(Step::Answer(Box::new(Ok(AppendOutcome::Refused(
                     Refusal::Invalid(
                         "the attachment is not one of yours in this conversation, or is used",

@@ -14,6 +14,7 @@ use chat_shared::ids::ConversationId;
 use chat_shared::ports::StoreResult;
 
 use crate::apply::{Outbox, apply_messages};
+use crate::attachments::Claiming;
 use crate::cache::{Cache, Roster};
 use crate::checkpoint::{CheckpointFlags, checkpoint_loop};
 use crate::errors::err;
@@ -43,6 +44,7 @@ pub(crate) struct Inner {
     pub(crate) feed: FeedSlot,
     pub(crate) cache: Arc<Cache>,
     pub(crate) in_flight: Arc<InFlight>,
+    pub(crate) claiming: Arc<Claiming>,
 }
 
 /// The SQLite store. Clones share the same database.
@@ -157,6 +159,7 @@ impl SqliteStore {
         let scanner = open_connection(&path, durability).map_err(err("open database"))?;
         let seen =
             SeenKeys::start(scanner).map_err(|e| StoreError::new("start the writer threads", e))?;
+        let claiming = Arc::new(Claiming::default());
         let sequencer = Sequencer {
             reader: sequencer_reader,
             seen,
@@ -169,6 +172,7 @@ impl SqliteStore {
             writer: writes.clone(),
             acked,
             targets: Default::default(),
+            claiming: claiming.clone(),
         };
         let inner = Arc::new(Inner {
             path,
@@ -179,6 +183,7 @@ impl SqliteStore {
             feed,
             cache,
             in_flight,
+            claiming,
         });
         let spawned = std::thread::Builder::new()
             .name("sqlite-writer".into())

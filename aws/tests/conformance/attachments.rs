@@ -331,3 +331,38 @@ pub async fn an_avatar_is_claimed_replaced_and_released_with_its_entry(store: S,
         "one entry per change"
     );
 }
+
+pub async fn a_message_and_an_avatar_racing_for_one_attachment_never_both_win(store: S, a: A) {
+    let conv = group(&store, &["alice", "bob"], 1).await;
+    for round in 0..20 {
+        // GIVEN a fresh image of alice's
+        let image = created(&a, &conv, "alice").await;
+        // WHEN she sends it and makes it the avatar at the same moment
+        let cmid = format!("race-{round}");
+        let send = with_attachment(&conv, "alice", &cmid, &image, None);
+        let details = avatar(Some(&image));
+        let at = by("alice", 100 + round);
+        let (sent, set_as_avatar) = tokio::join!(
+            store.append_message(&send),
+            store.set_details(&conv, &details, &at)
+        );
+        // THEN exactly one of them has it
+        let sent = matches!(sent.unwrap(), AppendOutcome::Stored(_));
+        let avatar = matches!(
+            set_as_avatar.unwrap(),
+            DetailsOutcome::Set { ref conversation, .. }
+                if conversation.avatar.as_ref() == Some(&image.id)
+        );
+        assert!(
+            sent != avatar,
+            "round {round}: message {sent}, avatar {avatar}"
+        );
+        let used = one(&a, &image.id).await.unwrap().used_by;
+        let expected = if sent {
+            matches!(used, Some(AttachmentUse::Message(_)))
+        } else {
+            used == Some(AttachmentUse::Avatar)
+        };
+        assert!(expected, "round {round}: {used:?}");
+    }
+}

@@ -181,4 +181,5 @@ conformance!(
     a_deleted_message_still_names_its_attachments_until_they_are_forgotten,
     nothing_in_use_or_fresh_is_ever_doomed,
     an_avatar_is_claimed_replaced_and_released_with_its_entry,
+    a_message_and_an_avatar_racing_for_one_attachment_never_both_win,
 );
