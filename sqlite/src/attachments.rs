@@ -277,6 +277,8 @@ impl AttachmentStore for SqliteStore {
         .map_err(err("find expired attachments"))
     }
 
+    /// The records go like a deleted message's text: overwritten (`secure_delete`), and
+    /// the WAL that held them truncated by the checkpointer.
     async fn forget_attachments(&self, ids: &[AttachmentId]) -> StoreResult<()> {
         let ids = strings(ids);
         self.write(move |tx| {
@@ -287,6 +289,11 @@ impl AttachmentStore for SqliteStore {
             Ok(())
         })
         .await
-        .map_err(err("forget attachments"))
+        .map_err(err("forget attachments"))?;
+        self.inner
+            .checkpoints
+            .erase
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) cache: Arc<Cache>,
     pub(crate) in_flight: Arc<InFlight>,
     pub(crate) claiming: Arc<Claiming>,
+    /// What the checkpointer owes: a write that erases asks for a WAL truncation here.
+    pub(crate) checkpoints: Arc<CheckpointFlags>,
 }
 
 /// The SQLite store. Clones share the same database.
@@ -184,6 +186,7 @@ impl SqliteStore {
             cache,
             in_flight,
             claiming,
+            checkpoints: checkpoints.clone(),
         });
         let spawned = std::thread::Builder::new()
             .name("sqlite-writer".into())

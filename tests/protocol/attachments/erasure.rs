@@ -35,13 +35,14 @@ async fn deleting_an_attachment_message_erases_its_bytes() {
     // GIVEN alice's attachment of unique bytes, sent with a caption and downloaded by bob
     let mut p = pair().await;
     let bytes = marker("ERASE-ME-attachment");
+    let name = format!("{}.pdf", unique("secret-name"));
     let a = uploaded(
         &p.server,
         "alice",
         &p.id,
         "application/pdf",
         &bytes,
-        Some("secret.pdf"),
+        Some(&name),
     )
     .await;
     let mut content = attachment_content(&a);
@@ -62,6 +63,12 @@ async fn deleting_an_attachment_message_erases_its_bytes() {
 
     // THEN soon the old URL answers 404, nobody gets a new one, and no file holds the bytes
     eventually(ERASE_WITHIN, || not_erased(&p.server, &a, &bytes, &url)).await;
+    // AND its record too: no file holds its file name (the WAL included)
+    eventually(ERASE_WITHIN, || async {
+        let holding = files_holding(data_dir(&p.server), name.as_bytes());
+        (!holding.is_empty()).then(|| format!("the file name is still in {holding:?}"))
+    })
+    .await;
     // AND the message is a tombstone
     let history = all_messages(&p.server.http("bob"), &p.id).await;
     assert_subset(
