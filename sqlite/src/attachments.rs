@@ -260,6 +260,11 @@ impl AttachmentStore for SqliteStore {
         expired_before: Millis,
         limit: u32,
     ) -> StoreResult<Vec<AttachmentId>> {
+        // Every message acked so far first: one that claimed an old attachment is in the
+        // database before the sweep reads it as unused, however late the writer is.
+        self.settle_for(None)
+            .await
+            .map_err(err("find expired attachments"))?;
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id FROM attachments
