@@ -22,8 +22,7 @@ use chat_aws::lambda::{
 };
 use chat_shared::Chat;
 use chat_shared::ids::{ConversationId, DeviceId};
-use chat_shared::ports::{ConversationKind, Platform};
-use chat_shared::service::CreateConversation;
+use chat_shared::ports::Platform;
 use common::*;
 use serde_json::{Value, json};
 
@@ -128,18 +127,7 @@ async fn scene(tag: &str, n: u64) -> Scene {
             .build(),
     );
     let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), tag).await;
-    let (group, _) = chat
-        .create_conversation(
-            &user("alice"),
-            CreateConversation {
-                kind: ConversationKind::Group,
-                name: Some("Team".into()),
-                members: vec![user("bob"), user("carol")],
-            },
-        )
-        .await
-        .unwrap();
-    let conversation = group.conversation_id;
+    let conversation = team(&chat, "alice", &["bob", "carol"]).await;
     chat.connect("alice-1", &user("alice"), None, i64::MAX)
         .await
         .unwrap();

@@ -24,18 +24,7 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
     let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "st").await;
     // The store the service runs on, read directly to check what it keeps.
     let store = DynamoStore::new(dynamodb.clone(), names.clone());
-    let (group, _) = chat
-        .create_conversation(
-            &user("alice"),
-            CreateConversation {
-                kind: ConversationKind::Group,
-                name: Some("Team".into()),
-                members: vec![user("bob"), user("carol"), user("dave")],
-            },
-        )
-        .await
-        .unwrap();
-    let id = group.conversation_id;
+    let id = team(&chat, "alice", &["bob", "carol", "dave"]).await;
     chat.connect("alice-1", &user("alice"), None, i64::MAX)
         .await
         .unwrap();
@@ -127,16 +116,7 @@ async fn records_out_of_order_are_each_fanned_out_and_pushed_once() {
     chat.connect("bob-1", &user("bob"), None, i64::MAX)
         .await
         .unwrap();
-    let device = chat
-        .register_device(
-            &user("bob"),
-            DeviceId::parse("phone").unwrap(),
-            Platform::Fcm,
-            format!("bob-oo-token-{}", std::process::id()),
-        )
-        .await
-        .unwrap();
-    let endpoint = device.endpoint.expect("SNS endpoint");
+    let endpoint = fcm_phone(&chat, "bob", "oo").await;
     alice_sends(&chat, &id, "oo", 1..=4, None).await;
     let mut batch = read_stream(&dynamodb, &names.messages).await;
     assert_eq!(batch.records.len(), 4);
@@ -200,31 +180,11 @@ async fn entries_fan_out_with_their_kind_and_target_changes_do_not() {
     // GIVEN alice and bob (online on bob-1) and carol (offline with a phone)
     let dynamodb = dynamodb_client();
     let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "en").await;
-    let (group, _) = chat
-        .create_conversation(
-            &user("alice"),
-            CreateConversation {
-                kind: ConversationKind::Group,
-                name: Some("Team".into()),
-                members: vec![user("bob"), user("carol")],
-            },
-        )
-        .await
-        .unwrap();
-    let id = group.conversation_id;
+    let id = team(&chat, "alice", &["bob", "carol"]).await;
     chat.connect("bob-1", &user("bob"), None, i64::MAX)
         .await
         .unwrap();
-    let device = chat
-        .register_device(
-            &user("carol"),
-            DeviceId::parse("phone").unwrap(),
-            Platform::Fcm,
-            format!("carol-en-token-{}", std::process::id()),
-        )
-        .await
-        .unwrap();
-    let endpoint = device.endpoint.expect("SNS endpoint");
+    let endpoint = fcm_phone(&chat, "carol", "en").await;
     // WHEN alice sends and edits a message, bob reacts to it, alice deletes it
     alice_sends(&chat, &id, "en", 1..=1, None).await;
     let append = |who: &'static str, cmid: &'static str, entry: Entry| {
@@ -290,31 +250,11 @@ async fn system_entries_fan_out_to_the_members_and_are_never_pushed() {
     // GIVEN alice (admin), bob and dave (offline with a phone); carol online on carol-1
     let dynamodb = dynamodb_client();
     let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "sy").await;
-    let (group, _) = chat
-        .create_conversation(
-            &user("alice"),
-            CreateConversation {
-                kind: ConversationKind::Group,
-                name: Some("Team".into()),
-                members: vec![user("bob"), user("dave")],
-            },
-        )
-        .await
-        .unwrap();
-    let id = group.conversation_id;
+    let id = team(&chat, "alice", &["bob", "dave"]).await;
     chat.connect("carol-1", &user("carol"), None, i64::MAX)
         .await
         .unwrap();
-    let device = chat
-        .register_device(
-            &user("dave"),
-            DeviceId::parse("phone").unwrap(),
-            Platform::Fcm,
-            format!("dave-sy-token-{}", std::process::id()),
-        )
-        .await
-        .unwrap();
-    let endpoint = device.endpoint.expect("SNS endpoint");
+    let endpoint = fcm_phone(&chat, "dave", "sy").await;
     // WHEN alice adds carol, removes bob and leaves (dave, there from the start, is
     // promoted)
     chat.add_members(&user("alice"), &id, &[user("carol")])

@@ -351,3 +351,34 @@ pub async fn every_string(client: &aws_sdk_dynamodb::Client, names: &TableNames)
     }
     out
 }
+
+/// A group named "Team" that `creator` makes with `members`.
+pub async fn team(chat: &Chat, creator: &str, members: &[&str]) -> ConversationId {
+    let (group, _) = chat
+        .create_conversation(
+            &user(creator),
+            chat_shared::service::CreateConversation {
+                kind: chat_shared::ports::ConversationKind::Group,
+                name: Some("Team".into()),
+                members: members.iter().map(|m| user(m)).collect(),
+            },
+        )
+        .await
+        .unwrap();
+    group.conversation_id
+}
+
+/// Registers `owner`'s FCM device `phone` with a token of `tag` unique to this run, and
+/// answers its SNS endpoint.
+pub async fn fcm_phone(chat: &Chat, owner: &str, tag: &str) -> String {
+    let device = chat
+        .register_device(
+            &user(owner),
+            chat_shared::ids::DeviceId::parse("phone").unwrap(),
+            chat_shared::ports::Platform::Fcm,
+            format!("{owner}-{tag}-token-{}", std::process::id()),
+        )
+        .await
+        .unwrap();
+    device.endpoint.expect("SNS endpoint")
+}
