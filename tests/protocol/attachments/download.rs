@@ -302,15 +302,7 @@ async fn raster_images_video_mp4_and_audio_are_served_inline_with_their_type() {
     ];
     for (n, mime) in types.into_iter().enumerate() {
         let bytes = marker(mime);
-        let a = uploaded(&p.server, "alice", &p.id, mime, &bytes, None).await;
-        expect_ack(
-            &mut p.alice,
-            send_content(&p.id, &format!("cm-{n}"), attachment_content(&a)),
-        )
-        .await;
-
-        // WHEN bob downloads it
-        let fetched = fetch(&download_url(&p.server, "bob", &a).await).await;
+        let fetched = sent_and_fetched(&mut p, &format!("cm-{n}"), mime, &bytes).await;
 
         // THEN it is served with its type, inline, safely
         assert_eq!(fetched.status, 200, "{mime}: {fetched:?}");
@@ -347,15 +339,7 @@ async fn other_types_are_served_as_octet_stream_attachments() {
     ];
     for (n, mime) in types.into_iter().enumerate() {
         let bytes = format!("<html><script>alert({n})</script></html>").into_bytes();
-        let a = uploaded(&p.server, "alice", &p.id, mime, &bytes, None).await;
-        expect_ack(
-            &mut p.alice,
-            send_content(&p.id, &format!("cm-{n}"), attachment_content(&a)),
-        )
-        .await;
-
-        // WHEN bob downloads it
-        let fetched = fetch(&download_url(&p.server, "bob", &a).await).await;
+        let fetched = sent_and_fetched(&mut p, &format!("cm-{n}"), mime, &bytes).await;
 
         // THEN it is served as application/octet-stream, as an attachment, safely
         assert_eq!(fetched.status, 200, "{mime}: {fetched:?}");
@@ -510,4 +494,17 @@ async fn a_download_url_with_another_id_or_a_path_does_not_serve_any_file() {
             "GET {forged} served the database"
         );
     }
+}
+
+/// Alice uploads `bytes` as `mime` and sends them (client id `cmid`); what bob then gets
+/// at its download URL.
+async fn sent_and_fetched(p: &mut Pair, cmid: &str, mime: &str, bytes: &[u8]) -> Raw {
+    let a = uploaded(&p.server, "alice", &p.id, mime, bytes, None).await;
+    expect_ack(
+        &mut p.alice,
+        send_content(&p.id, cmid, attachment_content(&a)),
+    )
+    .await;
+    // WHEN bob downloads it
+    fetch(&download_url(&p.server, "bob", &a).await).await
 }
