@@ -40,8 +40,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, TransactWr
 use chat_shared::StoreError;
 use chat_shared::ids::{AttachmentId, ConversationId, Millis, Seq, UserId};
 use chat_shared::ports::{
-    AddMembersOutcome, Change, ConversationStore, DetailsChange, DetailsOutcome, RemovedMember,
-    Role, RoleOutcome, StoreResult,
+    AddMembersOutcome, Change, ConversationStore, DetailsChange, DetailsOutcome, NewMessage,
+    RemovedMember, Role, RoleOutcome, StoreResult,
 };
 use chat_shared::protocol::{SystemChange, SystemEvent};
 
@@ -137,6 +137,21 @@ struct Step<'a> {
     /// A details change: the group's new name, its new avatar (`Some(None)`: none).
     name: Option<&'a str>,
     avatar: Option<Option<&'a AttachmentId>>,
+}
+
+impl Step<'_> {
+    /// A step to `last_seq` at `at` that changes nothing else.
+    fn to(last_seq: Seq, at: Millis) -> Self {
+        Self {
+            last_seq,
+            at,
+            members: 0,
+            max: None,
+            pending: None,
+            name: None,
+            avatar: None,
+        }
+    }
 }
 
 /// Whether a cancelled transaction lost to a racing writer (a condition on what was
@@ -241,6 +256,21 @@ impl DynamoStore {
             .expect("update has key and expression")
     }
 
+    /// The put of a `system` entry at `seq` (conditional on the seq being free).
+    fn entry_put(
+        &self,
+        entry: &NewMessage,
+        seq: Seq,
+        at: Millis,
+        message_count: u64,
+    ) -> TransactWriteItem {
+        put(
+            &self.tables.messages,
+            message_item(entry, seq, at, message_count),
+            Some("attribute_not_exists(conversationId)"),
+        )
+    }
+
     pub(super) async fn add_with_entry(
         &self,
         conversation: &ConversationId,
@@ -289,21 +319,14 @@ impl DynamoStore {
                 ..all.clone()
             };
             let step = Step {
-                last_seq: seq,
-                at,
                 members: fresh.len() as i64,
                 max: Some(max),
                 pending: (!rest.users.is_empty()).then_some(&rest),
-                name: None,
-                avatar: None,
+                ..Step::to(seq, at)
             };
             let mut actions = vec![
                 update(self.counter_step(cid, &counter, step)),
-                put(
-                    &self.tables.messages,
-                    message_item(&entry, seq, at, counter.message_count),
-                    Some("attribute_not_exists(conversationId)"),
-                ),
+                self.entry_put(&entry, seq, at, counter.message_count),
             ];
             actions.extend(fresh[..first].iter().map(|u| {
                 put(
@@ -473,13 +496,8 @@ impl DynamoStore {
                     cid,
                     &counter,
                     Step {
-                        last_seq,
-                        at,
                         members: -1,
-                        max: None,
-                        pending: None,
-                        name: None,
-                        avatar: None,
+                        ..Step::to(last_seq, at)
                     },
                 )),
                 TransactWriteItem::builder()
@@ -494,11 +512,7 @@ impl DynamoStore {
                             .expect("delete has key"),
                     )
                     .build(),
-                put(
-                    &self.tables.messages,
-                    message_item(&entry, seq, at, counter.message_count),
-                    Some("attribute_not_exists(conversationId)"),
-                ),
+                self.entry_put(&entry, seq, at, counter.message_count),
             ];
             if let Some(next) = &promoted {
                 let change = SystemChange::promotion(next.clone());
@@ -514,15 +528,11 @@ impl DynamoStore {
                         .build()
                         .expect("update has key and expression"),
                 ));
-                actions.push(put(
-                    &self.tables.messages,
-                    message_item(
-                        &by.entry(conversation, change),
-                        seq + 1,
-                        at,
-                        counter.message_count,
-                    ),
-                    Some("attribute_not_exists(conversationId)"),
+                actions.push(self.entry_put(
+                    &by.entry(conversation, change),
+                    seq + 1,
+                    at,
+                    counter.message_count,
                 ));
             }
             if self.commit(actions, "remove member").await? {
@@ -572,15 +582,7 @@ impl DynamoStore {
                 ..by.by_actor(SystemEvent::RoleChanged, vec![user.clone()])
             };
             let entry = by.entry(conversation, change);
-            let step = Step {
-                last_seq: seq,
-                at,
-                members: 0,
-                max: None,
-                pending: None,
-                name: None,
-                avatar: None,
-            };
+            let step = Step::to(seq, at);
             let actions = vec![
                 update(self.counter_step(cid, &counter, step)),
                 update(
@@ -595,11 +597,7 @@ impl DynamoStore {
                         .build()
                         .expect("update has key and expression"),
                 ),
-                put(
-                    &self.tables.messages,
-                    message_item(&entry, seq, at, counter.message_count),
-                    Some("attribute_not_exists(conversationId)"),
-                ),
+                self.entry_put(&entry, seq, at, counter.message_count),
             ];
             if self.commit(actions, "set role").await? {
                 member.role = role;
@@ -650,21 +648,13 @@ impl DynamoStore {
                 },
             );
             let step = Step {
-                last_seq: seq,
-                at,
-                members: 0,
-                max: None,
-                pending: None,
                 name: name.map(String::as_str),
                 avatar: avatar.map(Option::as_ref),
+                ..Step::to(seq, at)
             };
             let mut actions = vec![
                 update(self.counter_step(cid, &counter, step)),
-                put(
-                    &self.tables.messages,
-                    message_item(&entry, seq, at, counter.message_count),
-                    Some("attribute_not_exists(conversationId)"),
-                ),
+                self.entry_put(&entry, seq, at, counter.message_count),
             ];
             // From index 2: the new avatar's claim, the old one's release.
             let claims = matches!(avatar, Some(Some(_)));
