@@ -212,6 +212,13 @@ async fn signed_attachment(
     }
 }
 
+/// `500` for a file operation that failed (logged with `what`).
+fn file_failed(what: &'static str, e: io::Error) -> Response {
+    internal(&ChatError::Store(chat_shared::error::StoreError::new(
+        what, e,
+    )))
+}
+
 fn internal(e: &ChatError) -> Response {
     warn!(error = %e, "attachment route failed");
     refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -276,17 +283,13 @@ pub async fn upload(
         Ok(()) => match std::fs::hard_link(&part, &path) {
             Ok(()) => match sync_dir(&blobs.dir) {
                 Ok(()) => StatusCode::OK.into_response(),
-                Err(e) => internal(&ChatError::Store(chat_shared::error::StoreError::new(
-                    "sync", e,
-                ))),
+                Err(e) => file_failed("sync", e),
             },
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => refuse(
                 StatusCode::PRECONDITION_FAILED,
                 "the attachment is uploaded already",
             ),
-            Err(e) => internal(&ChatError::Store(chat_shared::error::StoreError::new(
-                "link", e,
-            ))),
+            Err(e) => file_failed("link", e),
         },
         Err(r) => r,
     };
@@ -301,12 +304,7 @@ pub async fn upload(
 /// Streams `body` into a new file at `part` (0600), refusing it as soon as it passes
 /// `size` bytes, or when it ends short of them, or when no bytes come for `idle`.
 async fn receive(part: &Path, body: Body, size: u64, idle: Duration) -> Result<(), Response> {
-    let io_failed = |e: io::Error| {
-        internal(&ChatError::Store(chat_shared::error::StoreError::new(
-            "write an upload",
-            e,
-        )))
-    };
+    let io_failed = |e: io::Error| file_failed("write an upload", e);
     let mut options = tokio::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -363,17 +361,13 @@ pub async fn download(
             return refuse(StatusCode::NOT_FOUND, "no such attachment");
         }
         Err(e) => {
-            return internal(&ChatError::Store(chat_shared::error::StoreError::new(
-                "read", e,
-            )));
+            return file_failed("read", e);
         }
     };
     let length = match file.metadata().await {
         Ok(m) => m.len(),
         Err(e) => {
-            return internal(&ChatError::Store(chat_shared::error::StoreError::new(
-                "read", e,
-            )));
+            return file_failed("read", e);
         }
     };
     let (content_type, disposition) =
