@@ -77,6 +77,7 @@ async fn after_a_delete_no_object_or_item_holds_the_attachment() {
                 store: Arc::new(store),
                 blobs: Arc::new(S3Blobs::new(s3.clone(), &bucket)),
             }),
+            direct: None,
         },
         Limits::default(),
         TokenVerifier::new("aws-tests", None, None),

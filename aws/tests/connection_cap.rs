@@ -29,6 +29,7 @@ async fn a_connection_over_the_cap_closes_the_oldest_through_delete_connection()
             push: Arc::new(SnsPush::new(sns_client(), PlatformApplications::default())),
             clock: Arc::new(SystemClock),
             attachments: None,
+            direct: None,
         },
         Limits {
             max_connections_per_user: 2,

@@ -221,7 +221,7 @@ async fn requests_per_operation() {
     let meter = Meter::default();
     let dynamodb =
         aws_sdk_dynamodb::Client::from_conf(dynamodb_config().interceptor(meter.clone()).build());
-    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "cost").await;
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "cost", Delivery::Direct).await;
     // The store the service runs on, to read the messages it stored (not measured).
     let store = DynamoStore::new(dynamodb, names);
     let (alice, bob) = (user("alice"), user("bob"));
@@ -284,14 +284,14 @@ async fn requests_per_operation() {
     chat.touch("alice-1", &alice).await.unwrap();
     let touch = measure("any client frame (liveness)");
 
-    let ack = chat
-        .append(&alice, Some("alice-1"), text(&direct, "d1"))
+    // Bob offline: the send finds nobody to post to and marks bob as owed the push,
+    // which the fan-out sends from the mark.
+    chat.append(&alice, Some("alice-1"), text(&direct, "d1"))
         .await
         .unwrap();
-    let send = measure("send (1:1 or group)");
-
+    let send_offline = measure("send 1:1, recipient offline");
     let message = store
-        .find_by_client_id(&direct, &alice, &ack.client_message_id)
+        .find_by_client_id(&direct, &alice, "d1")
         .await
         .unwrap()
         .unwrap();
@@ -299,10 +299,79 @@ async fn requests_per_operation() {
     chat.fan_out(&message).await.unwrap();
     let fan_out_offline = measure("fan-out 1:1, recipient offline with 1 phone (push)");
 
+    // Bob online: the send posts to him (direct delivery); the fan-out reads the mark.
     chat.connect("bob-1", &bob, None, i64::MAX).await.unwrap();
+    meter.take();
+    let frames_before = tap.posted.lock().unwrap().len();
+    chat.append(&alice, Some("alice-1"), text(&direct, "d2"))
+        .await
+        .unwrap();
+    let send = measure("send (1:1, recipient online; or group)");
+    let message = store
+        .find_by_client_id(&direct, &alice, "d2")
+        .await
+        .unwrap()
+        .unwrap();
     meter.take();
     chat.fan_out(&message).await.unwrap();
     let fan_out_online = measure("fan-out 1:1, recipient online");
+    // API Gateway messages of a 1:1 message: the send frame in, the ack (the route
+    // response) and one `message.new` to bob, posted by the send path and not again by
+    // the fan-out.
+    let posted: Vec<String> = tap.posted.lock().unwrap()[frames_before..]
+        .iter()
+        .map(|(connection, _)| connection.clone())
+        .collect();
+    assert_eq!(posted, vec!["bob-1".to_owned()], "one frame per message");
+
+    // The stream path, the backstop (and the path of conversations over the direct
+    // limit): a message the send path did not post (sent by a service without direct
+    // delivery), fanned out, which marks it posted.
+    let no_mark = Chat::new(
+        Ports {
+            store: Arc::new(store.clone()),
+            gateway: tap.clone(),
+            push: Arc::new(chat_aws::sns::SnsPush::new(
+                sns_client(),
+                Default::default(),
+            )),
+            clock: Arc::new(chat_shared::ports::SystemClock),
+            attachments: None,
+            direct: None,
+        },
+        Limits::default(),
+        chat_shared::auth::TokenVerifier::new("aws-tests", None, None),
+    );
+    let dave = user("dave");
+    let (slow, _) = no_mark
+        .create_conversation(
+            &alice,
+            CreateConversation {
+                kind: ConversationKind::Direct,
+                name: None,
+                members: vec![dave.clone()],
+            },
+        )
+        .await
+        .unwrap();
+    let slow = slow.conversation_id;
+    no_mark
+        .connect("dave-1", &dave, None, i64::MAX)
+        .await
+        .unwrap();
+    no_mark
+        .append(&alice, Some("alice-1"), text(&slow, "s1"))
+        .await
+        .unwrap();
+    let message = store
+        .find_by_client_id(&slow, &alice, "s1")
+        .await
+        .unwrap()
+        .unwrap();
+    meter.take();
+    chat.fan_out(&message).await.unwrap();
+    let fan_out_stream =
+        measure("fan-out 1:1 by the stream (not posted directly), recipient online");
 
     chat.append(&alice, Some("alice-1"), text(&group, "g1"))
         .await
@@ -385,8 +454,8 @@ async fn requests_per_operation() {
         .await
         .unwrap();
     let add_member = measure("add 1 member to the group of 100 (member_added entry)");
-    chat.remove_member(&alice, &group, &newcomer).await.unwrap();
-    let remove_member = measure("remove 1 member of the group of 101 (member_removed entry)");
+    // The fan-out has seen every entry before the one measured, as the stream's has:
+    // the mark stands right behind it.
     let newest = MessageQuery {
         after: None,
         before: None,
@@ -394,12 +463,18 @@ async fn requests_per_operation() {
         newest: true,
         min_timestamp: i64::MIN,
     };
+    let (added_entry, _) = store.messages(&group, &alice, newest).await.unwrap();
+    chat.fan_out(&added_entry[0]).await.unwrap();
+    meter.take();
+    chat.remove_member(&alice, &group, &newcomer).await.unwrap();
+    let remove_member = measure("remove 1 member of the group of 101 (member_removed entry)");
     let (removed_entry, _) = store.messages(&group, &alice, newest).await.unwrap();
     meter.take();
     chat.fan_out(&removed_entry[0]).await.unwrap();
     let fan_out_system = measure("fan-out of a system entry, group of 100, all online");
 
-    chat.receipts(&bob, Some("bob-1"), &direct, None, Some(1))
+    // Read up to the newest message (d2): its message count is on the counter.
+    chat.receipts(&bob, Some("bob-1"), &direct, None, Some(2))
         .await
         .unwrap();
     let receipt = measure("read receipt (1:1)");
@@ -447,6 +522,7 @@ async fn requests_per_operation() {
                 store: Arc::new(store.clone()),
                 blobs: Arc::new(chat_aws::s3::S3Blobs::new(s3, &bucket)),
             }),
+            direct: Some(Arc::new(store.clone())),
         },
         Limits::default(),
         chat_shared::auth::TokenVerifier::new("aws-tests", None, None),
@@ -527,15 +603,24 @@ async fn requests_per_operation() {
 
     // The request counts this design is built to: O(1) per send, O(members / 100) reads
     // per fan-out.
-    assert_eq!(send.total(), 4, "{send:?}");
-    assert_eq!(fan_out_online.total(), 3, "{fan_out_online:?}");
-    assert_eq!(fan_out_offline.total(), 8, "{fan_out_offline:?}");
-    assert_eq!(fan_out_group.total(), 3, "{fan_out_group:?}");
-    assert_eq!(group_send.total(), 4, "{group_send:?}");
-    assert_eq!(reaction.total(), 5, "{reaction:?}");
-    assert_eq!(fan_out_reaction.total(), 3, "{fan_out_reaction:?}");
-    assert_eq!(edit.total(), 5, "{edit:?}");
-    assert_eq!(delete.total(), 7, "{delete:?}");
+    // A send: its own 4 requests, then direct delivery's members, their connections
+    // and the mark (3). Its fan-out then reads the mark with the conversation and, with
+    // every recipient reached, nothing else; one that finds no mark reads what the
+    // send would have (members, connections) and writes the mark.
+    assert_eq!(send.total(), 7, "{send:?}");
+    assert_eq!(send_offline.total(), 7, "{send_offline:?}");
+    assert_eq!(fan_out_online.total(), 1, "{fan_out_online:?}");
+    assert_eq!(fan_out_stream.total(), 4, "{fan_out_stream:?}");
+    assert_eq!(fan_out_stream.write_units, 1.0, "{fan_out_stream:?}");
+    // Offline: the devices of the members the mark names, the push ledger (read, then
+    // written), the badge (memberships, their conversations).
+    assert_eq!(fan_out_offline.total(), 6, "{fan_out_offline:?}");
+    assert_eq!(fan_out_group.total(), 1, "{fan_out_group:?}");
+    assert_eq!(group_send.total(), 7, "{group_send:?}");
+    assert_eq!(reaction.total(), 8, "{reaction:?}");
+    assert_eq!(fan_out_reaction.total(), 1, "{fan_out_reaction:?}");
+    assert_eq!(edit.total(), 8, "{edit:?}");
+    assert_eq!(delete.total(), 10, "{delete:?}");
     assert_eq!(history_page.total(), 3, "{history_page:?}");
     // A reaction's fan-out costs what a message's does (and never pushes); its append
     // one request more (it reads its target), and 4 WRU more for its two reaction items
@@ -552,11 +637,9 @@ async fn requests_per_operation() {
         assert_eq!(change.requests["TransactWriteItems"], 1, "{change:?}");
         assert_eq!(change.write_units, 6.0, "{change:?}");
     }
-    assert_eq!(
-        fan_out_system.total(),
-        fan_out_group.total(),
-        "{fan_out_system:?}"
-    );
+    // System entries are appended outside the send path: the stream posts them (the
+    // members, their connections) and marks them.
+    assert_eq!(fan_out_system.total(), 4, "{fan_out_system:?}");
     assert_eq!(receipt.total(), 4, "{receipt:?}");
     assert_eq!(typing.total(), 4, "{typing:?}");
     assert_eq!(touch.total(), 1, "{touch:?}");
@@ -594,6 +677,8 @@ async fn requests_per_operation() {
         ("connect", &connect),
         ("touch", &touch),
         ("send", &send),
+        ("send_offline", &send_offline),
+        ("fan_out_stream", &fan_out_stream),
         ("create_attachment", &create_attachment),
         ("send_attachment", &attachment_send),
         ("download_url", &download_url),

@@ -88,6 +88,7 @@ fn tapped(deps: &Deps, store: &DynamoStore) -> (Chat, Arc<Tap<Stage>>) {
             push: Arc::new(SnsPush::new(sns_client(), PlatformApplications::default())),
             clock: Arc::new(SystemClock),
             attachments: None,
+            direct: None,
         },
         Limits::default(),
         TokenVerifier::new(SECRET, None, None),

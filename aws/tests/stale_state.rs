@@ -78,6 +78,7 @@ async fn stack(tag: &str, gateway: Arc<dyn ConnectionGateway>, fcm: Option<Strin
             )),
             clock: Arc::new(SystemClock),
             attachments: None,
+            direct: None,
         },
         Limits::default(),
         TokenVerifier::new("aws-tests", None, None),

@@ -7,14 +7,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_smithy_runtime_api::box_error::BoxError;
 use chat_aws::apigw::ApiGatewayGateway;
 use chat_aws::lambda::{
     BatchResponse, DeadLetter, StreamBatchInfo, StreamEvent, StreamRecord, handle_dead_letter,
@@ -23,87 +19,9 @@ use chat_aws::lambda::{
 use chat_shared::Chat;
 use chat_shared::ids::{ConversationId, DeviceId};
 use chat_shared::ports::Platform;
+use common::outage::Outage;
 use common::*;
 use serde_json::{Value, json};
-
-/// Makes DynamoDB unreachable for some requests: a request whose body holds every
-/// needle of the rule is sent to a closed port, so the SDK sees a refused connection
-/// (and retries it as it would any). A rule with a trigger only starts to match once a
-/// request holding the trigger has been sent.
-#[derive(Debug, Clone, Default)]
-struct Outage {
-    rule: Arc<Mutex<Option<Rule>>>,
-    refused: Arc<AtomicUsize>,
-}
-
-#[derive(Debug, Clone)]
-struct Rule {
-    needles: Vec<String>,
-    after: Option<String>,
-}
-
-impl Outage {
-    fn start(&self, needles: &[&str]) {
-        self.set(needles, None);
-    }
-
-    fn start_after(&self, trigger: &str, needles: &[&str]) {
-        self.set(needles, Some(trigger.to_owned()));
-    }
-
-    fn set(&self, needles: &[&str], after: Option<String>) {
-        *self.rule.lock().unwrap() = Some(Rule {
-            needles: needles.iter().map(|n| (*n).to_owned()).collect(),
-            after,
-        });
-    }
-
-    fn end(&self) {
-        *self.rule.lock().unwrap() = None;
-    }
-
-    fn refused(&self) -> usize {
-        self.refused.load(Ordering::SeqCst)
-    }
-}
-
-impl Intercept for Outage {
-    fn name(&self) -> &'static str {
-        "Outage"
-    }
-
-    fn modify_before_transmit(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let body = context
-            .request()
-            .body()
-            .bytes()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default();
-        let mut rule = self.rule.lock().unwrap();
-        let Some(rule) = rule.as_mut() else {
-            return Ok(());
-        };
-        if let Some(trigger) = &rule.after {
-            if body.contains(trigger.as_str()) {
-                rule.after = None;
-            }
-            return Ok(());
-        }
-        if rule.needles.iter().all(|n| body.contains(n.as_str())) {
-            self.refused.fetch_add(1, Ordering::SeqCst);
-            context
-                .request_mut()
-                .set_uri("http://127.0.0.1:1/")
-                .expect("a valid uri");
-        }
-        Ok(())
-    }
-}
 
 /// A group of alice (sending from alice-1), bob (online on bob-1) and carol (offline,
 /// with an FCM phone), `n` messages sent by alice, and their stream records.
@@ -126,7 +44,7 @@ async fn scene(tag: &str, n: u64) -> Scene {
             .interceptor(outage.clone())
             .build(),
     );
-    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), tag).await;
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), tag, Delivery::StreamOnly).await;
     let conversation = team(&chat, "alice", &["bob", "carol"]).await;
     chat.connect("alice-1", &user("alice"), None, i64::MAX)
         .await

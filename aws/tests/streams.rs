@@ -21,7 +21,7 @@ async fn stream_inserts_become_deliveries_and_pushes_once() {
     // GIVEN a group: alice sends from connection alice-1, bob is online on bob-1, carol is
     // offline with an FCM phone, dave is offline and muted the group
     let dynamodb = dynamodb_client();
-    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "st").await;
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "st", Delivery::StreamOnly).await;
     // The store the service runs on, read directly to check what it keeps.
     let store = DynamoStore::new(dynamodb.clone(), names.clone());
     let id = team(&chat, "alice", &["bob", "carol", "dave"]).await;
@@ -100,7 +100,7 @@ async fn records_out_of_order_are_each_fanned_out_and_pushed_once() {
     // DynamoDB Streams orders the records of one item, not those of different items:
     // the fan-out must not rely on seq 1 coming before seq 2.
     let dynamodb = dynamodb_client();
-    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "oo").await;
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "oo", Delivery::StreamOnly).await;
     let (direct, _) = chat
         .create_conversation(
             &user("alice"),
@@ -179,7 +179,7 @@ async fn records_out_of_order_are_each_fanned_out_and_pushed_once() {
 async fn entries_fan_out_with_their_kind_and_target_changes_do_not() {
     // GIVEN alice and bob (online on bob-1) and carol (offline with a phone)
     let dynamodb = dynamodb_client();
-    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "en").await;
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "en", Delivery::StreamOnly).await;
     let id = team(&chat, "alice", &["bob", "carol"]).await;
     chat.connect("bob-1", &user("bob"), None, i64::MAX)
         .await
@@ -249,7 +249,7 @@ async fn entries_fan_out_with_their_kind_and_target_changes_do_not() {
 async fn system_entries_fan_out_to_the_members_and_are_never_pushed() {
     // GIVEN alice (admin), bob and dave (offline with a phone); carol online on carol-1
     let dynamodb = dynamodb_client();
-    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "sy").await;
+    let (chat, names, tap) = chat_with_fcm(dynamodb.clone(), "sy", Delivery::StreamOnly).await;
     let id = team(&chat, "alice", &["bob", "dave"]).await;
     chat.connect("carol-1", &user("carol"), None, i64::MAX)
         .await

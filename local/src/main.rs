@@ -210,6 +210,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
                     store: Arc::new(store.clone()),
                     blobs: blobs.clone(),
                 }),
+                direct: None,
             },
             limits,
             verifier(&cli.listen)?,

@@ -20,6 +20,10 @@ pub struct Limits {
     pub edit_window_secs: u32,
     /// Largest attachment, in bytes.
     pub max_attachment_bytes: u32,
+    /// Where the send path posts entries to members' connections itself (a server with
+    /// [`crate::ports::DirectMarks`]: AWS), conversations this small get them without
+    /// waiting for the change feed; 0 turns it off.
+    pub direct_fanout_max_members: u32,
 }
 
 impl Default for Limits {
@@ -32,6 +36,7 @@ impl Default for Limits {
             max_connections_per_user: 10,
             edit_window_secs: 0,
             max_attachment_bytes: 25 * 1024 * 1024,
+            direct_fanout_max_members: 100,
         }
     }
 }
@@ -48,7 +53,8 @@ pub struct ConfigError {
 impl Limits {
     /// Reads `CHAT_RATE_LIMIT_PER_MIN`, `CHAT_RETENTION_DAYS`, `CHAT_MAX_GROUP_MEMBERS`,
     /// `CHAT_EVENT_FANOUT_MAX_MEMBERS`, `CHAT_MAX_CONNECTIONS_PER_USER` and
-    /// `CHAT_EDIT_WINDOW_SECS` and `CHAT_MAX_ATTACHMENT_BYTES`, keeping the defaults for
+    /// `CHAT_EDIT_WINDOW_SECS`, `CHAT_MAX_ATTACHMENT_BYTES` and
+    /// `CHAT_DIRECT_FANOUT_MAX_MEMBERS`, keeping the defaults for
     /// unset ones.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Limits::default();
@@ -67,6 +73,10 @@ impl Limits {
             edit_window_secs: env_u32("CHAT_EDIT_WINDOW_SECS", d.edit_window_secs)?,
             max_attachment_bytes: env_u32("CHAT_MAX_ATTACHMENT_BYTES", d.max_attachment_bytes)?
                 .max(1),
+            direct_fanout_max_members: env_u32(
+                "CHAT_DIRECT_FANOUT_MAX_MEMBERS",
+                d.direct_fanout_max_members,
+            )?,
         })
     }
 

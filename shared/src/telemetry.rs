@@ -23,6 +23,8 @@ pub const ERRORS: &str = "chat_errors_total";
 
 /// The path a fan-out took: the change feed (the outbox locally, DynamoDB Streams on AWS).
 pub const PATH_FEED: &str = "feed";
+/// The path a fan-out took: the send path's own posts (direct delivery, AWS).
+pub const PATH_DIRECT: &str = "direct";
 
 pub(crate) fn append_took(kind: EntryKind, took: Duration) {
     metrics::histogram!(APPEND_SECONDS, "kind" => kind.as_str()).record(took.as_secs_f64());

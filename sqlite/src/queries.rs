@@ -131,6 +131,7 @@ pub(crate) fn create_conversation_tx(
         member_count: new.members.len() as u64,
         message_count: 0,
         avatar: None,
+        posted: None,
     })
 }
 

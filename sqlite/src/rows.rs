@@ -56,6 +56,8 @@ pub(crate) fn conversation_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Convers
             .map(AttachmentId::parse)
             .transpose()
             .map_err(|e| bad_value(i + 8, e))?,
+        // The embedded server has no direct delivery: its feed needs no hop.
+        posted: None,
     })
 }
 

@@ -8,7 +8,7 @@ use chat_shared::StoreError;
 use chat_shared::ids::{AttachmentId, ConversationId, DeviceId, Millis, Seq, UserId};
 use chat_shared::ports::{
     ConnectionRecord, ConversationKind, ConversationRecord, DeviceRecord, MUTED_FOREVER,
-    MemberRecord, MessageRecord, MessageState, Platform, Role, StoreResult,
+    MemberRecord, MessageRecord, MessageState, Platform, Posted, Role, StoreResult,
 };
 use chat_shared::protocol::{Content, Entry, EntryKind, SystemChange, SystemEvent};
 
@@ -125,7 +125,24 @@ pub(crate) fn conversation_from(item: &Item) -> Result<ConversationRecord, Store
             .map(AttachmentId::parse)
             .transpose()
             .map_err(|e| malformed(e.0))?,
+        posted: posted_from(item)?,
     })
+}
+
+/// The direct-delivery mark on the counter item: `postedSeq`, and `unreached` (a string
+/// set, absent when empty).
+fn posted_from(item: &Item) -> Result<Option<Posted>, StoreError> {
+    let Some(seq) = opt_n(item, "postedSeq")? else {
+        return Ok(None);
+    };
+    let unreached = match item.get("unreached") {
+        Some(AttributeValue::Ss(users)) => users
+            .iter()
+            .map(|u| UserId::parse(u).map_err(|e| malformed(e.0)))
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    Ok(Some(Posted { seq, unreached }))
 }
 
 /// The conversation item's counter, as a change of the log reads it before sequencing

@@ -95,6 +95,7 @@ impl DynamoStore {
             message_count: 0,
             member_count: new.members.len() as u64,
             avatar: None,
+            posted: None,
         }))
     }
 }

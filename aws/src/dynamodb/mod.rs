@@ -25,6 +25,7 @@ mod codec;
 mod connections;
 mod conversations;
 mod devices;
+mod direct;
 mod membership;
 mod messages;
 mod pushes;

@@ -77,13 +77,15 @@ impl Deps {
             blobs: Arc::new(S3Blobs::new(s3_client(&sdk), bucket)),
         });
         let gateway = Arc::new(StageGateway::new(sdk, config.apigw_endpoint));
+        let store = Arc::new(store);
         let chat = Chat::new(
             Ports {
-                store: Arc::new(store),
+                store: store.clone(),
                 gateway: gateway.clone(),
                 push: Arc::new(push),
                 clock: Arc::new(SystemClock),
                 attachments,
+                direct: Some(store),
             },
             config.limits,
             TokenVerifier::new(config.jwt_secret, config.jwt_issuer, config.jwt_audience),

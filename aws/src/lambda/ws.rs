@@ -177,6 +177,8 @@ pub(crate) async fn message(
         connection_id.to_owned(),
         connection.user_id,
         connection.token_expires_at,
-    );
+    )
+    // The recorded last frame: a frame soon after it writes no liveness.
+    .touched(connection.last_frame_at);
     handlers::ws::frame(&deps.chat, &ctx, event.body.as_deref().unwrap_or("")).await
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod outage;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +22,7 @@ use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::{ClientMessageId, ConversationId, UserId};
-use chat_shared::ports::{CloseReason, ConnectionGateway, GatewayError, SystemClock};
+use chat_shared::ports::{CloseReason, ConnectionGateway, DirectMarks, GatewayError, SystemClock};
 use chat_shared::protocol::AppendRequest;
 use chat_shared::service::Ports;
 use chat_tests::emulators::{DynamoDbLocal, MotoServer};
@@ -157,6 +159,16 @@ impl<G: ConnectionGateway> ConnectionGateway for Tap<G> {
     }
 }
 
+/// Who posts a new entry to the members' connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The send path, the stream's fan-out after it as the backstop: as the Lambdas do.
+    Direct,
+    /// The stream's fan-out only: the path of the backstop and of conversations over
+    /// the direct limit, which the stream tests exercise.
+    StreamOnly,
+}
+
 /// The chat service over DynamoDB (with `dynamodb`), the tapped Management API of moto,
 /// and SNS on moto with `apps`.
 pub fn chat(
@@ -164,14 +176,17 @@ pub fn chat(
     names: TableNames,
     gateway: Arc<Tap<ApiGatewayGateway>>,
     apps: PlatformApplications,
+    delivery: Delivery,
 ) -> Chat {
+    let store = Arc::new(DynamoStore::new(dynamodb, names));
     Chat::new(
         Ports {
-            store: Arc::new(DynamoStore::new(dynamodb, names)),
+            store: store.clone(),
             gateway,
             push: Arc::new(SnsPush::new(sns_client(), apps)),
             clock: Arc::new(SystemClock),
             attachments: None,
+            direct: (delivery == Delivery::Direct).then_some(store as Arc<dyn DirectMarks>),
         },
         Limits::default(),
         TokenVerifier::new("aws-tests", None, None),
@@ -179,11 +194,12 @@ pub fn chat(
 }
 
 /// The chat service on fresh tables tagged `tag`, with the tapped Management API of moto
-/// and an FCM application on moto: the setup of the fan-out tests. `dynamodb` carries the
-/// test's interceptors, if any.
+/// and an FCM application on moto, delivering as `delivery` says: the setup of the
+/// fan-out tests. `dynamodb` carries the test's interceptors, if any.
 pub async fn chat_with_fcm(
     dynamodb: aws_sdk_dynamodb::Client,
     tag: &str,
+    delivery: Delivery,
 ) -> (Chat, TableNames, Arc<Tap<ApiGatewayGateway>>) {
     let names = tables(&dynamodb, tag).await;
     let tap = Arc::new(Tap::new(moto_gateway()));
@@ -196,6 +212,7 @@ pub async fn chat_with_fcm(
             fcm: Some(app),
             ..Default::default()
         },
+        delivery,
     );
     (chat, names, tap)
 }

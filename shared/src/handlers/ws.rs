@@ -39,6 +39,14 @@ impl ConnectionContext {
         }
     }
 
+    /// A context whose connection's liveness was last written at `at`: a context made
+    /// per frame (a Lambda invocation) starts from the recorded time, so frames within
+    /// [`TOUCH_EVERY_MS`] of it write nothing, as on a server that keeps its contexts.
+    pub fn touched(self, at: Millis) -> Self {
+        self.touched_at.store(at, Ordering::Relaxed);
+        self
+    }
+
     /// Takes on the liveness write due at `now`, if one is (none was taken on in the
     /// last [`TOUCH_EVERY_MS`]): the time of the one before, to give back with
     /// `untouch` if the write fails. Two frames at once never both
@@ -61,10 +69,9 @@ impl ConnectionContext {
     }
 }
 
-/// Records that the client framed: writes the connection's liveness unless this context
-/// claimed that write in the last [`TOUCH_EVERY_MS`] (see
-/// [`ConnectionContext::claim_touch`]). A context made per frame (a Lambda invocation)
-/// writes it every time.
+/// Records that the client framed: writes the connection's liveness unless it was
+/// written (or claimed through this context) in the last [`TOUCH_EVERY_MS`] (see
+/// [`ConnectionContext::claim_touch`] and [`ConnectionContext::touched`]).
 pub async fn touch(chat: &Chat, ctx: &ConnectionContext) {
     let now = chat.now();
     if let Some(before) = ctx.claim_touch(now) {
@@ -280,5 +287,13 @@ mod tests {
             "after a failure, the next frame does"
         );
         assert_eq!(ctx.claim_touch(2_000 + TOUCH_EVERY_MS), Some(2_000));
+    }
+
+    #[test]
+    fn a_context_made_per_frame_writes_no_liveness_soon_after_the_recorded_frame() {
+        let alice = UserId::parse("alice").unwrap();
+        let ctx = ConnectionContext::new("c1".into(), alice, Millis::MAX).touched(10_000);
+        assert_eq!(ctx.claim_touch(10_000 + TOUCH_EVERY_MS - 1), None);
+        assert_eq!(ctx.claim_touch(10_000 + TOUCH_EVERY_MS), Some(10_000));
     }
 }

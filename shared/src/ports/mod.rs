@@ -7,11 +7,13 @@
 //! - [`records`]: what the store takes and gives.
 //! - [`store`]: the store, one trait per area, and the [`Store`] umbrella.
 //! - [`feed`]: the change feed the fan-out reads (DynamoDB Streams on AWS).
+//! - [`direct`]: how far the send path posted, for the feed's fan-out (AWS only).
 //! - [`blobs`]: attachments' bytes.
 //! - [`gateway`], [`push`], [`clock`]: sockets, push notifications, time.
 
 mod blobs;
 mod clock;
+mod direct;
 mod feed;
 mod gateway;
 mod push;
@@ -20,6 +22,7 @@ pub mod store;
 
 pub use blobs::{BlobError, BlobStore, BlobUse, UploadUrl};
 pub use clock::{Clock, SystemClock};
+pub use direct::DirectMarks;
 pub use feed::{ChangeFeed, FeedItem};
 pub use gateway::{CloseReason, ConnectionGateway, GatewayError};
 pub use push::{PushError, PushNotification, PushSender};

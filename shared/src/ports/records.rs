@@ -50,6 +50,20 @@ pub struct ConversationRecord {
     pub member_count: u64,
     /// A group's picture: an image attachment of the conversation.
     pub avatar: Option<AttachmentId>,
+    /// How far the send path's direct delivery has posted (see [`DirectMarks`]); `None`
+    /// in a store without direct delivery, or before its first mark.
+    ///
+    /// [`DirectMarks`]: super::DirectMarks
+    pub posted: Option<Posted>,
+}
+
+/// The newest mark of [`super::DirectMarks::mark_posted`]: every entry up to `seq` was
+/// posted to the live connections of the members, and `unreached` are the members
+/// entry `seq` still owes a push (no live connection, not muted, not its sender).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Posted {
+    pub seq: Seq,
+    pub unreached: Vec<UserId>,
 }
 
 /// A member's role in a conversation.

@@ -12,8 +12,8 @@ use crate::domain;
 use crate::error::{ChatError, ChatResult};
 use crate::ids::{Millis, Seq, UserId};
 use crate::ports::{
-    ConnectionRecord, ConversationRecord, DeviceRecord, MessageQuery, MessageRecord, PushError,
-    PushNotification, PushedDevice,
+    ConnectionRecord, ConversationRecord, DeviceRecord, MemberRecord, MessageQuery, MessageRecord,
+    PushError, PushNotification, PushedDevice,
 };
 use crate::protocol::{Entry, ServerFrame};
 use crate::telemetry;
@@ -35,6 +35,10 @@ impl Chat {
     /// fan-out's cost. On failure, answers with the index of the first message not
     /// wholly done. Fit for at-least-once feeds: a redelivery repeats frames (clients
     /// drop them by seq) but never pushes.
+    ///
+    /// Entries the send path posted itself (direct delivery, see `direct.rs`) are not
+    /// posted again: the fan-out is their backstop, posting what a send that died after
+    /// its write did not, and pushing the members they did not reach.
     pub async fn fan_out_run(&self, messages: &[&MessageRecord]) -> Result<(), (usize, ChatError)> {
         let Some(first) = messages.first() else {
             return Ok(());
@@ -54,11 +58,31 @@ impl Chat {
         else {
             return Ok(());
         };
+        let posted = conv.posted.clone().unwrap_or_default();
+        if let [only] = messages
+            && only.seq == posted.seq
+        {
+            // Posted by the send path, which found who is owed its push.
+            return self
+                .after_direct(&conv, only, &posted.unreached)
+                .await
+                .map_err(at_start);
+        }
         let members = self.all_members(&conv.id).await.map_err(at_start)?;
         let users: Vec<UserId> = members.iter().map(|m| m.user_id.clone()).collect();
         let now = self.now();
         let conns = self.live_connections(&users, now).await.map_err(at_start)?;
-        let frames: Vec<Bytes> = messages
+        // What the send path posted already (direct delivery) is not posted again; what
+        // lies between its mark and this run, first (see `Chat::gap_before`).
+        let gap = self
+            .gap_before(&conv, posted.seq, messages)
+            .await
+            .map_err(at_start)?;
+        let unposted: Vec<&MessageRecord> = gap
+            .iter()
+            .chain(messages.iter().copied().filter(|m| m.seq > posted.seq))
+            .collect();
+        let frames: Vec<Bytes> = unposted
             .iter()
             .map(|m| Bytes::from(ServerFrame::MessageNew(message_view(m)).to_json()))
             .collect();
@@ -66,7 +90,7 @@ impl Chat {
             .iter()
             .map(|c| {
                 let own = Some(c.connection_id.as_str());
-                let frames = messages
+                let frames = unposted
                     .iter()
                     .zip(&frames)
                     .filter(|(m, _)| m.origin_connection.as_deref() != own)
@@ -83,36 +107,20 @@ impl Chat {
         let failed = self.gateway.post_batches(&batches).await;
         telemetry::frames_posted(batches.iter().map(|(_, f)| f.len()).sum());
         let posted_at = self.now();
-        for m in messages {
+        for m in &unposted {
             telemetry::fanned_out(telemetry::PATH_FEED, posted_at - m.timestamp);
         }
         for (i, e) in failed {
             self.post_failed(posts[i].0, e).await;
         }
+        if let Some(last) = unposted.last() {
+            self.mark_fanned_out(&conv, last.seq).await;
+        }
 
         for (i, m) in messages.iter().enumerate() {
-            if let Entry::Delete { target_seq } = m.entry {
-                self.erase_attachments(&conv.id, target_seq)
-                    .await
-                    .map_err(|e| (i, e))?;
-                self.unpush(&conv, m, target_seq, now)
-                    .await
-                    .map_err(|e| (i, e))?;
-            }
+            self.after_delete(&conv, m, now).await.map_err(|e| (i, e))?;
         }
-        // Only `message` entries are pushed; a sender is never pushed their own.
-        let pushed: Vec<&MessageRecord> = messages
-            .iter()
-            .copied()
-            .filter(|m| m.entry.is_message())
-            .collect();
-        let online: HashSet<&UserId> = conns.iter().map(|c| &c.user_id).collect();
-        let offline: Vec<UserId> = members
-            .iter()
-            .filter(|m| !m.muted_at(now) && !online.contains(&m.user_id))
-            .filter(|m| pushed.iter().any(|msg| msg.sender_id != m.user_id))
-            .map(|m| m.user_id.clone())
-            .collect();
+        let offline = push_recipients(&members, &conns, messages, now);
         if offline.is_empty() {
             return Ok(());
         }
@@ -132,6 +140,42 @@ impl Chat {
             self.push_message(&conv, message, &phones, now)
                 .await
                 .map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
+    /// The fan-out of an entry the send path posted (direct delivery): a delete's
+    /// consequences, and the push owed to the members it did not reach.
+    async fn after_direct(
+        &self,
+        conv: &ConversationRecord,
+        entry: &MessageRecord,
+        unreached: &[UserId],
+    ) -> ChatResult<()> {
+        let now = self.now();
+        self.after_delete(conv, entry, now).await?;
+        if !entry.entry.is_message() || unreached.is_empty() {
+            return Ok(());
+        }
+        let devices = self.store.devices_of(unreached).await?;
+        let phones: Vec<&DeviceRecord> = devices
+            .iter()
+            .filter(|d| d.user_id != entry.sender_id)
+            .collect();
+        self.push_message(conv, entry, &phones, now).await
+    }
+
+    /// A delete's consequences: the deleted message's attachments erased, and its push
+    /// replaced. Nothing for other entries.
+    async fn after_delete(
+        &self,
+        conv: &ConversationRecord,
+        entry: &MessageRecord,
+        now: Millis,
+    ) -> ChatResult<()> {
+        if let Entry::Delete { target_seq } = entry.entry {
+            self.erase_attachments(&conv.id, target_seq).await?;
+            self.unpush(conv, entry, target_seq, now).await?;
         }
         Ok(())
     }
@@ -284,4 +328,23 @@ impl Chat {
         pushed.sort();
         Ok(pushed)
     }
+}
+
+/// The members a run of entries owes a push: those with no live connection among
+/// `conns`, who did not mute the conversation, and did not send every message of the
+/// run. Nobody when the run holds no `message` entry (only messages are pushed).
+pub(super) fn push_recipients(
+    members: &[MemberRecord],
+    conns: &[ConnectionRecord],
+    entries: &[&MessageRecord],
+    now: Millis,
+) -> Vec<UserId> {
+    let messages: Vec<&&MessageRecord> = entries.iter().filter(|m| m.entry.is_message()).collect();
+    let online: HashSet<&UserId> = conns.iter().map(|c| &c.user_id).collect();
+    members
+        .iter()
+        .filter(|m| !m.muted_at(now) && !online.contains(&m.user_id))
+        .filter(|m| messages.iter().any(|msg| msg.sender_id != m.user_id))
+        .map(|m| m.user_id.clone())
+        .collect()
 }

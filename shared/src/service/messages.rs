@@ -82,8 +82,8 @@ impl Chat {
     }
 
     /// Validates, sequences and persists an entry (a message, an edit, a delete or a
-    /// reaction), then acks it. Fan-out follows from the store's change feed, not from
-    /// here.
+    /// reaction), then acks it. Fan-out follows from the store's change feed, and on a
+    /// server that delivers directly also from here (see `direct.rs`).
     pub async fn append(
         &self,
         caller: &UserId,
@@ -136,6 +136,7 @@ impl Chat {
         match outcome {
             AppendOutcome::Stored(m) => {
                 debug!(conversation.id = %m.conversation_id, seq = m.seq, kind = m.entry.kind().as_str(), "entry stored");
+                self.deliver_direct(&conv, &m).await;
                 Ok(ack(&m, false))
             }
             AppendOutcome::Duplicate(m) => Ok(ack(&m, true)),

@@ -4,7 +4,8 @@
 //! # Layout
 //! One `impl Chat` block per area: [`connections`](self) (connect, disconnect, posting
 //! frames), `presence`, `conversations` (and members), `messages` (send, history),
-//! `fanout` (stored messages to connections and pushes), `events` (receipts, typing),
+//! `fanout` (stored messages to connections and pushes), `direct` (the send path's own
+//! posts, ahead of the fan-out), `events` (receipts, typing),
 //! `sync`, `devices`. The service's fields are private: callers go through its methods.
 
 use std::sync::Arc;
@@ -15,13 +16,16 @@ use crate::auth::{TokenVerifier, Verified};
 use crate::config::Limits;
 use crate::error::{ChatError, ChatResult};
 use crate::ids::Millis;
-use crate::ports::{AttachmentStore, BlobStore, Clock, ConnectionGateway, PushSender, Store};
+use crate::ports::{
+    AttachmentStore, BlobStore, Clock, ConnectionGateway, DirectMarks, PushSender, Store,
+};
 
 mod attachments;
 mod budget;
 mod connections;
 mod conversations;
 mod devices;
+mod direct;
 mod events;
 mod fanout;
 mod messages;
@@ -43,6 +47,10 @@ pub struct Ports {
     /// `None` on a server without attachments: it refuses attachment content and
     /// answers the attachment routes `UNAVAILABLE`.
     pub attachments: Option<AttachmentPorts>,
+    /// `Some` where the change feed is a hop away (DynamoDB Streams): the send path then
+    /// posts entries of small conversations itself (`Limits::direct_fanout_max_members`)
+    /// and marks what it posted, and the fan-out posts the rest.
+    pub direct: Option<Arc<dyn DirectMarks>>,
 }
 
 /// Attachments' records and their bytes.
@@ -59,6 +67,7 @@ pub struct Chat {
     push: Arc<dyn PushSender>,
     clock: Arc<dyn Clock>,
     attachments: Option<AttachmentPorts>,
+    direct: Option<Arc<dyn DirectMarks>>,
     limits: Limits,
     tokens: TokenVerifier,
 }
@@ -72,6 +81,7 @@ impl Chat {
             push,
             clock,
             attachments,
+            direct,
         } = ports;
         Self {
             store,
@@ -79,6 +89,7 @@ impl Chat {
             push,
             clock,
             attachments,
+            direct,
             limits,
             tokens,
         }

@@ -39,6 +39,7 @@ pub fn chat(clock: Arc<dyn Clock>, limits: Limits) -> (Chat, SqliteStore, tempfi
             push: Arc::new(store.clone()),
             clock,
             attachments: None,
+            direct: None,
         },
         limits,
         TokenVerifier::new("s", None, None),
