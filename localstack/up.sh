@@ -246,7 +246,7 @@ TMP_ENV=$ENV_FILE.tmp
   echo "CHAT_E2E_STACK_NAME='$STACK'"
   echo "CHAT_E2E_AWS_ENDPOINT_URL='$ENDPOINT'"
   echo "CHAT_E2E_MANAGEMENT_ENDPOINT='$MGMT_ENDPOINT'"
-  for key in MainTableName MessagesTableName ConnectionsTableName FanoutDeadLetterQueueUrl; do
+  for key in MainTableName MessagesTableName ConnectionsTableName FanoutDeadLetterQueueUrl SweepFunctionName; do
     v=$(output "$key")
     [ -z "$v" ] || echo "CHAT_E2E_$(echo "$key" | sed 's/\([a-z]\)\([A-Z]\)/\1_\2/g' | tr a-z A-Z)='$v'"
   done

@@ -14,7 +14,7 @@
 //! | main | reaction, by user | `c#{id}` / `ru#{user}#{seq:020}#{emoji hex}` | a history page's `mine`: one Query of the reader's reactions in the page's seq range; whether a user reacted so (set semantics); TTL |
 //! | main | reaction, by message | `c#{id}` / `rt#{seq:020}#{emoji hex}#{user}` | `reactors` in userId order (one Query); `at` (the reaction's seq) refills a summary's first reactors when one of them removes theirs; TTL |
 //! | main | direct pair | `d#{a}#{b}` / `#pair` | one direct conversation per unordered pair |
-//! | main | user | `u#{user}` / `#user` | lastSeen, and maps of the user's live connections and push devices (one BatchGetItem reads 100 members') |
+//! | main | user | `u#{user}` / `#user` | lastSeen, and maps of the user's live connections and push devices (one BatchGetItem reads 100 members'); `online` (`o#{shard}`) while it has connections: GSI `online` (keys only) lists them for the sweeper (`dynamodb/sweep.rs`) |
 //! | main | rate window | `u#{user}` / `rate#{windowStart}` | fixed-window send counter, TTL |
 //! | main | push claim | `c#{id}` / `p#{seq}` | a message's pushes were sent (a stream redelivery does not push twice), TTL |
 //! | main | token claim | `t#{platform}#{token}` / `#token` | which user's device holds a push token, so it moves to a new owner |
@@ -36,12 +36,26 @@ pub struct KeyAttr {
     pub kind: &'static str,
 }
 
-/// A global secondary index (projection: all attributes).
+/// A global secondary index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexDef {
     pub name: &'static str,
     pub hash: KeyAttr,
     pub range: Option<KeyAttr>,
+    /// `true`: every attribute; `false`: the keys only (an update that changes no key
+    /// writes nothing to the index).
+    pub all_attributes: bool,
+}
+
+impl IndexDef {
+    /// The projection type, as the API and the template spell it.
+    pub fn projection(&self) -> &'static str {
+        if self.all_attributes {
+            "ALL"
+        } else {
+            "KEYS_ONLY"
+        }
+    }
 }
 
 /// One table.
@@ -67,11 +81,20 @@ pub const MAIN: TableDef = TableDef {
     logical_id: "MainTable",
     hash: s("pk"),
     range: Some(s("sk")),
-    indexes: &[IndexDef {
-        name: "byUser",
-        hash: s("memberUser"),
-        range: Some(s("pk")),
-    }],
+    indexes: &[
+        IndexDef {
+            name: "byUser",
+            hash: s("memberUser"),
+            range: Some(s("pk")),
+            all_attributes: true,
+        },
+        IndexDef {
+            name: "online",
+            hash: s("online"),
+            range: Some(s("pk")),
+            all_attributes: false,
+        },
+    ],
     stream: None,
     ttl_attribute: Some("expiresAt"),
 };
@@ -189,7 +212,7 @@ pub async fn create_table(
                 .set_key_schema(Some(key_schema(index.hash, index.range)))
                 .projection(
                     Projection::builder()
-                        .projection_type(ProjectionType::All)
+                        .projection_type(ProjectionType::from(index.projection()))
                         .build(),
                 )
                 .build()

@@ -1,21 +1,33 @@
 //! Against the stack deployed from `template.yaml` (on a local emulator by
-//! `localstack/up.sh`, which writes `target/emulators/stack.env`): a connection whose
-//! socket is gone but whose record remains (its `$disconnect` never ran) is healed by
-//! the fan-out's 410. Needs the deployment, so it is `#[ignore]`d in the plain test run
-//! and run by `localstack/e2e.sh`.
+//! `localstack/up.sh`, which writes `target/emulators/stack.env`), with the real Lambda
+//! binaries: a connection whose socket is gone but whose record remains (its
+//! `$disconnect` never ran) is healed by a post's 410; the send function posts a small
+//! conversation's messages itself and the stream's fan-out posts what it did not; the
+//! sweeper closes a silent connection. Needs the deployment, so it is `#[ignore]`d in the
+//! plain test run and run by `localstack/e2e.sh`.
+//!
+//! The Lambda API (invoking the sweeper, pausing the stream's event source mapping) is
+//! called with an unsigned request, which emulators accept: these tests are for them.
 
 mod common;
 
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
 use chat_aws::dynamodb::DynamoStore;
 use chat_aws::tables::TableNames;
 use chat_shared::ports::{ConnectionRecord, ConnectionStore};
 use chat_tests::{TestServer, now_ms, unique};
 use common::{dynamodb_config_at, user};
-use std::time::Duration;
+use serde_json::{Value, json};
 
 struct Deployment {
     server: TestServer,
     store: DynamoStore,
+    dynamodb: aws_sdk_dynamodb::Client,
+    main_table: String,
+    endpoint: String,
+    sweep_function: String,
 }
 
 fn deployment() -> Option<Deployment> {
@@ -34,8 +46,79 @@ fn deployment() -> Option<Deployment> {
     let client = aws_sdk_dynamodb::Client::from_conf(dynamodb_config_at(&endpoint).build());
     Some(Deployment {
         server: TestServer::remote(&ws, &http, &secret),
-        store: DynamoStore::new(client, tables),
+        store: DynamoStore::new(client.clone(), tables.clone()),
+        dynamodb: client,
+        main_table: tables.main,
+        endpoint,
+        sweep_function: var("CHAT_E2E_SWEEP_FUNCTION_NAME")?,
     })
+}
+
+impl Deployment {
+    /// A call of the emulator's Lambda API.
+    async fn lambda(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let response = reqwest::Client::new()
+            .request(method, format!("{}/2015-03-31{path}", self.endpoint))
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/lambda/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// Runs the sweeper now on `users`' connections.
+    async fn sweep(&self, users: &[&str]) -> Value {
+        let path = format!("/functions/{}/invocations", self.sweep_function);
+        let event = json!({ "users": users });
+        self.lambda(reqwest::Method::POST, &path, event).await
+    }
+
+    /// Pauses (`false`) or resumes the stream's trigger of the fan-out.
+    async fn stream_trigger(&self, enabled: bool) {
+        let list = self
+            .lambda(reqwest::Method::GET, "/event-source-mappings/", json!({}))
+            .await;
+        let mappings = list["EventSourceMappings"].as_array().unwrap();
+        let fanout = mappings
+            .iter()
+            .find(|m| {
+                m["FunctionArn"]
+                    .as_str()
+                    .unwrap()
+                    .contains("FanoutFunction")
+            })
+            .expect("the fan-out's mapping");
+        let path = format!(
+            "/event-source-mappings/{}",
+            fanout["UUID"].as_str().unwrap()
+        );
+        self.lambda(reqwest::Method::PUT, &path, json!({"Enabled": enabled}))
+            .await;
+    }
+
+    /// Takes direct delivery's mark off a conversation: the state a send that died
+    /// after its write leaves for the next one, which then waits for the stream.
+    async fn forget_mark(&self, conversation: &str) {
+        self.dynamodb
+            .update_item()
+            .table_name(&self.main_table)
+            .key("pk", AttributeValue::S(format!("c#{conversation}")))
+            .key("sk", AttributeValue::S("#meta".into()))
+            .update_expression("REMOVE postedSeq, unreached")
+            .send()
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,4 +158,89 @@ async fn a_stale_connection_is_removed_by_the_fan_outs_410() {
     }
     let alice_conns = d.store.connections_of(&[user(&alice)]).await.unwrap();
     assert_eq!(alice_conns.len(), 1, "alice's live connection is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a deployed stack: localstack/e2e.sh runs it"]
+async fn the_send_function_delivers_directly_and_the_stream_posts_what_it_did_not() {
+    let d = deployment()
+        .expect("no deployed stack: run localstack/up.sh and load target/emulators/stack.env");
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let id = chat_tests::conv_id(&d.server.http(&alice).create_direct(&bob).await);
+    let mut alice_ws = d.server.connect(&alice).await;
+    let mut bob_ws = d.server.connect(&bob).await;
+    let is_new = |seq: u64| move |f: &Value| f["type"] == "message.new" && f["seq"] == seq;
+    // With the stream's trigger paused, only the send function can deliver.
+    d.stream_trigger(false).await;
+    alice_ws.send_message(&id, "m-1", "direct").await;
+    let direct = bob_ws
+        .try_recv_where(Duration::from_secs(10), is_new(1))
+        .await;
+    // A send whose direct delivery did not happen (as after a crash past its write):
+    // nothing comes until the stream runs again, then the fan-out posts it.
+    d.forget_mark(&id).await;
+    alice_ws.send_message(&id, "m-2", "by the stream").await;
+    let early = bob_ws
+        .try_recv_where(Duration::from_secs(2), is_new(2))
+        .await;
+    d.stream_trigger(true).await;
+    assert!(
+        direct.is_ok(),
+        "message 1 was not posted by the send function"
+    );
+    assert!(early.is_err(), "message 2 came with the stream paused");
+    bob_ws
+        .recv_where_within(
+            "message 2, from the stream",
+            Duration::from_secs(20),
+            is_new(2),
+        )
+        .await;
+    // The fan-out marked it: the next message is direct again.
+    d.stream_trigger(false).await;
+    alice_ws.send_message(&id, "m-3", "direct again").await;
+    let again = bob_ws
+        .try_recv_where(Duration::from_secs(10), is_new(3))
+        .await;
+    d.stream_trigger(true).await;
+    assert!(
+        again.is_ok(),
+        "message 3 was not posted by the send function"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a deployed stack: localstack/e2e.sh runs it"]
+async fn the_sweeper_closes_a_silent_connection_and_contacts_see_it_offline() {
+    let d = deployment()
+        .expect("no deployed stack: run localstack/up.sh and load target/emulators/stack.env");
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    d.server.http(&alice).create_direct(&bob).await;
+    let mut alice_ws = d.server.connect(&alice).await;
+    let mut bob_ws = d.server.connect(&bob).await;
+    // Bob's app is gone without a close: his socket stays open but sends nothing. His
+    // last frame is recorded 200 s back, as if that were the last one.
+    let bob_conns = d.store.connections_of(&[user(&bob)]).await.unwrap();
+    let silent = &bob_conns[0].connection_id;
+    d.store
+        .touch_connection(silent, &user(&bob), now_ms() - 200_000)
+        .await
+        .unwrap();
+    let report = d.sweep(&[&alice, &bob]).await;
+    assert_eq!(report["closed"], 1, "bob's only: {report}");
+    bob_ws.recv_close(Duration::from_secs(10)).await;
+    let offline = alice_ws
+        .recv_where("bob's presence: offline", |f| {
+            f["type"] == "presence" && f["userId"] == bob.as_str() && f["status"] == "offline"
+        })
+        .await;
+    assert!(offline["lastSeen"].is_i64(), "{offline}");
+    assert!(
+        d.store
+            .connections_of(&[user(&bob)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    alice_ws.heartbeat().await;
 }

@@ -12,7 +12,8 @@ use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
 use bytes::Bytes;
 use chat_aws::dynamodb::DynamoStore;
 use chat_aws::lambda::{
-    Deps, LambdaConfig, StageGateway, StreamEvent, WsContext, WsEvent, handle_stream, handle_ws,
+    Deps, LambdaConfig, StageGateway, StreamEvent, SweepEvent, WsContext, WsEvent, handle_stream,
+    handle_sweep, handle_ws,
 };
 use chat_aws::sns::{PlatformApplications, SnsPush};
 use chat_shared::Chat;
@@ -20,7 +21,8 @@ use chat_shared::auth::TokenVerifier;
 use chat_shared::config::Limits;
 use chat_shared::ids::ConversationId;
 use chat_shared::ports::{
-    CloseReason, ConnectionGateway, ConnectionStore, ConversationKind, GatewayError, SystemClock,
+    CloseReason, ConnectionGateway, ConnectionRecord, ConnectionStore, ConversationKind,
+    GatewayError, SystemClock,
 };
 use chat_shared::service::CreateConversation;
 use chat_shared::service::Ports;
@@ -51,6 +53,7 @@ async fn deps() -> (Deps, DynamoStore) {
         apigw_endpoint: Some(moto),
         push_apps: PlatformApplications::default(),
         attachment_bucket: None,
+        idle_timeout: std::time::Duration::from_secs(150),
     };
     let store = DynamoStore::new(dynamodb.clone(), names);
     (
@@ -352,4 +355,92 @@ async fn one_way_routes_post_their_answers_and_never_an_empty_frame() {
     let ack: Value = serde_json::from_str(response.body.as_deref().unwrap()).unwrap();
     assert_eq!(ack["type"], "heartbeat.ack");
     assert_eq!(answers().len(), 2);
+}
+
+/// A connection of `who` whose last frame was `silent_ms` ago, with a token valid until
+/// `expires_at`.
+async fn connection_of(
+    store: &DynamoStore,
+    id: &str,
+    who: &str,
+    silent_ms: i64,
+    expires_at: i64,
+) -> ConnectionRecord {
+    let now = chat_tests::now_ms();
+    let c = ConnectionRecord {
+        connection_id: id.to_owned(),
+        user_id: user(who),
+        device_id: None,
+        connected_at: now - silent_ms - 1_000,
+        last_frame_at: now - silent_ms,
+        token_expires_at: expires_at,
+    };
+    store.put_connection(&c).await.unwrap();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_closes_silent_and_expired_connections_and_unlists_users_left_without() {
+    let (deps, store) = deps().await;
+    let now = chat_tests::now_ms();
+    connection_of(&store, "alice-old", "alice", 200_000, i64::MAX).await;
+    connection_of(&store, "alice-new", "alice", 10_000, i64::MAX).await;
+    connection_of(&store, "bob-1", "bob", 151_000, i64::MAX).await;
+    connection_of(&store, "carol-1", "carol", 0, now - 1).await;
+    connection_of(&store, "dave-1", "dave", 149_000, i64::MAX).await;
+
+    let report = handle_sweep(&deps, SweepEvent::default()).await.unwrap();
+    assert_eq!(
+        report.connections, 5,
+        "every listed user's connections: {report:?}"
+    );
+    assert_eq!(report.closed, 3, "{report:?}");
+    for (id, kept) in [
+        ("alice-old", false),
+        ("alice-new", true),
+        ("bob-1", false),
+        ("carol-1", false),
+        ("dave-1", true),
+    ] {
+        assert_eq!(store.connection(id).await.unwrap().is_some(), kept, "{id}");
+    }
+    // Bob and carol have no connection left: the next sweep takes them off the index
+    // (and reads only alice's and dave's).
+    let report = handle_sweep(&deps, SweepEvent::default()).await.unwrap();
+    assert_eq!(
+        (report.connections, report.closed, report.unlisted),
+        (2, 0, 2),
+        "{report:?}"
+    );
+    let report = handle_sweep(&deps, SweepEvent::default()).await.unwrap();
+    assert_eq!(report.unlisted, 0, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_by_hand_narrows_the_window_to_the_users_it_names_never_widens_it() {
+    let (deps, store) = deps().await;
+    connection_of(&store, "erin-1", "erin", 40_000, i64::MAX).await;
+    connection_of(&store, "frank-1", "frank", 40_000, i64::MAX).await;
+    connection_of(&store, "gina-1", "gina", 20_000, i64::MAX).await;
+    let by_hand = |secs, users: &[&str]| SweepEvent {
+        idle_secs: Some(secs),
+        users: Some(users.iter().map(|u| (*u).to_owned()).collect()),
+    };
+    let report = handle_sweep(&deps, by_hand(30, &["erin"])).await.unwrap();
+    assert_eq!((report.connections, report.closed), (1, 1), "{report:?}");
+    assert!(store.connection("erin-1").await.unwrap().is_none());
+    assert!(
+        store.connection("frank-1").await.unwrap().is_some(),
+        "not named"
+    );
+    // A window wider than the configured one (150 s) is the configured one.
+    let report = handle_sweep(&deps, by_hand(100_000, &["frank"]))
+        .await
+        .unwrap();
+    assert_eq!(report.closed, 0, "{report:?}");
+    // Nor under 30 s: a frame within 15 s of the recorded one records nothing.
+    let report = handle_sweep(&deps, by_hand(2, &["gina"])).await.unwrap();
+    assert_eq!(report.closed, 0, "{report:?}");
+    let bad = handle_sweep(&deps, by_hand(30, &["not a user!"])).await;
+    assert!(bad.is_err(), "a bad user id is refused");
 }

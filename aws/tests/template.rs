@@ -98,7 +98,7 @@ fn check_table(t: &Value, def: &TableDef) {
             (
                 i.name.to_owned(),
                 expected_keys(i.hash, i.range),
-                "ALL".to_owned(),
+                i.projection().to_owned(),
             )
         })
         .collect();
@@ -184,6 +184,45 @@ fn the_functions_get_every_variable_they_require() {
         secret["Default"].is_null(),
         "the JWT secret has no default in the template"
     );
+}
+
+#[test]
+fn direct_delivery_and_the_sweeper_are_configured_by_parameters() {
+    let t = template();
+    let vars = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(
+        intrinsic(&vars["CHAT_DIRECT_FANOUT_MAX_MEMBERS"]),
+        ("Ref".to_owned(), "DirectFanoutMaxMembers".to_owned())
+    );
+    assert_eq!(t["Parameters"]["DirectFanoutMaxMembers"]["Default"], 100);
+    let sweep = &t["Resources"]["SweepFunction"]["Properties"];
+    assert_eq!(
+        sweep["Events"]["EveryMinute"]["Properties"]["Schedule"],
+        "rate(1 minute)"
+    );
+    assert_eq!(
+        intrinsic(&sweep["Environment"]["Variables"]["CHAT_IDLE_TIMEOUT_SECS"]),
+        ("Ref".to_owned(), "IdleTimeoutSecs".to_owned())
+    );
+    let idle = &t["Parameters"]["IdleTimeoutSecs"];
+    assert_eq!(
+        (&idle["Default"], &idle["MinValue"], &idle["MaxValue"]),
+        (&Value::from(150), &Value::from(30), &Value::from(150)),
+        "the liveness window at most, twice the interval of liveness writes at least"
+    );
+    // It lists the users with connections from their index, and nothing reads it else.
+    let reads_online = |f: &Value| {
+        statements(f).iter().any(|s| {
+            s["Resource"]
+                .as_sequence()
+                .is_some_and(|r| r.iter().any(|r| intrinsic(r).1.ends_with("/index/online")))
+        })
+    };
+    for (id, f) in functions(&t) {
+        assert_eq!(reads_online(&f), id == "SweepFunction", "{id}");
+    }
+    // It runs well inside its minute.
+    assert!(sweep["Timeout"].as_u64().unwrap() < 60);
 }
 
 /// A short-form intrinsic (`!GetAtt X.Arn`) as (function, argument).
@@ -323,7 +362,7 @@ fn every_function_that_handles_frames_or_events_may_close_connections() {
     // (DeleteConnection), whichever function it reaches.
     let t = template();
     let all = functions(&t);
-    assert_eq!(all.len(), 11, "every function of the template");
+    assert_eq!(all.len(), 12, "every function of the template");
     for (id, function) in all {
         let may_close = statements(&function).iter().any(|s| {
             s["Action"] == "execute-api:ManageConnections"
@@ -358,9 +397,13 @@ fn no_function_gets_more_than_its_inline_statements() {
                 "{id}: a policy that is not inline statements: {policy:?}"
             );
         }
+        // An API route or a schedule brings a permission to invoke, no policy.
         if let Some(events) = f["Properties"]["Events"].as_mapping() {
             for (name, event) in events {
-                assert_eq!(event["Type"], "HttpApi", "{id}: event {name:?}");
+                assert!(
+                    event["Type"] == "HttpApi" || event["Type"] == "Schedule",
+                    "{id}: event {name:?}"
+                );
             }
         }
         for s in statements(&f) {

@@ -11,6 +11,7 @@
 //! | `chat-http` | the HTTP API (`/v1/...`, `/health`) |
 //! | `chat-fanout` | the messages table's DynamoDB stream |
 //! | `chat-replay` | invoked by hand with a message of the fan-out's dead-letter queue |
+//! | `chat-sweep` | a schedule, every minute: closes silent connections |
 
 use std::sync::Arc;
 

@@ -197,6 +197,8 @@ impl ConnectionGateway for LocalGateway {
         handle.close_with(match reason {
             CloseReason::Replaced => close_code::POLICY,
             CloseReason::TokenExpired => close_code::TOKEN_EXPIRED,
+            // The session's own idle timer closes silent sockets; this only mirrors it.
+            CloseReason::Silent => close_code::NORMAL,
         });
         Ok(())
     }

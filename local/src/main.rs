@@ -16,10 +16,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chat_shared::Chat;
 use chat_shared::auth::TokenVerifier;
-use chat_shared::config::{ConfigError, Limits, env_flag, env_u32};
+use chat_shared::config::{Limits, env_flag};
 use chat_shared::ids::UserId;
 use chat_shared::ports::{Clock, SystemClock};
-use chat_shared::protocol::LIVENESS_MS;
 use chat_shared::service::{AttachmentPorts, Ports};
 use chat_sqlite::{Durability, SqliteStore};
 use clap::{Parser, Subcommand};
@@ -166,23 +165,9 @@ fn public_url(addr: SocketAddr) -> String {
     }
 }
 
-/// `CHAT_IDLE_TIMEOUT_SECS`: 1 s up to the liveness window (150 s, the default).
-fn idle_timeout() -> Result<Duration, ConfigError> {
-    let max = (LIVENESS_MS / 1000) as u32;
-    let secs = env_u32("CHAT_IDLE_TIMEOUT_SECS", max)?;
-    if !(1..=max).contains(&secs) {
-        return Err(ConfigError {
-            name: "CHAT_IDLE_TIMEOUT_SECS",
-            value: secs.to_string(),
-            reason: "expected 1 to 150 seconds",
-        });
-    }
-    Ok(Duration::from_secs(u64::from(secs)))
-}
-
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let limits = Limits::from_env()?;
-    let idle_timeout = idle_timeout()?;
+    let idle_timeout = chat_shared::config::idle_timeout()?;
     let listen = ListenLimits::from_env()?.fitted_to_fd_limit();
     let durability = match std::env::var("CHAT_SQLITE_SYNC").as_deref() {
         Ok("full") => Durability::PowerLoss,

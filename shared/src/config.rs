@@ -95,6 +95,22 @@ impl Limits {
     }
 }
 
+/// `CHAT_IDLE_TIMEOUT_SECS`: how long a connection may stay silent (no client frame)
+/// before the server closes it, 1 s up to the liveness window (150 s, the default). The
+/// local server's sessions time out by it; on AWS the sweeper closes by it.
+pub fn idle_timeout() -> Result<std::time::Duration, ConfigError> {
+    let max = (crate::protocol::LIVENESS_MS / 1000) as u32;
+    let secs = env_u32("CHAT_IDLE_TIMEOUT_SECS", max)?;
+    if !(1..=max).contains(&secs) {
+        return Err(ConfigError {
+            name: "CHAT_IDLE_TIMEOUT_SECS",
+            value: secs.to_string(),
+            reason: "expected 1 to 150 seconds",
+        });
+    }
+    Ok(std::time::Duration::from_secs(u64::from(secs)))
+}
+
 /// Reads an unsigned integer variable, `default` when unset or empty.
 pub fn env_u32(name: &'static str, default: u32) -> Result<u32, ConfigError> {
     match env::var(name) {

@@ -18,6 +18,8 @@ pub const FRAMES_POSTED: &str = "chat_frames_posted_total";
 pub const POSTS_GONE: &str = "chat_posts_gone_total";
 /// Counter: pushes by `outcome` (`sent`, `gone`: the device was removed, `failed`).
 pub const PUSHES: &str = "chat_pushes_total";
+/// Counter: connections the server closed, by `reason` (`silent`, `token_expired`).
+pub const CONNECTIONS_CLOSED: &str = "chat_connections_closed_total";
 /// Counter: error answers to clients, by `code` (the protocol's).
 pub const ERRORS: &str = "chat_errors_total";
 
@@ -40,6 +42,10 @@ pub(crate) fn frames_posted(frames: usize) {
 
 pub(crate) fn post_gone() {
     metrics::counter!(POSTS_GONE).increment(1);
+}
+
+pub(crate) fn connection_closed(reason: &'static str) {
+    metrics::counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);
 }
 
 pub(crate) fn pushed(outcome: &'static str) {

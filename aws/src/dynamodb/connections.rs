@@ -17,6 +17,7 @@ use super::codec::{
     USER_SK, connection_entry, connection_from, get_map, get_s, key, malformed, n, opt_n, s,
     user_pk,
 };
+use super::sweep::{ONLINE_INDEX, online_key};
 
 /// API Gateway closes connections after 2 h: connection items expire a little later.
 const CONNECTION_TTL_SECS: i64 = 2 * 3600 + 600;
@@ -43,11 +44,14 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(sdk("put connection"))?;
+        // Listed for the sweeper while the user has connections.
+        let online = (ONLINE_INDEX, s(online_key(c.user_id.as_str())));
         self.set_user_map_entry(
             c.user_id.as_str(),
             "conns",
             &c.connection_id,
             connection_entry(c),
+            Some(online),
         )
         .await
     }

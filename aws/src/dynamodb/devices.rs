@@ -35,6 +35,7 @@ impl DeviceStore for DynamoStore {
             "devs",
             d.device_id.as_str(),
             device_entry(d),
+            None,
         )
         .await
     }

@@ -16,7 +16,8 @@
 //! - One file per area of the port: `conversations` (with `membership`, the membership
 //!   changes and their `system` entries), `messages` (with `append`, the
 //!   entry transaction, and `reactions`, the reaction items and summaries), `receipts`,
-//!   `pushes`, `throttles`, `connections`, `devices`, `attachments` (their records).
+//!   `pushes`, `throttles`, `connections` (with `sweep`, the users with connections),
+//!   `devices`, `attachments` (their records), `direct` (direct delivery's mark).
 
 mod append;
 mod attachments;
@@ -31,10 +32,12 @@ mod messages;
 mod pushes;
 mod reactions;
 mod receipts;
+mod sweep;
 mod throttles;
 mod users;
 
 pub use codec::{Item, MalformedItem, message_from};
+pub use sweep::{ONLINE_INDEX, ONLINE_SHARDS, OnlinePage};
 
 use aws_sdk_dynamodb::Client;
 

@@ -84,24 +84,31 @@ impl DynamoStore {
             .collect()
     }
 
-    /// Sets `map_name.entry = value` on a user item, creating the map when missing.
+    /// Sets `map_name.entry = value` on a user item, creating the map when missing; and
+    /// `also`, an attribute set in the same write.
     pub(crate) async fn set_user_map_entry(
         &self,
         user: &str,
         map_name: &str,
         entry: &str,
         value: AttributeValue,
+        also: Option<(&str, AttributeValue)>,
     ) -> StoreResult<()> {
-        self.client
+        let init = self
+            .client
             .update_item()
             .table_name(&self.tables.main)
             .set_key(Some(key(user_pk(user), USER_SK)))
-            .update_expression("SET #m = if_not_exists(#m, :empty)")
             .expression_attribute_names("#m", map_name)
-            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
-            .send()
-            .await
-            .map_err(sdk("init user map"))?;
+            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()));
+        let init = match also {
+            Some((name, value)) => init
+                .update_expression("SET #m = if_not_exists(#m, :empty), #a = :a")
+                .expression_attribute_names("#a", name)
+                .expression_attribute_values(":a", value),
+            None => init.update_expression("SET #m = if_not_exists(#m, :empty)"),
+        };
+        init.send().await.map_err(sdk("init user map"))?;
         self.client
             .update_item()
             .table_name(&self.tables.main)

@@ -20,6 +20,8 @@ pub struct LambdaConfig {
     /// `CHAT_ATTACHMENT_BUCKET`: the S3 bucket of attachments' bytes; without it the
     /// functions refuse attachments.
     pub attachment_bucket: Option<String>,
+    /// `CHAT_IDLE_TIMEOUT_SECS`: the sweeper closes connections silent this long.
+    pub idle_timeout: std::time::Duration,
 }
 
 fn required(name: &'static str) -> Result<String, ConfigError> {
@@ -41,8 +43,8 @@ impl LambdaConfig {
     /// Reads `CHAT_TABLE_MAIN`, `CHAT_TABLE_MESSAGES`, `CHAT_TABLE_CONNECTIONS`,
     /// `CHAT_JWT_SECRET` (required), `CHAT_JWT_ISSUER`, `CHAT_JWT_AUDIENCE`,
     /// `CHAT_APIGW_ENDPOINT`, `CHAT_SNS_APNS_ARN`, `CHAT_SNS_APNS_SANDBOX_ARN`,
-    /// `CHAT_SNS_FCM_ARN`, `CHAT_ATTACHMENT_BUCKET` and the limits of
-    /// [`Limits::from_env`].
+    /// `CHAT_SNS_FCM_ARN`, `CHAT_ATTACHMENT_BUCKET`, `CHAT_IDLE_TIMEOUT_SECS` and the
+    /// limits of [`Limits::from_env`].
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             tables: TableNames {
@@ -63,6 +65,7 @@ impl LambdaConfig {
             }
             .usable_from(optional("AWS_REGION").as_deref()),
             attachment_bucket: optional("CHAT_ATTACHMENT_BUCKET"),
+            idle_timeout: chat_shared::config::idle_timeout()?,
         })
     }
 }

@@ -8,13 +8,15 @@
 //! # Layout
 //! - `config`: [`LambdaConfig`]; `stage`: the [`StageGateway`]; [`Deps`] here.
 //! - One file per kind of event: `ws` (WebSocket routes), `http` (the HTTP API),
-//!   `stream` (the DynamoDB stream's fan-out), `replay` (the dead-letter replay).
+//!   `stream` (the DynamoDB stream's fan-out), `replay` (the dead-letter replay),
+//!   `sweep` (the schedule that closes silent connections).
 
 mod config;
 mod http;
 mod replay;
 mod stage;
 mod stream;
+mod sweep;
 mod ws;
 
 pub use crate::metrics::{FAILED_METRIC, FAILED_POSTS_METRIC, SKIPPED_METRIC};
@@ -30,6 +32,7 @@ pub use stream::{
     BadImage, BatchItemFailure, BatchResponse, StreamChange, StreamEvent, StreamRecord,
     handle_stream, image_to_item,
 };
+pub use sweep::{SweepEvent, SweepReport, handle_sweep};
 pub use ws::{ONE_WAY_ROUTES, WsContext, WsEvent, WsResponse, handle_ws};
 
 use std::sync::Arc;
@@ -49,6 +52,11 @@ use crate::sns::SnsPush;
 pub struct Deps {
     pub chat: Chat,
     pub gateway: Arc<StageGateway>,
+    /// The store the service runs on, for what only the glue reads (the sweeper's
+    /// users with connections).
+    pub store: Arc<DynamoStore>,
+    /// How long a connection may stay silent before the sweeper closes it.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Deps {
@@ -78,6 +86,7 @@ impl Deps {
         });
         let gateway = Arc::new(StageGateway::new(sdk, config.apigw_endpoint));
         let store = Arc::new(store);
+        let idle_timeout = config.idle_timeout;
         let chat = Chat::new(
             Ports {
                 store: store.clone(),
@@ -85,12 +94,17 @@ impl Deps {
                 push: Arc::new(push),
                 clock: Arc::new(SystemClock),
                 attachments,
-                direct: Some(store),
+                direct: Some(store.clone()),
             },
             config.limits,
             TokenVerifier::new(config.jwt_secret, config.jwt_issuer, config.jwt_audience),
         );
-        Self { chat, gateway }
+        Self {
+            chat,
+            gateway,
+            store,
+            idle_timeout,
+        }
     }
 }
 

@@ -64,4 +64,6 @@ pub enum CloseReason {
     Replaced,
     /// The token the connection was opened with expired.
     TokenExpired,
+    /// No client frame came for the idle timeout (a half-open socket, an app gone).
+    Silent,
 }

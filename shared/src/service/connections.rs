@@ -135,6 +135,45 @@ impl Chat {
         }
     }
 
+    /// Closes those of `connections` no client frame came on for `idle_ms` or longer, or
+    /// whose token expired, and forgets them (the user goes offline with their last
+    /// one): the sweep of a server that holds no sockets (AWS), where a socket that died
+    /// without a close would otherwise look live until the gateway's own timeout. A
+    /// connection that cannot be closed is kept (forgetting an open socket would leave
+    /// it without frames). Answers how many were closed.
+    pub async fn close_silent(
+        &self,
+        connections: &[ConnectionRecord],
+        idle_ms: Millis,
+    ) -> ChatResult<usize> {
+        let now = self.now();
+        let mut closed = 0;
+        for c in connections {
+            let (reason, label) = if now >= c.token_expires_at {
+                (CloseReason::TokenExpired, "token_expired")
+            } else if now - c.last_frame_at >= idle_ms {
+                (CloseReason::Silent, "silent")
+            } else {
+                continue;
+            };
+            let id = c.connection_id.as_str();
+            match self.gateway.close(id, reason).await {
+                Ok(()) | Err(GatewayError::Gone) => {}
+                Err(e) => {
+                    warn!(error = %e, connection.id = id, "could not close a silent connection");
+                    continue;
+                }
+            }
+            debug!(connection.id = id, user.id = %c.user_id, reason = label, "closed a connection");
+            crate::telemetry::connection_closed(label);
+            if let Some(pending) = self.disconnect(id).await? {
+                self.settle_presence_now(&pending.user).await?;
+            }
+            closed += 1;
+        }
+        Ok(closed)
+    }
+
     /// Posts one frame to many connections, skipping `except`; gone ones are forgotten.
     pub(crate) async fn post_all(
         &self,
