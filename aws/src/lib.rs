@@ -10,7 +10,7 @@
 pub mod apigw;
 pub mod dynamodb;
 pub mod lambda;
-mod metrics;
+pub mod metrics;
 pub mod s3;
 pub mod sns;
 pub mod tables;

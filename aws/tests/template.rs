@@ -903,3 +903,81 @@ fn each_function_gets_only_the_s3_actions_it_uses_on_attachment_objects_only() {
     listers.sort();
     assert_eq!(listers, ["HttpFunction", "SendFunction"]);
 }
+
+#[test]
+fn the_dashboard_and_the_metric_alarms_show_what_the_code_emits() {
+    use chat_shared::telemetry;
+    let t = template();
+    // Every metric of the namespace Chat the code emits: the service's, the glue's.
+    let emitted = [
+        telemetry::APPEND_SECONDS,
+        telemetry::FANOUT_LAG_SECONDS,
+        telemetry::FRAMES_POSTED,
+        telemetry::POSTS_GONE,
+        telemetry::PUSHES,
+        telemetry::CONNECTIONS_CLOSED,
+        telemetry::ERRORS,
+        chat_aws::metrics::SKIPPED_METRIC,
+        chat_aws::metrics::FAILED_METRIC,
+        chat_aws::metrics::FAILED_POSTS_METRIC,
+    ];
+    // The alarms on the service's metrics: the lag of both paths at p99, INTERNAL errors.
+    for (id, dimension, value) in [
+        ("FanoutLagAlarm", "path", "feed"),
+        ("DirectLagAlarm", "path", "direct"),
+        ("InternalErrorsAlarm", "code", "INTERNAL"),
+    ] {
+        let a = &resource(&t, id)["Properties"];
+        assert_eq!(a["Namespace"], "Chat", "{id}");
+        assert!(emitted.contains(&a["MetricName"].as_str().unwrap()), "{id}");
+        assert_eq!(a["Dimensions"][0]["Name"], dimension, "{id}");
+        assert_eq!(a["Dimensions"][0]["Value"], value, "{id}");
+        assert_eq!(
+            a["Dimensions"].as_sequence().unwrap().len(),
+            1,
+            "{id}: over every function"
+        );
+    }
+    for id in ["FanoutLagAlarm", "DirectLagAlarm"] {
+        assert_eq!(
+            resource(&t, id)["Properties"]["ExtendedStatistic"],
+            "p99",
+            "{id}"
+        );
+    }
+    // The dashboard's body is JSON once its ${...} are filled, and shows only metrics
+    // that exist: the code's in Chat, Lambda's own in AWS/Lambda.
+    let body = match &resource(&t, "Dashboard")["Properties"]["DashboardBody"] {
+        Value::Tagged(tagged) => tagged.value.as_str().unwrap().to_owned(),
+        other => panic!("a !Sub body: {other:?}"),
+    };
+    let mut filled = String::new();
+    let mut rest = body.as_str();
+    while let Some(start) = rest.find("${") {
+        filled.push_str(&rest[..start]);
+        let end = rest[start..].find('}').unwrap() + start;
+        filled.push('x');
+        rest = &rest[end + 1..];
+    }
+    filled.push_str(rest);
+    let dashboard: serde_json::Value = serde_json::from_str(&filled).expect("dashboard JSON");
+    let widgets = dashboard["widgets"].as_array().unwrap();
+    assert!(widgets.len() >= 6);
+    let mut shown = 0;
+    for widget in widgets {
+        for metric in widget["properties"]["metrics"].as_array().unwrap() {
+            let row = metric.as_array().unwrap();
+            if row[0] == "..." {
+                continue;
+            }
+            let (namespace, name) = (row[0].as_str().unwrap(), row[1].as_str().unwrap());
+            match namespace {
+                "Chat" => assert!(emitted.contains(&name), "{name} is not emitted"),
+                "AWS/Lambda" => assert!(["Invocations", "Errors", "IteratorAge"].contains(&name)),
+                other => panic!("namespace {other}"),
+            }
+            shown += 1;
+        }
+    }
+    assert!(shown >= 20, "{shown}");
+}

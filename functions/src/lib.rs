@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use chat_aws::lambda::{Deps, LambdaConfig, WsEvent, handle_ws};
+use chat_aws::metrics::flushed;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 /// Runs a WebSocket route function: every route shares one handler, which dispatches on
@@ -25,7 +26,7 @@ pub async fn run_websocket_route() -> Result<(), Error> {
     let deps = Arc::new(Deps::new(LambdaConfig::from_env()?).await);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<WsEvent>| {
         let deps = deps.clone();
-        async move { Ok::<_, Error>(handle_ws(&deps, event.payload).await) }
+        async move { Ok::<_, Error>(flushed(handle_ws(&deps, event.payload)).await) }
     }))
     .await
 }

@@ -62,8 +62,10 @@ pub struct Deps {
 impl Deps {
     /// Loads the AWS configuration (region, credentials, endpoints from the environment)
     /// and builds the DynamoDB, API Gateway Management, SNS and (with a bucket) S3
-    /// adapters.
+    /// adapters; installs the metrics recorder (flush it after each event:
+    /// [`crate::metrics::flushed`]).
     pub async fn new(config: LambdaConfig) -> Self {
+        crate::metrics::install();
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let sns = aws_sdk_sns::Client::new(&sdk);

@@ -67,6 +67,7 @@ pub struct ReplayDeps {
 impl ReplayDeps {
     /// As [`Deps::new`], plus the DynamoDB Streams client.
     pub async fn new(config: LambdaConfig) -> Self {
+        crate::metrics::install();
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let sns = aws_sdk_sns::Client::new(&sdk);

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use chat_aws::lambda::{DeadLetter, LambdaConfig, ReplayDeps, handle_dead_letter};
+use chat_aws::metrics::flushed;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -14,7 +15,14 @@ async fn main() -> Result<(), Error> {
     let deps = Arc::new(ReplayDeps::new(LambdaConfig::from_env()?).await);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<DeadLetter>| {
         let deps = deps.clone();
-        async move { handle_dead_letter(&deps.deps.chat, &deps.streams, event.payload).await }
+        async move {
+            flushed(handle_dead_letter(
+                &deps.deps.chat,
+                &deps.streams,
+                event.payload,
+            ))
+            .await
+        }
     }))
     .await
 }

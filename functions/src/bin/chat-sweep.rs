@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chat_aws::lambda::{Deps, LambdaConfig, SweepEvent, handle_sweep};
+use chat_aws::metrics::flushed;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -12,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let deps = Arc::new(Deps::new(LambdaConfig::from_env()?).await);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SweepEvent>| {
         let deps = deps.clone();
-        async move { Ok::<_, Error>(handle_sweep(&deps, event.payload).await?) }
+        async move { Ok::<_, Error>(flushed(handle_sweep(&deps, event.payload)).await?) }
     }))
     .await
 }
