@@ -71,9 +71,25 @@ impl Usage {
     }
 }
 
-/// The actions of a `TransactWriteItems` request, from its body to its response.
+/// The actions of a `TransactWriteItems` request, from its body to its response, and
+/// how many of them write a member item (each also writes the `byUser` index, which
+/// projects every attribute).
 #[derive(Debug, Clone, Copy)]
-struct TransactionItems(usize);
+struct TransactionItems {
+    actions: usize,
+    index_writes: usize,
+}
+
+/// Whether a transaction's action writes a member item (`m#...` in the main table).
+fn writes_member(action: &Value) -> bool {
+    ["Put", "Update", "Delete"].iter().any(|kind| {
+        let a = &action[*kind];
+        let sk = a["Key"]["sk"]["S"]
+            .as_str()
+            .or(a["Item"]["sk"]["S"].as_str());
+        sk.is_some_and(|sk| sk.starts_with("m#"))
+    })
+}
 
 impl Storable for TransactionItems {
     type Storer = StoreReplace<Self>;
@@ -127,8 +143,10 @@ impl Intercept for Meter {
         };
         let mut input: Value = serde_json::from_slice(bytes)?;
         if let Some(items) = input["TransactItems"].as_array() {
-            cfg.interceptor_state()
-                .store_put(TransactionItems(items.len()));
+            cfg.interceptor_state().store_put(TransactionItems {
+                actions: items.len(),
+                index_writes: items.iter().filter(|a| writes_member(a)).count(),
+            });
         }
         input["ReturnConsumedCapacity"] = "TOTAL".into();
         let body = serde_json::to_vec(&input)?;
@@ -154,9 +172,11 @@ impl Intercept for Meter {
             .map_or(0.0, |v| capacity_units(&v));
         // DynamoDB Local under-reports transactions (a 6-item one came back as 4 units):
         // they are priced as AWS does, 2 units per item of up to 1 KB (the items here
-        // are), ConditionCheck included.
+        // are), ConditionCheck included, plus 1 per write of the `byUser` index (a
+        // member item changed: its index copy is rewritten). Other requests' figures,
+        // index writes included, are DynamoDB Local's.
         let units = match cfg.load::<TransactionItems>() {
-            Some(TransactionItems(n)) if op == "TransactWriteItems" => 2.0 * *n as f64,
+            Some(t) if op == "TransactWriteItems" => 2.0 * t.actions as f64 + t.index_writes as f64,
             _ => units,
         };
         let mut usage = self.0.lock().unwrap();
@@ -627,6 +647,8 @@ async fn requests_per_operation() {
     // (docs/COST.md, "reaction").
     assert_eq!(reaction.total(), group_send.total() + 1);
     assert_eq!(fan_out_reaction.total(), fan_out_group.total());
+    // A message's positions are a member item: its index copy is written too.
+    assert_eq!(send.write_units, 11.0, "{send:?}");
     // A membership change is one transaction of 3 items (counter, entry, member) after
     // one read of what it changes; the rest are the service's reads for its
     // announcements (each conversation rendered reads its `lastMessage`: one Query). A
@@ -635,7 +657,8 @@ async fn requests_per_operation() {
     assert_eq!(remove_member.total(), 11, "{remove_member:?}");
     for change in [&add_member, &remove_member] {
         assert_eq!(change.requests["TransactWriteItems"], 1, "{change:?}");
-        assert_eq!(change.write_units, 6.0, "{change:?}");
+        // 2 units for each of the 3 items, 1 for the member item's copy in `byUser`.
+        assert_eq!(change.write_units, 7.0, "{change:?}");
     }
     // System entries are appended outside the send path: the stream posts them (the
     // members, their connections) and marks them.
