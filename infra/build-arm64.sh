@@ -21,9 +21,9 @@ sam="$emulators/lint-venv/bin/sam"
 [ -x "$sam" ] || bash "$root/infra/lint.sh" >/dev/null
 
 cd "$root"
-# SAM's cargo-lambda builder looks for the binaries under ./target: a CARGO_TARGET_DIR
-# from the environment would send them elsewhere and fail the build.
-unset CARGO_TARGET_DIR
+# SAM's cargo-lambda builder asks `cargo metadata` for the workspace's target directory
+# (which follows CARGO_TARGET_DIR) and both builds into and copies from it: the build
+# works with or without the variable. Every function is the one binary, chat-lambda.
 export PATH="$venv/bin:$PATH" SAM_CLI_TELEMETRY=0 AWS_REGION="${AWS_REGION:-us-east-1}"
 "$sam" build --template-file template.yaml --build-dir .aws-sam/build \
   --parameter-overrides Architecture=arm64

@@ -10,8 +10,8 @@
 #   --stack-name NAME                 (default $CHAT_STACK_NAME or chat-e2e)
 #   --template PATH                   (default template.yaml at the repository root)
 #   --param KEY=VALUE                 extra parameter override (repeatable)
-#   --profile NAME                    cargo profile of the Lambda binaries (default function;
-#                                     dev reuses the debug build of `cargo test`)
+#   --profile NAME                    cargo profile of the Lambda binary (default release,
+#                                     what `sam build` deploys; dev reuses the debug build)
 #   --no-build                        use the binaries already built for that profile
 #
 # Environment: CHAT_EMULATORS_DIR (default target/emulators), CHAT_E2E_JWT_SECRET (default:
@@ -27,7 +27,7 @@ EMULATOR=ministack
 STACK=${CHAT_STACK_NAME:-chat-e2e}
 TEMPLATE=$ROOT/template.yaml
 BUILD=1
-PROFILE=function
+PROFILE=release
 EXTRA_PARAMS=()
 
 while [ $# -gt 0 ]; do

@@ -228,6 +228,21 @@ fn entry(
     }
 }
 
+/// The entry `sender` stored with `cmid` (read without being measured: take the meter
+/// after it).
+async fn stored(
+    store: &DynamoStore,
+    conversation: &chat_shared::ids::ConversationId,
+    sender: &UserId,
+    cmid: &str,
+) -> chat_shared::ports::MessageRecord {
+    store
+        .find_by_client_id(conversation, sender, cmid)
+        .await
+        .unwrap()
+        .expect("the entry is stored")
+}
+
 fn text(conversation: &chat_shared::ids::ConversationId, cmid: &str) -> AppendRequest {
     AppendRequest::text(
         conversation.clone(),
@@ -310,11 +325,7 @@ async fn requests_per_operation() {
         .await
         .unwrap();
     let send_offline = measure("send 1:1, recipient offline");
-    let message = store
-        .find_by_client_id(&direct, &alice, "d1")
-        .await
-        .unwrap()
-        .unwrap();
+    let message = stored(&store, &direct, &alice, "d1").await;
     meter.take();
     chat.fan_out(&message).await.unwrap();
     let fan_out_offline = measure("fan-out 1:1, recipient offline with 1 phone (push)");
@@ -327,11 +338,7 @@ async fn requests_per_operation() {
         .await
         .unwrap();
     let send = measure("send (1:1, recipient online; or group)");
-    let message = store
-        .find_by_client_id(&direct, &alice, "d2")
-        .await
-        .unwrap()
-        .unwrap();
+    let message = stored(&store, &direct, &alice, "d2").await;
     meter.take();
     chat.fan_out(&message).await.unwrap();
     let fan_out_online = measure("fan-out 1:1, recipient online");
@@ -383,11 +390,7 @@ async fn requests_per_operation() {
         .append(&alice, Some("alice-1"), text(&slow, "s1"))
         .await
         .unwrap();
-    let message = store
-        .find_by_client_id(&slow, &alice, "s1")
-        .await
-        .unwrap()
-        .unwrap();
+    let message = stored(&store, &slow, &alice, "s1").await;
     meter.take();
     chat.fan_out(&message).await.unwrap();
     let fan_out_stream =
@@ -396,11 +399,7 @@ async fn requests_per_operation() {
     chat.append(&alice, Some("alice-1"), text(&group, "g1"))
         .await
         .unwrap();
-    let group_message = store
-        .find_by_client_id(&group, &alice, "g1")
-        .await
-        .unwrap()
-        .unwrap();
+    let group_message = stored(&store, &group, &alice, "g1").await;
     meter.take();
     chat.fan_out(&group_message).await.unwrap();
     let fan_out_group = measure("fan-out group of 100, all online");
@@ -429,11 +428,7 @@ async fn requests_per_operation() {
     .await
     .unwrap();
     let reaction = measure("reaction in the group of 100");
-    let reaction_entry = store
-        .find_by_client_id(&group, reactor, "g-react")
-        .await
-        .unwrap()
-        .unwrap();
+    let reaction_entry = stored(&store, &group, reactor, "g-react").await;
     meter.take();
     chat.fan_out(&reaction_entry).await.unwrap();
     let fan_out_reaction = measure("fan-out of a reaction, group of 100, all online");

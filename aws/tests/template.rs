@@ -135,34 +135,37 @@ fn the_template_tables_are_the_code_tables() {
 }
 
 #[test]
-fn every_function_names_an_existing_binary() {
+fn every_function_runs_the_one_binary_with_the_handler_of_its_events() {
+    // One binary (one link in the deploying profile): each function names its handler.
     let t = template();
     let bins_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions/src/bin");
-    let bins: BTreeSet<String> = std::fs::read_dir(bins_dir)
+    let bins: Vec<String> = std::fs::read_dir(bins_dir)
         .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    let named: BTreeSet<String> = t["Resources"]
-        .as_mapping()
-        .unwrap()
-        .values()
-        .filter(|r| r["Type"] == "AWS::Serverless::Function")
-        .map(|f| {
-            assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda");
-            f["Metadata"]["BuildProperties"]["Binary"]
-                .as_str()
-                .expect("a Binary build property")
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(named, bins, "one function per binary, and back");
+    assert_eq!(bins, vec!["chat-lambda.rs".to_owned()]);
+    for (id, f) in functions(&t) {
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{id}");
+        assert_eq!(
+            f["Metadata"]["BuildProperties"]["Binary"], "chat-lambda",
+            "{id}"
+        );
+        let handler = f["Properties"]["Environment"]["Variables"]["CHAT_HANDLER"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id} names no CHAT_HANDLER"));
+        let events = &f["Properties"]["Events"];
+        let expected = match id.as_str() {
+            "HttpFunction" => "http",
+            "FanoutFunction" => "stream",
+            "ReplayFunction" => "replay",
+            "SweepFunction" => "sweep",
+            _ => "websocket",
+        };
+        assert_eq!(handler, expected, "{id}");
+        if handler == "http" {
+            assert!(events.as_mapping().is_some_and(|e| !e.is_empty()), "{id}");
+        }
+    }
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The Lambda cold-start proxy: each function binary (the `function` profile, as shipped)
+//! The Lambda cold-start proxy: each function (the `chat-lambda` binary of the release
+//! profile, as `sam build` ships it, with the function's `CHAT_HANDLER`)
 //! runs as a fresh process against a minimal local Lambda Runtime API, with the
 //! environment Lambda and template.yaml give it and DynamoDB Local as its store, and we
 //! time process spawn -> its first `next` request (init: configuration read, SDK clients
@@ -464,6 +465,7 @@ fn function_env(function: &str, env: &Environment, runtime: SocketAddr) -> Vec<(
         // what Lambda sets
         ("AWS_LAMBDA_RUNTIME_API", runtime.to_string()),
         ("AWS_LAMBDA_FUNCTION_NAME", function.to_owned()),
+        ("CHAT_HANDLER", handler_of(function).to_owned()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
         (
@@ -513,19 +515,16 @@ fn function_env(function: &str, env: &Environment, runtime: SocketAddr) -> Vec<(
     vars
 }
 
-/// Runs `binary` once: spawn, serve its two events, time them, kill it.
+/// Runs `function` (its `binary`) once: spawn, serve its two events, time them, kill it.
 pub async fn run_once(
     api: &mut RuntimeApi,
+    function: &str,
     binary: &Path,
     env: &Environment,
     events: Events,
     log: &Path,
 ) -> anyhow::Result<Run> {
-    let function = binary
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("bootstrap")
-        .to_owned();
+    let function = function.to_owned();
     api.prepare(
         &function,
         vec![
@@ -594,45 +593,55 @@ pub async fn run_once(
     result.with_context(|| format!("{function} (its output: {})", log.display()))
 }
 
-/// Every function binary of `dir` (`chat-*` executables).
-pub fn function_binaries(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with("chat-") && !name.contains('.') && path.is_file() {
-            found.push(path);
-        }
-    }
-    found.sort();
-    if found.is_empty() {
+/// The functions to start, each with the binary that runs it: `dir`'s `chat-lambda`
+/// (every function's), in [`order`].
+pub fn function_binaries(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let binary = dir.join("chat-lambda");
+    if !binary.is_file() {
         bail!(
-            "no chat-* binaries in {}: build them (`cargo build --profile function -p chat-functions`)",
+            "no chat-lambda in {}: build it (`cargo build --release -p chat-functions`)",
             dir.display()
         );
     }
-    Ok(found)
+    Ok(FUNCTIONS
+        .iter()
+        .map(|name| ((*name).to_owned(), binary.clone()))
+        .collect())
 }
 
-/// The order the functions run in: the conversation exists before anything is sent in
-/// it, alice and bob are connected before frames and the fan-out, disconnect comes last.
+/// The `CHAT_HANDLER` of a function, as `template.yaml` sets it.
+fn handler_of(function: &str) -> &'static str {
+    match function {
+        "chat-http" => "http",
+        "chat-fanout" => "stream",
+        "chat-replay" => "replay",
+        _ => "websocket",
+    }
+}
+
+/// The functions, in the order they run: the conversation exists before anything is
+/// sent in it, alice and bob are connected before frames and the fan-out, disconnect
+/// comes last.
+const FUNCTIONS: [&str; 11] = [
+    "chat-http",
+    "chat-connect",
+    "chat-send",
+    "chat-read",
+    "chat-delivered",
+    "chat-typing",
+    "chat-heartbeat",
+    "chat-default",
+    "chat-fanout",
+    "chat-replay",
+    "chat-disconnect",
+];
+
+/// Where a function comes in [`FUNCTIONS`].
 pub fn order(name: &str) -> usize {
-    [
-        "chat-http",
-        "chat-connect",
-        "chat-send",
-        "chat-read",
-        "chat-delivered",
-        "chat-typing",
-        "chat-heartbeat",
-        "chat-default",
-        "chat-fanout",
-        "chat-replay",
-        "chat-disconnect",
-    ]
-    .iter()
-    .position(|n| *n == name)
-    .unwrap_or(usize::MAX)
+    FUNCTIONS
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or(usize::MAX)
 }
 
 /// The conversation id in chat-http's answer to `POST /v1/conversations`.
@@ -761,7 +770,7 @@ pub fn report(results: &[FunctionResult], packages: &[Package], notes: &str) -> 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Each function binary (`cargo build --profile function -p chat-functions`, x86_64 \
+        "Each function (`chat-lambda` of `cargo build --release -p chat-functions`, x86_64 \
          here) runs as a fresh process against a local Lambda Runtime API with the \
          environment Lambda and template.yaml give it, DynamoDB Local as its store and a \
          stub Management API. **init** = spawn -> its first `GET .../invocation/next` \
@@ -957,19 +966,7 @@ mod tests {
             conversation: Some("c_1".into()),
             run: 3,
         };
-        for name in [
-            "chat-http",
-            "chat-connect",
-            "chat-send",
-            "chat-read",
-            "chat-delivered",
-            "chat-typing",
-            "chat-heartbeat",
-            "chat-default",
-            "chat-fanout",
-            "chat-replay",
-            "chat-disconnect",
-        ] {
+        for name in FUNCTIONS {
             assert!(events(name, &f).is_some(), "{name}");
             assert!(order(name) < usize::MAX, "{name}");
         }

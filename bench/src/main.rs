@@ -377,10 +377,8 @@ async fn coldstart(
 ) -> anyhow::Result<()> {
     use chat_bench::coldstart::{self, Environment, Fixture, FunctionResult, RuntimeApi};
     let target = target_dir()?;
-    let bin_dir = bin_dir.unwrap_or_else(|| target.join("function"));
-    let mut binaries = coldstart::function_binaries(&bin_dir)?;
-    binaries
-        .sort_by_key(|b| coldstart::order(&b.file_name().unwrap_or_default().to_string_lossy()));
+    let bin_dir = bin_dir.unwrap_or_else(|| target.join("release"));
+    let binaries = coldstart::function_binaries(&bin_dir)?;
     let endpoint = match dynamodb_endpoint {
         Some(e) => e,
         None => {
@@ -419,12 +417,8 @@ async fn coldstart(
     let mut api = RuntimeApi::start().await?;
     let mut conversation = None;
     let mut results = Vec::new();
-    for binary in &binaries {
-        let name = binary
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+    for (name, binary) in &binaries {
+        let name = name.clone();
         let log = logs.join(format!("{name}.log"));
         let _ = std::fs::remove_file(&log);
         let mut result = FunctionResult {
@@ -443,7 +437,7 @@ async fn coldstart(
                 eprintln!("{name}: no events known for it, skipped");
                 break;
             };
-            let r = coldstart::run_once(&mut api, binary, &env, events, &log).await?;
+            let r = coldstart::run_once(&mut api, &name, binary, &env, events, &log).await?;
             if name == "chat-http" && conversation.is_none() {
                 conversation = coldstart::conversation_of(&r.first_body);
             }
