@@ -46,9 +46,10 @@ async fn deps() -> (Deps, DynamoStore) {
     let moto = MotoServer::shared().endpoint();
     let config = LambdaConfig {
         tables: names.clone(),
-        jwt_secret: SECRET.into(),
-        jwt_issuer: None,
-        jwt_audience: None,
+        tokens: chat_shared::config::TokenConfig {
+            secret: Some(SECRET.into()),
+            ..Default::default()
+        },
         limits: Limits::default(),
         apigw_endpoint: Some(moto),
         push_apps: PlatformApplications::default(),

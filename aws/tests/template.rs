@@ -183,9 +183,38 @@ fn the_functions_get_every_variable_they_require() {
     }
     let secret = &t["Parameters"]["JwtSecret"];
     assert_eq!(secret["NoEcho"], true, "the JWT secret is never echoed");
+    assert_eq!(
+        secret["Default"], "",
+        "no secret is known to the template: empty means tokens come from a provider"
+    );
+    for var in [
+        "CHAT_JWT_PREVIOUS_SECRET",
+        "CHAT_JWT_JWKS_URL",
+        "CHAT_JWT_ISSUER",
+        "CHAT_JWT_AUDIENCE",
+        "CHAT_JWT_USER_CLAIM",
+    ] {
+        assert!(!vars[var].is_null(), "{var} is not set for the functions");
+    }
+    // A stack whose tokens nobody can sign, or with a key set but no issuer, is refused
+    // before anything is created.
+    let rules = &t["Rules"];
+    let signer = format!("{:?}", rules["TokensHaveASigner"]["Assertions"]);
     assert!(
-        secret["Default"].is_null(),
-        "the JWT secret has no default in the template"
+        signer.contains("JwtSecret") && signer.contains("JwksUrl"),
+        "{signer}"
+    );
+    let issuer = format!("{:?}", rules["AKeySetNeedsAnIssuer"]);
+    assert!(
+        issuer.contains("JwksUrl") && issuer.contains("JwtIssuer"),
+        "{issuer}"
+    );
+    let pattern = t["Parameters"]["JwksUrl"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        pattern, "(https://\\S+)?",
+        "a key set is fetched over HTTPS only"
     );
 }
 
@@ -563,7 +592,12 @@ fn the_apis_are_throttled_below_the_account_and_connect_storms_are_contained() {
         assert!(number(parameter) > 0, "{parameter} is on by default");
     }
     // A shorter HS256 secret can be found offline from any token.
-    assert!(t["Parameters"]["JwtSecret"]["MinLength"].as_i64().unwrap() >= 32);
+    for secret in ["JwtSecret", "JwtPreviousSecret"] {
+        assert_eq!(
+            t["Parameters"][secret]["AllowedPattern"], "(.{32,})?",
+            "{secret}: 32 characters or more, or none"
+        );
+    }
 }
 
 #[test]

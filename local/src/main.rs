@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use chat_jwks::HttpKeySet;
 use chat_shared::Chat;
-use chat_shared::auth::TokenVerifier;
-use chat_shared::config::{Limits, env_flag};
+use chat_shared::auth::{KeySet, TokenVerifier};
+use chat_shared::config::{Limits, TokenConfig, env_flag};
 use chat_shared::ids::UserId;
 use chat_shared::ports::{Clock, SystemClock};
 use chat_shared::service::{AttachmentPorts, Ports};
@@ -73,26 +74,28 @@ enum Command {
     Token { user: String },
 }
 
-fn secret(listen: &SocketAddr) -> anyhow::Result<String> {
-    match std::env::var("CHAT_JWT_SECRET") {
-        Ok(s) if !s.is_empty() => Ok(s),
-        _ if listen.ip().is_loopback() => {
-            warn!("CHAT_JWT_SECRET is not set: using the development secret (loopback only)");
-            Ok(DEV_SECRET.to_owned())
-        }
-        _ => {
-            bail!("CHAT_JWT_SECRET must be set when listening on a non-loopback address ({listen})")
-        }
-    }
-}
-
+/// The verifier of [`TokenConfig`]: our secret and/or a provider's key set. With neither,
+/// the development secret, and only on loopback.
 fn verifier(listen: &SocketAddr) -> anyhow::Result<TokenVerifier> {
-    let opt = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
-    Ok(TokenVerifier::new(
-        secret(listen)?,
-        opt("CHAT_JWT_ISSUER"),
-        opt("CHAT_JWT_AUDIENCE"),
-    ))
+    let config = TokenConfig::from_env()?;
+    let key_set = match &config.jwks_url {
+        Some(url) => Some(KeySet::new(Arc::new(
+            HttpKeySet::new(url).map_err(anyhow::Error::msg)?,
+        ))),
+        None => None,
+    };
+    let development = config.secret.is_none() && key_set.is_none();
+    if development && !listen.ip().is_loopback() {
+        bail!(
+            "CHAT_JWT_SECRET or CHAT_JWT_JWKS_URL must be set when listening on a non-loopback address ({listen})"
+        );
+    }
+    if development {
+        warn!("CHAT_JWT_SECRET is not set: using the development secret (loopback only)");
+    }
+    config
+        .verifier(key_set, development.then_some(DEV_SECRET))
+        .context("no secret and no key set to verify tokens with")
 }
 
 /// Logs to stderr, filtered by `CHAT_LOG` (default `info`): lines for people, coloured
@@ -120,7 +123,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Token { user }) => {
             let user = UserId::parse(user).context("invalid user id")?;
-            let token = verifier(&cli.listen)?.issue(&user, SystemClock.now_ms(), 24 * 3600);
+            let verifier = verifier(&cli.listen)?;
+            if !verifier.issues() {
+                bail!("no CHAT_JWT_SECRET: tokens come from the identity provider");
+            }
+            let token = verifier.issue(&user, SystemClock.now_ms(), 24 * 3600);
             println!("{token}");
             Ok(())
         }
@@ -167,6 +174,12 @@ fn public_url(addr: SocketAddr) -> String {
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let limits = Limits::from_env()?;
+    let tokens = verifier(&cli.listen)?;
+    if let Some(key_set) = tokens.key_set() {
+        // Fetched now so the first client does not wait for it; a failure is logged
+        // and the first token with a key asks again.
+        key_set.load(SystemClock.now_ms()).await;
+    }
     let idle_timeout = chat_shared::config::idle_timeout()?;
     let listen = ListenLimits::from_env()?.fitted_to_fd_limit();
     let durability = match std::env::var("CHAT_SQLITE_SYNC").as_deref() {
@@ -198,7 +211,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
                 direct: None,
             },
             limits,
-            verifier(&cli.listen)?,
+            tokens,
         ),
         store,
         blobs: Some(blobs),

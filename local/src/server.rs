@@ -254,7 +254,7 @@ async fn ws_upgrade(
         .and_then(|v| v.to_str().ok());
     // Authenticate first so a bad token is 401 whatever else is wrong.
     let token = token_param.or_else(|| authorization.and_then(chat_shared::auth::bearer));
-    if let Err(e) = app.chat.authenticate(token) {
+    if let Err(e) = app.chat.authenticate(token).await {
         return error_response(&e);
     }
     let upgrade = match upgrade {
@@ -611,6 +611,7 @@ async fn http_api(State(app): State<Arc<App>>, req: Request) -> Response {
         && let Err(e) = app
             .chat
             .authenticate(chat_shared::auth::bearer_of(&parts.headers))
+            .await
     {
         return error_response(&e);
     }

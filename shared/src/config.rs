@@ -139,3 +139,182 @@ pub fn env_flag(name: &'static str) -> Result<bool, ConfigError> {
         },
     }
 }
+
+/// Who signs the tokens the server accepts: `CHAT_JWT_SECRET` (HS256, ours) with
+/// `CHAT_JWT_PREVIOUS_SECRET` while it is rotated, and/or an identity provider's keys at
+/// `CHAT_JWT_JWKS_URL` (RS256, ES256), with `CHAT_JWT_ISSUER`, `CHAT_JWT_AUDIENCE` and
+/// `CHAT_JWT_USER_CLAIM` (default `sub`). At least one of a secret and a key set is
+/// required (the binaries decide what happens without either); an issuer is required
+/// with a key set.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TokenConfig {
+    pub secret: Option<String>,
+    pub previous_secret: Option<String>,
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub user_claim: Option<String>,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field(
+                "previous_secret",
+                &self.previous_secret.as_ref().map(|_| "<set>"),
+            )
+            .field("jwks_url", &self.jwks_url)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("user_claim", &self.user_claim)
+            .finish()
+    }
+}
+
+impl TokenConfig {
+    /// Reads the variables above (empty counts as unset) and checks how they combine.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name: &str| env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let config = Self {
+            secret: var("CHAT_JWT_SECRET"),
+            previous_secret: var("CHAT_JWT_PREVIOUS_SECRET"),
+            jwks_url: var("CHAT_JWT_JWKS_URL").map(|v| v.trim().to_owned()),
+            issuer: var("CHAT_JWT_ISSUER"),
+            audience: var("CHAT_JWT_AUDIENCE"),
+            user_claim: var("CHAT_JWT_USER_CLAIM").map(|v| v.trim().to_owned()),
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// How the variables must combine: an issuer with a key set, whose URL is HTTPS (or
+    /// HTTP on loopback, for tests); a previous secret only beside a current one.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.jwks_url {
+            if !jwks_url_is_safe(url) {
+                return Err(ConfigError {
+                    name: "CHAT_JWT_JWKS_URL",
+                    value: url.clone(),
+                    reason: "expected an https:// URL (http:// only on 127.0.0.1 or localhost)",
+                });
+            }
+            if self.issuer.is_none() {
+                return Err(ConfigError {
+                    name: "CHAT_JWT_ISSUER",
+                    value: String::new(),
+                    reason: "is required with CHAT_JWT_JWKS_URL (the keys alone do not say whose tokens they sign)",
+                });
+            }
+        }
+        if self.previous_secret.is_some() && self.secret.is_none() {
+            return Err(ConfigError {
+                name: "CHAT_JWT_PREVIOUS_SECRET",
+                value: "<set>".to_owned(),
+                reason: "is accepted only beside CHAT_JWT_SECRET",
+            });
+        }
+        Ok(())
+    }
+
+    /// The verifier these settings describe, with `key_set` for the JWKS URL (the
+    /// binaries make it with their HTTP adapter) and `fallback_secret` when no secret is
+    /// set (the local server's development secret). `None` when nothing signs tokens.
+    pub fn verifier(
+        &self,
+        key_set: Option<std::sync::Arc<crate::auth::KeySet>>,
+        fallback_secret: Option<&str>,
+    ) -> Option<crate::auth::TokenVerifier> {
+        use crate::auth::TokenVerifier;
+        let secret = self.secret.as_deref().or(fallback_secret);
+        let verifier = match (secret, key_set, &self.issuer) {
+            (Some(secret), key_set, _) => {
+                let mut v = TokenVerifier::new(secret, self.issuer.clone(), self.audience.clone());
+                if let Some(previous) = &self.previous_secret {
+                    v = v.with_secret(previous.as_str());
+                }
+                match key_set {
+                    Some(key_set) => v.with_key_set(key_set),
+                    None => v,
+                }
+            }
+            (None, Some(key_set), Some(issuer)) => {
+                TokenVerifier::provider(key_set, issuer.clone(), self.audience.clone())
+            }
+            (None, _, _) => return None,
+        };
+        Some(match &self.user_claim {
+            Some(claim) => verifier.with_user_claim(claim.as_str()),
+            None => verifier,
+        })
+    }
+}
+
+/// HTTPS anywhere; plain HTTP only to this machine.
+fn jwks_url_is_safe(url: &str) -> bool {
+    if let Some(rest) = url.strip_prefix("https://") {
+        return !rest.is_empty();
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(ip, _)| ip),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "::1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_set_is_fetched_over_https_or_from_this_machine() {
+        for url in [
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc/.well-known/jwks.json",
+            "http://127.0.0.1:8123/jwks.json",
+            "http://localhost/jwks",
+            "http://[::1]:9/k",
+        ] {
+            assert!(jwks_url_is_safe(url), "{url}");
+        }
+        for url in [
+            "http://example.com/jwks.json",
+            "http://localhost:80@evil.example/jwks",
+            "http://127.0.0.1.evil.example/",
+            "http://[::2]/",
+            "ftp://127.0.0.1/",
+            "https://",
+            "jwks.json",
+        ] {
+            assert!(!jwks_url_is_safe(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_key_set_needs_an_issuer() {
+        let config = TokenConfig {
+            jwks_url: Some("https://issuer.example/jwks".into()),
+            ..TokenConfig::default()
+        };
+        assert_eq!(config.check().unwrap_err().name, "CHAT_JWT_ISSUER");
+        let config = TokenConfig {
+            issuer: Some("https://issuer.example/".into()),
+            ..config
+        };
+        assert!(config.check().is_ok());
+        let previous_alone = TokenConfig {
+            previous_secret: Some("old".into()),
+            ..TokenConfig::default()
+        };
+        assert_eq!(
+            previous_alone.check().unwrap_err().name,
+            "CHAT_JWT_PREVIOUS_SECRET"
+        );
+    }
+}

@@ -229,3 +229,89 @@ async fn a_socket_is_closed_with_4001_when_its_token_expires() {
     assert_eq!(seqs(synced["messages"].as_array().unwrap()), [1]);
     again.heartbeat().await;
 }
+
+/// An identity provider's tokens: a key set served on loopback, the server told of it and
+/// of the issuer. No secret: our HS256 tokens, and the `token` subcommand, are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_rs256_and_es256_tokens_are_accepted() {
+    use chat_tests::provider::{Answer, Jwks, Key, document};
+    let (rsa, ec) = (Key::load("rsa-a", "r1"), Key::load("ec-a", "e1"));
+    let jwks = Jwks::start(Answer::Json(document(&[&rsa, &ec]))).await;
+    let issuer = "https://issuer.example/";
+    let server = server()
+        .env_remove("CHAT_JWT_SECRET")
+        .env("CHAT_JWT_JWKS_URL", &jwks.url)
+        .env("CHAT_JWT_ISSUER", issuer)
+        .env("CHAT_JWT_AUDIENCE", "chat-app")
+        .start()
+        .await;
+    let claims = |sub: &str| json!({ "sub": sub, "iss": issuer, "aud": "chat-app", "exp": now_secs() + 600 });
+    // The set was fetched at start, once.
+    assert_eq!(jwks.requests(), 1);
+    assert!(accepts(&server, &rsa.sign(&claims("alice"))).await);
+    assert!(accepts(&server, &ec.sign(&claims("bob"))).await);
+    // The user is the token's `sub`.
+    let mut ws = server
+        .connect_with("v=1", Some(&ec.sign(&claims("bob"))), "bob")
+        .await;
+    ws.heartbeat().await;
+    assert_eq!(jwks.requests(), 1, "keys are cached");
+    // Another issuer, another audience, our own HS256 tokens: refused.
+    let mut other = claims("alice");
+    other["iss"] = "https://other.example/".into();
+    assert!(!accepts(&server, &rsa.sign(&other)).await);
+    other = claims("alice");
+    other["aud"] = "other-app".into();
+    assert!(!accepts(&server, &rsa.sign(&other)).await);
+    assert!(!accepts(&server, &server.token("alice")).await);
+    let output = clean_command(env!("CARGO_BIN_EXE_chat-local"))
+        .args(["token", "alice"])
+        .env("CHAT_JWT_JWKS_URL", &jwks.url)
+        .env("CHAT_JWT_ISSUER", issuer)
+        .output()
+        .expect("run `chat-local token alice`");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("identity provider"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_set_needs_an_issuer_and_https() {
+    for (url, issuer, named) in [
+        ("http://127.0.0.1:9/jwks.json", None, "CHAT_JWT_ISSUER"),
+        (
+            "http://keys.example/jwks.json",
+            Some("https://issuer.example/"),
+            "CHAT_JWT_JWKS_URL",
+        ),
+    ] {
+        let mut builder = server().env("CHAT_JWT_JWKS_URL", url);
+        if let Some(issuer) = issuer {
+            builder = builder.env("CHAT_JWT_ISSUER", issuer);
+        }
+        let (status, stderr) = builder.start_refused();
+        assert!(!status.success(), "exit status {status:?}");
+        assert!(stderr.contains(named), "the error names {named}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_set_alone_serves_a_non_loopback_address_and_survives_its_provider_down() {
+    // GIVEN a provider whose key set endpoint is down when the server starts
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    drop(listener);
+    let server = server()
+        .listen("0.0.0.0:0")
+        .env_remove("CHAT_JWT_SECRET")
+        .env("CHAT_JWT_JWKS_URL", &url)
+        .env("CHAT_JWT_ISSUER", "https://issuer.example/")
+        .start()
+        .await;
+    // THEN it serves, and refuses tokens it cannot check (not the development secret's)
+    let key = chat_tests::provider::Key::load("rsa-a", "r1");
+    let token = key.sign(
+        &json!({ "sub": "alice", "iss": "https://issuer.example/", "exp": now_secs() + 600 }),
+    );
+    assert!(!accepts(&server, &token).await);
+    assert!(!accepts(&server, &server.token("alice")).await);
+}

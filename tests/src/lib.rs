@@ -5,7 +5,8 @@
 //! - [`TestServer`] / [`TestServerBuilder`]: spawn the server binary on `127.0.0.1:0` with
 //!   a fresh SQLite file in a temp dir, read its `listening on ADDR` line, kill it on drop;
 //!   [`TestServer::kill9`] and [`TestServer::restart`] for durability tests.
-//! - [`jwt`]: mint valid HS256 tokens and every flavour of bad one.
+//! - [`jwt`]: mint valid HS256 tokens and every flavour of bad one; [`provider`]: an
+//!   identity provider's keys and key set server, for RS256/ES256 tokens.
 //! - [`WsClient`]: a WebSocket client that keeps the frames it skipped in a buffer, so a
 //!   test can wait for one frame type and still assert the others afterwards.
 //! - [`Http`]: a thin reqwest wrapper answering `(status, json)`, plus the few calls most
@@ -29,6 +30,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod emulators;
+pub mod provider;
 
 /// The HTTP method type [`Http::call`] and [`Http::raw`] take.
 pub use reqwest::Method;
@@ -395,6 +397,10 @@ impl TestServer {
                 stream,
                 buffer: VecDeque::new(),
                 ignored: Vec::new(),
+                // A deployment on AWS delivers at least once (docs/protocol.md section 3,
+                // "Fan-out and order"): its clients drop repeats as an app does. The local
+                // server delivers once, and its suites see every frame it sends.
+                seen_entries: self.is_remote().then(std::collections::HashSet::new),
                 next_request: 0,
             }),
         }
@@ -966,6 +972,9 @@ pub struct WsClient {
     buffer: VecDeque<Value>,
     /// Frame types dropped on read, for load tests that would otherwise buffer thousands.
     ignored: Vec<String>,
+    /// With a deployment that may deliver an entry twice, the `(conversationId, seq)` of
+    /// each `message.new` read: a repeat is dropped, as a client drops it by seq.
+    seen_entries: Option<std::collections::HashSet<(String, u64)>>,
     next_request: u64,
 }
 
@@ -1061,6 +1070,14 @@ impl WsClient {
             let value: Value = serde_json::from_str(text.as_str())
                 .unwrap_or_else(|e| panic!("[{}] non-JSON frame ({e}): {text}", self.label));
             if self.ignored.iter().any(|t| t == frame_type(&value)) {
+                continue;
+            }
+            if let Some(seen) = &mut self.seen_entries
+                && frame_type(&value) == "message.new"
+                && let (Some(conversation), Some(seq)) =
+                    (value["conversationId"].as_str(), value["seq"].as_u64())
+                && !seen.insert((conversation.to_owned(), seq))
+            {
                 continue;
             }
             return Ok(value);

@@ -1,6 +1,6 @@
 //! The functions' configuration, read from the environment once, at start.
 
-use chat_shared::config::{ConfigError, Limits};
+use chat_shared::config::{ConfigError, Limits, TokenConfig};
 
 use crate::sns::PlatformApplications;
 use crate::tables::TableNames;
@@ -9,9 +9,8 @@ use crate::tables::TableNames;
 #[derive(Debug, Clone)]
 pub struct LambdaConfig {
     pub tables: TableNames,
-    pub jwt_secret: String,
-    pub jwt_issuer: Option<String>,
-    pub jwt_audience: Option<String>,
+    /// Who signs the tokens (our secret, a provider's key set): [`TokenConfig`].
+    pub tokens: TokenConfig,
     pub limits: Limits,
     /// `CHAT_APIGW_ENDPOINT`: the Management API endpoint, when it is not
     /// `https://{domain}/{stage}` of the event (emulators, custom domains, the fan-out).
@@ -35,13 +34,26 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
     }
 }
 
+/// [`TokenConfig::from_env`], with a secret or a key set: a function must verify tokens.
+fn tokens() -> Result<TokenConfig, ConfigError> {
+    let tokens = TokenConfig::from_env()?;
+    if tokens.secret.is_none() && tokens.jwks_url.is_none() {
+        return Err(ConfigError {
+            name: "CHAT_JWT_SECRET",
+            value: String::new(),
+            reason: "is required unless CHAT_JWT_JWKS_URL is set",
+        });
+    }
+    Ok(tokens)
+}
+
 pub(crate) fn optional(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 impl LambdaConfig {
     /// Reads `CHAT_TABLE_MAIN`, `CHAT_TABLE_MESSAGES`, `CHAT_TABLE_CONNECTIONS`,
-    /// `CHAT_JWT_SECRET` (required), `CHAT_JWT_ISSUER`, `CHAT_JWT_AUDIENCE`,
+    /// the token settings of [`TokenConfig::from_env`] (a secret or a key set required),
     /// `CHAT_APIGW_ENDPOINT`, `CHAT_SNS_APNS_ARN`, `CHAT_SNS_APNS_SANDBOX_ARN`,
     /// `CHAT_SNS_FCM_ARN`, `CHAT_ATTACHMENT_BUCKET`, `CHAT_IDLE_TIMEOUT_SECS` and the
     /// limits of [`Limits::from_env`].
@@ -52,9 +64,7 @@ impl LambdaConfig {
                 messages: required("CHAT_TABLE_MESSAGES")?,
                 connections: required("CHAT_TABLE_CONNECTIONS")?,
             },
-            jwt_secret: required("CHAT_JWT_SECRET")?,
-            jwt_issuer: optional("CHAT_JWT_ISSUER"),
-            jwt_audience: optional("CHAT_JWT_AUDIENCE"),
+            tokens: tokens()?,
             limits: Limits::from_env()?,
             apigw_endpoint: optional("CHAT_APIGW_ENDPOINT"),
             // Lambda sets AWS_REGION.

@@ -39,7 +39,9 @@ use std::sync::Arc;
 
 use tracing::error;
 
-use chat_shared::auth::TokenVerifier;
+use chat_jwks::HttpKeySet;
+use chat_shared::auth::{KeySet, TokenVerifier};
+use chat_shared::config::TokenConfig;
 use chat_shared::ports::SystemClock;
 use chat_shared::service::{AttachmentPorts, Ports};
 use chat_shared::{Chat, ChatError};
@@ -99,7 +101,7 @@ impl Deps {
                 direct: Some(store.clone()),
             },
             config.limits,
-            TokenVerifier::new(config.jwt_secret, config.jwt_issuer, config.jwt_audience),
+            token_verifier(&config.tokens),
         );
         Self {
             chat,
@@ -108,6 +110,21 @@ impl Deps {
             idle_timeout,
         }
     }
+}
+
+/// The verifier of `tokens`, its key set (if any) fetched over HTTPS when first needed.
+///
+/// # Panics
+/// When `tokens` names neither a secret nor a key set ([`LambdaConfig::from_env`] refuses
+/// that), or the HTTPS client cannot be built (no TLS roots: the function cannot work).
+fn token_verifier(tokens: &TokenConfig) -> TokenVerifier {
+    let key_set = tokens.jwks_url.as_deref().map(|url| {
+        let source = HttpKeySet::new(url).unwrap_or_else(|e| panic!("CHAT_JWT_JWKS_URL: {e}"));
+        KeySet::new(Arc::new(source))
+    });
+    tokens
+        .verifier(key_set, None)
+        .expect("a secret or a key set (checked when the configuration was read)")
 }
 
 /// An S3 client of `sdk`'s configuration; with an endpoint set (an emulator), addressing

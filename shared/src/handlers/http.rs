@@ -182,7 +182,10 @@ pub async fn handle(chat: &Chat, req: Request<Bytes>) -> HttpResponse {
             "request bodies are limited to 256 KiB",
         ));
     }
-    let caller = match chat.authenticate(crate::auth::bearer_of(&parts.headers)) {
+    let caller = match chat
+        .authenticate(crate::auth::bearer_of(&parts.headers))
+        .await
+    {
         Ok(verified) => verified.user,
         Err(e) => return error_response(&e),
     };

@@ -1,6 +1,6 @@
 //! The capabilities the core needs from the outside world, one trait each: the store
 //! (split by area, see [`store`]), the change feed, the connection gateway (sockets), the
-//! push sender, the blob store and the clock. Every trait has real adapters (SQLite and in-process in
+//! push sender, the blob store, the identity provider's keys and the clock. Every trait has real adapters (SQLite and in-process in
 //! `chat-sqlite` and `chat-local`; DynamoDB, API Gateway and SNS in `chat-aws`).
 //!
 //! # Layout
@@ -9,6 +9,7 @@
 //! - [`feed`]: the change feed the fan-out reads (DynamoDB Streams on AWS).
 //! - [`direct`]: how far the send path posted, for the feed's fan-out (AWS only).
 //! - [`blobs`]: attachments' bytes.
+//! - [`keys`]: an identity provider's public keys (JWKS).
 //! - [`gateway`], [`push`], [`clock`]: sockets, push notifications, time.
 
 mod blobs;
@@ -16,6 +17,7 @@ mod clock;
 mod direct;
 mod feed;
 mod gateway;
+mod keys;
 mod push;
 mod records;
 pub mod store;
@@ -25,6 +27,7 @@ pub use clock::{Clock, SystemClock};
 pub use direct::DirectMarks;
 pub use feed::{ChangeFeed, FeedItem};
 pub use gateway::{CloseReason, ConnectionGateway, GatewayError};
+pub use keys::KeySetSource;
 pub use push::{PushError, PushNotification, PushSender};
 pub use records::*;
 pub use store::{

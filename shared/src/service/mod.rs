@@ -113,9 +113,9 @@ impl Chat {
     }
 
     /// Verifies a token: its user and until when it is accepted.
-    pub fn authenticate(&self, token: Option<&str>) -> ChatResult<Verified> {
+    pub async fn authenticate(&self, token: Option<&str>) -> ChatResult<Verified> {
         let token = token.ok_or(ChatError::Unauthorized)?;
-        self.tokens.verify(token, self.now()).map_err(|e| {
+        self.tokens.verify(token, self.now()).await.map_err(|e| {
             debug!(reason = %e, "token refused");
             ChatError::Unauthorized
         })
