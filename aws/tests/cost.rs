@@ -316,6 +316,18 @@ async fn requests_per_operation() {
         .unwrap();
     let connect = measure("connect (first connection; 1 direct + 1 group of 100)");
 
+    // The token of a handshake or an HTTP request: its user's revocation is read once,
+    // then trusted for 5 s by this process.
+    let token = chat_shared::auth::TokenVerifier::new("aws-tests", None, None).issue(
+        &alice,
+        chat.now(),
+        3600,
+    );
+    chat.authenticate(Some(&token)).await.unwrap();
+    let token_check = measure("token check (handshake or HTTP request), first in 5 s");
+    chat.authenticate(Some(&token)).await.unwrap();
+    let token_check_again = measure("token check again within 5 s");
+
     chat.touch("alice-1", &alice).await.unwrap();
     let touch = measure("any client frame (liveness)");
 
@@ -622,6 +634,9 @@ async fn requests_per_operation() {
     // and the mark (3). Its fan-out then reads the mark with the conversation and, with
     // every recipient reached, nothing else; one that finds no mark reads what the
     // send would have (members, connections) and writes the mark.
+    assert_eq!(token_check.total(), 1, "{token_check:?}");
+    assert_eq!(token_check.read_units, 1.0, "a consistent read: {token_check:?}");
+    assert_eq!(token_check_again.total(), 0, "{token_check_again:?}");
     assert_eq!(send.total(), 7, "{send:?}");
     assert_eq!(send_offline.total(), 7, "{send_offline:?}");
     assert_eq!(fan_out_online.total(), 1, "{fan_out_online:?}");

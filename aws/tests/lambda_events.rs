@@ -445,3 +445,33 @@ async fn a_sweep_by_hand_narrows_the_window_to_the_users_it_names_never_widens_i
     let bad = handle_sweep(&deps, by_hand(30, &["not a user!"])).await;
     assert!(bad.is_err(), "a bad user id is refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_refuses_old_tokens_and_deletes_the_users_connections() {
+    let (deps, store) = deps().await;
+    let now = deps.chat.now();
+    let issue = |at: i64| TokenVerifier::new(SECRET, None, None).issue(&user("alice"), at, 3600);
+    let old = issue(now - 10_000);
+    connection_of(&store, "alice-1", "alice", 0, i64::MAX).await;
+    connection_of(&store, "bob-1", "bob", 0, i64::MAX).await;
+    // WHEN alice revokes her sessions through the HTTP API
+    let revoke = http::Request::post("/v1/sessions/revoke")
+        .header("authorization", format!("Bearer {old}"))
+        .body(Bytes::new())
+        .unwrap();
+    let response = chat_shared::handlers::http::handle(&deps.chat, revoke).await;
+    assert_eq!(response.status(), 204);
+    // THEN her connection is gone, bob's is not
+    assert!(store.connection("alice-1").await.unwrap().is_none());
+    assert!(store.connection("bob-1").await.unwrap().is_some());
+    // and the old token is refused at the handshake, here and by another container's
+    // service (which reads the revocation from the table)
+    let refused = handle_ws(&deps, ws_event(CONNECT, &[("__TOKEN__", &old)])).await;
+    assert_eq!(refused.status_code, 401);
+    let (another_container, _) = tapped(&deps, &store);
+    assert!(another_container.authenticate(Some(&old)).await.is_err());
+    // A token issued after the revocation connects.
+    let fresh = issue(now + 2_000);
+    let connect = handle_ws(&deps, ws_event(CONNECT, &[("__TOKEN__", &fresh)])).await;
+    assert_eq!(connect.status_code, 200);
+}

@@ -162,7 +162,8 @@ fn check_api_request(request: &ApiRequest) {
         | ApiRequest::SetRole { .. }
         | ApiRequest::UpdateDetails { .. }
         | ApiRequest::SetMuted { .. }
-        | ApiRequest::DeleteDevice(_) => {}
+        | ApiRequest::DeleteDevice(_)
+        | ApiRequest::RevokeSessions => {}
     }
 }
 

@@ -41,11 +41,14 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// The token the socket was opened with expired: reconnect with a fresh one.
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The user revoked their sessions (or removed this device): sign in again.
+    pub const REVOKED: u16 = 4003;
 
     /// The reason sent with a close the server asked for.
     pub fn reason(code: u16) -> &'static str {
         match code {
             TOKEN_EXPIRED => "token expired",
+            REVOKED => "session revoked",
             GOING_AWAY => "server shutting down",
             _ => "closed by server",
         }
@@ -197,6 +200,7 @@ impl ConnectionGateway for LocalGateway {
         handle.close_with(match reason {
             CloseReason::Replaced => close_code::POLICY,
             CloseReason::TokenExpired => close_code::TOKEN_EXPIRED,
+            CloseReason::Revoked => close_code::REVOKED,
             // The session's own idle timer closes silent sockets; this only mirrors it.
             CloseReason::Silent => close_code::NORMAL,
         });

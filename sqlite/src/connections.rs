@@ -196,6 +196,29 @@ impl ConnectionStore for SqliteStore {
         .map_err(err("read last seen"))
     }
 
+    async fn revoke_sessions(&self, user: &UserId, before: Millis) -> StoreResult<()> {
+        let user = user.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO revoked_sessions (user_id, before) VALUES (?1, ?2)
+                 ON CONFLICT (user_id) DO UPDATE SET before = MAX(before, excluded.before)",
+            )?
+            .execute(params![user.as_str(), before])?;
+            Ok(())
+        })
+        .await
+        .map_err(err("revoke sessions"))
+    }
+
+    async fn sessions_revoked_before(&self, user: &UserId) -> StoreResult<Option<Millis>> {
+        self.lookup(|c| {
+            c.prepare_cached("SELECT before FROM revoked_sessions WHERE user_id = ?1")?
+                .query_row(params![user.as_str()], |r| r.get(0))
+                .optional()
+        })
+        .map_err(err("read revoked sessions"))
+    }
+
     async fn claim_presence(
         &self,
         user: &UserId,

@@ -117,6 +117,10 @@ CREATE TABLE IF NOT EXISTS users (
     user_id   TEXT PRIMARY KEY,
     last_seen INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS revoked_sessions (
+    user_id TEXT PRIMARY KEY,
+    before  INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS presence (
     user_id      TEXT PRIMARY KEY,
     announced_at INTEGER NOT NULL,

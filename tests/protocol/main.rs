@@ -62,6 +62,7 @@ mod restart;
 mod retention;
 mod robustness;
 mod roles;
+mod sessions;
 mod sync;
 mod system_entries;
 mod tokens;

@@ -172,6 +172,38 @@ impl ConnectionStore for DynamoStore {
         Ok(out)
     }
 
+    /// On the user item: `revokedBefore`.
+    async fn revoke_sessions(&self, user: &UserId, before: Millis) -> StoreResult<()> {
+        let resp = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(key(user_pk(user.as_str()), USER_SK)))
+            .update_expression("SET revokedBefore = :before")
+            .condition_expression("attribute_not_exists(revokedBefore) OR revokedBefore < :before")
+            .expression_attribute_values(":before", n(before))
+            .send()
+            .await;
+        // A failed condition means a later revocation is already recorded.
+        condition_held(resp, "revoke sessions")?;
+        Ok(())
+    }
+
+    async fn sessions_revoked_before(&self, user: &UserId) -> StoreResult<Option<Millis>> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(key(user_pk(user.as_str()), USER_SK)))
+            .projection_expression("revokedBefore")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk("read revoked sessions"))?
+            .item;
+        item.map_or(Ok(None), |item| opt_n(&item, "revokedBefore"))
+    }
+
     /// On the user item: `presenceAt` and `presenceStatus` (the last announcement) and
     /// `presenceSettleUntil` (a claim to settle). A deferred change is settled a window
     /// after the claim rather than after the announcement: no read is needed, and

@@ -730,6 +730,26 @@ pub async fn last_seen_only_moves_forward(store: S) {
     assert_eq!(seen, vec![(alice, 500)]);
 }
 
+pub async fn a_revocation_only_moves_forward_and_is_the_users_own(store: S) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    assert_eq!(store.sessions_revoked_before(&alice).await.unwrap(), None);
+    store.revoke_sessions(&alice, 5_000).await.unwrap();
+    store.revoke_sessions(&alice, 3_000).await.unwrap();
+    assert_eq!(
+        store.sessions_revoked_before(&alice).await.unwrap(),
+        Some(5_000)
+    );
+    store.revoke_sessions(&alice, 9_000).await.unwrap();
+    assert_eq!(
+        store.sessions_revoked_before(&alice).await.unwrap(),
+        Some(9_000)
+    );
+    assert_eq!(store.sessions_revoked_before(&bob).await.unwrap(), None);
+    // The user's other records are untouched.
+    store.set_last_seen(&alice, 700).await.unwrap();
+    assert_eq!(store.last_seen(&[alice]).await.unwrap().len(), 1);
+}
+
 pub async fn devices_register_move_between_users_and_delete(store: S) {
     let device = |u: &str, d: &str, token: &str| DeviceRecord {
         user_id: user(u),

@@ -131,6 +131,7 @@ conformance!(
     sends_are_counted_per_fixed_window,
     connections_are_recorded_touched_and_deleted_once,
     last_seen_only_moves_forward,
+    a_revocation_only_moves_forward_and_is_the_users_own,
     devices_register_move_between_users_and_delete,
     contacts_and_shared_users_follow_membership,
     unread_totals_and_mute_flags,

@@ -70,6 +70,9 @@ pub struct Verified {
     /// When the token stops being accepted: its `exp` plus the leeway, in milliseconds.
     /// A WebSocket opened with it is closed then.
     pub expires_at: Millis,
+    /// Its `iat` in milliseconds, if it has one: a revocation refuses tokens issued
+    /// before it.
+    pub issued_at: Option<Millis>,
 }
 
 /// What the claims of a token must say, whoever signed it.
@@ -263,7 +266,7 @@ impl ClaimRules {
                 .transpose()
         };
         let exp = date("exp")?.ok_or(TokenError::MissingExpiry)?;
-        date("iat")?;
+        let iat = date("iat")?;
         if now >= exp.saturating_add(LEEWAY_SECS) {
             return Err(TokenError::Expired);
         }
@@ -296,6 +299,7 @@ impl ClaimRules {
         Ok(Verified {
             user,
             expires_at: exp.saturating_add(LEEWAY_SECS).saturating_mul(1000),
+            issued_at: iat.map(|iat| iat.saturating_mul(1000)),
         })
     }
 }

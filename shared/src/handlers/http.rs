@@ -272,6 +272,8 @@ pub enum ApiRequest {
     },
     /// `DELETE /v1/devices/{deviceId}`.
     DeleteDevice(DeviceId),
+    /// `POST /v1/sessions/revoke`.
+    RevokeSessions,
     /// `GET /v1/presence`.
     Presence(Vec<UserId>),
     /// `POST /v1/attachments`.
@@ -440,6 +442,7 @@ pub fn decode(method: &Method, segs: &[&str], query: &str, body: &[u8]) -> ChatR
         }
         (&Method::POST, ["sync"]) => sync_body(&r)?,
         (&Method::POST, ["devices"]) => device_body(&r)?,
+        (&Method::POST, ["sessions", "revoke"]) => ApiRequest::RevokeSessions,
         (&Method::DELETE, ["devices", device]) => ApiRequest::DeleteDevice(
             DeviceId::parse(*device).map_err(|_| ChatError::NotFound("no such device"))?,
         ),
@@ -732,6 +735,10 @@ async fn execute(chat: &Chat, caller: &UserId, request: ApiRequest) -> ChatResul
         }
         ApiRequest::DeleteDevice(device) => {
             chat.delete_device(caller, &device).await?;
+            no_content()
+        }
+        ApiRequest::RevokeSessions => {
+            chat.revoke_sessions(caller).await?;
             no_content()
         }
         ApiRequest::Presence(users) => respond(

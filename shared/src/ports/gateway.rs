@@ -66,4 +66,6 @@ pub enum CloseReason {
     TokenExpired,
     /// No client frame came for the idle timeout (a half-open socket, an app gone).
     Silent,
+    /// The user revoked their sessions, or removed this device.
+    Revoked,
 }

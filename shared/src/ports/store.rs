@@ -276,7 +276,7 @@ pub trait ThrottleStore: Send + Sync + 'static {
     async fn count_send(&self, user: &UserId, window_start: Millis) -> StoreResult<u64>;
 }
 
-/// WebSocket connections and users' last-seen times (presence).
+/// WebSocket connections, users' last-seen times (presence) and revoked sessions.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync + 'static {
     /// Records a new connection.
@@ -299,6 +299,12 @@ pub trait ConnectionStore: Send + Sync + 'static {
     async fn set_last_seen(&self, user: &UserId, at: Millis) -> StoreResult<()>;
     /// Last-seen times of these users (users never seen are left out).
     async fn last_seen(&self, users: &[UserId]) -> StoreResult<Vec<(UserId, Millis)>>;
+    /// Refuses `user`'s tokens issued before `before` from now on (their sessions are
+    /// revoked). A revocation never moves the time back.
+    async fn revoke_sessions(&self, user: &UserId, before: Millis) -> StoreResult<()>;
+    /// Since when `user`'s tokens are refused, if their sessions were ever revoked. A
+    /// strongly consistent read: it decides whether a token is accepted.
+    async fn sessions_revoked_before(&self, user: &UserId) -> StoreResult<Option<Millis>>;
     /// Asks to announce that `user` is now `status`: [`PresenceClaim::Announce`] (and
     /// `status` recorded as announced at `now`, any claim to settle cleared) when the last
     /// announcement is at least `window_ms` old; else [`PresenceClaim::Defer`] to the one caller that gets to

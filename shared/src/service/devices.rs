@@ -33,9 +33,12 @@ impl Chat {
         Ok(device)
     }
 
-    /// Removes a push device of the caller.
+    /// Removes a device of the caller: its push registration, and its open sockets
+    /// (closed as revoked sessions). `NOT_FOUND` when it had neither.
     pub async fn delete_device(&self, caller: &UserId, device_id: &DeviceId) -> ChatResult<()> {
-        if self.store.delete_device(caller, device_id).await? {
+        let registered = self.store.delete_device(caller, device_id).await?;
+        let connected = self.close_device_sessions(caller, device_id).await?;
+        if registered || connected {
             Ok(())
         } else {
             Err(ChatError::NotFound("no such device"))

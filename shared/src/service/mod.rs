@@ -6,13 +6,11 @@
 //! frames), `presence`, `conversations` (and members), `messages` (send, history),
 //! `fanout` (stored messages to connections and pushes), `direct` (the send path's own
 //! posts, ahead of the fan-out), `events` (receipts, typing),
-//! `sync`, `devices`. The service's fields are private: callers go through its methods.
+//! `sync`, `devices`, `sessions` (tokens: authentication and revocation). The service's fields are private: callers go through its methods.
 
 use std::sync::Arc;
 
-use tracing::debug;
-
-use crate::auth::{TokenVerifier, Verified};
+use crate::auth::TokenVerifier;
 use crate::config::Limits;
 use crate::error::{ChatError, ChatResult};
 use crate::ids::Millis;
@@ -30,6 +28,7 @@ mod events;
 mod fanout;
 mod messages;
 mod presence;
+mod sessions;
 mod sync;
 
 pub use attachments::{AttachmentUpload, DownloadUrl, NewAttachment, Upload};
@@ -70,6 +69,7 @@ pub struct Chat {
     direct: Option<Arc<dyn DirectMarks>>,
     limits: Limits,
     tokens: TokenVerifier,
+    revocations: sessions::Revocations,
 }
 
 impl Chat {
@@ -92,6 +92,7 @@ impl Chat {
             direct,
             limits,
             tokens,
+            revocations: sessions::Revocations::default(),
         }
     }
 
@@ -110,14 +111,5 @@ impl Chat {
     /// Now, by the service's clock.
     pub fn now(&self) -> Millis {
         self.clock.now_ms()
-    }
-
-    /// Verifies a token: its user and until when it is accepted.
-    pub async fn authenticate(&self, token: Option<&str>) -> ChatResult<Verified> {
-        let token = token.ok_or(ChatError::Unauthorized)?;
-        self.tokens.verify(token, self.now()).await.map_err(|e| {
-            debug!(reason = %e, "token refused");
-            ChatError::Unauthorized
-        })
     }
 }
