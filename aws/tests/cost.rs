@@ -635,7 +635,10 @@ async fn requests_per_operation() {
     // every recipient reached, nothing else; one that finds no mark reads what the
     // send would have (members, connections) and writes the mark.
     assert_eq!(token_check.total(), 1, "{token_check:?}");
-    assert_eq!(token_check.read_units, 1.0, "a consistent read: {token_check:?}");
+    assert_eq!(
+        token_check.read_units, 1.0,
+        "a consistent read: {token_check:?}"
+    );
     assert_eq!(token_check_again.total(), 0, "{token_check_again:?}");
     assert_eq!(send.total(), 7, "{send:?}");
     assert_eq!(send_offline.total(), 7, "{send_offline:?}");

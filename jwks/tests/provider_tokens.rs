@@ -56,7 +56,11 @@ async fn rs256_and_es256_tokens_of_the_key_set_verify() {
         Err(TokenError::WrongAlgorithm)
     );
     // ...and accepted beside the provider's when one is.
-    let both = hs.with_key_set(key_set(&jwks));
+    let both = TokenVerifier::new("a-secret", None, None).with_provider(
+        key_set(&jwks),
+        ISSUER.into(),
+        Some(AUDIENCE.into()),
+    );
     assert_eq!(user(&both, &ours).await, Ok("carol".into()));
     assert_eq!(
         user(&both, &rsa.sign(&claims("alice"))).await,
@@ -214,8 +218,11 @@ async fn algorithm_confusion_is_refused() {
             user(&provider(&jwks), &forged).await,
             Err(TokenError::WrongAlgorithm)
         );
-        let with_secret =
-            TokenVerifier::new("our-own-secret", None, None).with_key_set(key_set(&jwks));
+        let with_secret = TokenVerifier::new("our-own-secret", None, None).with_provider(
+            key_set(&jwks),
+            ISSUER.into(),
+            None,
+        );
         assert_eq!(
             user(&with_secret, &forged).await,
             Err(TokenError::BadSignature)
@@ -558,4 +565,29 @@ async fn wait_for_refusal(verifier: &TokenVerifier, token: &str, now: i64) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("the token was still accepted after 5 s");
+}
+
+/// Our HS256 tokens and a provider's come from different issuers: with a provider, the
+/// configured issuer and audience are its own, and ours are checked without them.
+#[tokio::test]
+async fn our_tokens_and_the_providers_keep_their_own_claim_rules() {
+    let rsa = Key::load("rsa-a", "r1");
+    let jwks = Jwks::start(Answer::Json(document(&[&rsa]))).await;
+    let config = chat_shared::config::TokenConfig {
+        secret: Some("our-own-secret".into()),
+        jwks_url: Some(jwks.url.clone()),
+        issuer: Some(ISSUER.into()),
+        audience: Some(AUDIENCE.into()),
+        ..Default::default()
+    };
+    let verifier = config.verifier(Some(key_set(&jwks)), None).unwrap();
+    let ours = verifier.issue(&chat_shared::ids::UserId::parse("carol").unwrap(), NOW, 60);
+    assert_eq!(user(&verifier, &ours).await, Ok("carol".into()));
+    assert_eq!(user(&verifier, &rsa.sign(&claims("alice"))).await, Ok("alice".into()));
+    let mut foreign = claims("alice");
+    foreign["iss"] = "https://other.example/".into();
+    assert_eq!(
+        user(&verifier, &rsa.sign(&foreign)).await,
+        Err(TokenError::WrongIssuerOrAudience)
+    );
 }

@@ -220,6 +220,10 @@ impl TokenConfig {
     /// The verifier these settings describe, with `key_set` for the JWKS URL (the
     /// binaries make it with their HTTP adapter) and `fallback_secret` when no secret is
     /// set (the local server's development secret). `None` when nothing signs tokens.
+    ///
+    /// With a key set, the issuer, audience and user claim are the provider's, and our
+    /// own HS256 tokens (when a secret is set too) are checked without them: the two
+    /// issuers differ, and only we hold the secret.
     pub fn verifier(
         &self,
         key_set: Option<std::sync::Arc<crate::auth::KeySet>>,
@@ -228,20 +232,20 @@ impl TokenConfig {
         use crate::auth::TokenVerifier;
         let secret = self.secret.as_deref().or(fallback_secret);
         let verifier = match (secret, key_set, &self.issuer) {
-            (Some(secret), key_set, _) => {
-                let mut v = TokenVerifier::new(secret, self.issuer.clone(), self.audience.clone());
-                if let Some(previous) = &self.previous_secret {
-                    v = v.with_secret(previous.as_str());
-                }
-                match key_set {
-                    Some(key_set) => v.with_key_set(key_set),
-                    None => v,
-                }
+            (Some(secret), None, _) => {
+                TokenVerifier::new(secret, self.issuer.clone(), self.audience.clone())
             }
+            (Some(secret), Some(key_set), Some(issuer)) => TokenVerifier::new(secret, None, None)
+                .with_provider(key_set, issuer.clone(), self.audience.clone()),
             (None, Some(key_set), Some(issuer)) => {
                 TokenVerifier::provider(key_set, issuer.clone(), self.audience.clone())
             }
-            (None, _, _) => return None,
+            // A key set without an issuer is refused by `check`.
+            (_, Some(_), None) | (None, None, _) => return None,
+        };
+        let verifier = match &self.previous_secret {
+            Some(previous) if secret.is_some() => verifier.with_secret(previous.as_str()),
+            _ => verifier,
         };
         Some(match &self.user_claim {
             Some(claim) => verifier.with_user_claim(claim.as_str()),

@@ -75,7 +75,8 @@ pub struct Verified {
     pub issued_at: Option<Millis>,
 }
 
-/// What the claims of a token must say, whoever signed it.
+/// What the claims of a token must say: one set for our HS256 tokens, one for a
+/// provider's (their issuers differ).
 #[derive(Debug, Clone)]
 struct ClaimRules {
     issuer: Option<String>,
@@ -85,20 +86,22 @@ struct ClaimRules {
 }
 
 /// Verifies tokens: HS256 with its secrets (the first one also issues), and RS256/ES256
-/// with a provider's key set when it has one.
+/// with a provider's key set when it has one, each kind with its own claim rules.
 #[derive(Clone)]
 pub struct TokenVerifier {
     secrets: Vec<Vec<u8>>,
-    key_set: Option<Arc<KeySet>>,
+    /// The claims of HS256 tokens.
     rules: ClaimRules,
+    /// A provider's keys, and the claims of its tokens.
+    provider: Option<(Arc<KeySet>, ClaimRules)>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenVerifier")
             .field("secrets", &self.secrets.len())
-            .field("key_set", &self.key_set)
             .field("rules", &self.rules)
+            .field("provider", &self.provider)
             .finish()
     }
 }
@@ -113,12 +116,8 @@ impl TokenVerifier {
     ) -> Self {
         Self {
             secrets: vec![secret.into()],
-            key_set: None,
-            rules: ClaimRules {
-                issuer,
-                audience,
-                user_claim: "sub".to_owned(),
-            },
+            rules: ClaimRules::new(issuer, audience),
+            provider: None,
         }
     }
 
@@ -127,13 +126,10 @@ impl TokenVerifier {
     pub fn provider(key_set: Arc<KeySet>, issuer: String, audience: Option<String>) -> Self {
         Self {
             secrets: Vec::new(),
-            key_set: Some(key_set),
-            rules: ClaimRules {
-                issuer: Some(issuer),
-                audience,
-                user_claim: "sub".to_owned(),
-            },
+            rules: ClaimRules::new(None, None),
+            provider: None,
         }
+        .with_provider(key_set, issuer, audience)
     }
 
     /// Also accepts HS256 tokens signed with `secret` (the previous one while a secret is
@@ -143,21 +139,31 @@ impl TokenVerifier {
         self
     }
 
-    /// Also accepts RS256/ES256 tokens signed with a key of `key_set`.
-    pub fn with_key_set(mut self, key_set: Arc<KeySet>) -> Self {
-        self.key_set = Some(key_set);
+    /// Also accepts RS256/ES256 tokens signed with a key of `key_set`, issued by
+    /// `issuer` (for `audience`). The HS256 tokens keep their own rules.
+    pub fn with_provider(
+        mut self,
+        key_set: Arc<KeySet>,
+        issuer: String,
+        audience: Option<String>,
+    ) -> Self {
+        self.provider = Some((key_set, ClaimRules::new(Some(issuer), audience)));
         self
     }
 
-    /// Names the user by `claim` instead of `sub`.
+    /// Names the user by `claim` instead of `sub`: in the provider's tokens when there is
+    /// a provider, else in the HS256 ones.
     pub fn with_user_claim(mut self, claim: impl Into<String>) -> Self {
-        self.rules.user_claim = claim.into();
+        match &mut self.provider {
+            Some((_, rules)) => rules.user_claim = claim.into(),
+            None => self.rules.user_claim = claim.into(),
+        }
         self
     }
 
     /// The provider's key set, if tokens may come from one.
     pub fn key_set(&self) -> Option<&Arc<KeySet>> {
-        self.key_set.as_ref()
+        self.provider.as_ref().map(|(key_set, _)| key_set)
     }
 
     /// Whether this verifier has a secret to [`issue`](Self::issue) tokens with.
@@ -169,13 +175,16 @@ impl TokenVerifier {
     /// only when the token names a provider key not yet known (see [`KeySet`]).
     pub async fn verify(&self, token: &str, now_ms: Millis) -> Result<Verified, TokenError> {
         let jwt = Jwt::parse(token)?;
-        let verified = match (jwt.alg(), &self.key_set) {
+        let (verified, rules) = match (jwt.alg(), &self.provider) {
             // An empty secret makes no key, and verifies nothing.
-            (Some("HS256"), _) if !self.secrets.is_empty() => self.secrets.iter().any(|s| {
-                DecodingKey::from_secret(s)
-                    .is_ok_and(|key| signature_verifies(&jwt, &key, Algorithm::HS256))
-            }),
-            (Some(alg @ ("RS256" | "ES256")), Some(key_set)) => {
+            (Some("HS256"), _) if !self.secrets.is_empty() => {
+                let verified = self.secrets.iter().any(|s| {
+                    DecodingKey::from_secret(s)
+                        .is_ok_and(|key| signature_verifies(&jwt, &key, Algorithm::HS256))
+                });
+                (verified, &self.rules)
+            }
+            (Some(alg @ ("RS256" | "ES256")), Some((key_set, rules))) => {
                 let key = key_set
                     .key(jwt.kid()?, now_ms)
                     .await
@@ -183,14 +192,17 @@ impl TokenVerifier {
                 if alg != algorithm_name(key.algorithm) {
                     return Err(TokenError::WrongAlgorithm);
                 }
-                signature_verifies(&jwt, &key.decoding, key.algorithm)
+                (
+                    signature_verifies(&jwt, &key.decoding, key.algorithm),
+                    rules,
+                )
             }
             _ => return Err(TokenError::WrongAlgorithm),
         };
         if !verified {
             return Err(TokenError::BadSignature);
         }
-        self.rules.check(&jwt.claims()?, now_ms)
+        rules.check(&jwt.claims()?, now_ms)
     }
 
     /// Issues a token for `user` valid for `ttl_secs` from `now_ms`.
@@ -255,6 +267,14 @@ fn algorithm_name(algorithm: Algorithm) -> &'static str {
 }
 
 impl ClaimRules {
+    fn new(issuer: Option<String>, audience: Option<String>) -> Self {
+        Self {
+            issuer,
+            audience,
+            user_claim: "sub".to_owned(),
+        }
+    }
+
     fn check(&self, claims: &Value, now_ms: Millis) -> Result<Verified, TokenError> {
         let now = now_ms.div_euclid(1000);
         // A date is an integer literal within i64: serde_json reads anything with a
