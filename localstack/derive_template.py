@@ -15,6 +15,9 @@ Adaptations (each is printed, none changes what the functions do):
   all emulators   every WebSocket API (AWS::ApiGatewayV2::Api, ProtocolType WEBSOCKET)
                   gets a pinned id (a tag, --ws-api-id), so the Management API endpoint
                   the functions need (CHAT_APIGW_ENDPOINT) is known before the deploy.
+                  The JwksUrl parameter also takes http://127.0.0.1:PORT/... : the
+                  e2e's identity provider serves its key set on loopback (the functions
+                  accept plain HTTP only there; on AWS the parameter stays https only).
   ministack       - AWS::ApiGatewayV2::RouteResponse is not a resource type it knows:
                     these resources are dropped. ministack sends a route's Lambda
                     response body back to the client whether or not the route has a
@@ -229,6 +232,13 @@ def pin_ids(doc: dict, pins: dict, tag: str) -> None:
         note(f"{lid}: API id pinned to {api_id} (tag {tag})")
 
 
+def allow_a_loopback_key_set(params: dict) -> None:
+    p = params.get("JwksUrl")
+    if isinstance(p, dict) and "AllowedPattern" in p:
+        p["AllowedPattern"] = "(https://\\S+|http://127\\.0\\.0\\.1:[0-9]+/\\S*)?"
+        note("JwksUrl: http://127.0.0.1:PORT/... allowed (the e2e's identity provider)")
+
+
 def drop_route_responses(doc: dict) -> list[str]:
     resources = doc["Resources"]
     dropped = [lid for lid, r in resources.items()
@@ -395,6 +405,7 @@ def main() -> None:
         raise SystemExit(f"{len(ws)} WebSocket APIs ({', '.join(ws)}) but {len(args.ws_api_id)} --ws-api-id")
     pins = dict(zip(ws, args.ws_api_id))
     pin_ids(doc, pins, "ms-custom-id" if args.emulator == "ministack" else "_custom_id_")
+    allow_a_loopback_key_set(params)
 
     http_apis: list[str] = []
     if args.emulator == "ministack":

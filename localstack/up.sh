@@ -186,6 +186,13 @@ OVERRIDES=()
 has_param Architecture && OVERRIDES+=("Architecture=x86_64")
 has_param JwtSecret && OVERRIDES+=("JwtSecret=$JWT_SECRET")
 has_param ManagementEndpoint && OVERRIDES+=("ManagementEndpoint=$MGMT_ENDPOINT")
+# The e2e's identity provider: a key set the tests serve on this port while they run
+# (aws/tests/deployed_stack.rs signs RS256 tokens with tests/keys/rsa-a.der).
+E2E_ISSUER=https://e2e-issuer.example/
+JWKS_PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+if has_param JwksUrl; then
+  OVERRIDES+=("JwksUrl=http://127.0.0.1:$JWKS_PORT/.well-known/jwks.json" "JwtIssuer=$E2E_ISSUER")
+fi
 OVERRIDES+=(${EXTRA_PARAMS[@]+"${EXTRA_PARAMS[@]}"})
 
 # ------------------------------------------------------------------ deploy
@@ -243,6 +250,10 @@ TMP_ENV=$ENV_FILE.tmp
   echo "CHAT_E2E_WS_URL='$WS_URL'"
   echo "CHAT_E2E_HTTP_URL='$HTTP_URL'"
   echo "CHAT_E2E_JWT_SECRET='$JWT_SECRET'"
+  if has_param JwksUrl; then
+    echo "CHAT_E2E_JWKS_PORT='$JWKS_PORT'"
+    echo "CHAT_E2E_JWT_ISSUER='$E2E_ISSUER'"
+  fi
   echo "CHAT_E2E_STACK_NAME='$STACK'"
   echo "CHAT_E2E_AWS_ENDPOINT_URL='$ENDPOINT'"
   echo "CHAT_E2E_MANAGEMENT_ENDPOINT='$MGMT_ENDPOINT'"

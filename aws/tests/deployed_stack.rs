@@ -244,3 +244,63 @@ async fn the_sweeper_closes_a_silent_connection_and_contacts_see_it_offline() {
     );
     alice_ws.heartbeat().await;
 }
+
+/// The stack is deployed with a key set on loopback (`up.sh`: `JwksUrl`, `JwtIssuer`)
+/// beside its HS256 secret: an identity provider's RS256 tokens open sockets and call the
+/// HTTP API through the real functions, which fetch the keys when the first such token
+/// comes; a token of a key outside the set is refused at the handshake and on HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a deployed stack: localstack/e2e.sh runs it"]
+async fn an_identity_providers_tokens_reach_the_functions() {
+    use chat_tests::provider::{Answer, Jwks, Key, document};
+    let d = deployment()
+        .expect("no deployed stack: run localstack/up.sh and load target/emulators/stack.env");
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let port: u16 = var("CHAT_E2E_JWKS_PORT").parse().unwrap();
+    let issuer = var("CHAT_E2E_JWT_ISSUER");
+    let key = Key::load("rsa-a", "e2e-1");
+    let _jwks = Jwks::start_on(port, Answer::Json(document(&[&key]))).await;
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let token = |key: &Key, user: &str| {
+        key.sign(&json!({ "sub": user, "iss": issuer, "iat": now_ms() / 1000, "exp": now_ms() / 1000 + 600 }))
+    };
+
+    // A socket for bob and an HTTP call for alice, both with the provider's tokens.
+    let mut bob_ws = d
+        .server
+        .connect_with("v=1", Some(&token(&key, &bob)), "bob (RS256)")
+        .await;
+    let alice_http = d.server.http_with_token(Some(token(&key, &alice)));
+    let (status, created) = alice_http
+        .post(
+            "/v1/conversations",
+            &json!({"type": "direct", "members": [bob]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = chat_tests::conv_id(&created);
+    let (status, ack) = alice_http
+        .post(
+            &format!("/v1/conversations/{id}/messages"),
+            &json!({"clientMessageId": "rs-1", "content": {"type": "text", "text": "signed by the provider"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{ack}");
+    let new = bob_ws
+        .recv_where("the provider user's message", |f| {
+            f["type"] == "message.new" && f["conversationId"] == id.as_str()
+        })
+        .await;
+    assert_eq!(new["senderId"], alice.as_str());
+
+    // A key outside the set, under the set's kid: refused everywhere.
+    let forged = token(&Key::load("rsa-b", "e2e-1"), &alice);
+    let (status, _) = d
+        .server
+        .http_with_token(Some(forged.clone()))
+        .get("/v1/conversations")
+        .await;
+    assert_eq!(status, 401);
+    let refused = d.server.try_connect("v=1", Some(&forged)).await;
+    assert!(refused.is_err(), "the handshake took a forged token");
+}

@@ -583,7 +583,10 @@ async fn our_tokens_and_the_providers_keep_their_own_claim_rules() {
     let verifier = config.verifier(Some(key_set(&jwks)), None).unwrap();
     let ours = verifier.issue(&chat_shared::ids::UserId::parse("carol").unwrap(), NOW, 60);
     assert_eq!(user(&verifier, &ours).await, Ok("carol".into()));
-    assert_eq!(user(&verifier, &rsa.sign(&claims("alice"))).await, Ok("alice".into()));
+    assert_eq!(
+        user(&verifier, &rsa.sign(&claims("alice"))).await,
+        Ok("alice".into())
+    );
     let mut foreign = claims("alice");
     foreign["iss"] = "https://other.example/".into();
     assert_eq!(

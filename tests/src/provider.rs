@@ -37,7 +37,14 @@ pub struct Jwks {
 
 impl Jwks {
     pub async fn start(answer: Answer) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(0, answer).await
+    }
+
+    /// The server on a given port of 127.0.0.1 (one a deployment was told of).
+    pub async fn start_on(port: u16, answer: Answer) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
         let url = format!(
             "http://{}/.well-known/jwks.json",
             listener.local_addr().unwrap()
