@@ -156,22 +156,36 @@ impl Chat {
             } else {
                 continue;
             };
-            let id = c.connection_id.as_str();
-            match self.gateway.close(id, reason).await {
-                Ok(()) | Err(GatewayError::Gone) => {}
-                Err(e) => {
-                    warn!(error = %e, connection.id = id, "could not close a silent connection");
-                    continue;
-                }
+            if self.end_connection(c, reason, label).await? {
+                closed += 1;
             }
-            debug!(connection.id = id, user.id = %c.user_id, reason = label, "closed a connection");
-            crate::telemetry::connection_closed(label);
-            if let Some(pending) = self.disconnect(id).await? {
-                self.settle_presence_now(&pending.user).await?;
-            }
-            closed += 1;
         }
         Ok(closed)
+    }
+
+    /// Closes a connection the server ends (`reason`, counted under `label`), forgets
+    /// it and settles its user's presence. False when the gateway could not close it:
+    /// it is kept, as forgetting an open socket would leave it without frames.
+    pub(crate) async fn end_connection(
+        &self,
+        c: &ConnectionRecord,
+        reason: CloseReason,
+        label: &'static str,
+    ) -> ChatResult<bool> {
+        let id = c.connection_id.as_str();
+        match self.gateway.close(id, reason).await {
+            Ok(()) | Err(GatewayError::Gone) => {}
+            Err(e) => {
+                warn!(error = %e, connection.id = id, reason = label, "could not close a connection");
+                return Ok(false);
+            }
+        }
+        debug!(connection.id = id, user.id = %c.user_id, reason = label, "closed a connection");
+        crate::telemetry::connection_closed(label);
+        if let Some(pending) = self.disconnect(id).await? {
+            self.settle_presence_now(&pending.user).await?;
+        }
+        Ok(true)
     }
 
     /// Posts one frame to many connections, skipping `except`; gone ones are forgotten.

@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::auth::Verified;
 use crate::error::{ChatError, ChatResult};
 use crate::ids::{DeviceId, Millis, UserId};
-use crate::ports::{CloseReason, ConnectionRecord, GatewayError};
+use crate::ports::{CloseReason, ConnectionRecord};
 
 use super::Chat;
 
@@ -108,19 +108,12 @@ impl Chat {
     async fn close_sessions(&self, sockets: &[ConnectionRecord]) -> ChatResult<usize> {
         let mut closed = 0;
         for c in sockets {
-            let id = c.connection_id.as_str();
-            match self.gateway.close(id, CloseReason::Revoked).await {
-                Ok(()) | Err(GatewayError::Gone) => {}
-                Err(e) => {
-                    warn!(error = %e, connection.id = id, "could not close a revoked session");
-                    continue;
-                }
+            if self
+                .end_connection(c, CloseReason::Revoked, "revoked")
+                .await?
+            {
+                closed += 1;
             }
-            crate::telemetry::connection_closed("revoked");
-            if let Some(pending) = self.disconnect(id).await? {
-                self.settle_presence_now(&pending.user).await?;
-            }
-            closed += 1;
         }
         Ok(closed)
     }
