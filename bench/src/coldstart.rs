@@ -456,6 +456,8 @@ pub struct Environment {
     pub tables: [(String, String); 3],
     pub dynamodb_endpoint: String,
     pub secret: String,
+    /// Settings beyond the template's defaults (`--env KEY=VALUE`), e.g. a key set.
+    pub extra: Vec<(String, String)>,
 }
 
 /// The environment Lambda and template.yaml (its defaults) give a function.
@@ -512,6 +514,8 @@ fn function_env(function: &str, env: &Environment, runtime: SocketAddr) -> Vec<(
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     vars.extend(env.tables.iter().cloned());
+    vars.retain(|(k, _)| !env.extra.iter().any(|(key, _)| key == k));
+    vars.extend(env.extra.iter().cloned());
     vars
 }
 

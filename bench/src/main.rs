@@ -100,6 +100,10 @@ enum Command {
         /// A running DynamoDB Local (default: start one, as the AWS tests do).
         #[arg(long)]
         dynamodb_endpoint: Option<String>,
+        /// An extra setting for every function, KEY=VALUE (repeatable), e.g.
+        /// `--env CHAT_JWT_JWKS_URL=https://... --env CHAT_JWT_ISSUER=https://...`.
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        extra_env: Vec<String>,
     },
     /// Ack and delivery latency of a deployed stack (an emulator's or AWS) at a fixed low
     /// rate; `localstack/up.sh` writes the URLs and secret to target/emulators/stack.env.
@@ -374,8 +378,17 @@ async fn coldstart(
     runs: usize,
     bin_dir: Option<PathBuf>,
     dynamodb_endpoint: Option<String>,
+    extra_env: &[String],
 ) -> anyhow::Result<()> {
     use chat_bench::coldstart::{self, Environment, Fixture, FunctionResult, RuntimeApi};
+    let extra = extra_env
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("--env {kv}: expected KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let target = target_dir()?;
     let bin_dir = bin_dir.unwrap_or_else(|| target.join("release"));
     let binaries = coldstart::function_binaries(&bin_dir)?;
@@ -411,6 +424,7 @@ async fn coldstart(
         ],
         dynamodb_endpoint: endpoint,
         secret: secret.clone(),
+        extra: extra.clone(),
     };
     let logs = target.join("bench").join("coldstart");
     std::fs::create_dir_all(&logs)?;
@@ -466,9 +480,15 @@ async fn coldstart(
                 .map(|m| m.trim().to_owned())
         })
         .unwrap_or_default();
+    let settings: Vec<String> = extra.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
     let notes = format!(
-        "Machine: {cpu}, {} cores, shared with other work. Logs: `target/bench/coldstart/`.",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "Machine: {cpu}, {} cores, shared with other work. Logs: `target/bench/coldstart/`.{}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if settings.is_empty() {
+            String::new()
+        } else {
+            format!(" Extra settings: {}.", settings.join(", "))
+        }
     );
     out.emit(
         "coldstart",
@@ -557,7 +577,8 @@ async fn main() -> anyhow::Result<()> {
             runs,
             bin_dir,
             dynamodb_endpoint,
-        } => coldstart(&out, runs, bin_dir, dynamodb_endpoint).await?,
+            extra_env,
+        } => coldstart(&out, runs, bin_dir, dynamodb_endpoint, &extra_env).await?,
         Command::Cost {
             counts,
             run_test,
