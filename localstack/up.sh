@@ -189,9 +189,10 @@ has_param ManagementEndpoint && OVERRIDES+=("ManagementEndpoint=$MGMT_ENDPOINT")
 # The e2e's identity provider: a key set the tests serve on this port while they run
 # (aws/tests/deployed_stack.rs signs RS256 tokens with tests/keys/rsa-a.der).
 E2E_ISSUER=https://e2e-issuer.example/
+E2E_AUDIENCE=chat-e2e
 JWKS_PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 if has_param JwksUrl; then
-  OVERRIDES+=("JwksUrl=http://127.0.0.1:$JWKS_PORT/.well-known/jwks.json" "JwtIssuer=$E2E_ISSUER")
+  OVERRIDES+=("JwksUrl=http://127.0.0.1:$JWKS_PORT/.well-known/jwks.json" "JwtIssuer=$E2E_ISSUER" "JwtAudience=$E2E_AUDIENCE")
 fi
 OVERRIDES+=(${EXTRA_PARAMS[@]+"${EXTRA_PARAMS[@]}"})
 
@@ -253,6 +254,7 @@ TMP_ENV=$ENV_FILE.tmp
   if has_param JwksUrl; then
     echo "CHAT_E2E_JWKS_PORT='$JWKS_PORT'"
     echo "CHAT_E2E_JWT_ISSUER='$E2E_ISSUER'"
+    echo "CHAT_E2E_JWT_AUDIENCE='$E2E_AUDIENCE'"
   fi
   echo "CHAT_E2E_STACK_NAME='$STACK'"
   echo "CHAT_E2E_AWS_ENDPOINT_URL='$ENDPOINT'"

@@ -316,17 +316,18 @@ async fn requests_per_operation() {
         .unwrap();
     let connect = measure("connect (first connection; 1 direct + 1 group of 100)");
 
-    // The token of a handshake or an HTTP request: its user's revocation is read once,
-    // then trusted for 5 s by this process.
+    // The token of an HTTP request: its user's revocation is read once, then trusted for
+    // 5 s by this process (a handshake reads it every time).
     let token = chat_shared::auth::TokenVerifier::new("aws-tests", None, None).issue(
         &alice,
         chat.now(),
         3600,
     );
     chat.authenticate(Some(&token)).await.unwrap();
-    let token_check = measure("token check (handshake or HTTP request), first in 5 s");
+    let token_check =
+        measure("token check of an HTTP request (a handshake: every time), first in 5 s");
     chat.authenticate(Some(&token)).await.unwrap();
-    let token_check_again = measure("token check again within 5 s");
+    let token_check_again = measure("token check of an HTTP request again within 5 s");
 
     chat.touch("alice-1", &alice).await.unwrap();
     let touch = measure("any client frame (liveness)");

@@ -257,12 +257,12 @@ async fn an_identity_providers_tokens_reach_the_functions() {
         .expect("no deployed stack: run localstack/up.sh and load target/emulators/stack.env");
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
     let port: u16 = var("CHAT_E2E_JWKS_PORT").parse().unwrap();
-    let issuer = var("CHAT_E2E_JWT_ISSUER");
+    let (issuer, audience) = (var("CHAT_E2E_JWT_ISSUER"), var("CHAT_E2E_JWT_AUDIENCE"));
     let key = Key::load("rsa-a", "e2e-1");
     let _jwks = Jwks::start_on(port, Answer::Json(document(&[&key]))).await;
     let (alice, bob) = (unique("alice"), unique("bob"));
     let token = |key: &Key, user: &str| {
-        key.sign(&json!({ "sub": user, "iss": issuer, "iat": now_ms() / 1000, "exp": now_ms() / 1000 + 600 }))
+        key.sign(&json!({ "sub": user, "iss": issuer, "aud": audience, "iat": now_ms() / 1000, "exp": now_ms() / 1000 + 600 }))
     };
 
     // A socket for bob and an HTTP call for alice, both with the provider's tokens.

@@ -206,8 +206,15 @@ fn the_functions_get_every_variable_they_require() {
     );
     let issuer = format!("{:?}", rules["AKeySetNeedsAnIssuer"]);
     assert!(
-        issuer.contains("JwksUrl") && issuer.contains("JwtIssuer"),
+        issuer.contains("JwksUrl")
+            && issuer.contains("JwtIssuer")
+            && issuer.contains("JwtAudience"),
         "{issuer}"
+    );
+    let previous = format!("{:?}", rules["APreviousSecretNeedsASecret"]);
+    assert!(
+        previous.contains("JwtPreviousSecret") && previous.contains("\"JwtSecret\""),
+        "{previous}"
     );
     let pattern = t["Parameters"]["JwksUrl"]["AllowedPattern"]
         .as_str()

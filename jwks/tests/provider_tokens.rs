@@ -427,7 +427,7 @@ async fn a_slow_endpoint_holds_up_only_the_token_that_needs_it() {
 }
 
 #[tokio::test]
-async fn an_endpoint_that_never_answers_refuses_only_unknown_keys() {
+async fn an_endpoint_that_has_not_answered_yet_is_asked_again_within_seconds() {
     let a = Key::load("rsa-a", "a");
     let jwks = Jwks::start(Answer::Held(String::new())).await;
     let verifier = TokenVerifier::provider(key_set(&jwks), ISSUER.into(), None);
@@ -443,6 +443,12 @@ async fn an_endpoint_that_never_answers_refuses_only_unknown_keys() {
         Err(TokenError::UnknownKey)
     );
     assert_eq!(jwks.requests(), 1);
+    // Without any key, the set is asked for again sooner than once a minute: once the
+    // provider answers, its tokens verify.
+    jwks.set(Answer::Json(document(&[&a])));
+    let later = NOW + chat_shared::auth::EMPTY_RETRY_MS;
+    assert!(verifier.verify(&token, later).await.is_ok());
+    assert_eq!(jwks.requests(), 2);
 }
 
 /// Cognito user pools sign ID tokens (`aud` = the app client id, `token_use: id`) and

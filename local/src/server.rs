@@ -254,7 +254,7 @@ async fn ws_upgrade(
         .and_then(|v| v.to_str().ok());
     // Authenticate first so a bad token is 401 whatever else is wrong.
     let token = token_param.or_else(|| authorization.and_then(chat_shared::auth::bearer));
-    if let Err(e) = app.chat.authenticate(token).await {
+    if let Err(e) = app.chat.authenticate_handshake(token).await {
         return error_response(&e);
     }
     let upgrade = match upgrade {

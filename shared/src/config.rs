@@ -144,8 +144,8 @@ pub fn env_flag(name: &'static str) -> Result<bool, ConfigError> {
 /// `CHAT_JWT_PREVIOUS_SECRET` while it is rotated, and/or an identity provider's keys at
 /// `CHAT_JWT_JWKS_URL` (RS256, ES256), with `CHAT_JWT_ISSUER`, `CHAT_JWT_AUDIENCE` and
 /// `CHAT_JWT_USER_CLAIM` (default `sub`). At least one of a secret and a key set is
-/// required (the binaries decide what happens without either); an issuer is required
-/// with a key set.
+/// required (the binaries decide what happens without either); an issuer and an
+/// audience are required with a key set.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct TokenConfig {
     pub secret: Option<String>,
@@ -188,7 +188,7 @@ impl TokenConfig {
         Ok(config)
     }
 
-    /// How the variables must combine: an issuer with a key set, whose URL is HTTPS (or
+    /// How the variables must combine: an issuer and an audience with a key set, whose URL is HTTPS (or
     /// HTTP on loopback, for tests); a previous secret only beside a current one.
     pub fn check(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.jwks_url {
@@ -204,6 +204,13 @@ impl TokenConfig {
                     name: "CHAT_JWT_ISSUER",
                     value: String::new(),
                     reason: "is required with CHAT_JWT_JWKS_URL (the keys alone do not say whose tokens they sign)",
+                });
+            }
+            if self.audience.is_none() {
+                return Err(ConfigError {
+                    name: "CHAT_JWT_AUDIENCE",
+                    value: String::new(),
+                    reason: "is required with CHAT_JWT_JWKS_URL (else a token the provider issued to any other app would be accepted)",
                 });
             }
         }
@@ -301,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_set_needs_an_issuer() {
+    fn a_key_set_needs_an_issuer_and_an_audience() {
         let config = TokenConfig {
             jwks_url: Some("https://issuer.example/jwks".into()),
             ..TokenConfig::default()
@@ -309,6 +316,11 @@ mod tests {
         assert_eq!(config.check().unwrap_err().name, "CHAT_JWT_ISSUER");
         let config = TokenConfig {
             issuer: Some("https://issuer.example/".into()),
+            ..config
+        };
+        assert_eq!(config.check().unwrap_err().name, "CHAT_JWT_AUDIENCE");
+        let config = TokenConfig {
+            audience: Some("my-app".into()),
             ..config
         };
         assert!(config.check().is_ok());

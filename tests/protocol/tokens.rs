@@ -268,6 +268,7 @@ async fn a_providers_rs256_and_es256_tokens_are_accepted() {
         .args(["token", "alice"])
         .env("CHAT_JWT_JWKS_URL", &jwks.url)
         .env("CHAT_JWT_ISSUER", issuer)
+        .env("CHAT_JWT_AUDIENCE", "chat-app")
         .output()
         .expect("run `chat-local token alice`");
     assert!(!output.status.success());
@@ -275,18 +276,33 @@ async fn a_providers_rs256_and_es256_tokens_are_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_set_needs_an_issuer_and_https() {
-    for (url, issuer, named) in [
-        ("http://127.0.0.1:9/jwks.json", None, "CHAT_JWT_ISSUER"),
+async fn a_key_set_needs_an_issuer_an_audience_and_https() {
+    for (url, issuer, audience, named) in [
+        (
+            "http://127.0.0.1:9/jwks.json",
+            None,
+            Some("chat-app"),
+            "CHAT_JWT_ISSUER",
+        ),
+        (
+            "http://127.0.0.1:9/jwks.json",
+            Some("https://issuer.example/"),
+            None,
+            "CHAT_JWT_AUDIENCE",
+        ),
         (
             "http://keys.example/jwks.json",
             Some("https://issuer.example/"),
+            Some("chat-app"),
             "CHAT_JWT_JWKS_URL",
         ),
     ] {
         let mut builder = server().env("CHAT_JWT_JWKS_URL", url);
         if let Some(issuer) = issuer {
             builder = builder.env("CHAT_JWT_ISSUER", issuer);
+        }
+        if let Some(audience) = audience {
+            builder = builder.env("CHAT_JWT_AUDIENCE", audience);
         }
         let (status, stderr) = builder.start_refused();
         assert!(!status.success(), "exit status {status:?}");
@@ -305,12 +321,13 @@ async fn a_key_set_alone_serves_a_non_loopback_address_and_survives_its_provider
         .env_remove("CHAT_JWT_SECRET")
         .env("CHAT_JWT_JWKS_URL", &url)
         .env("CHAT_JWT_ISSUER", "https://issuer.example/")
+        .env("CHAT_JWT_AUDIENCE", "chat-app")
         .start()
         .await;
     // THEN it serves, and refuses tokens it cannot check (not the development secret's)
     let key = chat_tests::provider::Key::load("rsa-a", "r1");
     let token = key.sign(
-        &json!({ "sub": "alice", "iss": "https://issuer.example/", "exp": now_secs() + 600 }),
+        &json!({ "sub": "alice", "iss": "https://issuer.example/", "aud": "chat-app", "exp": now_secs() + 600 }),
     );
     assert!(!accepts(&server, &token).await);
     assert!(!accepts(&server, &server.token("alice")).await);

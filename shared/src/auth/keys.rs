@@ -1,7 +1,8 @@
 //! An identity provider's public keys (a JWKS), cached: a key is looked up by the
 //! token's `kid`; an unknown `kid` or a set older than [`MAX_AGE_MS`] asks the source
-//! again, at most once a [`REFRESH_INTERVAL_MS`]; a source that fails, times out or
-//! serves something unusable leaves the cached keys in place. Only the request that
+//! again, at most once a [`REFRESH_INTERVAL_MS`] (every [`EMPTY_RETRY_MS`] while no key
+//! is known); a source that fails, times out or serves something unusable leaves the
+//! cached keys in place (so a removed key keeps verifying while the source fails). Only the request that
 //! meets an unknown `kid` waits for a refresh (at most [`FETCH_TIMEOUT`]); a stale set
 //! that holds the key answers at once and refreshes behind it.
 
@@ -24,6 +25,9 @@ pub const MAX_KEY_SET_BYTES: usize = 64 * 1024;
 const MAX_KEYS: usize = 32;
 /// The set is asked for again at most this often.
 pub const REFRESH_INTERVAL_MS: Millis = 60_000;
+/// ...or this often while no key is known yet (the provider was down when the first
+/// token came): a server without keys refuses every provider token.
+pub const EMPTY_RETRY_MS: Millis = 5_000;
 /// A set this old is refreshed, so a key the provider removed stops verifying.
 pub const MAX_AGE_MS: Millis = 10 * 60_000;
 /// How long a refresh may take.
@@ -63,8 +67,13 @@ impl Cache {
     }
 
     fn may_refresh(&self, now: Millis) -> bool {
+        let interval = if self.keys.is_empty() {
+            EMPTY_RETRY_MS
+        } else {
+            REFRESH_INTERVAL_MS
+        };
         self.attempted_at
-            .is_none_or(|t| now.saturating_sub(t) >= REFRESH_INTERVAL_MS)
+            .is_none_or(|t| now.saturating_sub(t) >= interval)
     }
 
     fn stale(&self, now: Millis) -> bool {

@@ -26,7 +26,9 @@ use serde_json::Value;
 
 use crate::ids::{Millis, UserId};
 use jwt::Jwt;
-pub use keys::{FETCH_TIMEOUT, KeySet, MAX_AGE_MS, MAX_KEY_SET_BYTES, REFRESH_INTERVAL_MS};
+pub use keys::{
+    EMPTY_RETRY_MS, FETCH_TIMEOUT, KeySet, MAX_AGE_MS, MAX_KEY_SET_BYTES, REFRESH_INTERVAL_MS,
+};
 
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;

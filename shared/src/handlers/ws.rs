@@ -103,7 +103,7 @@ pub struct ConnectRequest<'a> {
 /// the handshake with 401; `INVALID_MESSAGE` (bad deviceId) with 400.
 pub async fn connect(chat: &Chat, req: ConnectRequest<'_>) -> Result<Connected, ChatError> {
     let token = req.token.or_else(|| req.authorization.and_then(bearer));
-    let verified = chat.authenticate(token).await?;
+    let verified = chat.authenticate_handshake(token).await?;
     let device = req.device_id.map(DeviceId::parse).transpose()?;
     let pending_presence = chat
         .connect(

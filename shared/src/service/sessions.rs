@@ -3,8 +3,9 @@
 //! /v1/devices/{deviceId}`).
 //!
 //! A revocation refuses the user's tokens issued before it, on HTTP and at the handshake,
-//! and closes their open sockets. Each server keeps what it read of a user's revocation
-//! for [`REVOCATION_CACHE_MS`]: the server that revokes knows at once, another Lambda
+//! and closes their open sockets. A handshake reads the revocation from the store every
+//! time (a socket outlives its request); an HTTP request trusts what its process read
+//! within [`REVOCATION_CACHE_MS`]: the server that revokes knows at once, another Lambda
 //! container within that time.
 
 use std::collections::HashMap;
@@ -36,25 +37,41 @@ impl Revocations {
             .map(|(_, before)| *before)
     }
 
+    /// Records what was read at `now`. A revocation never moves back: a read that
+    /// started before a revocation and ends after it does not undo it here.
     fn put(&self, user: &UserId, now: Millis, before: Option<Millis>) {
         let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() >= REVOCATION_CACHE_USERS && !seen.contains_key(user) {
             seen.clear();
         }
-        seen.insert(user.clone(), (now, before));
+        let known = seen.get(user).and_then(|(_, known)| *known);
+        seen.insert(user.clone(), (now, before.max(known)));
     }
 }
 
 impl Chat {
     /// Verifies a token: its user and until when it is accepted. A token issued before
-    /// its user's sessions were revoked is refused like an invalid one.
+    /// its user's sessions were revoked is refused like an invalid one (the revocation
+    /// as this process read it at most [`REVOCATION_CACHE_MS`] ago).
     pub async fn authenticate(&self, token: Option<&str>) -> ChatResult<Verified> {
+        self.authenticate_with(token, false).await
+    }
+
+    /// [`authenticate`](Self::authenticate) for a WebSocket handshake: the revocation is
+    /// read from the store every time, so a socket, which outlives the request, cannot
+    /// be opened with a revoked token through a process that read the revocation before
+    /// it was made.
+    pub async fn authenticate_handshake(&self, token: Option<&str>) -> ChatResult<Verified> {
+        self.authenticate_with(token, true).await
+    }
+
+    async fn authenticate_with(&self, token: Option<&str>, fresh: bool) -> ChatResult<Verified> {
         let token = token.ok_or(ChatError::Unauthorized)?;
         let verified = self.tokens.verify(token, self.now()).await.map_err(|e| {
             debug!(reason = %e, "token refused");
             ChatError::Unauthorized
         })?;
-        if let Some(before) = self.sessions_revoked_before(&verified.user).await?
+        if let Some(before) = self.sessions_revoked_before(&verified.user, fresh).await?
             && verified.issued_at.is_none_or(|iat| iat < before)
         {
             debug!(user.id = %verified.user, "token refused: issued before a revocation");
@@ -63,14 +80,18 @@ impl Chat {
         Ok(verified)
     }
 
-    async fn sessions_revoked_before(&self, user: &UserId) -> ChatResult<Option<Millis>> {
+    async fn sessions_revoked_before(
+        &self,
+        user: &UserId,
+        fresh: bool,
+    ) -> ChatResult<Option<Millis>> {
         let now = self.now();
-        if let Some(before) = self.revocations.get(user, now) {
+        if !fresh && let Some(before) = self.revocations.get(user, now) {
             return Ok(before);
         }
         let before = self.store.sessions_revoked_before(user).await?;
         self.revocations.put(user, now, before);
-        Ok(before)
+        Ok(self.revocations.get(user, now).flatten())
     }
 
     /// Ends every session of `caller`: tokens issued up to this second are refused from
