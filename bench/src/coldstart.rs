@@ -319,6 +319,17 @@ fn http_event(secret: &str, method: &str, path: &str, body: Option<Value>) -> Va
     })
 }
 
+/// How long to leave before a run of a function, where the run would otherwise time
+/// something else than a start: a disconnect within a second of its user's last
+/// presence change waits out the presence window before announcing `offline`
+/// (docs/protocol.md, "Presence").
+pub fn pause_before(function: &str) -> Duration {
+    match function {
+        "chat-disconnect" => Duration::from_millis(1_100),
+        _ => Duration::ZERO,
+    }
+}
+
 /// The first and warm events of `function`; `None` when it is not one we know.
 pub fn events(function: &str, f: &Fixture) -> Option<Events> {
     let conversation = f.conversation.clone().unwrap_or_default();
@@ -389,10 +400,12 @@ pub fn events(function: &str, f: &Fixture) -> Option<Events> {
             one["Records"] = json!([batch["Records"][0].clone()]);
             (one.clone(), one)
         }
-        // alice's connection goes; the warm event brings it back for the next run
+        // the fixture connection goes; the warm event brings it back for the next run,
+        // as a user new to presence (announced at once, no window to wait out). The
+        // runs are a presence window apart ([`pause_before`]).
         "chat-disconnect" => (
             serde_json::from_str(DISCONNECT).expect("the disconnect fixture is JSON"),
-            connect_event(&f.secret, "alice", ALICE_CONNECTION),
+            connect_event(&f.secret, &format!("leaver-{}", f.run), ALICE_CONNECTION),
         ),
         // a dead letter of a stream that is not there: answered with an error
         "chat-replay" => {

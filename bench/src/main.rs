@@ -451,6 +451,7 @@ async fn coldstart(
                 eprintln!("{name}: no events known for it, skipped");
                 break;
             };
+            tokio::time::sleep(coldstart::pause_before(&name)).await;
             let r = coldstart::run_once(&mut api, &name, binary, &env, events, &log).await?;
             if name == "chat-http" && conversation.is_none() {
                 conversation = coldstart::conversation_of(&r.first_body);
