@@ -189,12 +189,13 @@ impl Chat {
     }
 
     /// Posts one frame to many connections, skipping `except`; gone ones are forgotten.
+    /// Answers how many connections it was posted to.
     pub(crate) async fn post_all(
         &self,
         conns: &[ConnectionRecord],
         frame: &ServerFrame,
         except: Option<&str>,
-    ) {
+    ) -> usize {
         let bytes = Bytes::from(frame.to_json());
         let targets: Vec<&ConnectionRecord> = conns
             .iter()
@@ -204,6 +205,7 @@ impl Chat {
         for (i, e) in self.gateway.post_many(&ids, &bytes).await {
             self.post_failed(targets[i], e).await;
         }
+        ids.len()
     }
 
     /// Posts the answer to a client frame to the connection it came on, where the answer

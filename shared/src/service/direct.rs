@@ -12,7 +12,6 @@
 //! by both paths (the fan-out read the mark before the send wrote it) is a duplicate
 //! clients drop by seq, never a reordering of first deliveries.
 
-use bytes::Bytes;
 use tracing::warn;
 
 use super::Chat;
@@ -20,9 +19,7 @@ use super::fanout::push_recipients;
 use super::messages::message_view;
 use crate::error::ChatResult;
 use crate::ids::{Seq, UserId};
-use crate::ports::{
-    ConnectionRecord, ConversationRecord, DirectMarks, MessageQuery, MessageRecord,
-};
+use crate::ports::{ConversationRecord, DirectMarks, MessageQuery, MessageRecord};
 use crate::protocol::ServerFrame;
 use crate::telemetry;
 
@@ -58,18 +55,12 @@ impl Chat {
         let users: Vec<UserId> = members.iter().map(|m| m.user_id.clone()).collect();
         let now = self.now();
         let conns = self.live_connections(&users, now).await?;
-        let targets: Vec<&ConnectionRecord> = conns
-            .iter()
-            .filter(|c| entry.origin_connection.as_deref() != Some(c.connection_id.as_str()))
-            .collect();
-        let ids: Vec<&str> = targets.iter().map(|c| c.connection_id.as_str()).collect();
-        let frame = Bytes::from(ServerFrame::MessageNew(message_view(entry)).to_json());
-        let failed = self.gateway.post_many(&ids, &frame).await;
-        telemetry::frames_posted(ids.len());
+        let frame = ServerFrame::MessageNew(message_view(entry));
+        let posted = self
+            .post_all(&conns, &frame, entry.origin_connection.as_deref())
+            .await;
+        telemetry::frames_posted(posted);
         telemetry::fanned_out(telemetry::PATH_DIRECT, self.now() - entry.timestamp);
-        for (i, e) in failed {
-            self.post_failed(targets[i], e).await;
-        }
         let unreached = push_recipients(&members, &conns, &[entry], now);
         marks.mark_posted(&conv.id, entry.seq, &unreached).await?;
         Ok(())
