@@ -187,11 +187,16 @@ impl TokenVerifier {
                 (verified, &self.rules)
             }
             (Some(alg @ ("RS256" | "ES256")), Some((key_set, rules))) => {
+                let alg = if alg == "RS256" {
+                    Algorithm::RS256
+                } else {
+                    Algorithm::ES256
+                };
                 let key = key_set
                     .key(jwt.kid()?, now_ms)
                     .await
                     .ok_or(TokenError::UnknownKey)?;
-                if alg != algorithm_name(key.algorithm) {
+                if alg != key.algorithm {
                     return Err(TokenError::WrongAlgorithm);
                 }
                 (
@@ -258,14 +263,6 @@ impl TokenVerifier {
 fn signature_verifies(jwt: &Jwt<'_>, key: &DecodingKey, algorithm: Algorithm) -> bool {
     jsonwebtoken::crypto::verify(jwt.signature, jwt.signing_input.as_bytes(), key, algorithm)
         .unwrap_or(false)
-}
-
-fn algorithm_name(algorithm: Algorithm) -> &'static str {
-    match algorithm {
-        Algorithm::RS256 => "RS256",
-        Algorithm::ES256 => "ES256",
-        _ => "HS256",
-    }
 }
 
 impl ClaimRules {
