@@ -14,9 +14,9 @@
 #                                     what `sam build` deploys; dev reuses the debug build)
 #   --no-build                        use the binaries already built for that profile
 #
-# Environment: CHAT_EMULATORS_DIR (default target/emulators), CHAT_E2E_JWT_SECRET (default:
-# the one of the previous deployment, else random), LOCALSTACK_ENDPOINT (default
-# http://127.0.0.1:4566), LOCALSTACK_MANAGEMENT_ENDPOINT (see the README).
+# Environment: CHAT_EMULATORS_DIR (default target/emulators), LOCALSTACK_ENDPOINT (default
+# http://127.0.0.1:4566), LOCALSTACK_MANAGEMENT_ENDPOINT (see the README). The HS256
+# secret is the stack's own (Secrets Manager, JwtSecretArn=create): read back after deploy.
 set -euo pipefail
 
 MINISTACK_VERSION=1.5.33
@@ -81,8 +81,6 @@ env_value() { # env_value KEY: a value from the previous stack.env, or nothing
   [ -f "$ENV_FILE" ] || return 0
   sed -n "s/^$1='\(.*\)'\$/\1/p" "$ENV_FILE" | tail -1
 }
-
-PREV_JWT_SECRET=$(env_value CHAT_E2E_JWT_SECRET)
 
 # ------------------------------------------------------------------ build the functions
 if [ "$BUILD" = 1 ]; then
@@ -179,12 +177,8 @@ else
   MGMT_ENDPOINT=${LOCALSTACK_MANAGEMENT_ENDPOINT:-http://$WS_API_ID.execute-api.localhost.localstack.cloud:4566/$WS_STAGE}
 fi
 
-JWT_SECRET=${CHAT_E2E_JWT_SECRET:-$PREV_JWT_SECRET}
-[ -n "$JWT_SECRET" ] || JWT_SECRET=$("$PY" -c 'import secrets; print(secrets.token_hex(32))')
-
 OVERRIDES=()
 has_param Architecture && OVERRIDES+=("Architecture=x86_64")
-has_param JwtSecret && OVERRIDES+=("JwtSecret=$JWT_SECRET")
 has_param ManagementEndpoint && OVERRIDES+=("ManagementEndpoint=$MGMT_ENDPOINT")
 # The e2e's identity provider: a key set the tests serve on this port while they run
 # (aws/tests/deployed_stack.rs signs RS256 tokens with tests/keys/rsa-a.der).
@@ -243,6 +237,15 @@ fi
 # A $default stage serves from the root of the API's URL; any other stage is a path segment.
 [ "$HTTP_STAGE" = '$default' ] || HTTP_URL=$HTTP_URL/$HTTP_STAGE
 
+# The tests sign their HS256 tokens with the secret the functions read from Secrets Manager.
+SECRET_ARN=$(output TokenSecretArn)
+JWT_SECRET=""
+if [ -n "$SECRET_ARN" ]; then
+  JWT_SECRET=$("$AWS" secretsmanager get-secret-value --secret-id "$SECRET_ARN" \
+    --query SecretString --output text)
+  [ -n "$JWT_SECRET" ] && [ "$JWT_SECRET" != None ] || die "cannot read the token secret $SECRET_ARN"
+fi
+
 TMP_ENV=$ENV_FILE.tmp
 {
   echo "# Written by localstack/up.sh at $(date -u +%Y-%m-%dT%H:%M:%SZ); read by the e2e tests."
@@ -251,6 +254,7 @@ TMP_ENV=$ENV_FILE.tmp
   echo "CHAT_E2E_WS_URL='$WS_URL'"
   echo "CHAT_E2E_HTTP_URL='$HTTP_URL'"
   echo "CHAT_E2E_JWT_SECRET='$JWT_SECRET'"
+  echo "CHAT_E2E_TOKEN_SECRET_ARN='$SECRET_ARN'"
   if has_param JwksUrl; then
     echo "CHAT_E2E_JWKS_PORT='$JWKS_PORT'"
     echo "CHAT_E2E_JWT_ISSUER='$E2E_ISSUER'"

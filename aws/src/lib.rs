@@ -5,6 +5,7 @@
 //! - [`dynamodb`]: the `Store` port on DynamoDB.
 //! - [`apigw`]: the `ConnectionGateway` port on the API Gateway Management API.
 //! - [`sns`]: the `PushSender` port on SNS mobile push.
+//! - [`secrets`]: the `SecretSource` port on Secrets Manager (our HS256 secret).
 //! - [`lambda`]: configuration, adapters built once, and the handler of each event kind.
 
 pub mod apigw;
@@ -12,5 +13,6 @@ pub mod dynamodb;
 pub mod lambda;
 pub mod metrics;
 pub mod s3;
+pub mod secrets;
 pub mod sns;
 pub mod tables;

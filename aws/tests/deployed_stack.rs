@@ -304,3 +304,108 @@ async fn an_identity_providers_tokens_reach_the_functions() {
     let refused = d.server.try_connect("v=1", Some(&forged)).await;
     assert!(refused.is_err(), "the handshake took a forged token");
 }
+
+/// The stack's HS256 secret lives in Secrets Manager (`JwtSecretArn=create`): the tests
+/// sign with the value `localstack/up.sh` read from there. Rotating it (a new value put,
+/// the old one staged `AWSPREVIOUS`) reaches the running functions: the new secret's
+/// tokens are accepted at the handshake and on HTTP within the minute a function may wait
+/// before reading the secret again, and the old secret's tokens still are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a deployed stack: localstack/e2e.sh runs it"]
+async fn a_rotated_secret_reaches_the_functions() {
+    let d = deployment()
+        .expect("no deployed stack: run localstack/up.sh and load target/emulators/stack.env");
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let (arn, old) = (var("CHAT_E2E_TOKEN_SECRET_ARN"), var("CHAT_E2E_JWT_SECRET"));
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .credentials_provider(common::credentials())
+            .endpoint_url(&d.endpoint)
+            .build(),
+    );
+    let put = |value: String| {
+        let secrets = secrets.clone();
+        let arn = arn.clone();
+        async move {
+            secrets
+                .put_secret_value()
+                .secret_id(arn)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let new = format!("{}-rotated-{}", unique("secret"), now_ms());
+    assert!(new.len() >= 32);
+    let user = unique("carol");
+    let sign = |secret: &str| {
+        chat_shared::auth::TokenVerifier::new(secret, None, None).issue(
+            &chat_shared::ids::UserId::parse(&user).unwrap(),
+            now_ms(),
+            600,
+        )
+    };
+
+    // The functions have read the secret (the first token a function sees reads it).
+    let (new_token, old_token) = (sign(&new), sign(&old));
+    let (status, _) = d
+        .server
+        .http_with_token(Some(old_token.clone()))
+        .get("/v1/conversations")
+        .await;
+    assert_eq!(status, 200);
+    drop(d.server.try_connect("v=1", Some(&old_token)).await.unwrap());
+
+    put(new.clone()).await;
+    // A function reads the secret again on the first token it cannot verify, at most
+    // once a minute: poll a little longer than that.
+    let deadline = std::time::Instant::now() + Duration::from_secs(75);
+    let mut http_status = 0;
+    while std::time::Instant::now() < deadline {
+        let (status, _) = d
+            .server
+            .http_with_token(Some(new_token.clone()))
+            .get("/v1/conversations")
+            .await;
+        http_status = status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let mut socket = Err(String::new());
+    while std::time::Instant::now() < deadline {
+        socket = d
+            .server
+            .try_connect("v=1", Some(&new_token))
+            .await
+            .map(drop)
+            .map_err(|e| format!("{e:?}"));
+        if socket.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let (old_status, _) = d
+        .server
+        .http_with_token(Some(old_token.clone()))
+        .get("/v1/conversations")
+        .await;
+    let old_socket = d.server.try_connect("v=1", Some(&old_token)).await;
+    // Back to the secret the other tests sign with (the rotated one stays as AWSPREVIOUS).
+    put(old.clone()).await;
+
+    assert_eq!(
+        http_status, 200,
+        "HTTP never took the rotated secret's token"
+    );
+    assert!(socket.is_ok(), "the handshake never took it: {socket:?}");
+    assert_eq!(
+        old_status, 200,
+        "the previous secret's tokens stay accepted"
+    );
+    assert!(old_socket.is_ok(), "the previous secret at the handshake");
+}

@@ -27,10 +27,12 @@ use chat_shared::ports::{
 use chat_shared::service::CreateConversation;
 use chat_shared::service::Ports;
 use chat_tests::emulators::MotoServer;
+use chat_tests::unique;
 use common::{Tap, dynamodb_client, sdk_config, sns_client, tables, user};
 use serde_json::{Value, json};
 
-const SECRET: &str = "fixture-secret";
+/// The functions' HS256 secret, which they read from Secrets Manager (moto's).
+const SECRET: &str = "fixture-secret-held-by-secrets-manager";
 const CONNECT: &str = include_str!("../../tests/fixtures/apigw-ws-connect.json");
 const DISCONNECT: &str = include_str!("../../tests/fixtures/apigw-ws-disconnect.json");
 const SEND: &str = include_str!("../../tests/fixtures/apigw-ws-send.json");
@@ -44,12 +46,18 @@ async fn deps() -> (Deps, DynamoStore) {
     let dynamodb = dynamodb_client();
     let names = tables(&dynamodb, "fx").await;
     let moto = MotoServer::shared().endpoint();
+    let sdk = sdk_config().to_builder().endpoint_url(&moto).build();
+    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(unique("chat-jwt"))
+        .secret_string(SECRET)
+        .send()
+        .await
+        .unwrap();
     let config = LambdaConfig {
         tables: names.clone(),
-        tokens: chat_shared::config::TokenConfig {
-            secret: Some(SECRET.into()),
-            ..Default::default()
-        },
+        tokens: chat_shared::config::TokenConfig::default(),
+        secret_arn: secret.arn,
         limits: Limits::default(),
         apigw_endpoint: Some(moto),
         push_apps: PlatformApplications::default(),
@@ -58,7 +66,7 @@ async fn deps() -> (Deps, DynamoStore) {
     };
     let store = DynamoStore::new(dynamodb.clone(), names);
     (
-        Deps::with_clients(config, dynamodb, sns_client(), sdk_config()),
+        Deps::with_clients(config, dynamodb, sns_client(), sdk),
         store,
     )
 }

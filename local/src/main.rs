@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chat_jwks::HttpKeySet;
 use chat_shared::Chat;
-use chat_shared::auth::{KeySet, TokenVerifier};
+use chat_shared::auth::{KeySet, SecretSet, TokenVerifier};
 use chat_shared::config::{Limits, TokenConfig, env_flag};
 use chat_shared::ids::UserId;
 use chat_shared::ports::{Clock, SystemClock};
@@ -94,7 +94,10 @@ fn verifier(listen: &SocketAddr) -> anyhow::Result<TokenVerifier> {
         warn!("CHAT_JWT_SECRET is not set: using the development secret (loopback only)");
     }
     config
-        .verifier(key_set, development.then_some(DEV_SECRET))
+        .verifier(
+            key_set,
+            development.then(|| SecretSet::configured([DEV_SECRET])),
+        )
         .context("no secret and no key set to verify tokens with")
 }
 

@@ -225,8 +225,9 @@ impl TokenConfig {
     }
 
     /// The verifier these settings describe, with `key_set` for the JWKS URL (the
-    /// binaries make it with their HTTP adapter) and `fallback_secret` when no secret is
-    /// set (the local server's development secret). `None` when nothing signs tokens.
+    /// binaries make it with their HTTP adapter) and `fallback` as the secrets when none is
+    /// set (the local server's development secret, a function's secret store). `None`
+    /// when nothing signs tokens.
     ///
     /// With a key set, the issuer, audience and user claim are the provider's, and our
     /// own HS256 tokens (when a secret is set too) are checked without them: the two
@@ -234,25 +235,30 @@ impl TokenConfig {
     pub fn verifier(
         &self,
         key_set: Option<std::sync::Arc<crate::auth::KeySet>>,
-        fallback_secret: Option<&str>,
+        fallback: Option<std::sync::Arc<crate::auth::SecretSet>>,
     ) -> Option<crate::auth::TokenVerifier> {
-        use crate::auth::TokenVerifier;
-        let secret = self.secret.as_deref().or(fallback_secret);
-        let verifier = match (secret, key_set, &self.issuer) {
-            (Some(secret), None, _) => {
-                TokenVerifier::new(secret, self.issuer.clone(), self.audience.clone())
+        use crate::auth::{SecretSet, TokenVerifier};
+        let secrets = match &self.secret {
+            Some(secret) => Some(SecretSet::configured(
+                std::iter::once(secret)
+                    .chain(&self.previous_secret)
+                    .cloned(),
+            )),
+            None => fallback,
+        };
+        let verifier = match (secrets, key_set, &self.issuer) {
+            (Some(secrets), None, _) => {
+                TokenVerifier::from_secrets(secrets, self.issuer.clone(), self.audience.clone())
             }
-            (Some(secret), Some(key_set), Some(issuer)) => TokenVerifier::new(secret, None, None)
-                .with_provider(key_set, issuer.clone(), self.audience.clone()),
+            (Some(secrets), Some(key_set), Some(issuer)) => TokenVerifier::from_secrets(
+                secrets, None, None,
+            )
+            .with_provider(key_set, issuer.clone(), self.audience.clone()),
             (None, Some(key_set), Some(issuer)) => {
                 TokenVerifier::provider(key_set, issuer.clone(), self.audience.clone())
             }
             // A key set without an issuer is refused by `check`.
             (_, Some(_), None) | (None, None, _) => return None,
-        };
-        let verifier = match &self.previous_secret {
-            Some(previous) if secret.is_some() => verifier.with_secret(previous.as_str()),
-            _ => verifier,
         };
         Some(match &self.user_claim {
             Some(claim) => verifier.with_user_claim(claim.as_str()),

@@ -11,6 +11,10 @@ pub struct LambdaConfig {
     pub tables: TableNames,
     /// Who signs the tokens (our secret, a provider's key set): [`TokenConfig`].
     pub tokens: TokenConfig,
+    /// `CHAT_JWT_SECRET_ARN`: the Secrets Manager secret that holds our HS256 secret
+    /// (instead of `CHAT_JWT_SECRET` in the environment, which anyone allowed to read the
+    /// function's configuration can read): [`crate::secrets`].
+    pub secret_arn: Option<String>,
     pub limits: Limits,
     /// `CHAT_APIGW_ENDPOINT`: the Management API endpoint, when it is not
     /// `https://{domain}/{stage}` of the event (emulators, custom domains, the fan-out).
@@ -34,17 +38,26 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
     }
 }
 
-/// [`TokenConfig::from_env`], with a secret or a key set: a function must verify tokens.
-fn tokens() -> Result<TokenConfig, ConfigError> {
+/// [`TokenConfig::from_env`] and `CHAT_JWT_SECRET_ARN`, with a secret or a key set: a
+/// function must verify tokens.
+fn tokens() -> Result<(TokenConfig, Option<String>), ConfigError> {
     let tokens = TokenConfig::from_env()?;
-    if tokens.secret.is_none() && tokens.jwks_url.is_none() {
+    let secret_arn = optional("CHAT_JWT_SECRET_ARN");
+    if tokens.secret.is_some() && secret_arn.is_some() {
         return Err(ConfigError {
             name: "CHAT_JWT_SECRET",
-            value: String::new(),
-            reason: "is required unless CHAT_JWT_JWKS_URL is set",
+            value: "<set>".to_owned(),
+            reason: "and CHAT_JWT_SECRET_ARN name two secrets: set one",
         });
     }
-    Ok(tokens)
+    if tokens.secret.is_none() && secret_arn.is_none() && tokens.jwks_url.is_none() {
+        return Err(ConfigError {
+            name: "CHAT_JWT_SECRET_ARN",
+            value: String::new(),
+            reason: "(or CHAT_JWT_SECRET) is required unless CHAT_JWT_JWKS_URL is set",
+        });
+    }
+    Ok((tokens, secret_arn))
 }
 
 pub(crate) fn optional(name: &str) -> Option<String> {
@@ -53,18 +66,21 @@ pub(crate) fn optional(name: &str) -> Option<String> {
 
 impl LambdaConfig {
     /// Reads `CHAT_TABLE_MAIN`, `CHAT_TABLE_MESSAGES`, `CHAT_TABLE_CONNECTIONS`,
-    /// the token settings of [`TokenConfig::from_env`] (a secret or a key set required),
+    /// the token settings of [`TokenConfig::from_env`] and `CHAT_JWT_SECRET_ARN` (a
+    /// secret or a key set required),
     /// `CHAT_APIGW_ENDPOINT`, `CHAT_SNS_APNS_ARN`, `CHAT_SNS_APNS_SANDBOX_ARN`,
     /// `CHAT_SNS_FCM_ARN`, `CHAT_ATTACHMENT_BUCKET`, `CHAT_IDLE_TIMEOUT_SECS` and the
     /// limits of [`Limits::from_env`].
     pub fn from_env() -> Result<Self, ConfigError> {
+        let (tokens, secret_arn) = tokens()?;
         Ok(Self {
             tables: TableNames {
                 main: required("CHAT_TABLE_MAIN")?,
                 messages: required("CHAT_TABLE_MESSAGES")?,
                 connections: required("CHAT_TABLE_CONNECTIONS")?,
             },
-            tokens: tokens()?,
+            tokens,
+            secret_arn,
             limits: Limits::from_env()?,
             apigw_endpoint: optional("CHAT_APIGW_ENDPOINT"),
             // Lambda sets AWS_REGION.

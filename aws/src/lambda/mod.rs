@@ -40,7 +40,7 @@ use std::sync::Arc;
 use tracing::error;
 
 use chat_jwks::HttpKeySet;
-use chat_shared::auth::{KeySet, TokenVerifier};
+use chat_shared::auth::{KeySet, SecretSet, TokenVerifier};
 use chat_shared::config::TokenConfig;
 use chat_shared::ports::SystemClock;
 use chat_shared::service::{AttachmentPorts, Ports};
@@ -48,6 +48,7 @@ use chat_shared::{Chat, ChatError};
 
 use crate::dynamodb::DynamoStore;
 use crate::s3::S3Blobs;
+use crate::secrets::ManagedSecret;
 use crate::sns::SnsPush;
 
 /// The adapters and the service, built once per Lambda process.
@@ -88,6 +89,11 @@ impl Deps {
             store: Arc::new(store.clone()),
             blobs: Arc::new(S3Blobs::new(s3_client(&sdk), bucket)),
         });
+        let secrets = config.secret_arn.map(|arn| {
+            let client = aws_sdk_secretsmanager::Client::new(&sdk);
+            SecretSet::from_source(Arc::new(ManagedSecret::new(client, arn)))
+        });
+        let tokens = token_verifier(&config.tokens, secrets);
         let gateway = Arc::new(StageGateway::new(sdk, config.apigw_endpoint));
         let store = Arc::new(store);
         let idle_timeout = config.idle_timeout;
@@ -101,7 +107,7 @@ impl Deps {
                 direct: Some(store.clone()),
             },
             config.limits,
-            token_verifier(&config.tokens),
+            tokens,
         );
         Self {
             chat,
@@ -112,18 +118,20 @@ impl Deps {
     }
 }
 
-/// The verifier of `tokens`, its key set (if any) fetched over HTTPS when first needed.
+/// The verifier of `tokens` or of `secrets` held by Secrets Manager, each read when a token
+/// first needs it (only the functions that verify tokens read them, and only they may),
+/// and its key set (if any), fetched over HTTPS when first needed.
 ///
 /// # Panics
-/// When `tokens` names neither a secret nor a key set ([`LambdaConfig::from_env`] refuses
-/// that), or the HTTPS client cannot be built (no TLS roots: the function cannot work).
-fn token_verifier(tokens: &TokenConfig) -> TokenVerifier {
+/// When there is neither a secret nor a key set ([`LambdaConfig::from_env`] refuses that),
+/// or the HTTPS client cannot be built (no TLS roots: the function cannot work).
+fn token_verifier(tokens: &TokenConfig, secrets: Option<Arc<SecretSet>>) -> TokenVerifier {
     let key_set = tokens.jwks_url.as_deref().map(|url| {
         let source = HttpKeySet::new(url).unwrap_or_else(|e| panic!("CHAT_JWT_JWKS_URL: {e}"));
         KeySet::new(Arc::new(source))
     });
     tokens
-        .verifier(key_set, None)
+        .verifier(key_set, secrets)
         .expect("a secret or a key set (checked when the configuration was read)")
 }
 

@@ -1,21 +1,16 @@
-//! An identity provider's public keys (a JWKS), cached: a key is looked up by the
-//! token's `kid`; an unknown `kid` or a set older than [`MAX_AGE_MS`] asks the source
-//! again, at most once a [`REFRESH_INTERVAL_MS`] (every [`EMPTY_RETRY_MS`] while no key
-//! is known); a source that fails, times out or serves something unusable leaves the
-//! cached keys in place (so a removed key keeps verifying while the source fails). Only the request that
-//! meets an unknown `kid` waits for a refresh (at most [`FETCH_TIMEOUT`]); a stale set
-//! that holds the key answers at once and refreshes behind it.
+//! An identity provider's public keys (a JWKS), cached (see [`super::cache`] for when
+//! the document is fetched again): a key is looked up by the token's `kid`.
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
-use tracing::warn;
 
+use super::cache::{Cached, Fetch};
 use crate::ids::Millis;
 use crate::ports::KeySetSource;
 
@@ -23,143 +18,45 @@ use crate::ports::KeySetSource;
 pub const MAX_KEY_SET_BYTES: usize = 64 * 1024;
 /// Keys read from one document at most.
 const MAX_KEYS: usize = 32;
-/// The set is asked for again at most this often.
-pub const REFRESH_INTERVAL_MS: Millis = 60_000;
-/// ...or this often while no key is known yet (the provider was down when the first
-/// token came): a server without keys refuses every provider token.
-pub const EMPTY_RETRY_MS: Millis = 5_000;
-/// A set this old is refreshed, so a key the provider removed stops verifying.
-pub const MAX_AGE_MS: Millis = 10 * 60_000;
-/// How long a refresh may take.
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A public key and the one algorithm it verifies: its type decides (RSA: RS256, EC
 /// P-256: ES256), never the token.
-pub(super) struct Key {
+pub struct Key {
     kid: Option<String>,
-    pub algorithm: Algorithm,
-    pub decoding: DecodingKey,
+    pub(super) algorithm: Algorithm,
+    pub(super) decoding: DecodingKey,
 }
 
-/// The cached keys of one source.
-pub struct KeySet {
-    source: Arc<dyn KeySetSource>,
-    cache: RwLock<Cache>,
-    refreshing: tokio::sync::Mutex<()>,
-}
+/// The cached keys of one provider.
+pub type KeySet = Cached<Key>;
 
-#[derive(Default)]
-struct Cache {
-    keys: Vec<Arc<Key>>,
-    fetched_at: Option<Millis>,
-    attempted_at: Option<Millis>,
-}
+struct Document(Arc<dyn KeySetSource>);
 
-impl Cache {
-    /// The key a token names; a token without `kid` may use a set of one key.
-    fn find(&self, kid: Option<&str>) -> Option<Arc<Key>> {
-        match kid {
-            Some(kid) => self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
-            None if self.keys.len() == 1 => self.keys.first(),
-            None => None,
-        }
-        .cloned()
-    }
-
-    fn may_refresh(&self, now: Millis) -> bool {
-        let interval = if self.keys.is_empty() {
-            EMPTY_RETRY_MS
-        } else {
-            REFRESH_INTERVAL_MS
-        };
-        self.attempted_at
-            .is_none_or(|t| now.saturating_sub(t) >= interval)
-    }
-
-    fn stale(&self, now: Millis) -> bool {
-        self.fetched_at
-            .is_none_or(|t| now.saturating_sub(t) >= MAX_AGE_MS)
+#[async_trait]
+impl Fetch<Key> for Document {
+    async fn fetch(&self) -> Result<Vec<Key>, String> {
+        parse_key_set(&self.0.fetch(MAX_KEY_SET_BYTES).await?)
     }
 }
 
-impl std::fmt::Debug for KeySet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-        f.debug_struct("KeySet")
-            .field("keys", &cache.keys.len())
-            .field("fetched_at", &cache.fetched_at)
-            .finish_non_exhaustive()
-    }
-}
-
-impl KeySet {
+impl Cached<Key> {
     /// An empty set over `source`; the first token fetches it.
     pub fn new(source: Arc<dyn KeySetSource>) -> Arc<Self> {
-        Arc::new(Self {
-            source,
-            cache: RwLock::default(),
-            refreshing: tokio::sync::Mutex::new(()),
-        })
+        Self::refreshed("jwks", Document(source))
     }
 
-    fn cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
-        self.cache.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Fetches the set now (at start, to spare the first request the wait). A failure is
-    /// logged and leaves the set as it was.
-    pub async fn load(&self, now: Millis) {
-        self.refresh(now).await;
-    }
-
-    /// The key for a token's `kid` at `now`.
+    /// The key for a token's `kid` at `now`; a token without `kid` may use a set of one
+    /// key.
     pub(super) async fn key(self: &Arc<Self>, kid: Option<&str>, now: Millis) -> Option<Arc<Key>> {
-        let (found, stale, may_refresh) = {
-            let cache = self.cache();
-            (cache.find(kid), cache.stale(now), cache.may_refresh(now))
-        };
-        match found {
-            Some(key) => {
-                if stale && may_refresh {
-                    let set = Arc::clone(self);
-                    tokio::spawn(async move { set.refresh(now).await });
-                }
-                Some(key)
+        self.find(now, |keys| {
+            match kid {
+                Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+                None if keys.len() == 1 => keys.first(),
+                None => None,
             }
-            None if may_refresh => {
-                self.refresh(now).await;
-                self.cache().find(kid)
-            }
-            None => None,
-        }
-    }
-
-    /// Asks the source once, unless another refresh did within the interval.
-    async fn refresh(&self, now: Millis) {
-        let _one_at_a_time = self.refreshing.lock().await;
-        {
-            let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-            if !cache.may_refresh(now) {
-                return;
-            }
-            cache.attempted_at = Some(now);
-        }
-        let fetched = tokio::time::timeout(FETCH_TIMEOUT, self.source.fetch(MAX_KEY_SET_BYTES))
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {FETCH_TIMEOUT:?}")));
-        match fetched.and_then(|doc| parse_key_set(&doc)) {
-            Ok(keys) => {
-                let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-                cache.keys = keys;
-                cache.fetched_at = Some(now);
-                metrics::counter!("chat_key_set_refreshes_total", "outcome" => "ok").increment(1);
-            }
-            Err(reason) => {
-                warn!(%reason, "key set refresh failed: the cached keys stay");
-                metrics::counter!("chat_key_set_refreshes_total", "outcome" => "failed")
-                    .increment(1);
-            }
-        }
+            .cloned()
+        })
+        .await
     }
 }
 
@@ -174,7 +71,7 @@ fn modulus_bytes(n: &str) -> usize {
 /// The signing keys of a JWKS document: RSA keys of 2048 bits or more (RS256) and EC P-256 keys (ES256).
 /// Keys for encryption, of other types or curves, naming another `alg`, or that do not
 /// parse are skipped; a document with none left is refused (the cached keys stay).
-pub(super) fn parse_key_set(doc: &[u8]) -> Result<Vec<Arc<Key>>, String> {
+fn parse_key_set(doc: &[u8]) -> Result<Vec<Key>, String> {
     if doc.len() > MAX_KEY_SET_BYTES {
         return Err(format!("the document is over {MAX_KEY_SET_BYTES} bytes"));
     }
@@ -188,7 +85,6 @@ pub(super) fn parse_key_set(doc: &[u8]) -> Result<Vec<Arc<Key>>, String> {
         .iter()
         .take(MAX_KEYS)
         .filter_map(|v| signing_key(v.clone()))
-        .map(Arc::new)
         .collect();
     if keys.is_empty() {
         return Err(format!(

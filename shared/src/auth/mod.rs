@@ -14,8 +14,10 @@
 //! other libraries the first), and an `exp`/`nbf`/`iat` that is not a whole number of
 //! seconds within `i64` (a float, `2^64`).
 
+mod cache;
 mod jwt;
 mod keys;
+mod secrets;
 
 use std::sync::Arc;
 
@@ -25,10 +27,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde_json::Value;
 
 use crate::ids::{Millis, UserId};
+pub use cache::{Cached, EMPTY_RETRY_MS, FETCH_TIMEOUT, MAX_AGE_MS, REFRESH_INTERVAL_MS};
 use jwt::Jwt;
-pub use keys::{
-    EMPTY_RETRY_MS, FETCH_TIMEOUT, KeySet, MAX_AGE_MS, MAX_KEY_SET_BYTES, REFRESH_INTERVAL_MS,
-};
+pub use keys::{Key, KeySet, MAX_KEY_SET_BYTES};
+pub use secrets::{Secret, SecretSet};
 
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -91,7 +93,7 @@ struct ClaimRules {
 /// with a provider's key set when it has one, each kind with its own claim rules.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    secrets: Vec<Vec<u8>>,
+    secrets: Arc<SecretSet>,
     /// The claims of HS256 tokens.
     rules: ClaimRules,
     /// A provider's keys, and the claims of its tokens.
@@ -101,7 +103,7 @@ pub struct TokenVerifier {
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenVerifier")
-            .field("secrets", &self.secrets.len())
+            .field("secrets", &self.secrets)
             .field("rules", &self.rules)
             .field("provider", &self.provider)
             .finish()
@@ -116,8 +118,18 @@ impl TokenVerifier {
         issuer: Option<String>,
         audience: Option<String>,
     ) -> Self {
+        Self::from_secrets(SecretSet::configured([secret]), issuer, audience)
+    }
+
+    /// A verifier of HS256 tokens signed with one of `secrets` (the current one and the
+    /// previous, configured or read from a store), with optional expected `iss` and `aud`.
+    pub fn from_secrets(
+        secrets: Arc<SecretSet>,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Self {
         Self {
-            secrets: vec![secret.into()],
+            secrets,
             rules: ClaimRules::new(issuer, audience),
             provider: None,
         }
@@ -126,19 +138,8 @@ impl TokenVerifier {
     /// A verifier of a provider's RS256/ES256 tokens only: `issuer` is required (a key
     /// set alone says nothing of whose tokens it signs).
     pub fn provider(key_set: Arc<KeySet>, issuer: String, audience: Option<String>) -> Self {
-        Self {
-            secrets: Vec::new(),
-            rules: ClaimRules::new(None, None),
-            provider: None,
-        }
-        .with_provider(key_set, issuer, audience)
-    }
-
-    /// Also accepts HS256 tokens signed with `secret` (the previous one while a secret is
-    /// rotated, or our own beside a provider's); the first secret given issues.
-    pub fn with_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.secrets.push(secret.into());
-        self
+        Self::from_secrets(SecretSet::configured::<Vec<u8>>([]), None, None)
+            .with_provider(key_set, issuer, audience)
     }
 
     /// Also accepts RS256/ES256 tokens signed with a key of `key_set`, issued by
@@ -170,20 +171,24 @@ impl TokenVerifier {
 
     /// Whether this verifier has a secret to [`issue`](Self::issue) tokens with.
     pub fn issues(&self) -> bool {
-        !self.secrets.is_empty()
+        self.secrets.first().is_some()
     }
 
     /// Checks a token at time `now_ms`: its user and until when it is accepted. Waits
-    /// only when the token names a provider key not yet known (see [`KeySet`]).
+    /// only when no cached key or secret verifies it and their source may be asked again
+    /// (see [`KeySet`], [`SecretSet`]).
     pub async fn verify(&self, token: &str, now_ms: Millis) -> Result<Verified, TokenError> {
         let jwt = Jwt::parse(token)?;
         let (verified, rules) = match (jwt.alg(), &self.provider) {
             // An empty secret makes no key, and verifies nothing.
-            (Some("HS256"), _) if !self.secrets.is_empty() => {
-                let verified = self.secrets.iter().any(|s| {
-                    DecodingKey::from_secret(s)
-                        .is_ok_and(|key| signature_verifies(&jwt, &key, Algorithm::HS256))
-                });
+            (Some("HS256"), _) if self.secrets.may_have_keys() => {
+                let verified = self
+                    .secrets
+                    .any(now_ms, |s| {
+                        DecodingKey::from_secret(s)
+                            .is_ok_and(|key| signature_verifies(&jwt, &key, Algorithm::HS256))
+                    })
+                    .await;
                 (verified, &self.rules)
             }
             (Some(alg @ ("RS256" | "ES256")), Some((key_set, rules))) => {
@@ -245,6 +250,7 @@ impl TokenVerifier {
             .secrets
             .first()
             .expect("a verifier without a secret issues no token");
+        let secret = &secret.0;
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header),

@@ -27,7 +27,7 @@ pub use clock::{Clock, SystemClock};
 pub use direct::DirectMarks;
 pub use feed::{ChangeFeed, FeedItem};
 pub use gateway::{CloseReason, ConnectionGateway, GatewayError};
-pub use keys::KeySetSource;
+pub use keys::{KeySetSource, SecretSource};
 pub use push::{PushError, PushNotification, PushSender};
 pub use records::*;
 pub use store::{
