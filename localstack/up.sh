@@ -253,7 +253,8 @@ TMP_ENV=$ENV_FILE.tmp
   echo "CHAT_E2E_EMULATOR='$EMULATOR'"
   echo "CHAT_E2E_WS_URL='$WS_URL'"
   echo "CHAT_E2E_HTTP_URL='$HTTP_URL'"
-  echo "CHAT_E2E_JWT_SECRET='$JWT_SECRET'"
+  # Generated: it may hold any character (ministack ignores ExcludePunctuation), quote it.
+  echo "CHAT_E2E_JWT_SECRET='${JWT_SECRET//\'/\'\\\'\'}'"
   echo "CHAT_E2E_TOKEN_SECRET_ARN='$SECRET_ARN'"
   if has_param JwksUrl; then
     echo "CHAT_E2E_JWKS_PORT='$JWKS_PORT'"
