@@ -7,6 +7,7 @@
 //!   [`TestServer::kill9`] and [`TestServer::restart`] for durability tests.
 //! - [`jwt`]: mint valid HS256 tokens and every flavour of bad one; [`provider`]: an
 //!   identity provider's keys and key set server, for RS256/ES256 tokens.
+//! - [`node`]: the TypeScript SDK's npm packages, installed on first use.
 //! - [`WsClient`]: a WebSocket client that keeps the frames it skipped in a buffer, so a
 //!   test can wait for one frame type and still assert the others afterwards.
 //! - [`Http`]: a thin reqwest wrapper answering `(status, json)`, plus the few calls most
@@ -31,6 +32,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod emulators;
 pub mod jwt;
+pub mod node;
 pub mod provider;
 
 /// The HTTP method type [`Http::call`] and [`Http::raw`] take.

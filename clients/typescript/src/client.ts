@@ -1,0 +1,1115 @@
+// The chat client: owns the connection and the local state so an app never loses,
+// doubles or reorders a message. What it does, in the protocol's words:
+// - connects with a token from the app (asked again after a 401 or a close for an
+//   expired token), reconnects with jittered exponential backoff (capped at 30 s),
+//   heartbeats, and closes the socket when the app goes to the background;
+// - after every open (and on `foreground()`), syncs: the only recovery mechanism, and
+//   complete; while connected, a gap waits a second to fill, then syncs;
+// - de-duplicates by (conversationId, seq) and hands entries to the app in seq order;
+// - keeps the app's sends in an outbox on its storage until the server acks them,
+//   retries them with the same clientMessageId (the server acks a retry with the
+//   original), one in flight per conversation so they keep their order;
+// - shows own messages optimistically with ticks (pending, sent, delivered, read, failed);
+// - keeps conversations (unread counts, members), typing and presence.
+
+import { ConversationState, type ChatMessage } from "./conversation.js";
+import { Emitter } from "./events.js";
+import {
+  RETRYABLE,
+  type Ack,
+  type AttachmentSend,
+  type Conversation,
+  type Entry,
+  type ErrorFrame,
+  type PresenceFrame,
+  type ServerFrame,
+  type SyncResponse,
+  type UploadTicket,
+} from "./protocol.js";
+import { MemoryStorage, type OutboxAction, type OutboxItem, type OutboxStorage } from "./storage.js";
+
+/** The subset of the WebSocket API the client uses: browsers', React Native's, `ws`'s. */
+export interface SocketLike {
+  readonly readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+export type SocketFactory = new (url: string) => SocketLike;
+
+export type ConnectionStatus =
+  | "idle" // not started
+  | "connecting"
+  | "syncing" // open, catching up
+  | "online" // open and caught up
+  | "waiting" // closed, reconnecting after a backoff
+  | "background" // closed on purpose until `foreground()`
+  | "stopped"
+  | "signedOut"; // the server revoked the session: a new token is needed
+
+export interface ChatClientOptions {
+  /** The HTTP API's base URL, e.g. `http://127.0.0.1:8080`. */
+  url: string;
+  /** The WebSocket URL without query; default: `url` with ws(s) and `/ws`. */
+  wsUrl?: string;
+  /** The signed-in user's id (the token's user claim). */
+  userId: string;
+  /** Gives a token; `refresh` is true when the last one was refused or expired. */
+  token: (refresh: boolean) => Promise<string>;
+  deviceId?: string;
+  /** Where the outbox lives; default memory (see `IndexedDbStorage`). */
+  storage?: OutboxStorage;
+  /** Default: `globalThis.WebSocket` (Node: pass `ws`'s `WebSocket`). */
+  WebSocket?: SocketFactory;
+  fetch?: typeof fetch;
+  /** A random number in [0, 1) for the backoff's jitter and ids (tests seed it). */
+  random?: () => number;
+  /** Reconnect backoff: the first delay and the cap (default 500 ms and 30 s). */
+  backoff?: { initialMs?: number; maxMs?: number };
+  /** How long a gap may wait before a sync fills it (default 1000 ms). */
+  gapWaitMs?: number;
+  /** No answer to a send this long means the socket is dead (default 10 s). */
+  ackTimeoutMs?: number;
+  /** How many of the latest entries of a conversation first seen are fetched (default
+   * 50; older ones come from `history`). `Infinity` fetches the whole retained log. */
+  historyOnJoin?: number;
+  /** Entries per conversation per sync request (server maximum 1000). */
+  syncLimit?: number;
+}
+
+export interface Presence {
+  status: "online" | "offline";
+  lastSeen: number | null;
+  at: number;
+}
+
+export interface ChatEvents {
+  status: (status: ConnectionStatus) => void;
+  /** Each entry of a conversation exactly once, in seq order (after a restart of the
+   * client, again from its window's start). */
+  entry: (entry: Entry) => void;
+  /** A conversation's messages changed (new, edited, deleted, reacted, a tick moved). */
+  messages: (conversationId: string) => void;
+  /** The list changed: a conversation added, removed, or its unread count or details. */
+  conversations: () => void;
+  typing: (conversationId: string, userIds: string[]) => void;
+  presence: (userId: string, presence: Presence) => void;
+  /** An outbox item failed for good (it stays until `retry` or `discard`). */
+  failed: (item: OutboxItem) => void;
+  /** The session was revoked (close 4003): sign in again. */
+  signedOut: () => void;
+  /** Something went wrong that the client recovers from (for logs). */
+  warning: (message: string) => void;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly retryAfterMs: number | null,
+  ) {
+    super(`${status} ${code}: ${message}`);
+  }
+}
+
+const OPEN = 1;
+const TYPING_RESEND_MS = 3000;
+const RECEIPT_DELAY_MS = 250;
+
+interface InFlight {
+  item: OutboxItem;
+  socket: SocketLike;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export class ChatClient extends Emitter<ChatEvents> {
+  private readonly opts: Required<Omit<ChatClientOptions, "deviceId" | "wsUrl">> & {
+    deviceId?: string;
+    wsUrl: string;
+  };
+  private readonly storage: OutboxStorage;
+  private readonly conversations = new Map<string, ConversationState>();
+  private readonly outbox = new Map<string, OutboxItem>();
+  /** Acked messages whose entries are not in place yet (a gap before them is filling). */
+  private readonly placed = new Map<string, { item: OutboxItem; seq: number }>();
+  private readonly inFlight = new Map<string, InFlight>();
+  private readonly retryAt = new Map<string, number>();
+  private readonly gapTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly receiptTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly typingSent = new Map<string, number>();
+  private readonly typingOf = new Map<string, Map<string, ReturnType<typeof setTimeout>>>();
+  private readonly presenceOf = new Map<string, Presence>();
+  private readonly wantRead = new Map<string, number>();
+  private readonly server = new Map<string, { delivered: number; read: number }>();
+  private readonly receiptsInFlight = new Map<string, { conversationId: string; action: "read" | "delivered"; upToSeq: number }>();
+  private socket: SocketLike | null = null;
+  private token: string | null = null;
+  private state: ConnectionStatus = "idle";
+  private attempts = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
+  private heartbeatMs = 60_000;
+  private order = 0;
+  private syncing: Promise<void> | null = null;
+  private syncAgain = false;
+  private started: Promise<void> | null = null;
+
+  constructor(options: ChatClientOptions) {
+    super();
+    const url = options.url.replace(/\/+$/, "");
+    this.opts = {
+      random: Math.random,
+      backoff: {},
+      gapWaitMs: 1000,
+      ackTimeoutMs: 10_000,
+      historyOnJoin: 50,
+      syncLimit: 200,
+      storage: new MemoryStorage(),
+      WebSocket: (globalThis as { WebSocket?: SocketFactory }).WebSocket as SocketFactory,
+      fetch: globalThis.fetch.bind(globalThis),
+      ...options,
+      url,
+      wsUrl: options.wsUrl ?? `${url.replace(/^http/, "ws")}/ws`,
+    };
+    if (!this.opts.WebSocket) throw new Error("no WebSocket: pass options.WebSocket (Node: the ws package)");
+    this.storage = this.opts.storage;
+  }
+
+  // ------------------------------------------------------------------ the app's API
+
+  get status(): ConnectionStatus {
+    return this.state;
+  }
+
+  get userId(): string {
+    return this.opts.userId;
+  }
+
+  /** Loads the outbox and connects. */
+  start(): Promise<void> {
+    this.started ??= (async () => {
+      for (const item of await this.storage.load()) {
+        this.outbox.set(item.clientMessageId, item);
+        this.order = Math.max(this.order, item.order);
+      }
+      this.connect();
+    })();
+    return this.started;
+  }
+
+  /** Closes the socket and stops reconnecting; the outbox stays in its storage. */
+  stop(): void {
+    this.setStatus("stopped");
+    this.teardown();
+  }
+
+  /** The app came to the foreground: connect (or, if connected, sync). */
+  foreground(): void {
+    if (this.state === "background" || this.state === "waiting") {
+      this.attempts = 0;
+      this.clearReconnect();
+      this.connect();
+    } else if (this.state === "online" || this.state === "syncing") {
+      this.resync();
+    }
+  }
+
+  /** The app went to the background: close the socket (pushes take over). */
+  background(): void {
+    if (this.state === "stopped" || this.state === "signedOut") return;
+    this.setStatus("background");
+    this.teardown();
+  }
+
+  /** Conversations, most recent first. */
+  listConversations(): Conversation[] {
+    return [...this.conversations.values()]
+      .map((c) => c.info)
+      .sort((a, b) => b.lastMessageAt - a.lastMessageAt || a.conversationId.localeCompare(b.conversationId));
+  }
+
+  conversation(id: string): Conversation | undefined {
+    return this.conversations.get(id)?.info;
+  }
+
+  /** A conversation's messages in order: those the server placed, then own pending ones. */
+  messages(conversationId: string): ChatMessage[] {
+    const held = this.conversations.get(conversationId)?.messages() ?? [];
+    const inPlace = new Set(held.map((m) => m.clientMessageId).filter((id) => id !== null));
+    const sent = [...this.placed.values()]
+      .filter((p) => p.item.conversationId === conversationId && !inPlace.has(p.item.clientMessageId))
+      .sort((a, b) => a.seq - b.seq)
+      .map((p) => ({ ...this.optimistic(p.item), seq: p.seq, status: "sent" as const }));
+    const pending = [...this.outbox.values()]
+      .filter((i) => i.conversationId === conversationId && i.action.kind === "message")
+      .filter((i) => !inPlace.has(i.clientMessageId) && !this.placed.has(i.clientMessageId))
+      .sort((a, b) => a.order - b.order)
+      .map((i) => this.optimistic(i));
+    return [...held, ...sent, ...pending];
+  }
+
+  /** The highest seq of a conversation held with none missing below it. */
+  heldUpTo(conversationId: string): number {
+    return this.conversations.get(conversationId)?.upTo ?? 0;
+  }
+
+  /** Own sends not yet acknowledged (pending or failed), oldest first. */
+  pendingItems(): OutboxItem[] {
+    return [...this.outbox.values()].sort((a, b) => a.order - b.order);
+  }
+
+  presence(userId: string): Presence | undefined {
+    return this.presenceOf.get(userId);
+  }
+
+  typingIn(conversationId: string): string[] {
+    return [...(this.typingOf.get(conversationId)?.keys() ?? [])];
+  }
+
+  /** Sends a text message; it is in the outbox (and shown as pending) when this returns. */
+  sendText(conversationId: string, text: string, replyTo?: number): Promise<OutboxItem> {
+    const action: OutboxAction = { kind: "message", content: { type: "text", text } };
+    if (replyTo !== undefined) action.replyTo = replyTo;
+    return this.enqueue(conversationId, action);
+  }
+
+  /** Sends an attachment message (upload the bytes first: `uploadAttachment`). */
+  sendAttachment(conversationId: string, content: Omit<AttachmentSend, "type">): Promise<OutboxItem> {
+    return this.enqueue(conversationId, { kind: "message", content: { type: "attachment", ...content } });
+  }
+
+  edit(conversationId: string, targetSeq: number, text: string, attachment = false): Promise<OutboxItem> {
+    const content = attachment ? { type: "attachment" as const, text } : { type: "text" as const, text };
+    return this.enqueue(conversationId, { kind: "edit", targetSeq, content });
+  }
+
+  delete(conversationId: string, targetSeq: number): Promise<OutboxItem> {
+    return this.enqueue(conversationId, { kind: "delete", targetSeq });
+  }
+
+  react(conversationId: string, targetSeq: number, emoji: string, removed = false): Promise<OutboxItem> {
+    return this.enqueue(conversationId, { kind: "reaction", targetSeq, emoji, removed });
+  }
+
+  /** Sends a failed item again (same clientMessageId). */
+  async retry(clientMessageId: string): Promise<void> {
+    const item = this.outbox.get(clientMessageId);
+    if (!item || item.state !== "failed") return;
+    item.state = "pending";
+    delete item.error;
+    await this.storage.put(item);
+    this.changed(item.conversationId);
+    this.pump();
+  }
+
+  /** Drops a failed or pending item that was not sent yet. */
+  async discard(clientMessageId: string): Promise<void> {
+    const item = this.outbox.get(clientMessageId);
+    if (!item || this.inFlight.get(item.conversationId)?.item === item) return;
+    this.outbox.delete(clientMessageId);
+    await this.storage.remove(clientMessageId);
+    this.changed(item.conversationId);
+  }
+
+  /** Marks everything held in a conversation read (sent now, or after reconnecting). */
+  markRead(conversationId: string): void {
+    const c = this.conversations.get(conversationId);
+    if (!c) return;
+    const upTo = c.upTo;
+    if (upTo > c.readUpTo || c.info.unreadCount > 0) {
+      c.read(upTo);
+      this.wantRead.set(conversationId, upTo);
+      this.flushReceipts(conversationId);
+      this.emit("conversations");
+      this.emit("messages", conversationId);
+    }
+  }
+
+  /** Says whether the user is typing; repeated `true`s are sent at most every 3 s. */
+  setTyping(conversationId: string, isTyping: boolean): void {
+    const last = this.typingSent.get(conversationId) ?? 0;
+    const now = Date.now();
+    if (isTyping && now - last < TYPING_RESEND_MS) return;
+    if (!isTyping && last === 0) return;
+    this.typingSent.set(conversationId, isTyping ? now : 0);
+    this.frame({ action: "typing", conversationId, isTyping });
+  }
+
+  /** Creates a direct conversation with `userId` (or finds the existing one). */
+  async createDirect(userId: string): Promise<Conversation> {
+    const c = await this.request<Conversation>("POST", "/v1/conversations", { type: "direct", members: [userId] });
+    return this.learn(c);
+  }
+
+  async createGroup(name: string, members: string[]): Promise<Conversation> {
+    const c = await this.request<Conversation>("POST", "/v1/conversations", { type: "group", name, members });
+    return this.learn(c);
+  }
+
+  /** Older entries of a conversation (before its first held one), for scrolling up. */
+  async history(conversationId: string, before: number, limit = 50): Promise<Entry[]> {
+    const page = await this.request<{ messages: Entry[]; hasMore: boolean }>(
+      "GET",
+      `/v1/conversations/${encodeURIComponent(conversationId)}/messages?before=${before}&limit=${limit}`,
+    );
+    return page.messages;
+  }
+
+  /** Uploads bytes as an attachment of a conversation (presigned PUT); its id, to send. */
+  async uploadAttachment(
+    conversationId: string,
+    bytes: Blob | Uint8Array,
+    mimeType: string,
+    fileName?: string,
+  ): Promise<string> {
+    const size = bytes instanceof Uint8Array ? bytes.byteLength : bytes.size;
+    const ticket = await this.request<UploadTicket>("POST", "/v1/attachments", {
+      conversationId,
+      mimeType,
+      size,
+      ...(fileName === undefined ? {} : { fileName }),
+    });
+    const { url, method, headers } = ticket.upload;
+    const response = await this.opts.fetch(url, { method, headers, body: bytes as BodyInit });
+    // 412: an earlier try of this upload got through (uploads are create-only).
+    if (!response.ok && response.status !== 412) {
+      throw new ApiError(response.status, "UPLOAD_FAILED", await response.text(), null);
+    }
+    return ticket.attachmentId;
+  }
+
+  /** A download URL of an attachment (valid a few minutes: cache bytes by id, not URLs). */
+  async attachmentUrl(attachmentId: string): Promise<string> {
+    const r = await this.request<{ url: string }>("GET", `/v1/attachments/${encodeURIComponent(attachmentId)}`);
+    return r.url;
+  }
+
+  /** Asks the server for users' presence (the authoritative answer). */
+  async fetchPresence(userIds: string[]): Promise<void> {
+    if (userIds.length === 0) return;
+    const r = await this.request<{ presence: { userId: string; status: "online" | "offline"; lastSeen: number | null }[] }>(
+      "GET",
+      `/v1/presence?userIds=${userIds.map(encodeURIComponent).join(",")}`,
+    );
+    const at = Date.now();
+    for (const p of r.presence) this.setPresence(p.userId, { status: p.status, lastSeen: p.lastSeen, at });
+  }
+
+  /** An HTTP API call with the token (asked again once after a 401). */
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const token = await this.currentToken(attempt > 0);
+      const init: RequestInit = { method, headers: { authorization: `Bearer ${token}` } };
+      if (body !== undefined) {
+        init.body = JSON.stringify(body);
+        init.headers = { ...init.headers, "content-type": "application/json" };
+      }
+      const response = await this.opts.fetch(`${this.opts.url}${path}`, init);
+      const text = await response.text();
+      if (response.status === 401 && attempt === 0) continue;
+      if (!response.ok) {
+        let error: { code?: string; message?: string; retryAfterMs?: number | null } = {};
+        try {
+          error = (JSON.parse(text) as { error?: typeof error }).error ?? {};
+        } catch {
+          // not JSON (a proxy's page)
+        }
+        throw new ApiError(response.status, error.code ?? "HTTP", error.message ?? text.slice(0, 200), error.retryAfterMs ?? null);
+      }
+      return (text ? JSON.parse(text) : undefined) as T;
+    }
+  }
+
+  // ------------------------------------------------------------------ connection
+
+  private setStatus(status: ConnectionStatus): void {
+    if (this.state === status) return;
+    this.state = status;
+    this.emit("status", status);
+  }
+
+  private async currentToken(refresh: boolean): Promise<string> {
+    if (refresh || this.token === null) this.token = await this.opts.token(refresh);
+    return this.token;
+  }
+
+  private connect(): void {
+    if (this.state === "stopped" || this.state === "signedOut") return;
+    this.setStatus("connecting");
+    void (async () => {
+      let token: string;
+      try {
+        token = await this.currentToken(false);
+      } catch (e) {
+        this.emit("warning", `token: ${String(e)}`);
+        this.scheduleReconnect();
+        return;
+      }
+      if (this.state !== "connecting") return;
+      const params = new URLSearchParams({ v: "1", token });
+      if (this.opts.deviceId) params.set("deviceId", this.opts.deviceId);
+      let socket: SocketLike;
+      try {
+        socket = new this.opts.WebSocket(`${this.opts.wsUrl}?${params}`);
+      } catch (e) {
+        this.emit("warning", `socket: ${String(e)}`);
+        this.scheduleReconnect();
+        return;
+      }
+      this.socket = socket;
+      let opened = false;
+      socket.onopen = () => {
+        if (this.socket !== socket) return;
+        opened = true;
+        this.setStatus("syncing");
+        this.heartbeatTimer = setInterval(() => this.frame({ action: "heartbeat" }), this.heartbeatMs);
+        void this.sync().then(
+          () => {
+            if (this.socket !== socket) return;
+            this.attempts = 0;
+            this.setStatus("online");
+            for (const id of this.wantRead.keys()) this.flushReceipts(id);
+            for (const c of this.conversations.values()) this.scheduleDelivered(c);
+            this.pump();
+          },
+          (e) => {
+            this.emit("warning", `sync after open failed: ${String(e)}`);
+            if (this.socket === socket) this.dropSocket();
+          },
+        );
+      };
+      socket.onmessage = (ev) => {
+        if (this.socket !== socket) return;
+        this.onFrame(ev.data);
+      };
+      socket.onerror = () => {
+        // onclose follows.
+      };
+      socket.onclose = (ev) => {
+        if (this.socket !== socket) return;
+        this.onClosed(ev.code, opened);
+      };
+    })();
+  }
+
+  private onClosed(code: number, opened: boolean): void {
+    this.socket = null;
+    this.stopSocketTimers();
+    if (this.state === "background" || this.state === "stopped") return;
+    if (code === 4003) {
+      // The session was revoked: the token will not do again.
+      this.token = null;
+      this.setStatus("signedOut");
+      this.emit("signedOut");
+      return;
+    }
+    if (code === 4001) this.token = null; // expired: ask for a fresh one
+    if (!opened) {
+      // The handshake failed: a refused token looks like any failure in a browser, so
+      // ask the HTTP API, which says 401 (and then gets a fresh token).
+      void this.request("GET", "/v1/conversations?limit=1").catch(() => undefined);
+    }
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.state === "stopped" || this.state === "signedOut" || this.state === "background") return;
+    this.setStatus("waiting");
+    const initial = this.opts.backoff.initialMs ?? 500;
+    const cap = this.opts.backoff.maxMs ?? 30_000;
+    const ceiling = Math.min(cap, initial * 2 ** Math.min(this.attempts, 16));
+    // "Full jitter": anywhere up to the ceiling, so clients dropped together spread out.
+    const delay = Math.max(initial / 4, this.opts.random() * ceiling);
+    this.attempts += 1;
+    this.clearReconnect();
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connect();
+    }, delay);
+  }
+
+  private clearReconnect(): void {
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+  }
+
+  /** Closes the current socket and reconnects after a backoff. */
+  private dropSocket(): void {
+    const socket = this.socket;
+    if (!socket) return;
+    this.socket = null;
+    this.stopSocketTimers();
+    try {
+      socket.close();
+    } catch {
+      // already closing
+    }
+    this.scheduleReconnect();
+  }
+
+  private teardown(): void {
+    this.clearReconnect();
+    const socket = this.socket;
+    this.socket = null;
+    this.stopSocketTimers();
+    socket?.close(1000, "");
+    for (const t of this.gapTimers.values()) clearTimeout(t);
+    this.gapTimers.clear();
+    for (const typing of this.typingOf.values()) for (const t of typing.values()) clearTimeout(t);
+    this.typingOf.clear();
+  }
+
+  private stopSocketTimers(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+    for (const f of this.inFlight.values()) clearTimeout(f.timer);
+    this.inFlight.clear();
+    for (const t of this.receiptTimers.values()) clearTimeout(t);
+    this.receiptTimers.clear();
+    this.receiptsInFlight.clear();
+  }
+
+  /** Sends a frame if the socket is open; false if it is not (the caller recovers). */
+  private frame(frame: Record<string, unknown>): boolean {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== OPEN) return false;
+    try {
+      socket.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // ------------------------------------------------------------------ frames
+
+  private onFrame(data: unknown): void {
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(typeof data === "string" ? data : String(data)) as ServerFrame;
+    } catch {
+      this.emit("warning", "a frame that is not JSON");
+      return;
+    }
+    if (typeof frame !== "object" || frame === null) return;
+    switch (frame.type) {
+      case "message.new": {
+        const { type: _type, ...entry } = frame;
+        this.take(entry as Entry, true);
+        break;
+      }
+      case "message.ack":
+        this.onAck(frame);
+        break;
+      case "error":
+        this.onError(frame);
+        break;
+      case "receipt": {
+        const c = this.conversations.get(frame.conversationId);
+        if (c) {
+          c.positions(frame.userId, frame.deliveredUpTo, frame.readUpTo);
+          if (frame.userId === this.opts.userId) c.read(c.readUpTo);
+          this.emit("messages", c.id);
+          this.emit("conversations");
+        }
+        break;
+      }
+      case "typing":
+        this.onTyping(frame.conversationId, frame.userId, frame.isTyping, frame.expiresInMs);
+        break;
+      case "presence":
+        this.onPresence(frame);
+        break;
+      case "conversation.new":
+      case "conversation.updated": {
+        const known = this.conversations.get(frame.conversation.conversationId);
+        this.learn(frame.conversation);
+        if (!known) this.resync();
+        break;
+      }
+      case "conversation.removed":
+        this.forget(frame.conversationId);
+        break;
+      case "heartbeat.ack":
+        if (frame.heartbeatIntervalMs > 0 && frame.heartbeatIntervalMs !== this.heartbeatMs) {
+          this.heartbeatMs = frame.heartbeatIntervalMs;
+          if (this.heartbeatTimer) {
+            clearInterval(this.heartbeatTimer);
+            this.heartbeatTimer = setInterval(() => this.frame({ action: "heartbeat" }), this.heartbeatMs);
+          }
+        }
+        break;
+      case "ok":
+        this.onOk(frame.requestId);
+        break;
+      default:
+        // frame types this client does not know
+        break;
+    }
+  }
+
+  /** Takes an entry from a frame, an ack or a sync; `live`: a gap waits, then syncs. */
+  private take(entry: Entry, live: boolean, stateSeq?: number): void {
+    let c = this.conversations.get(entry.conversationId);
+    if (!c) {
+      // A conversation this client has not heard of (its conversation.new was lost):
+      // learn it and let a sync fill what came before.
+      c = this.track(placeholder(entry), Math.max(0, entry.seq - 1 - this.opts.historyOnJoin));
+      void this.refreshConversation(entry.conversationId);
+      this.resync();
+    }
+    const applied = c.receive(entry, stateSeq);
+    this.resolveOwn(c, applied);
+    for (const e of applied) this.emit("entry", e);
+    if (applied.length > 0) {
+      this.emit("messages", c.id);
+      this.emit("conversations");
+      this.scheduleDelivered(c);
+    }
+    if (live && c.hasGap && !this.gapTimers.has(c.id)) {
+      this.gapTimers.set(
+        c.id,
+        setTimeout(() => {
+          this.gapTimers.delete(c.id);
+          if (c.hasGap) this.resync();
+        }, this.opts.gapWaitMs),
+      );
+    }
+  }
+
+  /** Outbox items whose entries arrived (through sync after a lost ack, or an ack). */
+  private resolveOwn(c: ConversationState, applied: Entry[]): void {
+    for (const e of applied) {
+      if (e.senderId !== this.opts.userId || !e.clientMessageId) continue;
+      this.placed.delete(e.clientMessageId);
+      const item = this.outbox.get(e.clientMessageId);
+      if (item && item.conversationId === c.id) this.settle(item);
+    }
+  }
+
+  /** The server has the item: out of the outbox (and its storage). */
+  private settle(item: OutboxItem): void {
+    if (!this.outbox.delete(item.clientMessageId)) return;
+    const flying = this.inFlight.get(item.conversationId);
+    if (flying?.item === item) {
+      clearTimeout(flying.timer);
+      this.inFlight.delete(item.conversationId);
+    }
+    this.storage.remove(item.clientMessageId).catch((e) => this.emit("warning", `outbox storage: ${String(e)}`));
+    this.changed(item.conversationId);
+    this.pump();
+  }
+
+  /** Syncs in the background; a failure drops the socket, whose reconnect syncs. */
+  private resync(): void {
+    this.sync().catch((e) => {
+      this.emit("warning", `sync failed: ${String(e)}`);
+      this.dropSocket();
+    });
+  }
+
+  private onAck(ack: Ack): void {
+    const item = this.outbox.get(ack.clientMessageId);
+    // Unknown: settled already (its entry came by sync before the ack).
+    if (!item) return;
+    const flying = this.inFlight.get(item.conversationId);
+    if (flying?.item === item) {
+      clearTimeout(flying.timer);
+      this.inFlight.delete(item.conversationId);
+    }
+    // Shown as sent until its entry is in place (a gap before it may still be filling).
+    if (item.action.kind === "message") this.placed.set(item.clientMessageId, { item, seq: ack.seq });
+    const c = this.conversations.get(ack.conversationId);
+    const entry: Entry = {
+      conversationId: ack.conversationId,
+      messageId: ack.messageId,
+      seq: ack.seq,
+      senderId: this.opts.userId,
+      clientMessageId: ack.clientMessageId,
+      timestamp: ack.timestamp,
+      ...entryOf(item),
+    };
+    const attachment = item.action.kind === "message" && item.action.content.type === "attachment";
+    if (ack.duplicate || attachment) {
+      // A retry's ack (the original entry is the server's, whatever this retry said), or
+      // an attachment (the server's content carries its details): read it back.
+      this.resync();
+    } else {
+      this.take(entry, true);
+    }
+    if (c?.holds(ack.seq) === false || !c) this.changed(ack.conversationId);
+    this.settle(item);
+  }
+
+  private onError(frame: ErrorFrame): void {
+    const item = frame.clientMessageId ? this.outbox.get(frame.clientMessageId) : undefined;
+    if (frame.code === "UNAUTHORIZED") {
+      // On AWS a frame after the token expired: reconnect with a fresh token.
+      this.token = null;
+      this.dropSocket();
+      return;
+    }
+    if (!item) {
+      this.emit("warning", `${frame.code}: ${frame.message}`);
+      return;
+    }
+    const flying = this.inFlight.get(item.conversationId);
+    if (flying?.item === item) {
+      clearTimeout(flying.timer);
+      this.inFlight.delete(item.conversationId);
+    }
+    if (RETRYABLE.has(frame.code)) {
+      const wait = frame.retryAfterMs ?? Math.min(30_000, 500 * 2 ** Math.min(10, this.attempts + 1));
+      this.retryAt.set(item.conversationId, Date.now() + wait);
+      setTimeout(() => this.pump(), wait);
+      return;
+    }
+    item.state = "failed";
+    item.error = { code: frame.code, message: frame.message };
+    this.emit("failed", item);
+    this.changed(item.conversationId);
+    this.pump();
+    this.storage.put(item).catch((e) => this.emit("warning", `outbox storage: ${String(e)}`));
+  }
+
+  private onTyping(conversationId: string, userId: string, isTyping: boolean, expiresInMs: number): void {
+    if (userId === this.opts.userId) return;
+    let typing = this.typingOf.get(conversationId);
+    if (!typing) this.typingOf.set(conversationId, (typing = new Map()));
+    const old = typing.get(userId);
+    if (old) clearTimeout(old);
+    typing.delete(userId);
+    if (isTyping) {
+      typing.set(
+        userId,
+        setTimeout(() => {
+          typing.delete(userId);
+          this.emit("typing", conversationId, [...typing.keys()]);
+        }, expiresInMs),
+      );
+    }
+    this.emit("typing", conversationId, [...typing.keys()]);
+  }
+
+  private onPresence(frame: PresenceFrame): void {
+    this.setPresence(frame.userId, { status: frame.status, lastSeen: frame.lastSeen, at: frame.at });
+  }
+
+  private setPresence(userId: string, presence: Presence): void {
+    const old = this.presenceOf.get(userId);
+    if (old && old.at > presence.at) return; // keep the newest
+    this.presenceOf.set(userId, presence);
+    this.emit("presence", userId, presence);
+  }
+
+  // ------------------------------------------------------------------ conversations
+
+  private track(info: Conversation, base: number): ConversationState {
+    const c = new ConversationState(structuredClone(info), this.opts.userId, base);
+    this.conversations.set(info.conversationId, c);
+    return c;
+  }
+
+  /** Takes a conversation object: a new one starts the window `historyOnJoin` back. */
+  private learn(info: Conversation): Conversation {
+    const c = this.conversations.get(info.conversationId);
+    if (c) {
+      c.update(structuredClone(info));
+    } else {
+      this.track(info, Math.max(info.firstSeq - 1, info.lastSeq - this.opts.historyOnJoin, 0));
+    }
+    this.emit("conversations");
+    this.emit("messages", info.conversationId);
+    return this.conversations.get(info.conversationId)!.info;
+  }
+
+  private forget(conversationId: string): void {
+    if (!this.conversations.delete(conversationId)) return;
+    this.emit("conversations");
+  }
+
+  private async refreshConversation(conversationId: string): Promise<void> {
+    try {
+      this.learn(await this.request<Conversation>("GET", `/v1/conversations/${encodeURIComponent(conversationId)}`));
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) this.forget(conversationId);
+    }
+  }
+
+  /** Refreshes every conversation object (members' positions make ticks; details). */
+  private async refreshAll(): Promise<void> {
+    let cursor: string | null = null;
+    do {
+      const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+      const page: { conversations: Conversation[]; nextCursor: string | null } = await this.request(
+        "GET",
+        `/v1/conversations?limit=100${query}`,
+      );
+      for (const info of page.conversations) this.learn(info);
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+
+  // ------------------------------------------------------------------ sync
+
+  /** Syncs until caught up. Calls while one runs make it go round once more. */
+  sync(): Promise<void> {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      try {
+        do {
+          this.syncAgain = false;
+          await this.syncOnce();
+        } while (this.syncAgain);
+        await this.refreshAll();
+      } finally {
+        this.syncing = null;
+      }
+    })();
+    return this.syncing;
+  }
+
+  private async syncOnce(): Promise<void> {
+    for (let round = 0; round < 10_000; round++) {
+      const known = [...this.conversations.values()];
+      const chunks: ConversationState[][] = [];
+      for (let i = 0; i < Math.max(known.length, 1); i += 100) chunks.push(known.slice(i, i + 100));
+      let more = false;
+      for (const chunk of chunks) {
+        const response = await this.request<SyncResponse>("POST", "/v1/sync", {
+          conversations: chunk.map((c) => ({ conversationId: c.id, afterSeq: c.upTo })),
+          limit: this.opts.syncLimit,
+        });
+        if (this.absorb(response, chunk)) more = true;
+      }
+      if (!more) return;
+    }
+  }
+
+  /** Applies a sync response; true when there is more to fetch. */
+  private absorb(response: SyncResponse, asked: ConversationState[]): boolean {
+    let more = false;
+    for (const s of response.conversations) {
+      const c = this.conversations.get(s.conversationId);
+      if (!c) continue;
+      const before = c.upTo;
+      // Entries below firstSeq expired: stop waiting for them.
+      const skipped = c.skipTo(s.firstSeq - 1);
+      for (const e of skipped) this.emit("entry", e);
+      this.resolveOwn(c, skipped);
+      for (const entry of s.messages) this.take(entry, false, s.lastSeq);
+      c.positions(this.opts.userId, s.deliveredUpTo, s.readUpTo);
+      this.confirmed(c.id, s.deliveredUpTo, s.readUpTo);
+      c.settleUnread(s.unreadCount, s.lastSeq);
+      c.info.firstSeq = s.firstSeq;
+      c.info.lastSeq = Math.max(c.info.lastSeq, s.lastSeq);
+      if (s.hasMore && c.upTo > before) more = true;
+      const gap = this.gapTimers.get(c.id);
+      if (gap && !c.hasGap) {
+        clearTimeout(gap);
+        this.gapTimers.delete(c.id);
+      }
+    }
+    for (const info of response.newConversations) {
+      if (this.conversations.has(info.conversationId)) continue;
+      this.learn(info);
+      more = true;
+    }
+    const askedIds = new Set(asked.map((c) => c.id));
+    for (const id of response.removedConversationIds) if (askedIds.has(id)) this.forget(id);
+    this.emit("conversations");
+    return more;
+  }
+
+  // ------------------------------------------------------------------ receipts
+
+  /** Tells the server what this device holds, shortly after entries arrive. */
+  private scheduleDelivered(c: ConversationState): void {
+    if (c.upTo <= this.serverPositions(c.id).delivered || this.receiptTimers.has(c.id)) return;
+    this.receiptTimers.set(
+      c.id,
+      setTimeout(() => {
+        this.receiptTimers.delete(c.id);
+        this.flushReceipts(c.id);
+      }, RECEIPT_DELAY_MS),
+    );
+  }
+
+  /** The positions the server has confirmed (its `ok`, a sync): a receipt is sent until
+   * it is confirmed, so one lost with a socket is sent again after the reconnect. */
+  private serverPositions(conversationId: string): { delivered: number; read: number } {
+    let p = this.server.get(conversationId);
+    if (!p) this.server.set(conversationId, (p = { delivered: 0, read: 0 }));
+    return p;
+  }
+
+  private confirmed(conversationId: string, delivered: number, read: number): void {
+    const p = this.serverPositions(conversationId);
+    p.delivered = Math.max(p.delivered, delivered, read);
+    p.read = Math.max(p.read, read);
+    const want = this.wantRead.get(conversationId);
+    if (want !== undefined && p.read >= want) this.wantRead.delete(conversationId);
+  }
+
+  private flushReceipts(conversationId: string): void {
+    const c = this.conversations.get(conversationId);
+    if (!c || this.state !== "online") return;
+    const server = this.serverPositions(conversationId);
+    const read = this.wantRead.get(conversationId);
+    const send = (action: "read" | "delivered", upToSeq: number) => {
+      const requestId = `${action}:${conversationId}:${upToSeq}`.slice(0, 64);
+      if (this.receiptsInFlight.has(requestId)) return;
+      if (this.frame({ action, requestId, conversationId, upToSeq })) {
+        this.receiptsInFlight.set(requestId, { conversationId, action, upToSeq });
+      }
+    };
+    if (read !== undefined && read > server.read) send("read", read);
+    else if (c.upTo > server.delivered) send("delivered", c.upTo);
+  }
+
+  private onOk(requestId: string): void {
+    const receipt = this.receiptsInFlight.get(requestId);
+    if (!receipt) return;
+    this.receiptsInFlight.delete(requestId);
+    if (receipt.action === "read") this.confirmed(receipt.conversationId, receipt.upToSeq, receipt.upToSeq);
+    else this.confirmed(receipt.conversationId, receipt.upToSeq, 0);
+    // A read may have been asked for while this one flew; and read implies delivered.
+    this.flushReceipts(receipt.conversationId);
+  }
+
+  // ------------------------------------------------------------------ outbox
+
+  private async enqueue(conversationId: string, action: OutboxAction): Promise<OutboxItem> {
+    const item: OutboxItem = {
+      clientMessageId: this.newId(),
+      conversationId,
+      action,
+      createdAt: Date.now(),
+      order: ++this.order,
+      state: "pending",
+    };
+    await this.storage.put(item);
+    this.outbox.set(item.clientMessageId, item);
+    this.changed(conversationId);
+    this.pump();
+    return item;
+  }
+
+  /** Sends the first pending item of each conversation that has none in flight. */
+  private pump(): void {
+    if (this.state !== "online") return;
+    const firsts = new Map<string, OutboxItem>();
+    for (const item of this.pendingItems()) {
+      if (item.state !== "pending" || firsts.has(item.conversationId)) continue;
+      firsts.set(item.conversationId, item);
+    }
+    for (const [conversationId, item] of firsts) {
+      if (this.inFlight.has(conversationId)) continue;
+      const wait = (this.retryAt.get(conversationId) ?? 0) - Date.now();
+      if (wait > 0) continue;
+      this.retryAt.delete(conversationId);
+      const socket = this.socket!;
+      if (!this.frame(frameOf(item))) return;
+      this.inFlight.set(conversationId, {
+        item,
+        socket,
+        timer: setTimeout(() => {
+          // No answer: the socket is as good as dead.
+          if (this.inFlight.get(conversationId)?.item === item && this.socket === socket) this.dropSocket();
+        }, this.opts.ackTimeoutMs),
+      });
+    }
+  }
+
+  private optimistic(item: OutboxItem): ChatMessage {
+    const action = item.action;
+    return {
+      conversationId: item.conversationId,
+      seq: null,
+      messageId: null,
+      clientMessageId: item.clientMessageId,
+      senderId: this.opts.userId,
+      kind: "message",
+      content: action.kind === "message" ? (action.content as ChatMessage["content"]) : null,
+      replyTo: action.kind === "message" ? (action.replyTo ?? null) : null,
+      timestamp: item.createdAt,
+      editedAt: null,
+      deleted: false,
+      deletedBy: null,
+      reactions: [],
+      entry: null,
+      status: item.state,
+      ...(item.error ? { error: item.error } : {}),
+    };
+  }
+
+  private changed(conversationId: string): void {
+    this.emit("messages", conversationId);
+  }
+
+  /** A clientMessageId: 128 random bits (UUID v4 when crypto is there). */
+  private newId(): string {
+    const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+    if (c?.randomUUID) return c.randomUUID();
+    let id = "";
+    for (let i = 0; i < 32; i++) id += Math.floor(this.opts.random() * 16).toString(16);
+    return id;
+  }
+}
+
+/** The frame that sends an outbox item (its clientMessageId is also its requestId). */
+function frameOf(item: OutboxItem): Record<string, unknown> {
+  const base = { requestId: item.clientMessageId.slice(0, 64), conversationId: item.conversationId, clientMessageId: item.clientMessageId };
+  const a = item.action;
+  switch (a.kind) {
+    case "message":
+      return { action: "send", ...base, content: a.content, ...(a.replyTo === undefined ? {} : { replyTo: a.replyTo }) };
+    case "edit":
+      return { action: "edit", ...base, targetSeq: a.targetSeq, content: a.content };
+    case "delete":
+      return { action: "delete", ...base, targetSeq: a.targetSeq };
+    case "reaction":
+      return { action: "react", ...base, targetSeq: a.targetSeq, emoji: a.emoji, removed: a.removed };
+  }
+}
+
+/** What an acked item's entry holds beyond the ack (the sender's copy of it). */
+function entryOf(item: OutboxItem): Partial<Entry> {
+  const a = item.action;
+  switch (a.kind) {
+    case "message":
+      if (a.content.type === "text") {
+        return { kind: "message", content: a.content, replyTo: a.replyTo ?? null, editedAt: null, deleted: false, reactions: [] };
+      }
+      // The server's attachment content carries the attachment's details: read it back.
+      return { kind: "message", content: null, replyTo: a.replyTo ?? null, reactions: [] };
+    case "edit":
+      return { kind: "edit", targetSeq: a.targetSeq, content: a.content };
+    case "delete":
+      return { kind: "delete", targetSeq: a.targetSeq };
+    case "reaction":
+      return { kind: "reaction", targetSeq: a.targetSeq, emoji: a.emoji, removed: a.removed };
+  }
+}
+
+function placeholder(entry: Entry): Conversation {
+  return {
+    conversationId: entry.conversationId,
+    type: "group",
+    name: null,
+    createdAt: entry.timestamp,
+    firstSeq: 1,
+    lastSeq: entry.seq,
+    lastMessageAt: entry.timestamp,
+    memberCount: 0,
+    muted: false,
+    unreadCount: 0,
+  };
+}

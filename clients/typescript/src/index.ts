@@ -1,0 +1,7 @@
+export { ChatClient, ApiError } from "./client.js";
+export type { ChatClientOptions, ChatEvents, ConnectionStatus, Presence, SocketFactory, SocketLike } from "./client.js";
+export { ConversationState } from "./conversation.js";
+export type { ChatMessage, MessageStatus } from "./conversation.js";
+export { MemoryStorage, IndexedDbStorage } from "./storage.js";
+export type { OutboxAction, OutboxItem, OutboxStorage } from "./storage.js";
+export * from "./protocol.js";

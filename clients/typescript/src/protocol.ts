@@ -1,0 +1,210 @@
+// The wire format of the chat protocol, version 1.1 (docs/protocol.md): what the server
+// sends and takes. Clients ignore fields and frame types they do not know, so every type
+// here is open to more.
+
+/** Unix milliseconds, assigned by the server. */
+export type Millis = number;
+
+export type ErrorCode =
+  | "INVALID_MESSAGE"
+  | "UNAUTHORIZED"
+  | "FORBIDDEN"
+  | "NOT_FOUND"
+  | "CONFLICT"
+  | "PAYLOAD_TOO_LARGE"
+  | "RATE_LIMITED"
+  | "INTERNAL"
+  | "UNAVAILABLE";
+
+/** Errors worth retrying with the same clientMessageId (section 7 of the protocol). */
+export const RETRYABLE: ReadonlySet<string> = new Set(["RATE_LIMITED", "INTERNAL", "UNAVAILABLE"]);
+
+export interface TextContent {
+  type: "text";
+  text: string;
+}
+
+export interface AttachmentInfo {
+  attachmentId: string;
+  mimeType: string;
+  size: number;
+  fileName: string | null;
+}
+
+/** An attachment message's content as the server stores and sends it. */
+export interface AttachmentContent {
+  type: "attachment";
+  attachment: AttachmentInfo;
+  text?: string | null;
+  width?: number | null;
+  height?: number | null;
+  durationMs?: number | null;
+  preview?: string | null;
+  thumbnailId?: string | null;
+}
+
+/** What a client sends for an attachment message (section 8.3 step 3). */
+export interface AttachmentSend {
+  type: "attachment";
+  attachmentId: string;
+  text?: string;
+  width?: number;
+  height?: number;
+  durationMs?: number;
+  preview?: string;
+  thumbnailId?: string;
+}
+
+/** A content type this client does not know: shown as "unsupported message". */
+export interface UnknownContent {
+  type: string;
+  [field: string]: unknown;
+}
+
+export type Content = TextContent | AttachmentContent | UnknownContent;
+
+export type EntryKind = "message" | "edit" | "delete" | "reaction" | "system";
+
+export interface ReactionSummary {
+  emoji: string;
+  count: number;
+  userIds: string[];
+  mine: boolean;
+}
+
+/** One seq of a conversation's log: `message.new` without `type`, history and sync items. */
+export interface Entry {
+  conversationId: string;
+  messageId: string;
+  seq: number;
+  senderId: string | null;
+  clientMessageId: string | null;
+  /** Absent means `message`. */
+  kind?: EntryKind | string;
+  content?: Content | null;
+  replyTo?: number | null;
+  timestamp: Millis;
+  editedAt?: Millis | null;
+  deleted?: boolean;
+  deletedBy?: string | null;
+  reactions?: ReactionSummary[];
+  targetSeq?: number;
+  emoji?: string;
+  removed?: boolean;
+  event?: string;
+  userIds?: string[];
+  actorId?: string | null;
+  role?: string;
+  name?: string | null;
+  avatar?: string | null;
+}
+
+export interface Member {
+  userId: string;
+  role: "admin" | "member";
+  deliveredUpTo: number;
+  readUpTo: number;
+}
+
+export interface Conversation {
+  conversationId: string;
+  type: "direct" | "group";
+  name: string | null;
+  createdAt: Millis;
+  firstSeq: number;
+  lastSeq: number;
+  lastMessageAt: Millis;
+  memberCount: number;
+  members?: Member[];
+  lastMessage?: Entry | null;
+  avatar?: string | null;
+  muted: boolean;
+  mutedUntil?: Millis | null;
+  unreadCount: number;
+}
+
+export interface Ack {
+  type: "message.ack";
+  requestId?: string;
+  conversationId: string;
+  clientMessageId: string;
+  messageId: string;
+  seq: number;
+  timestamp: Millis;
+  duplicate: boolean;
+  kind?: string;
+}
+
+export interface ErrorFrame {
+  type: "error";
+  requestId?: string | null;
+  clientMessageId?: string | null;
+  code: ErrorCode | string;
+  message: string;
+  retryAfterMs?: number | null;
+}
+
+export interface ReceiptFrame {
+  type: "receipt";
+  conversationId: string;
+  userId: string;
+  deliveredUpTo: number;
+  readUpTo: number;
+  timestamp: Millis;
+}
+
+export interface TypingFrame {
+  type: "typing";
+  conversationId: string;
+  userId: string;
+  isTyping: boolean;
+  expiresInMs: number;
+}
+
+export interface PresenceFrame {
+  type: "presence";
+  userId: string;
+  status: "online" | "offline";
+  lastSeen: Millis | null;
+  at: Millis;
+}
+
+export type ServerFrame =
+  | Ack
+  | ErrorFrame
+  | ReceiptFrame
+  | TypingFrame
+  | PresenceFrame
+  | ({ type: "message.new" } & Entry)
+  | { type: "conversation.new" | "conversation.updated"; conversation: Conversation }
+  | { type: "conversation.removed"; conversationId: string }
+  | { type: "heartbeat.ack"; requestId?: string; serverTime: Millis; heartbeatIntervalMs: number }
+  | { type: "ok"; requestId: string };
+
+export interface SyncRequest {
+  conversations: { conversationId: string; afterSeq: number }[];
+  limit?: number;
+}
+
+export interface SyncedConversation {
+  conversationId: string;
+  messages: Entry[];
+  hasMore: boolean;
+  firstSeq: number;
+  lastSeq: number;
+  deliveredUpTo: number;
+  readUpTo: number;
+  unreadCount: number;
+}
+
+export interface SyncResponse {
+  conversations: SyncedConversation[];
+  newConversations: Conversation[];
+  removedConversationIds: string[];
+  serverTime: Millis;
+}
+
+export interface UploadTicket {
+  attachmentId: string;
+  upload: { url: string; method: string; headers: Record<string, string>; expiresAt: Millis };
+}
