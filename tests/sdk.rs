@@ -44,3 +44,48 @@ fn the_typescript_sdk_passes_its_suite_against_this_server() {
         dir.display()
     );
 }
+
+/// The web app serves the SDK's compiled modules from `local/web/sdk/` (built into the
+/// binary, so running it needs no Node.js): they must be what its source compiles to.
+#[test]
+fn the_web_apps_copy_of_the_sdk_is_its_source_compiled() {
+    let dir = chat_tests::node::sdk_dir();
+    chat_tests::node::install_packages(&dir).expect("the SDK's npm packages");
+    let fresh = tempfile::tempdir().unwrap();
+    let out = chat_tests::node::npm(
+        &dir,
+        &[
+            "exec",
+            "--",
+            "tsc",
+            "-p",
+            "tsconfig.web.json",
+            "--outDir",
+            &fresh.path().to_string_lossy(),
+        ],
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let served = dir.join("../../local/web/sdk");
+    let names = |d: &std::path::Path| {
+        let mut names: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(fresh.path()), names(&served));
+    for name in names(fresh.path()) {
+        assert_eq!(
+            std::fs::read_to_string(fresh.path().join(&name)).unwrap(),
+            std::fs::read_to_string(served.join(&name)).unwrap(),
+            "local/web/sdk/{} is stale: run `npm run build:web` in clients/typescript",
+            name.to_string_lossy()
+        );
+    }
+}

@@ -7,6 +7,7 @@ mod blobs;
 mod gateway;
 mod listener;
 mod server;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,8 +76,8 @@ enum Command {
 }
 
 /// The verifier of [`TokenConfig`]: our secret and/or a provider's key set. With neither,
-/// the development secret, and only on loopback.
-fn verifier(listen: &SocketAddr) -> anyhow::Result<TokenVerifier> {
+/// the development secret, and only on loopback (then `true`).
+fn verifier(listen: &SocketAddr) -> anyhow::Result<(TokenVerifier, bool)> {
     let config = TokenConfig::from_env()?;
     let key_set = match &config.jwks_url {
         Some(url) => Some(KeySet::new(Arc::new(
@@ -98,6 +99,7 @@ fn verifier(listen: &SocketAddr) -> anyhow::Result<TokenVerifier> {
             key_set,
             development.then(|| SecretSet::configured([DEV_SECRET])),
         )
+        .map(|verifier| (verifier, development))
         .context("no secret and no key set to verify tokens with")
 }
 
@@ -126,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Token { user }) => {
             let user = UserId::parse(user).context("invalid user id")?;
-            let verifier = verifier(&cli.listen)?;
+            let (verifier, _) = verifier(&cli.listen)?;
             if !verifier.issues() {
                 bail!("no CHAT_JWT_SECRET: tokens come from the identity provider");
             }
@@ -177,7 +179,8 @@ fn public_url(addr: SocketAddr) -> String {
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let limits = Limits::from_env()?;
-    let tokens = verifier(&cli.listen)?;
+    let (tokens, development) = verifier(&cli.listen)?;
+    let dev_login = development.then(|| tokens.clone());
     if let Some(key_set) = tokens.key_set() {
         // Fetched now so the first client does not wait for it; a failure is logged
         // and the first token with a key asks again.
@@ -220,6 +223,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         blobs: Some(blobs),
         gateway,
         dev_endpoints: env_flag("CHAT_DEV_ENDPOINTS")?,
+        dev_login,
         metrics: metrics_recorder()?,
         metrics_public: env_flag("CHAT_METRICS_PUBLIC")?,
         idle_timeout,

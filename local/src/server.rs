@@ -12,7 +12,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Extension, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, put};
+use axum::routing::{any, get, post, put};
 use bytes::Bytes;
 use chat_shared::auth::Verified;
 use chat_shared::handlers::{self, ws::ConnectionContext};
@@ -42,6 +42,9 @@ pub struct App {
     pub gateway: Arc<LocalGateway>,
     /// Serve `GET /dev/push-outbox` (to loopback callers only).
     pub dev_endpoints: bool,
+    /// With the development secret: the web app's sign-in (`POST /dev/login`, loopback
+    /// callers only) issues tokens with it.
+    pub dev_login: Option<chat_shared::auth::TokenVerifier>,
     /// A socket with no client frame for this long is closed (`CHAT_IDLE_TIMEOUT_SECS`;
     /// at most the liveness window, so an open socket is always a live connection).
     pub idle_timeout: Duration,
@@ -102,6 +105,9 @@ pub async fn run(
         .route("/ws", any(ws_upgrade))
         .route("/dev/push-outbox", any(push_outbox))
         .route("/metrics", any(metrics))
+        .route("/", get(crate::web::index))
+        .route("/app/{*path}", get(crate::web::asset))
+        .route("/dev/login", post(crate::web::dev_login))
         .route(blobs::ROUTE, put(blobs::upload).get(blobs::download))
         .fallback(http_api)
         .with_state(app.clone());
@@ -227,7 +233,7 @@ async fn sweep(app: Arc<App>) {
     }
 }
 
-fn error_response(e: &ChatError) -> Response {
+pub(crate) fn error_response(e: &ChatError) -> Response {
     let resp = handlers::http::error_response(e);
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, Body::from(body))
@@ -534,7 +540,7 @@ const PROXY_HEADERS: &[&str] = &[
 
 /// Whether a request comes from this host and no proxy forwarded it (see
 /// [`PROXY_HEADERS`]): behind a proxy on this host every request comes from loopback.
-fn from_loopback(peer: SocketAddr, headers: &http::HeaderMap) -> bool {
+pub(crate) fn from_loopback(peer: SocketAddr, headers: &http::HeaderMap) -> bool {
     peer.ip().is_loopback() && !PROXY_HEADERS.iter().any(|name| headers.contains_key(*name))
 }
 

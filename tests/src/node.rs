@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 
@@ -19,8 +20,11 @@ pub fn sdk_dir() -> PathBuf {
 }
 
 /// Installs `dir`'s npm packages unless `node_modules` holds those of its current lock
-/// file (a copy of which it keeps as `node_modules/.installed-lock.json`).
+/// file (a copy of which it keeps as `node_modules/.installed-lock.json`). One install
+/// at a time in a test process (two `npm ci` in one directory would trip each other).
 pub fn install_packages(dir: &Path) -> anyhow::Result<()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lock = fs::read(dir.join("package-lock.json"))
         .with_context(|| format!("read {}/package-lock.json", dir.display()))?;
     let stamp = dir.join("node_modules").join(".installed-lock.json");

@@ -218,6 +218,14 @@ export class ChatClient extends Emitter<ChatEvents> {
     }
   }
 
+  /** The device's network went away (`false`: close the socket, which may not notice for
+   * a long time, and retry with backoff) or came back (`true`: reconnect now). Browsers:
+   * the window's `offline` and `online` events; React Native: NetInfo. */
+  networkChanged(online: boolean): void {
+    if (online) this.foreground();
+    else if (this.socket) this.dropSocket();
+  }
+
   /** The app went to the background: close the socket (pushes take over). */
   background(): void {
     if (this.state === "stopped" || this.state === "signedOut") return;

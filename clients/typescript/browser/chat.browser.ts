@@ -1,0 +1,120 @@
+// The web app chat-local serves, in headless Chromium (Debian's, driven by
+// playwright-core): alice and bob sign in in two browser contexts and chat; bob goes
+// offline, alice sends three messages, bob comes back and sees each once, in order, and
+// alice's ticks turn to read. Screenshots go to target/browser/.
+//
+//   npm run test:browser     (needs /usr/bin/chromium, or CHROMIUM=path)
+
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { chromium, type Browser, type Page } from "playwright-core";
+
+import { Server, unique } from "../test/harness.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const SHOTS = path.resolve(here, "../../../../target/browser");
+
+let server: Server;
+let browser: Browser;
+
+before(async () => {
+  // No CHAT_JWT_SECRET: the development secret, with which the app's sign-in exists.
+  server = await Server.start({ CHAT_JWT_SECRET: "" });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  mkdirSync(SHOTS, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function signIn(user: string) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(server.url);
+  await page.getByTestId("login-user").fill(user);
+  await page.getByTestId("login-submit").click();
+  await page.getByTestId("status").filter({ hasText: "online" }).waitFor();
+  return { context, page, errors };
+}
+
+const texts = (page: Page) => page.getByTestId("message-text").allTextContents();
+
+test("two people chat; one goes offline and comes back to every message once, in order, with read ticks", async () => {
+  const [alice, bob] = [unique("alice"), unique("bob")];
+  const a = await signIn(alice);
+  const b = await signIn(bob);
+
+  // alice starts a chat with bob and says hello; bob sees it in his list, unread.
+  await a.page.getByTestId("new-direct-user").fill(bob);
+  await a.page.getByTestId("new-direct-user").press("Enter");
+  await a.page.getByTestId("composer-text").fill("hello bob");
+  await a.page.getByTestId("send").click();
+  const entry = b.page.getByTestId("conversation").filter({ hasText: alice });
+  await entry.getByTestId("unread").filter({ hasText: "1" }).waitFor();
+  await entry.click();
+  await b.page.getByTestId("message-text").filter({ hasText: "hello bob" }).waitFor();
+  await a.page.locator("[data-testid=tick][data-status=read]").first().waitFor();
+
+  // bob's network goes; alice sends three messages meanwhile.
+  await b.context.setOffline(true);
+  await b.page.getByTestId("status").filter({ hasNotText: "online" }).waitFor();
+  for (const text of ["one", "two", "three"]) {
+    await a.page.getByTestId("composer-text").fill(text);
+    await a.page.getByTestId("send").click();
+  }
+  await a.page.locator("[data-testid=tick][data-status=sent]").nth(2).waitFor();
+  await a.page.screenshot({ path: path.join(SHOTS, "alice-while-bob-offline.png") });
+  assert.deepEqual(await texts(b.page), ["hello bob"], "nothing reached bob while offline");
+
+  // bob is back: each message once, in order; alice's ticks turn to read.
+  await b.context.setOffline(false);
+  await b.page.getByTestId("message-text").filter({ hasText: "three" }).waitFor();
+  assert.deepEqual(await texts(b.page), ["hello bob", "one", "two", "three"]);
+  await a.page.waitForFunction(
+    () => Array.from(document.querySelectorAll("[data-testid=tick]")).every((t) => (t as HTMLElement).dataset.status === "read"),
+  );
+  await b.page.screenshot({ path: path.join(SHOTS, "bob-back-online.png") });
+  await a.page.screenshot({ path: path.join(SHOTS, "alice-read.png") });
+
+  // Typing shows on the other side; a reaction shows on both.
+  await b.page.getByTestId("composer-text").fill("typing…");
+  await a.page.getByTestId("typing").filter({ hasText: bob }).waitFor();
+  await b.page.getByTestId("message").filter({ hasText: "two" }).getByRole("button", { name: "👍" }).click();
+  await a.page.getByTestId("message").filter({ hasText: "two" }).locator(".reactions").filter({ hasText: "👍 1" }).waitFor();
+
+  assert.deepEqual(a.errors, []);
+  assert.deepEqual(b.errors, []);
+});
+
+test("the sign-in exists only with the development secret", async () => {
+  const configured = await Server.start();
+  try {
+    const response = await fetch(`${configured.url}/dev/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ userId: "mallory" }),
+    });
+    assert.equal(response.status, 404);
+  } finally {
+    await configured.stop();
+  }
+});
