@@ -317,26 +317,10 @@ async fn a_rotated_secret_reaches_the_functions() {
         .expect("no deployed stack: run localstack/up.sh and load target/emulators/stack.env");
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
     let (arn, old) = (var("CHAT_E2E_TOKEN_SECRET_ARN"), var("CHAT_E2E_JWT_SECRET"));
-    let secrets = aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-            .credentials_provider(common::credentials())
-            .endpoint_url(&d.endpoint)
-            .build(),
-    );
+    let secrets = common::secrets_client_at(&d.endpoint);
     let put = |value: String| {
-        let secrets = secrets.clone();
-        let arn = arn.clone();
-        async move {
-            secrets
-                .put_secret_value()
-                .secret_id(arn)
-                .secret_string(value)
-                .send()
-                .await
-                .unwrap();
-        }
+        let (secrets, arn) = (secrets.clone(), arn.clone());
+        async move { common::rotate_secret(&secrets, &arn, &value).await }
     };
     let new = format!("{}-rotated-{}", unique("secret"), now_ms());
     assert!(new.len() >= 32);

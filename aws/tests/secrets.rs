@@ -9,16 +9,14 @@ mod common;
 
 use std::sync::Arc;
 
-use aws_config::BehaviorVersion;
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::config::Region;
 use chat_aws::secrets::ManagedSecret;
 use chat_shared::auth::{MAX_AGE_MS, REFRESH_INTERVAL_MS, SecretSet, TokenError, TokenVerifier};
 use chat_shared::ids::Millis;
 use chat_shared::ports::SecretSource;
 use chat_tests::emulators::MotoServer;
 use chat_tests::unique;
-use common::{credentials, user};
+use common::{rotate_secret, secrets_client_at, user};
 
 /// The verifier's clock (tokens are issued against it, far from expiring).
 const NOW: Millis = 1_800_000_000_000;
@@ -27,19 +25,8 @@ const A: &str = "first-secret-of-the-stack-0123456789abcdef";
 const B: &str = "second-secret-after-rotation-0123456789ab";
 const C: &str = "third-secret-after-another-rotation-01234";
 
-fn client_at(endpoint: &str) -> Client {
-    Client::from_conf(
-        aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(credentials())
-            .endpoint_url(endpoint)
-            .build(),
-    )
-}
-
 fn client() -> Client {
-    client_at(&MotoServer::shared().endpoint())
+    secrets_client_at(&MotoServer::shared().endpoint())
 }
 
 /// A new secret in moto holding `value`; its ARN.
@@ -55,15 +42,8 @@ async fn create(value: &str) -> String {
         .unwrap()
 }
 
-/// Rotates: `value` becomes AWSCURRENT, the one it replaces AWSPREVIOUS.
 async fn rotate(arn: &str, value: &str) {
-    client()
-        .put_secret_value()
-        .secret_id(arn)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap();
+    rotate_secret(&client(), arn, value).await;
 }
 
 fn verifier(arn: &str) -> TokenVerifier {
@@ -216,7 +196,7 @@ async fn a_verifier_whose_store_cannot_be_read_refuses_our_tokens() {
     };
     let unreachable = TokenVerifier::from_secrets(
         SecretSet::from_source(Arc::new(ManagedSecret::new(
-            client_at(&closed),
+            secrets_client_at(&closed),
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:chat-jwt",
         ))),
         None,

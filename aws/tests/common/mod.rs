@@ -399,3 +399,26 @@ pub async fn fcm_phone(chat: &Chat, owner: &str, tag: &str) -> String {
         .unwrap();
     device.endpoint.expect("SNS endpoint")
 }
+
+/// A Secrets Manager client for the emulator at `endpoint`.
+pub fn secrets_client_at(endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .endpoint_url(endpoint)
+            .build(),
+    )
+}
+
+/// Rotates a secret: `value` becomes AWSCURRENT, the one it replaces AWSPREVIOUS.
+pub async fn rotate_secret(client: &aws_sdk_secretsmanager::Client, arn: &str, value: &str) {
+    client
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap();
+}
