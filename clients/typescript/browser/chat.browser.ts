@@ -101,9 +101,24 @@ test("two people chat; one goes offline and comes back to every message once, in
   await b.page.getByTestId("message").filter({ hasText: "two" }).getByRole("button", { name: "👍" }).click();
   await a.page.getByTestId("message").filter({ hasText: "two" }).locator(".reactions").filter({ hasText: "👍 1" }).waitFor();
 
+  // An image: uploaded by alice (presigned PUT to the server), shown loaded on both sides.
+  await a.page.getByTestId("attach").setInputFiles({ name: "dot.png", mimeType: "image/png", buffer: PNG });
+  for (const page of [a.page, b.page]) {
+    await page.waitForFunction(() =>
+      Array.from(document.querySelectorAll("[data-testid=image]")).some((img) => (img as HTMLImageElement).naturalWidth > 0),
+    );
+  }
+  await b.page.screenshot({ path: path.join(SHOTS, "bob-image.png") });
+
   assert.deepEqual(a.errors, []);
   assert.deepEqual(b.errors, []);
 });
+
+/** A 16x16 red PNG. */
+const PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAF0lEQVR4nGP4z8BAEiJN9aiGUQ1DSgMAkPn/Afnh+ngAAAAASUVORK5CYII=",
+  "base64",
+);
 
 test("the sign-in exists only with the development secret", async () => {
   const configured = await Server.start();
