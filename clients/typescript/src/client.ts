@@ -148,6 +148,7 @@ export class ChatClient extends Emitter<ChatEvents> {
   private readonly receiptsInFlight = new Map<string, { conversationId: string; action: "read" | "delivered"; upToSeq: number }>();
   private socket: SocketLike | null = null;
   private token: string | null = null;
+  private tokenRefused = false;
   private state: ConnectionStatus = "idle";
   private attempts = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
@@ -441,8 +442,18 @@ export class ChatClient extends Emitter<ChatEvents> {
   }
 
   private async currentToken(refresh: boolean): Promise<string> {
-    if (refresh || this.token === null) this.token = await this.opts.token(refresh);
+    if (refresh || this.token === null) {
+      // A token the server refused or let expire is asked for as a refresh.
+      this.token = await this.opts.token(refresh || this.tokenRefused);
+      this.tokenRefused = false;
+    }
     return this.token;
+  }
+
+  /** The server refused the token or closed the socket for its expiry. */
+  private refuseToken(): void {
+    this.token = null;
+    this.tokenRefused = true;
   }
 
   private connect(): void {
@@ -515,7 +526,7 @@ export class ChatClient extends Emitter<ChatEvents> {
       this.emit("signedOut");
       return;
     }
-    if (code === 4001) this.token = null; // expired: ask for a fresh one
+    if (code === 4001) this.refuseToken(); // expired: ask for a fresh one
     if (!opened) {
       // The handshake failed: a refused token looks like any failure in a browser, so
       // ask the HTTP API, which says 401 (and then gets a fresh token).
@@ -757,7 +768,7 @@ export class ChatClient extends Emitter<ChatEvents> {
     const item = frame.clientMessageId ? this.outbox.get(frame.clientMessageId) : undefined;
     if (frame.code === "UNAUTHORIZED") {
       // On AWS a frame after the token expired: reconnect with a fresh token.
-      this.token = null;
+      this.refuseToken();
       this.dropSocket();
       return;
     }

@@ -163,6 +163,32 @@ test("a refused token is replaced by the app's token provider", async () => {
   assert.ok(asked.slice(1).includes(true), `asked ${JSON.stringify(asked)}`);
 });
 
+test("a token that expires mid-session is replaced, and nothing sent meanwhile is missed", async () => {
+  const [alice, bob] = [unique("alice"), unique("bob")];
+  const asked: boolean[] = [];
+  // The first token expired 26 s ago: within the server's 30 s leeway it opens a socket,
+  // which the server closes (4001) about 4 s later.
+  const a = started(alice, {
+    token: async (refresh) => {
+      asked.push(refresh);
+      return asked.length === 1 ? token(alice, -26) : token(alice);
+    },
+  });
+  const statuses: string[] = [];
+  a.on("status", (s) => statuses.push(s));
+  await until("online", () => a.status === "online");
+  const id = (await server.call<{ conversationId: string }>(bob, "POST", "/v1/conversations", { type: "direct", members: [alice] })).body
+    .conversationId;
+  await until("the server closed the expired socket", () => statuses.includes("waiting"), 15_000);
+  await server.call(bob, "POST", `/v1/conversations/${id}/messages`, {
+    clientMessageId: "while-expired",
+    content: { type: "text", text: "sent around the expiry" },
+  });
+  await until("back online with a fresh token, and the message there", () => a.status === "online" && texts(a, id).length === 1, 15_000);
+  assert.deepEqual(texts(a, id), ["sent around the expiry"]);
+  assert.deepEqual(asked, [false, true], "asked once, then for a refresh after the expiry");
+});
+
 test("a revoked session signs the client out instead of reconnecting", async () => {
   const [alice] = [unique("alice")];
   const a = started(alice);

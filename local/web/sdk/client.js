@@ -48,6 +48,7 @@ export class ChatClient extends Emitter {
     receiptsInFlight = new Map();
     socket = null;
     token = null;
+    tokenRefused = false;
     state = "idle";
     attempts = 0;
     reconnectTimer = null;
@@ -311,9 +312,17 @@ export class ChatClient extends Emitter {
         this.emit("status", status);
     }
     async currentToken(refresh) {
-        if (refresh || this.token === null)
-            this.token = await this.opts.token(refresh);
+        if (refresh || this.token === null) {
+            // A token the server refused or let expire is asked for as a refresh.
+            this.token = await this.opts.token(refresh || this.tokenRefused);
+            this.tokenRefused = false;
+        }
         return this.token;
+    }
+    /** The server refused the token or closed the socket for its expiry. */
+    refuseToken() {
+        this.token = null;
+        this.tokenRefused = true;
     }
     connect() {
         if (this.state === "stopped" || this.state === "signedOut")
@@ -395,7 +404,7 @@ export class ChatClient extends Emitter {
             return;
         }
         if (code === 4001)
-            this.token = null; // expired: ask for a fresh one
+            this.refuseToken(); // expired: ask for a fresh one
         if (!opened) {
             // The handshake failed: a refused token looks like any failure in a browser, so
             // ask the HTTP API, which says 401 (and then gets a fresh token).
@@ -645,7 +654,7 @@ export class ChatClient extends Emitter {
         const item = frame.clientMessageId ? this.outbox.get(frame.clientMessageId) : undefined;
         if (frame.code === "UNAUTHORIZED") {
             // On AWS a frame after the token expired: reconnect with a fresh token.
-            this.token = null;
+            this.refuseToken();
             this.dropSocket();
             return;
         }
