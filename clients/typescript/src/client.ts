@@ -78,6 +78,9 @@ export interface ChatClientOptions {
   historyOnJoin?: number;
   /** Entries per conversation per sync request (server maximum 1000). */
   syncLimit?: number;
+  /** An HTTP call with no answer this long is abandoned (default 15 s): a sync stuck on a
+   * dead connection would otherwise hold every later one. */
+  requestTimeoutMs?: number;
 }
 
 export interface Presence {
@@ -169,6 +172,7 @@ export class ChatClient extends Emitter<ChatEvents> {
       ackTimeoutMs: 10_000,
       historyOnJoin: 50,
       syncLimit: 200,
+      requestTimeoutMs: 15_000,
       storage: new MemoryStorage(),
       WebSocket: (globalThis as { WebSocket?: SocketFactory }).WebSocket as SocketFactory,
       fetch: globalThis.fetch.bind(globalThis),
@@ -412,13 +416,21 @@ export class ChatClient extends Emitter<ChatEvents> {
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const token = await this.currentToken(attempt > 0);
-      const init: RequestInit = { method, headers: { authorization: `Bearer ${token}` } };
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), this.opts.requestTimeoutMs);
+      const init: RequestInit = { method, headers: { authorization: `Bearer ${token}` }, signal: controller.signal };
       if (body !== undefined) {
         init.body = JSON.stringify(body);
         init.headers = { ...init.headers, "content-type": "application/json" };
       }
-      const response = await this.opts.fetch(`${this.opts.url}${path}`, init);
-      const text = await response.text();
+      let response: Response;
+      let text: string;
+      try {
+        response = await this.opts.fetch(`${this.opts.url}${path}`, init);
+        text = await response.text();
+      } finally {
+        clearTimeout(timer);
+      }
       if (response.status === 401 && attempt === 0) continue;
       if (!response.ok) {
         let error: { code?: string; message?: string; retryAfterMs?: number | null } = {};

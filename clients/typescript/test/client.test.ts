@@ -189,6 +189,32 @@ test("a token that expires mid-session is replaced, and nothing sent meanwhile i
   assert.deepEqual(asked, [false, true], "asked once, then for a refresh after the expiry");
 });
 
+test("an HTTP call that gets no answer is abandoned, and the client recovers", async () => {
+  const [alice, bob] = [unique("alice"), unique("bob")];
+  const proxy = await Proxy.start(server.port);
+  const a = started(alice, { requestTimeoutMs: 300 }, proxy.url);
+  const warnings: string[] = [];
+  a.on("warning", (w) => warnings.push(w));
+  await until("online", () => a.status === "online");
+  const id = (await server.call<{ conversationId: string }>(bob, "POST", "/v1/conversations", { type: "direct", members: [alice] })).body
+    .conversationId;
+  await until("alice knows the conversation", () => a.conversation(id) !== undefined);
+
+  // Every byte now takes 1.5 s: the sync that coming to the foreground starts stalls.
+  proxy.delayMs = 1500;
+  a.foreground();
+  await until("the stalled sync was abandoned", () => warnings.some((w) => /abort/i.test(w)), 5000);
+  proxy.delayMs = 0;
+  await server.call(bob, "POST", `/v1/conversations/${id}/messages`, {
+    clientMessageId: "after-the-stall",
+    content: { type: "text", text: "are you there?" },
+  });
+  await until("back and caught up", () => a.status === "online" && texts(a, id).includes("are you there?"), 15_000);
+  a.stop();
+  await new Promise((r) => setTimeout(r, 1600)); // the proxy's delayed bytes drain
+  await proxy.stop();
+});
+
 test("a revoked session signs the client out instead of reconnecting", async () => {
   const [alice] = [unique("alice")];
   const a = started(alice);

@@ -68,6 +68,7 @@ export class ChatClient extends Emitter {
             ackTimeoutMs: 10_000,
             historyOnJoin: 50,
             syncLimit: 200,
+            requestTimeoutMs: 15_000,
             storage: new MemoryStorage(),
             WebSocket: globalThis.WebSocket,
             fetch: globalThis.fetch.bind(globalThis),
@@ -282,13 +283,22 @@ export class ChatClient extends Emitter {
     async request(method, path, body) {
         for (let attempt = 0;; attempt++) {
             const token = await this.currentToken(attempt > 0);
-            const init = { method, headers: { authorization: `Bearer ${token}` } };
+            const controller = new AbortController();
+            const timer = setTimeout(() => controller.abort(), this.opts.requestTimeoutMs);
+            const init = { method, headers: { authorization: `Bearer ${token}` }, signal: controller.signal };
             if (body !== undefined) {
                 init.body = JSON.stringify(body);
                 init.headers = { ...init.headers, "content-type": "application/json" };
             }
-            const response = await this.opts.fetch(`${this.opts.url}${path}`, init);
-            const text = await response.text();
+            let response;
+            let text;
+            try {
+                response = await this.opts.fetch(`${this.opts.url}${path}`, init);
+                text = await response.text();
+            }
+            finally {
+                clearTimeout(timer);
+            }
             if (response.status === 401 && attempt === 0)
                 continue;
             if (!response.ok) {
