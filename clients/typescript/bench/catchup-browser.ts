@@ -4,23 +4,12 @@
 //
 //   npm run bench:browser -- [--runs N] [--bin path/to/chat-local]   (needs /usr/bin/chromium)
 
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
 
 import { Server, unique } from "../test/harness.js";
+import { CONVERSATIONS, PER_CONVERSATION, RUNS, report } from "./options.js";
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1]! : fallback;
-};
-const here = path.dirname(fileURLToPath(import.meta.url));
-process.env.CHAT_LOCAL_BIN ??= arg("bin", path.resolve(here, "../../../../target/release/chat-local"));
-const RUNS = Number(arg("runs", "5"));
-const CONVERSATIONS = 10;
-const PER_CONVERSATION = 100;
 
 // The development secret: the page signs in with /dev/login, and so does the writer.
 const server = await Server.start({ CHAT_JWT_SECRET: "" });
@@ -125,19 +114,7 @@ try {
   await once(); // warm-up
   const times: number[] = [];
   for (let i = 0; i < RUNS; i++) times.push(await once());
-  times.sort((a, b) => a - b);
-  console.log(
-    JSON.stringify({
-      bench: "catchup",
-      runtime: `chromium ${browser.version()}`,
-      conversations: CONVERSATIONS,
-      missed: CONVERSATIONS * PER_CONVERSATION,
-      runs: RUNS,
-      medianMs: Math.round(times[Math.floor(times.length / 2)]!),
-      minMs: Math.round(times[0]!),
-      maxMs: Math.round(times[times.length - 1]!),
-    }),
-  );
+  console.log(report(`chromium ${browser.version()}`, times));
 } finally {
   await browser.close();
   await server.stop();

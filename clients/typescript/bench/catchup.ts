@@ -8,21 +8,10 @@
 // It starts its own chat-local (release build by default) on a fresh database.
 
 import { performance } from "node:perf_hooks";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 
 import { Server, client, unique, until } from "../test/harness.js";
+import { CONVERSATIONS, PER_CONVERSATION, RUNS, report } from "./options.js";
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1]! : fallback;
-};
-const here = path.dirname(fileURLToPath(import.meta.url));
-process.env.CHAT_LOCAL_BIN ??= arg("bin", path.resolve(here, "../../../../target/release/chat-local"));
-const RUNS = Number(arg("runs", "5"));
-const CONVERSATIONS = 10;
-const PER_CONVERSATION = 100;
 
 async function once(server: Server): Promise<number> {
   const reader = unique("reader");
@@ -85,20 +74,7 @@ try {
   await once(server); // warm-up: connections, the server's caches
   const times: number[] = [];
   for (let i = 0; i < RUNS; i++) times.push(await once(server));
-  times.sort((a, b) => a - b);
-  const median = times[Math.floor(times.length / 2)]!;
-  console.log(
-    JSON.stringify({
-      bench: "catchup",
-      runtime: `node ${process.version}`,
-      conversations: CONVERSATIONS,
-      missed: CONVERSATIONS * PER_CONVERSATION,
-      runs: RUNS,
-      medianMs: Math.round(median),
-      minMs: Math.round(times[0]!),
-      maxMs: Math.round(times[times.length - 1]!),
-    }),
-  );
+  console.log(report(`node ${process.version}`, times));
 } finally {
   await server.stop();
 }

@@ -16,8 +16,9 @@ import { ChatClient, MemoryStorage, type ChatClientOptions, type SocketFactory }
 export const SECRET = "sdk-tests-secret-0123456789abcdef0123456789";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-/** build/test -> the repository's target/debug/chat-local, unless CHAT_LOCAL_BIN says. */
-const BIN = process.env.CHAT_LOCAL_BIN ?? path.resolve(here, "../../../../target/debug/chat-local");
+/** build/test -> the repository's target/debug/chat-local, unless CHAT_LOCAL_BIN says
+ * (read when a server starts: the benchmarks set it after importing this module). */
+const bin = () => process.env.CHAT_LOCAL_BIN ?? path.resolve(here, "../../../../target/debug/chat-local");
 
 function b64url(data: string | Buffer): string {
   return Buffer.from(data).toString("base64url");
@@ -51,6 +52,7 @@ export class Server {
   }
 
   async start(): Promise<void> {
+    const BIN = bin();
     const child = spawn(BIN, ["--listen", "127.0.0.1:0", "--db", path.join(this.dir, "chat.db")], {
       env: {
         ...process.env,
