@@ -125,7 +125,7 @@ const RECEIPT_DELAY_MS = 250;
 
 interface InFlight {
   item: OutboxItem;
-  socket: SocketLike;
+  /** Drops the socket when no answer comes in time. */
   timer: ReturnType<typeof setTimeout>;
 }
 
@@ -722,14 +722,19 @@ export class ChatClient extends Emitter<ChatEvents> {
     }
   }
 
-  /** The server has the item: out of the outbox (and its storage). */
-  private settle(item: OutboxItem): void {
-    if (!this.outbox.delete(item.clientMessageId)) return;
+  /** The server answered the item: it is no longer in flight. */
+  private landed(item: OutboxItem): void {
     const flying = this.inFlight.get(item.conversationId);
     if (flying?.item === item) {
       clearTimeout(flying.timer);
       this.inFlight.delete(item.conversationId);
     }
+  }
+
+  /** The server has the item: out of the outbox (and its storage). */
+  private settle(item: OutboxItem): void {
+    if (!this.outbox.delete(item.clientMessageId)) return;
+    this.landed(item);
     this.storage.remove(item.clientMessageId).catch((e) => this.emit("warning", `outbox storage: ${String(e)}`));
     this.changed(item.conversationId);
     this.pump();
@@ -747,11 +752,7 @@ export class ChatClient extends Emitter<ChatEvents> {
     const item = this.outbox.get(ack.clientMessageId);
     // Unknown: settled already (its entry came by sync before the ack).
     if (!item) return;
-    const flying = this.inFlight.get(item.conversationId);
-    if (flying?.item === item) {
-      clearTimeout(flying.timer);
-      this.inFlight.delete(item.conversationId);
-    }
+    this.landed(item);
     // Shown as sent until its entry is in place (a gap before it may still be filling).
     if (item.action.kind === "message") this.placed.set(item.clientMessageId, { item, seq: ack.seq });
     const c = this.conversations.get(ack.conversationId);
@@ -772,7 +773,7 @@ export class ChatClient extends Emitter<ChatEvents> {
     } else {
       this.take(entry, true);
     }
-    if (c?.holds(ack.seq) === false || !c) this.changed(ack.conversationId);
+    if (!c?.holds(ack.seq)) this.changed(ack.conversationId);
     this.settle(item);
   }
 
@@ -788,11 +789,7 @@ export class ChatClient extends Emitter<ChatEvents> {
       this.emit("warning", `${frame.code}: ${frame.message}`);
       return;
     }
-    const flying = this.inFlight.get(item.conversationId);
-    if (flying?.item === item) {
-      clearTimeout(flying.timer);
-      this.inFlight.delete(item.conversationId);
-    }
+    this.landed(item);
     if (RETRYABLE.has(frame.code)) {
       const wait = frame.retryAfterMs ?? Math.min(30_000, 500 * 2 ** Math.min(10, this.attempts + 1));
       this.retryAt.set(item.conversationId, Date.now() + wait);
@@ -1050,7 +1047,6 @@ export class ChatClient extends Emitter<ChatEvents> {
       if (!this.frame(frameOf(item))) return;
       this.inFlight.set(conversationId, {
         item,
-        socket,
         timer: setTimeout(() => {
           // No answer: the socket is as good as dead.
           if (this.inFlight.get(conversationId)?.item === item && this.socket === socket) this.dropSocket();

@@ -132,11 +132,6 @@ export class ConversationState {
       .map(([, h]) => ({ ...h.message, status: this.statusOf(h.message) }));
   }
 
-  message(seq: number): ChatMessage | undefined {
-    const held = this.held.get(seq);
-    return held && { ...held.message, status: this.statusOf(held.message) };
-  }
-
   /** Applies a member's positions (a receipt, a conversation object). Never backwards. */
   positions(userId: string, deliveredUpTo: number, readUpTo: number): void {
     if (userId === this.me) {

@@ -604,15 +604,19 @@ export class ChatClient extends Emitter {
                 this.settle(item);
         }
     }
-    /** The server has the item: out of the outbox (and its storage). */
-    settle(item) {
-        if (!this.outbox.delete(item.clientMessageId))
-            return;
+    /** The server answered the item: it is no longer in flight. */
+    landed(item) {
         const flying = this.inFlight.get(item.conversationId);
         if (flying?.item === item) {
             clearTimeout(flying.timer);
             this.inFlight.delete(item.conversationId);
         }
+    }
+    /** The server has the item: out of the outbox (and its storage). */
+    settle(item) {
+        if (!this.outbox.delete(item.clientMessageId))
+            return;
+        this.landed(item);
         this.storage.remove(item.clientMessageId).catch((e) => this.emit("warning", `outbox storage: ${String(e)}`));
         this.changed(item.conversationId);
         this.pump();
@@ -629,11 +633,7 @@ export class ChatClient extends Emitter {
         // Unknown: settled already (its entry came by sync before the ack).
         if (!item)
             return;
-        const flying = this.inFlight.get(item.conversationId);
-        if (flying?.item === item) {
-            clearTimeout(flying.timer);
-            this.inFlight.delete(item.conversationId);
-        }
+        this.landed(item);
         // Shown as sent until its entry is in place (a gap before it may still be filling).
         if (item.action.kind === "message")
             this.placed.set(item.clientMessageId, { item, seq: ack.seq });
@@ -656,7 +656,7 @@ export class ChatClient extends Emitter {
         else {
             this.take(entry, true);
         }
-        if (c?.holds(ack.seq) === false || !c)
+        if (!c?.holds(ack.seq))
             this.changed(ack.conversationId);
         this.settle(item);
     }
@@ -672,11 +672,7 @@ export class ChatClient extends Emitter {
             this.emit("warning", `${frame.code}: ${frame.message}`);
             return;
         }
-        const flying = this.inFlight.get(item.conversationId);
-        if (flying?.item === item) {
-            clearTimeout(flying.timer);
-            this.inFlight.delete(item.conversationId);
-        }
+        this.landed(item);
         if (RETRYABLE.has(frame.code)) {
             const wait = frame.retryAfterMs ?? Math.min(30_000, 500 * 2 ** Math.min(10, this.attempts + 1));
             this.retryAt.set(item.conversationId, Date.now() + wait);
@@ -938,7 +934,6 @@ export class ChatClient extends Emitter {
                 return;
             this.inFlight.set(conversationId, {
                 item,
-                socket,
                 timer: setTimeout(() => {
                     // No answer: the socket is as good as dead.
                     if (this.inFlight.get(conversationId)?.item === item && this.socket === socket)

@@ -87,10 +87,6 @@ export class ConversationState {
             .sort(([a], [b]) => a - b)
             .map(([, h]) => ({ ...h.message, status: this.statusOf(h.message) }));
     }
-    message(seq) {
-        const held = this.held.get(seq);
-        return held && { ...held.message, status: this.statusOf(held.message) };
-    }
     /** Applies a member's positions (a receipt, a conversation object). Never backwards. */
     positions(userId, deliveredUpTo, readUpTo) {
         if (userId === this.me) {

@@ -79,9 +79,9 @@ impl<K> std::fmt::Debug for Cached<K> {
 }
 
 impl<K: Send + Sync + 'static> Cached<K> {
-    pub(super) fn fixed(what: &'static str, keys: Vec<K>) -> Arc<Self> {
+    fn build(what: &'static str, source: Option<Box<dyn Fetch<K>>>, keys: Vec<K>) -> Arc<Self> {
         Arc::new(Self {
-            source: None,
+            source,
             what,
             cache: RwLock::new(Cache {
                 keys: keys.into_iter().map(Arc::new).collect(),
@@ -92,12 +92,13 @@ impl<K: Send + Sync + 'static> Cached<K> {
         })
     }
 
+    pub(super) fn fixed(what: &'static str, keys: Vec<K>) -> Arc<Self> {
+        Self::build(what, None, keys)
+    }
+
     /// An empty cache over `source`: the first token (or [`load`](Self::load)) fetches.
     pub(super) fn refreshed(what: &'static str, source: impl Fetch<K>) -> Arc<Self> {
-        Arc::new(Self {
-            source: Some(Box::new(source)),
-            ..Arc::into_inner(Self::fixed(what, Vec::new())).expect("just made")
-        })
+        Self::build(what, Some(Box::new(source)), Vec::new())
     }
 
     fn cache(&self) -> std::sync::RwLockReadGuard<'_, Cache<K>> {
