@@ -184,7 +184,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
         StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => "CONFLICT",
         StatusCode::INTERNAL_SERVER_ERROR => "INTERNAL",
         _ => "INVALID_MESSAGE",
-    }, "message": message}});
+    }, "message": message, "retryAfterMs": null}});
     (status, axum::Json(body)).into_response()
 }
 

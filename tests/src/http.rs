@@ -28,11 +28,15 @@ impl Http {
         path: &str,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(body);
         }
-        self.execute(request).await
+        let (status, answer) = self.execute(request).await;
+        checked(&method, path, body, status, &answer);
+        (status, answer)
     }
 
     /// Like [`Self::call`], reporting a server that cannot be reached (or that dies before
@@ -43,11 +47,15 @@ impl Http {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(body);
         }
-        self.try_execute(request).await.map_err(|e| e.to_string())
+        let (status, answer) = self.try_execute(request).await.map_err(|e| e.to_string())?;
+        checked(&method, path, body, status, &answer);
+        Ok((status, answer))
     }
 
     async fn execute(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
@@ -76,7 +84,9 @@ impl Http {
         path: &str,
         body: Option<&Value>,
     ) -> HttpResponse {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -90,10 +100,12 @@ impl Http {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("the body is readable");
+        let answer = body_value(&bytes);
+        checked(&method, path, body, status, &answer);
         HttpResponse {
             status,
             headers,
-            body: body_value(&bytes),
+            body: answer,
         }
     }
 
@@ -130,12 +142,16 @@ impl Http {
         body: impl Into<Vec<u8>>,
         content_type: &str,
     ) -> (u16, Value) {
+        let body = body.into();
+        let sent = serde_json::from_slice::<Value>(&body).ok();
         let request = self
             .client
-            .request(method, format!("{}{path}", self.base))
+            .request(method.clone(), format!("{}{path}", self.base))
             .header("Content-Type", content_type)
-            .body(body.into());
-        self.execute(request).await
+            .body(body);
+        let (status, answer) = self.execute(request).await;
+        checked(&method, path, sent.as_ref(), status, &answer);
+        (status, answer)
     }
 
     /// Creates (or finds) the direct conversation with `other`; answers the conversation.
@@ -224,6 +240,19 @@ impl Http {
             .await;
         assert_eq!(status, 201, "register device {device}: {body}");
         body
+    }
+}
+
+/// Holds an exchange to docs/openapi.yaml (see [`schema`]), failing the test otherwise.
+fn checked(
+    method: &reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+    status: u16,
+    answer: &Value,
+) {
+    if let Err(e) = schema::check_exchange(method.as_str(), path, body, status, answer) {
+        panic!("{e}");
     }
 }
 

@@ -12,6 +12,8 @@
 //!   test can wait for one frame type and still assert the others afterwards.
 //! - [`Http`] (`http.rs`): a thin reqwest wrapper answering `(status, json)`, plus the few calls most
 //!   tests need (create a conversation, send, read history).
+//! - [`schema`]: `docs/asyncapi.yaml` and `docs/openapi.yaml` compiled; [`WsClient`] and
+//!   [`Http`] check every frame and body against them.
 //! - Assertion helpers (`assertions.rs`): [`assert_keys`], [`assert_ws_error`], [`assert_http_error`].
 
 use std::collections::VecDeque;
@@ -36,6 +38,7 @@ mod http;
 pub mod jwt;
 pub mod node;
 pub mod provider;
+pub mod schema;
 mod server;
 mod ws;
 

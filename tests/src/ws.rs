@@ -27,7 +27,21 @@ pub struct WsClient {
     /// each `message.new` read: a repeat is dropped, as a client drops it by seq.
     seen_entries: Option<std::collections::HashSet<(String, u64)>>,
     next_request: u64,
+    /// Frames sent that the protocol documents refuse, with why, until the server's
+    /// verdict on them arrives: it must be an `error` (see [`schema`]).
+    refused: VecDeque<Refused>,
 }
+
+/// A frame sent that docs/asyncapi.yaml says is invalid.
+#[derive(Debug)]
+struct Refused {
+    request_id: Option<String>,
+    client_message_id: Option<String>,
+    reason: String,
+}
+
+/// How many refused frames are remembered (a suite sends a handful at a time).
+const REFUSED_KEPT: usize = 256;
 
 impl std::fmt::Debug for WsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,6 +69,7 @@ impl WsClient {
             ignored: Vec::new(),
             seen_entries: drop_repeats.then(std::collections::HashSet::new),
             next_request: 0,
+            refused: VecDeque::new(),
         }
     }
 
@@ -91,6 +106,9 @@ impl WsClient {
     /// Sends one text frame, reporting a broken connection instead of panicking.
     pub async fn try_send_text(&mut self, text: impl Into<String>) -> Result<(), String> {
         let text: String = text.into();
+        if let Ok(frame) = serde_json::from_str::<Value>(&text) {
+            self.note_sent(&frame);
+        }
         self.stream
             .send(Message::text(text))
             .await
@@ -114,6 +132,51 @@ impl WsClient {
         self.try_send_text(value.to_string()).await
     }
 
+    /// Remembers a frame the protocol documents refuse, to hold the server to it.
+    fn note_sent(&mut self, frame: &Value) {
+        let Err(reason) = schema::check_client_frame(frame) else {
+            return;
+        };
+        let id = |name: &str| frame.get(name).and_then(Value::as_str).map(str::to_owned);
+        if self.refused.len() == REFUSED_KEPT {
+            self.refused.pop_front();
+        }
+        self.refused.push_back(Refused {
+            request_id: id("requestId"),
+            client_message_id: id("clientMessageId"),
+            reason,
+        });
+    }
+
+    /// Fails the test when `answer` accepts a frame the documents refuse; forgets a
+    /// refused frame once its error comes.
+    fn note_verdict(&mut self, answer: &Value) {
+        let accepted = match frame_type(answer) {
+            "message.ack" | "ok" | "heartbeat.ack" => true,
+            "error" => false,
+            _ => return,
+        };
+        let id = |name: &str| answer.get(name).and_then(Value::as_str);
+        let answers = |r: &Refused| match id("requestId") {
+            Some(request) => r.request_id.as_deref() == Some(request),
+            None => {
+                r.request_id.is_none()
+                    && id("clientMessageId").is_some()
+                    && r.client_message_id.as_deref() == id("clientMessageId")
+            }
+        };
+        let Some(i) = self.refused.iter().position(answers) else {
+            return;
+        };
+        let refused = self.refused.remove(i).expect("index is in range");
+        if accepted {
+            panic!(
+                "[{}] the server accepted a frame docs/asyncapi.yaml refuses ({}); its answer: {answer}",
+                self.label, refused.reason
+            );
+        }
+    }
+
     /// Reads the next JSON frame from the socket (not the buffer) before `deadline`.
     async fn read_frame(&mut self, deadline: Instant) -> Result<Value, RecvError> {
         loop {
@@ -135,6 +198,10 @@ impl WsClient {
             };
             let value: Value = serde_json::from_str(text.as_str())
                 .unwrap_or_else(|e| panic!("[{}] non-JSON frame ({e}): {text}", self.label));
+            if let Err(e) = schema::check_server_frame(&value) {
+                panic!("[{}] {e}", self.label);
+            }
+            self.note_verdict(&value);
             if self.ignored.iter().any(|t| t == frame_type(&value)) {
                 continue;
             }
