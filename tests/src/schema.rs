@@ -237,7 +237,7 @@ impl Protocol {
             }
         }
         let error = compile(
-            &serde_json::json!({"$ref": format!("{BASE}openapi.yaml#/components/schemas/Error")}),
+            &serde_json::json!({"$ref": format!("{BASE}openapi.yaml#/components/schemas/ErrorBody")}),
             "Error",
         );
         Protocol {

@@ -27,6 +27,7 @@ import {
   type UploadTicket,
 } from "./protocol.js";
 import { MemoryStorage, type OutboxAction, type OutboxItem, type OutboxStorage } from "./storage.js";
+import type * as Wire from "./wire.js";
 
 /** The subset of the WebSocket API the client uses: browsers', React Native's, `ws`'s. */
 export interface SocketLike {
@@ -354,18 +355,20 @@ export class ChatClient extends Emitter<ChatEvents> {
 
   /** Creates a direct conversation with `userId` (or finds the existing one). */
   async createDirect(userId: string): Promise<Conversation> {
-    const c = await this.request<Conversation>("POST", "/v1/conversations", { type: "direct", members: [userId] });
+    const body: Wire.CreateConversation = { type: "direct", members: [userId] };
+    const c = await this.request<Wire.Conversation>("POST", "/v1/conversations", body);
     return this.learn(c);
   }
 
   async createGroup(name: string, members: string[]): Promise<Conversation> {
-    const c = await this.request<Conversation>("POST", "/v1/conversations", { type: "group", name, members });
+    const body: Wire.CreateConversation = { type: "group", name, members };
+    const c = await this.request<Wire.Conversation>("POST", "/v1/conversations", body);
     return this.learn(c);
   }
 
   /** Older entries of a conversation (before its first held one), for scrolling up. */
   async history(conversationId: string, before: number, limit = 50): Promise<Entry[]> {
-    const page = await this.request<{ messages: Entry[]; hasMore: boolean }>(
+    const page = await this.request<Wire.HistoryPage>(
       "GET",
       `/v1/conversations/${encodeURIComponent(conversationId)}/messages?before=${before}&limit=${limit}`,
     );
@@ -380,12 +383,13 @@ export class ChatClient extends Emitter<ChatEvents> {
     fileName?: string,
   ): Promise<string> {
     const size = bytes instanceof Uint8Array ? bytes.byteLength : bytes.size;
-    const ticket = await this.request<UploadTicket>("POST", "/v1/attachments", {
+    const body: Wire.CreateAttachment = {
       conversationId,
       mimeType,
       size,
       ...(fileName === undefined ? {} : { fileName }),
-    });
+    };
+    const ticket = await this.request<Wire.UploadTicket>("POST", "/v1/attachments", body);
     const { url, method, headers } = ticket.upload;
     const response = await this.opts.fetch(url, { method, headers, body: bytes as BodyInit });
     // 412: an earlier try of this upload got through (uploads are create-only).
@@ -397,14 +401,14 @@ export class ChatClient extends Emitter<ChatEvents> {
 
   /** A download URL of an attachment (valid a few minutes: cache bytes by id, not URLs). */
   async attachmentUrl(attachmentId: string): Promise<string> {
-    const r = await this.request<{ url: string }>("GET", `/v1/attachments/${encodeURIComponent(attachmentId)}`);
+    const r = await this.request<Wire.DownloadUrl>("GET", `/v1/attachments/${encodeURIComponent(attachmentId)}`);
     return r.url;
   }
 
   /** Asks the server for users' presence (the authoritative answer). */
   async fetchPresence(userIds: string[]): Promise<void> {
     if (userIds.length === 0) return;
-    const r = await this.request<{ presence: { userId: string; status: "online" | "offline"; lastSeen: number | null }[] }>(
+    const r = await this.request<Wire.PresenceList>(
       "GET",
       `/v1/presence?userIds=${userIds.map(encodeURIComponent).join(",")}`,
     );
@@ -605,7 +609,7 @@ export class ChatClient extends Emitter<ChatEvents> {
   }
 
   /** Sends a frame if the socket is open; false if it is not (the caller recovers). */
-  private frame(frame: Record<string, unknown>): boolean {
+  private frame(frame: Wire.ClientFrame): boolean {
     const socket = this.socket;
     if (!socket || socket.readyState !== OPEN) return false;
     try {
@@ -873,7 +877,7 @@ export class ChatClient extends Emitter<ChatEvents> {
     let cursor: string | null = null;
     do {
       const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
-      const page: { conversations: Conversation[]; nextCursor: string | null } = await this.request(
+      const page: Wire.ConversationPage = await this.request(
         "GET",
         `/v1/conversations?limit=100${query}`,
       );
@@ -911,10 +915,11 @@ export class ChatClient extends Emitter<ChatEvents> {
       for (let i = 0; i < Math.max(known.length, 1); i += 100) chunks.push(known.slice(i, i + 100));
       let more = false;
       for (const chunk of chunks) {
-        const response = await this.request<SyncResponse>("POST", "/v1/sync", {
+        const body: Wire.SyncRequest = {
           conversations: chunk.map((c) => ({ conversationId: c.id, afterSeq: c.upTo })),
           limit: this.opts.syncLimit,
-        });
+        };
+        const response = await this.request<Wire.SyncResult>("POST", "/v1/sync", body);
         if (this.absorb(response, chunk)) more = true;
       }
       if (!more) return;
@@ -1092,7 +1097,7 @@ export class ChatClient extends Emitter<ChatEvents> {
 }
 
 /** The frame that sends an outbox item (its clientMessageId is also its requestId). */
-function frameOf(item: OutboxItem): Record<string, unknown> {
+function frameOf(item: OutboxItem): Wire.ClientFrame {
   const base = { requestId: item.clientMessageId.slice(0, 64), conversationId: item.conversationId, clientMessageId: item.clientMessageId };
   const a = item.action;
   switch (a.kind) {

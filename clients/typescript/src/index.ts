@@ -5,3 +5,4 @@ export type { ChatMessage, MessageStatus } from "./conversation.js";
 export { MemoryStorage, IndexedDbStorage } from "./storage.js";
 export type { OutboxAction, OutboxItem, OutboxStorage } from "./storage.js";
 export * from "./protocol.js";
+export type * as Wire from "./wire.js";

@@ -1,3 +1,5 @@
+import type * as Wire from "./wire.js";
+
 // The wire format of the chat protocol, version 1.1 (docs/protocol.md): what the server
 // sends and takes. Clients ignore fields and frame types they do not know, so every type
 // here is open to more.
@@ -125,7 +127,7 @@ export interface Conversation {
 
 export interface Ack {
   type: "message.ack";
-  requestId?: string;
+  requestId?: string | null;
   conversationId: string;
   clientMessageId: string;
   messageId: string;
@@ -178,7 +180,7 @@ export type ServerFrame =
   | ({ type: "message.new" } & Entry)
   | { type: "conversation.new" | "conversation.updated"; conversation: Conversation }
   | { type: "conversation.removed"; conversationId: string }
-  | { type: "heartbeat.ack"; requestId?: string; serverTime: Millis; heartbeatIntervalMs: number }
+  | { type: "heartbeat.ack"; requestId?: string | null; serverTime: Millis; heartbeatIntervalMs: number }
   | { type: "ok"; requestId: string };
 
 export interface SyncRequest {
@@ -208,3 +210,42 @@ export interface UploadTicket {
   attachmentId: string;
   upload: { url: string; method: string; headers: Record<string, string>; expiresAt: Millis };
 }
+
+// ------------------------------------------------------------------ checked against the documents
+//
+// src/wire.ts is generated from docs/asyncapi.yaml and docs/openapi.yaml. What the SDK
+// sends is built from it (`Wire.ClientFrame`, `Wire.SyncRequest`...). The types above,
+// which the SDK reads with, are checked here: everything the documents allow must fit
+// them, and every field they name must be one the documents have. A change to the
+// documents that the SDK does not follow fails `tsc`, which `npm run build` runs.
+
+/** Every key of every member of a union. */
+type KeysOf<T> = T extends unknown ? keyof T : never;
+/** `true` when `Sdk` reads every value of `W` and names only fields `W` has. */
+type Reads<Sdk, W> = [W] extends [Sdk]
+  ? [Exclude<keyof Sdk, KeysOf<W>>] extends [never]
+    ? true
+    : { fieldsNotInTheDocuments: Exclude<keyof Sdk, KeysOf<W>> }
+  : { documentedValuesTheSdkCannotRead: W };
+type Holds<T extends true> = T;
+
+export type ReadsTheDocuments = [
+  Holds<Reads<ErrorCode, Wire.ErrorCode>>,
+  Holds<Reads<TextContent, Wire.TextContent>>,
+  Holds<Reads<AttachmentInfo, Wire.AttachmentInfo>>,
+  Holds<Reads<AttachmentContent, Wire.AttachmentContent>>,
+  Holds<Reads<Content, Wire.Content>>,
+  Holds<Reads<ReactionSummary, Wire.ReactionSummary>>,
+  Holds<Reads<Entry, Wire.Entry>>,
+  Holds<Reads<Member, Wire.Member>>,
+  Holds<Reads<Conversation, Wire.Conversation>>,
+  Holds<Reads<Ack, Wire.MessageAckFrame>>,
+  Holds<Reads<ErrorFrame, Wire.ErrorFrame>>,
+  Holds<Reads<ReceiptFrame, Wire.ReceiptFrame>>,
+  Holds<Reads<TypingFrame, Wire.TypingFrame>>,
+  Holds<Reads<PresenceFrame, Wire.PresenceFrame>>,
+  Holds<Reads<ServerFrame, Wire.ServerFrame>>,
+  Holds<Reads<SyncedConversation, Wire.SyncedConversation>>,
+  Holds<Reads<SyncResponse, Wire.SyncResult>>,
+  Holds<Reads<UploadTicket, Wire.UploadTicket>>,
+];

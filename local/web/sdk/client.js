@@ -236,11 +236,13 @@ export class ChatClient extends Emitter {
     }
     /** Creates a direct conversation with `userId` (or finds the existing one). */
     async createDirect(userId) {
-        const c = await this.request("POST", "/v1/conversations", { type: "direct", members: [userId] });
+        const body = { type: "direct", members: [userId] };
+        const c = await this.request("POST", "/v1/conversations", body);
         return this.learn(c);
     }
     async createGroup(name, members) {
-        const c = await this.request("POST", "/v1/conversations", { type: "group", name, members });
+        const body = { type: "group", name, members };
+        const c = await this.request("POST", "/v1/conversations", body);
         return this.learn(c);
     }
     /** Older entries of a conversation (before its first held one), for scrolling up. */
@@ -251,12 +253,13 @@ export class ChatClient extends Emitter {
     /** Uploads bytes as an attachment of a conversation (presigned PUT); its id, to send. */
     async uploadAttachment(conversationId, bytes, mimeType, fileName) {
         const size = bytes instanceof Uint8Array ? bytes.byteLength : bytes.size;
-        const ticket = await this.request("POST", "/v1/attachments", {
+        const body = {
             conversationId,
             mimeType,
             size,
             ...(fileName === undefined ? {} : { fileName }),
-        });
+        };
+        const ticket = await this.request("POST", "/v1/attachments", body);
         const { url, method, headers } = ticket.upload;
         const response = await this.opts.fetch(url, { method, headers, body: bytes });
         // 412: an earlier try of this upload got through (uploads are create-only).
@@ -787,10 +790,11 @@ export class ChatClient extends Emitter {
                 chunks.push(known.slice(i, i + 100));
             let more = false;
             for (const chunk of chunks) {
-                const response = await this.request("POST", "/v1/sync", {
+                const body = {
                     conversations: chunk.map((c) => ({ conversationId: c.id, afterSeq: c.upTo })),
                     limit: this.opts.syncLimit,
-                });
+                };
+                const response = await this.request("POST", "/v1/sync", body);
                 if (this.absorb(response, chunk))
                     more = true;
             }
