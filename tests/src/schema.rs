@@ -20,12 +20,13 @@ const BASE: &str = "https://chat.invalid/docs/";
 /// The documents, compiled once per test process.
 static PROTOCOL: LazyLock<Protocol> = LazyLock::new(Protocol::load);
 
-/// Checks a frame the server sent.
-pub fn check_server_frame(frame: &Value) -> Result<(), String> {
+/// Checks a frame the server sent; `deployed`: behind API Gateway, whose own error
+/// frames (without a type) are allowed.
+pub fn check_server_frame(frame: &Value, deployed: bool) -> Result<(), String> {
     let key = match frame.get("type") {
         Some(Value::String(t)) => t.as_str(),
-        // API Gateway's own error frames (AWS) carry no type.
-        None => GATEWAY_ERROR,
+        None if deployed => GATEWAY_ERROR,
+        None => return Err(format!("a server frame without a type: {frame}")),
         Some(other) => return Err(format!("frame type {other} is not a string")),
     };
     match PROTOCOL.server_frames.get(key) {
@@ -49,19 +50,29 @@ pub fn check_client_frame(frame: &Value) -> Result<(), String> {
 
 /// Checks one HTTP exchange: the answer always; the request `body` (when JSON) only
 /// against the server's verdict (see the module docs). `path` may carry a query.
+/// `deployed`: the server is behind API Gateway, whose own error answers are allowed;
+/// a server of ours must answer every error itself.
 pub fn check_exchange(
     method: &str,
     path: &str,
     body: Option<&Value>,
     status: u16,
     answer: &Value,
+    deployed: bool,
 ) -> Result<(), String> {
     let path = path.split('?').next().unwrap_or(path);
     let what = format!("{method} {path} -> {status}");
+    if status >= 400 && !deployed {
+        check(&PROTOCOL.error, answer, &what)?;
+    }
     let Some(operation) = PROTOCOL.operation(method, path) else {
-        // Unknown routes and methods are answered 404 (400 at /ws) with an error body.
+        // Unknown routes and methods are answered 404 (400 at /ws) with an error.
         if status >= 400 {
-            return check(&PROTOCOL.error, answer, &format!("{what} (no such route)"));
+            return check(
+                &PROTOCOL.any_error,
+                answer,
+                &format!("{what} (no such route)"),
+            );
         }
         return Err(format!(
             "{what}: the server serves a route docs/openapi.yaml does not have"
@@ -108,7 +119,10 @@ struct Protocol {
     client_frames: HashMap<String, Validator>,
     server_frames: HashMap<String, Validator>,
     operations: Vec<Operation>,
+    /// Our servers' error body.
     error: Validator,
+    /// Any documented error answer (ours, or API Gateway's own).
+    any_error: Validator,
 }
 
 /// One route and method of docs/openapi.yaml.
@@ -240,11 +254,16 @@ impl Protocol {
             &serde_json::json!({"$ref": format!("{BASE}openapi.yaml#/components/schemas/ErrorBody")}),
             "Error",
         );
+        let any_error = compile(
+            &serde_json::json!({"$ref": format!("{BASE}openapi.yaml#/components/responses/Error/content/application~1json/schema")}),
+            "the Error response",
+        );
         Protocol {
             client_frames,
             server_frames,
             operations,
             error,
+            any_error,
         }
     }
 
@@ -350,15 +369,21 @@ mod tests {
         let ack = json!({"type": "message.ack", "requestId": "r1", "conversationId": "c_1",
             "clientMessageId": "m1", "messageId": "m_1", "seq": 3, "kind": "message",
             "timestamp": 1, "duplicate": false});
-        check_server_frame(&ack).unwrap();
+        check_server_frame(&ack, false).unwrap();
         let mut extra = ack.clone();
         extra["surprise"] = json!(1);
-        assert!(check_server_frame(&extra).unwrap_err().contains("surprise"));
+        assert!(
+            check_server_frame(&extra, false)
+                .unwrap_err()
+                .contains("surprise")
+        );
         let mut missing = ack.clone();
         missing.as_object_mut().unwrap().remove("requestId");
-        assert!(check_server_frame(&missing).is_err());
-        assert!(check_server_frame(&json!({"type": "message.sent"})).is_err());
-        check_server_frame(&json!({"message": "Internal server error"})).unwrap();
+        assert!(check_server_frame(&missing, false).is_err());
+        assert!(check_server_frame(&json!({"type": "message.sent"}), false).is_err());
+        let gateway = json!({"message": "Internal server error"});
+        check_server_frame(&gateway, true).unwrap();
+        assert!(check_server_frame(&gateway, false).is_err());
 
         check_client_frame(&json!({"action": "read", "conversationId": "c_1", "upToSeq": 0}))
             .unwrap();
@@ -372,17 +397,31 @@ mod tests {
     #[test]
     fn exchanges_are_matched_to_their_route() {
         let error = json!({"error": {"code": "NOT_FOUND", "message": "no", "retryAfterMs": null}});
-        check_exchange("GET", "/v1/conversations/c_1?x=1", None, 404, &error).unwrap();
-        check_exchange("GET", "/v1/nowhere", None, 404, &error).unwrap();
-        assert!(check_exchange("GET", "/v1/nowhere", None, 200, &json!({})).is_err());
-        check_exchange("POST", "/v1/sessions/revoke", None, 204, &Value::Null).unwrap();
-        assert!(check_exchange("POST", "/v1/sessions/revoke", None, 204, &json!({})).is_err());
+        check_exchange("GET", "/v1/conversations/c_1?x=1", None, 404, &error, false).unwrap();
+        check_exchange("GET", "/v1/nowhere", None, 404, &error, false).unwrap();
+        assert!(check_exchange("GET", "/v1/nowhere", None, 200, &json!({}), false).is_err());
+        check_exchange(
+            "POST",
+            "/v1/sessions/revoke",
+            None,
+            204,
+            &Value::Null,
+            false,
+        )
+        .unwrap();
+        assert!(
+            check_exchange("POST", "/v1/sessions/revoke", None, 204, &json!({}), false).is_err()
+        );
         // A body the server accepted must be one the documents allow.
         let bad = json!({"deliveredUpTo": "seven"});
         let positions = json!({"conversationId": "c_1", "deliveredUpTo": 1, "readUpTo": 0});
         let path = "/v1/conversations/c_1/receipts";
-        assert!(check_exchange("POST", path, Some(&bad), 200, &positions).is_err());
-        check_exchange("POST", path, Some(&bad), 400, &error).unwrap();
+        assert!(check_exchange("POST", path, Some(&bad), 200, &positions, false).is_err());
+        check_exchange("POST", path, Some(&bad), 400, &error, false).unwrap();
+        // API Gateway's own answers pass only from a deployment.
+        let gateway = json!({"message": "Not Found"});
+        check_exchange("GET", "/dev/push-outbox", None, 404, &gateway, true).unwrap();
+        assert!(check_exchange("GET", "/dev/push-outbox", None, 404, &gateway, false).is_err());
         let urls = json!({"urls": []});
         check_exchange(
             "POST",
@@ -390,6 +429,7 @@ mod tests {
             Some(&json!({"attachmentIds": []})),
             200,
             &urls,
+            false,
         )
         .unwrap();
     }

@@ -245,7 +245,12 @@ impl TestServer {
 
     /// An HTTP client sending `token` as Bearer (or no Authorization header at all).
     pub fn http_with_token(&self, token: Option<String>) -> Http {
-        Http::new(self.http.clone(), self.http_base.clone(), token)
+        Http::new(
+            self.http.clone(),
+            self.http_base.clone(),
+            token,
+            self.is_remote(),
+        )
     }
 
     /// An HTTP client without credentials (for `/health`, `/dev/...` and 401 checks).

@@ -27,6 +27,8 @@ pub struct WsClient {
     /// each `message.new` read: a repeat is dropped, as a client drops it by seq.
     seen_entries: Option<std::collections::HashSet<(String, u64)>>,
     next_request: u64,
+    /// Behind API Gateway (a deployment): its own error frames are allowed.
+    deployed: bool,
     /// Frames sent that the protocol documents refuse, with why, until the server's
     /// verdict on them arrives: it must be an `error` (see [`schema`]).
     refused: VecDeque<Refused>,
@@ -57,18 +59,18 @@ fn frame_type(frame: &Value) -> &str {
 }
 
 impl WsClient {
-    /// A client over an opened socket; `drop_repeats`: drop a `message.new` seen before.
-    pub(crate) fn new(
-        stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
-        drop_repeats: bool,
-    ) -> Self {
+    /// A client over an opened socket; `deployed`: a deployment behind API Gateway, which
+    /// may deliver an entry twice (a repeat `message.new` is dropped, as a client drops
+    /// it by seq) and answers some frames itself.
+    pub(crate) fn new(stream: WebSocketStream<MaybeTlsStream<TcpStream>>, deployed: bool) -> Self {
         Self {
             label: "ws".to_owned(),
             stream,
             buffer: VecDeque::new(),
             ignored: Vec::new(),
-            seen_entries: drop_repeats.then(std::collections::HashSet::new),
+            seen_entries: deployed.then(std::collections::HashSet::new),
             next_request: 0,
+            deployed,
             refused: VecDeque::new(),
         }
     }
@@ -198,7 +200,7 @@ impl WsClient {
             };
             let value: Value = serde_json::from_str(text.as_str())
                 .unwrap_or_else(|e| panic!("[{}] non-JSON frame ({e}): {text}", self.label));
-            if let Err(e) = schema::check_server_frame(&value) {
+            if let Err(e) = schema::check_server_frame(&value, self.deployed) {
                 panic!("[{}] {e}", self.label);
             }
             self.note_verdict(&value);

@@ -1,7 +1,9 @@
 // The web app chat-local serves, in headless Chromium (Debian's, driven by
 // playwright-core): alice and bob sign in in two browser contexts and chat; bob goes
 // offline, alice sends three messages, bob comes back and sees each once, in order, and
-// alice's ticks turn to read. Screenshots go to target/browser/.
+// alice's ticks turn to read. carol writes while offline and closes the tab: her
+// messages wait in IndexedDB and go out once when she opens the app again; she edits and
+// deletes with the message buttons. Screenshots go to target/browser/.
 //
 //   npm run test:browser     (needs /usr/bin/chromium, or CHROMIUM=path)
 
@@ -112,6 +114,67 @@ test("two people chat; one goes offline and comes back to every message once, in
 
   assert.deepEqual(a.errors, []);
   assert.deepEqual(b.errors, []);
+});
+
+test("messages written offline survive closing the tab and are sent once; group, edit and delete", async () => {
+  const [carol, dave] = [unique("carol"), unique("dave")];
+  const c = await signIn(carol);
+  const d = await signIn(dave);
+
+  // carol makes a group with dave through the app's form and says something.
+  const group = `plans-${carol.slice(-6)}`;
+  const form = c.page.getByTestId("new-group");
+  await form.locator("input[name=name]").fill(group);
+  await form.locator("input[name=members]").fill(dave);
+  await form.getByRole("button", { name: "Create group" }).click();
+  await c.page.getByTestId("title").filter({ hasText: group }).waitFor();
+  await c.page.getByTestId("composer-text").fill("first");
+  await c.page.getByTestId("send").click();
+  await d.page.getByTestId("conversation").filter({ hasText: group }).click();
+  await d.page.getByTestId("message-text").filter({ hasText: "first" }).waitFor();
+
+  // Offline, carol writes two more: they wait in the outbox (IndexedDB), pending.
+  await c.context.setOffline(true);
+  await c.page.getByTestId("status").filter({ hasNotText: "online" }).waitFor();
+  for (const text of ["second", "third"]) {
+    await c.page.getByTestId("composer-text").fill(text);
+    await c.page.getByTestId("send").click();
+  }
+  await c.page.locator("[data-testid=tick][data-status=pending]").nth(1).waitFor();
+  await c.page.screenshot({ path: path.join(SHOTS, "carol-pending-offline.png") });
+  // The app is closed before it could send them, and opened again once online.
+  await c.page.close();
+  await c.context.setOffline(false);
+  const reopened = await c.context.newPage();
+  const errors: string[] = [];
+  reopened.on("pageerror", (e) => errors.push(e.message));
+  await reopened.goto(server.url);
+  await reopened.getByTestId("login-user").fill(carol);
+  await reopened.getByTestId("login-submit").click();
+  await reopened.getByTestId("conversation").filter({ hasText: group }).click();
+  // The outbox, read back from IndexedDB, is sent: no tick stays pending.
+  await reopened.waitForFunction(() => {
+    const ticks = Array.from(document.querySelectorAll("[data-testid=tick]")) as HTMLElement[];
+    return ticks.length === 3 && ticks.every((t) => t.dataset.status !== "pending");
+  });
+
+  await d.page.getByTestId("message-text").filter({ hasText: "third" }).waitFor();
+  assert.deepEqual(await texts(d.page), ["first", "second", "third"], "each once, in order");
+  assert.deepEqual(await texts(reopened), ["first", "second", "third"]);
+
+  // carol edits "second" and deletes "third" with the message buttons.
+  reopened.once("dialog", (dialog) => void dialog.accept("second, edited"));
+  await reopened.getByTestId("message").filter({ hasText: "second" }).getByRole("button", { name: "edit" }).click();
+  await reopened.getByTestId("message").filter({ hasText: "third" }).getByRole("button", { name: "delete" }).click();
+  await d.page.getByTestId("message-text").filter({ hasText: "second, edited" }).waitFor();
+  await d.page.getByTestId("message-text").filter({ hasText: "message deleted" }).waitFor();
+  assert.deepEqual(await texts(d.page), ["first", "second, edited", "message deleted"]);
+  assert.equal(await d.page.getByTestId("message").filter({ hasText: "second, edited" }).getByText("edited", { exact: true }).count(), 1);
+  await d.page.screenshot({ path: path.join(SHOTS, "dave-edit-delete.png") });
+
+  assert.deepEqual(c.errors, []);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(d.errors, []);
 });
 
 /** A 16x16 red PNG. */

@@ -502,6 +502,12 @@ export interface GatewayErrorFrame {
 export interface ErrorBody {
   error: ErrorDetail;
 }
+/**
+ * API Gateway's own answer (AWS only); treat it by its status.
+ */
+export interface GatewayError {
+  message: string;
+}
 export interface SyncRequest {
   /**
    * @maxItems 100
