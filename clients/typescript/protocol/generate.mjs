@@ -70,6 +70,8 @@ const generated = await compile(
   {
     bannerComment: banner,
     additionalProperties: false,
+    // Bounded arrays stay arrays (not unions of tuples): the bound is checked by the server.
+    maxItems: -1,
     unreachableDefinitions: true,
     declareExternallyReferenced: true,
     format: true,

@@ -87,7 +87,7 @@ export type CreateConversation =
        * @minItems 1
        * @maxItems 1
        */
-      members: [UserId];
+      members: [UserId, ...UserId[]];
       /**
        * Ignored.
        */
@@ -243,7 +243,7 @@ export interface ReactionSummary {
    *
    * @maxItems 3
    */
-  userIds: [] | [UserId] | [UserId, UserId] | [UserId, UserId, UserId];
+  userIds: UserId[];
   /**
    * Whether the caller reacted so.
    */
