@@ -56,6 +56,16 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../web/sdk/events.js"),
     ),
     (
+        "sdk/options.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/sdk/options.js"),
+    ),
+    (
+        "sdk/outbox.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/sdk/outbox.js"),
+    ),
+    (
         "sdk/protocol.js",
         "text/javascript; charset=utf-8",
         include_str!("../web/sdk/protocol.js"),
@@ -64,6 +74,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "sdk/storage.js",
         "text/javascript; charset=utf-8",
         include_str!("../web/sdk/storage.js"),
+    ),
+    (
+        "sdk/wire.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/sdk/wire.js"),
     ),
 ];
 
@@ -138,4 +153,24 @@ pub async fn dev_login(
         Json(json!({ "userId": user.as_str(), "token": token })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FILES;
+
+    /// The SDK's modules import each other at run time: every compiled one is served.
+    #[test]
+    fn every_module_of_the_sdk_copy_is_served() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/web/sdk");
+        let mut missing = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("local/web/sdk") {
+            let name = entry.expect("a directory entry").file_name();
+            let path = format!("sdk/{}", name.to_string_lossy());
+            if !FILES.iter().any(|(served, _, _)| *served == path) {
+                missing.push(path);
+            }
+        }
+        assert!(missing.is_empty(), "not in FILES: {missing:?}");
+    }
 }

@@ -24,101 +24,19 @@ import {
   type PresenceFrame,
   type ServerFrame,
   type SyncResponse,
-  type UploadTicket,
 } from "./protocol.js";
+import type {
+  ChatClientOptions,
+  ChatEvents,
+  ConnectionStatus,
+  Presence,
+  SocketFactory,
+  SocketLike,
+} from "./options.js";
+import { ApiError } from "./options.js";
+import { entryOf, frameOf, optimisticMessage } from "./outbox.js";
 import { MemoryStorage, type OutboxAction, type OutboxItem, type OutboxStorage } from "./storage.js";
 import type * as Wire from "./wire.js";
-
-/** The subset of the WebSocket API the client uses: browsers', React Native's, `ws`'s. */
-export interface SocketLike {
-  readonly readyState: number;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-}
-export type SocketFactory = new (url: string) => SocketLike;
-
-export type ConnectionStatus =
-  | "idle" // not started
-  | "connecting"
-  | "syncing" // open, catching up
-  | "online" // open and caught up
-  | "waiting" // closed, reconnecting after a backoff
-  | "background" // closed on purpose until `foreground()`
-  | "stopped"
-  | "signedOut"; // the server revoked the session: a new token is needed
-
-export interface ChatClientOptions {
-  /** The HTTP API's base URL, e.g. `http://127.0.0.1:8080`. */
-  url: string;
-  /** The WebSocket URL without query; default: `url` with ws(s) and `/ws`. */
-  wsUrl?: string;
-  /** The signed-in user's id (the token's user claim). */
-  userId: string;
-  /** Gives a token; `refresh` is true when the last one was refused or expired. */
-  token: (refresh: boolean) => Promise<string>;
-  deviceId?: string;
-  /** Where the outbox lives; default memory (see `IndexedDbStorage`). */
-  storage?: OutboxStorage;
-  /** Default: `globalThis.WebSocket` (Node: pass `ws`'s `WebSocket`). */
-  WebSocket?: SocketFactory;
-  fetch?: typeof fetch;
-  /** A random number in [0, 1) for the backoff's jitter and ids (tests seed it). */
-  random?: () => number;
-  /** Reconnect backoff: the first delay and the cap (default 500 ms and 30 s). */
-  backoff?: { initialMs?: number; maxMs?: number };
-  /** How long a gap may wait before a sync fills it (default 1000 ms). */
-  gapWaitMs?: number;
-  /** No answer to a send this long means the socket is dead (default 10 s). */
-  ackTimeoutMs?: number;
-  /** How many of the latest entries of a conversation first seen are fetched (default
-   * 50; older ones come from `history`). `Infinity` fetches the whole retained log. */
-  historyOnJoin?: number;
-  /** Entries per conversation per sync request (server maximum 1000). */
-  syncLimit?: number;
-  /** An HTTP call with no answer this long is abandoned (default 15 s): a sync stuck on a
-   * dead connection would otherwise hold every later one. */
-  requestTimeoutMs?: number;
-}
-
-export interface Presence {
-  status: "online" | "offline";
-  lastSeen: number | null;
-  at: number;
-}
-
-export interface ChatEvents {
-  status: (status: ConnectionStatus) => void;
-  /** Each entry of a conversation exactly once, in seq order (after a restart of the
-   * client, again from its window's start). */
-  entry: (entry: Entry) => void;
-  /** A conversation's messages changed (new, edited, deleted, reacted, a tick moved). */
-  messages: (conversationId: string) => void;
-  /** The list changed: a conversation added, removed, or its unread count or details. */
-  conversations: () => void;
-  typing: (conversationId: string, userIds: string[]) => void;
-  presence: (userId: string, presence: Presence) => void;
-  /** An outbox item failed for good (it stays until `retry` or `discard`). */
-  failed: (item: OutboxItem) => void;
-  /** The session was revoked (close 4003): sign in again. */
-  signedOut: () => void;
-  /** Something went wrong that the client recovers from (for logs). */
-  warning: (message: string) => void;
-}
-
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly retryAfterMs: number | null,
-  ) {
-    super(`${status} ${code}: ${message}`);
-  }
-}
 
 const OPEN = 1;
 const TYPING_RESEND_MS = 3000;
@@ -257,12 +175,12 @@ export class ChatClient extends Emitter<ChatEvents> {
     const sent = [...this.placed.values()]
       .filter((p) => p.item.conversationId === conversationId && !inPlace.has(p.item.clientMessageId))
       .sort((a, b) => a.seq - b.seq)
-      .map((p) => ({ ...this.optimistic(p.item), seq: p.seq, status: "sent" as const }));
+      .map((p) => ({ ...optimisticMessage(p.item, this.opts.userId), seq: p.seq, status: "sent" as const }));
     const pending = [...this.outbox.values()]
       .filter((i) => i.conversationId === conversationId && i.action.kind === "message")
       .filter((i) => !inPlace.has(i.clientMessageId) && !this.placed.has(i.clientMessageId))
       .sort((a, b) => a.order - b.order)
-      .map((i) => this.optimistic(i));
+      .map((i) => optimisticMessage(i, this.opts.userId));
     return [...held, ...sent, ...pending];
   }
 
@@ -1060,28 +978,6 @@ export class ChatClient extends Emitter<ChatEvents> {
     }
   }
 
-  private optimistic(item: OutboxItem): ChatMessage {
-    const action = item.action;
-    return {
-      conversationId: item.conversationId,
-      seq: null,
-      messageId: null,
-      clientMessageId: item.clientMessageId,
-      senderId: this.opts.userId,
-      kind: "message",
-      content: action.kind === "message" ? (action.content as ChatMessage["content"]) : null,
-      replyTo: action.kind === "message" ? (action.replyTo ?? null) : null,
-      timestamp: item.createdAt,
-      editedAt: null,
-      deleted: false,
-      deletedBy: null,
-      reactions: [],
-      entry: null,
-      status: item.state,
-      ...(item.error ? { error: item.error } : {}),
-    };
-  }
-
   private changed(conversationId: string): void {
     this.emit("messages", conversationId);
   }
@@ -1093,41 +989,6 @@ export class ChatClient extends Emitter<ChatEvents> {
     let id = "";
     for (let i = 0; i < 32; i++) id += Math.floor(this.opts.random() * 16).toString(16);
     return id;
-  }
-}
-
-/** The frame that sends an outbox item (its clientMessageId is also its requestId). */
-function frameOf(item: OutboxItem): Wire.ClientFrame {
-  const base = { requestId: item.clientMessageId.slice(0, 64), conversationId: item.conversationId, clientMessageId: item.clientMessageId };
-  const a = item.action;
-  switch (a.kind) {
-    case "message":
-      return { action: "send", ...base, content: a.content, ...(a.replyTo === undefined ? {} : { replyTo: a.replyTo }) };
-    case "edit":
-      return { action: "edit", ...base, targetSeq: a.targetSeq, content: a.content };
-    case "delete":
-      return { action: "delete", ...base, targetSeq: a.targetSeq };
-    case "reaction":
-      return { action: "react", ...base, targetSeq: a.targetSeq, emoji: a.emoji, removed: a.removed };
-  }
-}
-
-/** What an acked item's entry holds beyond the ack (the sender's copy of it). */
-function entryOf(item: OutboxItem): Partial<Entry> {
-  const a = item.action;
-  switch (a.kind) {
-    case "message":
-      if (a.content.type === "text") {
-        return { kind: "message", content: a.content, replyTo: a.replyTo ?? null, editedAt: null, deleted: false, reactions: [] };
-      }
-      // The server's attachment content carries the attachment's details: read it back.
-      return { kind: "message", content: null, replyTo: a.replyTo ?? null, reactions: [] };
-    case "edit":
-      return { kind: "edit", targetSeq: a.targetSeq, content: a.content };
-    case "delete":
-      return { kind: "delete", targetSeq: a.targetSeq };
-    case "reaction":
-      return { kind: "reaction", targetSeq: a.targetSeq, emoji: a.emoji, removed: a.removed };
   }
 }
 

@@ -1,5 +1,6 @@
-export { ChatClient, ApiError } from "./client.js";
-export type { ChatClientOptions, ChatEvents, ConnectionStatus, Presence, SocketFactory, SocketLike } from "./client.js";
+export { ChatClient } from "./client.js";
+export { ApiError } from "./options.js";
+export type { ChatClientOptions, ChatEvents, ConnectionStatus, Presence, SocketFactory, SocketLike } from "./options.js";
 export { ConversationState } from "./conversation.js";
 export type { ChatMessage, MessageStatus } from "./conversation.js";
 export { MemoryStorage, IndexedDbStorage } from "./storage.js";

@@ -14,18 +14,9 @@
 import { ConversationState } from "./conversation.js";
 import { Emitter } from "./events.js";
 import { RETRYABLE, } from "./protocol.js";
+import { ApiError } from "./options.js";
+import { entryOf, frameOf, optimisticMessage } from "./outbox.js";
 import { MemoryStorage } from "./storage.js";
-export class ApiError extends Error {
-    status;
-    code;
-    retryAfterMs;
-    constructor(status, code, message, retryAfterMs) {
-        super(`${status} ${code}: ${message}`);
-        this.status = status;
-        this.code = code;
-        this.retryAfterMs = retryAfterMs;
-    }
-}
 const OPEN = 1;
 const TYPING_RESEND_MS = 3000;
 const RECEIPT_DELAY_MS = 250;
@@ -146,12 +137,12 @@ export class ChatClient extends Emitter {
         const sent = [...this.placed.values()]
             .filter((p) => p.item.conversationId === conversationId && !inPlace.has(p.item.clientMessageId))
             .sort((a, b) => a.seq - b.seq)
-            .map((p) => ({ ...this.optimistic(p.item), seq: p.seq, status: "sent" }));
+            .map((p) => ({ ...optimisticMessage(p.item, this.opts.userId), seq: p.seq, status: "sent" }));
         const pending = [...this.outbox.values()]
             .filter((i) => i.conversationId === conversationId && i.action.kind === "message")
             .filter((i) => !inPlace.has(i.clientMessageId) && !this.placed.has(i.clientMessageId))
             .sort((a, b) => a.order - b.order)
-            .map((i) => this.optimistic(i));
+            .map((i) => optimisticMessage(i, this.opts.userId));
         return [...held, ...sent, ...pending];
     }
     /** The highest seq of a conversation held with none missing below it. */
@@ -946,27 +937,6 @@ export class ChatClient extends Emitter {
             });
         }
     }
-    optimistic(item) {
-        const action = item.action;
-        return {
-            conversationId: item.conversationId,
-            seq: null,
-            messageId: null,
-            clientMessageId: item.clientMessageId,
-            senderId: this.opts.userId,
-            kind: "message",
-            content: action.kind === "message" ? action.content : null,
-            replyTo: action.kind === "message" ? (action.replyTo ?? null) : null,
-            timestamp: item.createdAt,
-            editedAt: null,
-            deleted: false,
-            deletedBy: null,
-            reactions: [],
-            entry: null,
-            status: item.state,
-            ...(item.error ? { error: item.error } : {}),
-        };
-    }
     changed(conversationId) {
         this.emit("messages", conversationId);
     }
@@ -979,39 +949,6 @@ export class ChatClient extends Emitter {
         for (let i = 0; i < 32; i++)
             id += Math.floor(this.opts.random() * 16).toString(16);
         return id;
-    }
-}
-/** The frame that sends an outbox item (its clientMessageId is also its requestId). */
-function frameOf(item) {
-    const base = { requestId: item.clientMessageId.slice(0, 64), conversationId: item.conversationId, clientMessageId: item.clientMessageId };
-    const a = item.action;
-    switch (a.kind) {
-        case "message":
-            return { action: "send", ...base, content: a.content, ...(a.replyTo === undefined ? {} : { replyTo: a.replyTo }) };
-        case "edit":
-            return { action: "edit", ...base, targetSeq: a.targetSeq, content: a.content };
-        case "delete":
-            return { action: "delete", ...base, targetSeq: a.targetSeq };
-        case "reaction":
-            return { action: "react", ...base, targetSeq: a.targetSeq, emoji: a.emoji, removed: a.removed };
-    }
-}
-/** What an acked item's entry holds beyond the ack (the sender's copy of it). */
-function entryOf(item) {
-    const a = item.action;
-    switch (a.kind) {
-        case "message":
-            if (a.content.type === "text") {
-                return { kind: "message", content: a.content, replyTo: a.replyTo ?? null, editedAt: null, deleted: false, reactions: [] };
-            }
-            // The server's attachment content carries the attachment's details: read it back.
-            return { kind: "message", content: null, replyTo: a.replyTo ?? null, reactions: [] };
-        case "edit":
-            return { kind: "edit", targetSeq: a.targetSeq, content: a.content };
-        case "delete":
-            return { kind: "delete", targetSeq: a.targetSeq };
-        case "reaction":
-            return { kind: "reaction", targetSeq: a.targetSeq, emoji: a.emoji, removed: a.removed };
     }
 }
 function placeholder(entry) {

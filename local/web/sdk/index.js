@@ -1,4 +1,5 @@
-export { ChatClient, ApiError } from "./client.js";
+export { ChatClient } from "./client.js";
+export { ApiError } from "./options.js";
 export { ConversationState } from "./conversation.js";
 export { MemoryStorage, IndexedDbStorage } from "./storage.js";
 export * from "./protocol.js";
