@@ -139,10 +139,7 @@ export type ServerFrame =
   | { type: "heartbeat.ack"; requestId?: string | null; serverTime: Millis; heartbeatIntervalMs: number }
   | { type: "ok"; requestId: string };
 
-export interface SyncRequest {
-  conversations: { conversationId: string; afterSeq: number }[];
-  limit?: number;
-}
+export type SyncRequest = Wire.SyncRequest;
 
 export interface SyncedConversation {
   conversationId: string;
@@ -177,11 +174,16 @@ export interface UploadTicket {
 
 /** Every key of every member of a union. */
 type KeysOf<T> = T extends unknown ? keyof T : never;
-/** `true` when `Sdk` reads every value of `W` and names only fields `W` has. */
+/** The keys a type names, without an index signature's `string` (as `UnknownContent`'s). */
+type NamedKeys<T> = T extends unknown
+  ? keyof { [K in keyof T as string extends K ? never : number extends K ? never : K]: T[K] }
+  : never;
+/** `true` when `Sdk` reads every value of `W` and names only fields `W` has (for a
+ * union, any of its members' fields). */
 type Reads<Sdk, W> = [W] extends [Sdk]
-  ? [Exclude<keyof Sdk, KeysOf<W>>] extends [never]
+  ? [Exclude<NamedKeys<Sdk>, KeysOf<W>>] extends [never]
     ? true
-    : { fieldsNotInTheDocuments: Exclude<keyof Sdk, KeysOf<W>> }
+    : { fieldsNotInTheDocuments: Exclude<NamedKeys<Sdk>, KeysOf<W>> }
   : { documentedValuesTheSdkCannotRead: W };
 type Holds<T extends true> = T;
 

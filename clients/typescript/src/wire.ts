@@ -58,8 +58,8 @@ export type EntryKind = "message" | "edit" | "delete" | "reaction" | "system";
  */
 export type Emoji = string;
 export type Content = TextContent | AttachmentContent;
-export type SendContent = TextContent | AttachmentSendContent;
-export type EditContent = TextContent | AttachmentEditContent;
+export type SendContent = TextSendContent | AttachmentSendContent;
+export type EditContent = TextSendContent | AttachmentEditContent;
 /**
  * One seq of a conversation's log, in its current state (docs/protocol.md section 9).
  */
@@ -106,6 +106,9 @@ export type CreateConversation =
  */
 export type AppendBody =
   | {
+      /**
+       * Absent or `null` is `message`.
+       */
       kind?: "message" | null;
       clientMessageId: ClientMessageId;
       content: SendContent;
@@ -205,6 +208,13 @@ export interface AttachmentSendContent {
    */
   preview?: string | null;
   thumbnailId?: AttachmentId | null;
+}
+/**
+ * Text as a client sends it (other fields are ignored).
+ */
+export interface TextSendContent {
+  type: "text";
+  text: string;
 }
 /**
  * An edit of an attachment message changes only its caption (`""` clears it).
@@ -512,14 +522,16 @@ export interface SyncRequest {
   /**
    * @maxItems 100
    */
-  conversations?: {
-    conversationId: ConversationId;
-    /**
-     * The highest seq you hold with no gap below it; default 0.
-     */
-    afterSeq?: number;
-  }[];
-  limit?: number;
+  conversations?:
+    | {
+        conversationId: ConversationId;
+        /**
+         * The highest seq you hold with no gap below it; absent or `null` is 0.
+         */
+        afterSeq?: number | null;
+      }[]
+    | null;
+  limit?: number | null;
 }
 export interface SyncResult {
   conversations: SyncedConversation[];
