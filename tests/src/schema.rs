@@ -1,14 +1,15 @@
-//! The protocol as data, enforced: every frame a [`WsClient`] reads and every body an
-//! [`Http`] call gets back is checked against `docs/asyncapi.yaml` and `docs/openapi.yaml`,
-//! and so is everything they send.
+//! The protocol as data, enforced: every JSON frame a [`WsClient`] reads and every answer
+//! an [`Http`] call gets is checked against `docs/asyncapi.yaml` and `docs/openapi.yaml`,
+//! and so is every JSON frame and body they send.
 //!
-//! What is sent is checked against the server's verdict rather than refused up front,
-//! since the suites send malformed frames and bodies on purpose: a frame or body the
-//! documents call invalid must be refused by the server (an `error` frame, a 4xx), and
-//! one the server accepts must be one the documents allow. Either way a document that
-//! says something else than the server fails the suite that sees it.
+//! What is sent is held to the server's verdict rather than refused up front, since the
+//! suites send malformed frames and bodies on purpose: one the server accepts (an ack,
+//! `ok`, a 2xx) must be one the documents allow, else the suite fails. The other way
+//! round is not checked: a frame the documents allow may still be refused for a rule a
+//! schema cannot say (a `replyTo` past the conversation's last seq, an attachment not
+//! uploaded yet).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::LazyLock;
 
 use jsonschema::{Registry, Validator};
@@ -93,6 +94,101 @@ pub fn check_exchange(
         Answer::Empty if answer.is_null() => Ok(()),
         Answer::Empty => Err(format!("{what}: documented without a body, got {answer}")),
         Answer::Other => Ok(()),
+    }
+}
+
+/// The frames a WebSocket client sent that await their answer, to hold the server's
+/// verdict to the documents: an answer that accepts (`message.ack`, `ok`,
+/// `heartbeat.ack`) a frame they refuse is an error. An answer goes to the oldest frame it
+/// can answer (answers to frames of one connection come in order locally).
+#[derive(Debug, Default)]
+pub struct Verdicts {
+    awaiting: VecDeque<Awaiting>,
+}
+
+/// A frame sent whose answer can be told apart from the others'.
+#[derive(Debug)]
+struct Awaiting {
+    answered_as: AnswerKey,
+    /// Why docs/asyncapi.yaml refuses the frame, if it does.
+    refused: Option<String>,
+}
+
+/// What an answer carries of the frame it answers.
+#[derive(Debug, PartialEq, Eq)]
+enum AnswerKey {
+    /// The frame's `requestId`.
+    Request(String),
+    /// An append without a `requestId`: its `clientMessageId` (with `requestId: null`).
+    Append(String),
+}
+
+/// How many unanswered frames are remembered (frames whose answer never comes, such as
+/// those sent into a dying socket, are forgotten oldest first).
+const AWAITING_KEPT: usize = 4096;
+
+impl Verdicts {
+    /// Checks a frame sent and remembers it until its answer, when that answer can be
+    /// told apart: a frame the server would answer with `requestId: null` and nothing
+    /// else of it (an invalid `requestId`, a `read` without one) is not kept.
+    pub fn sent(&mut self, frame: &Value) {
+        let refused = check_client_frame(frame).err();
+        let text = |name: &str| {
+            frame
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| s.chars().count() <= 64)
+                .map(str::to_owned)
+        };
+        let answered_as = match frame.get("requestId") {
+            None | Some(Value::Null) => {
+                let appends = matches!(
+                    frame.get("action").and_then(Value::as_str),
+                    Some("send" | "edit" | "delete" | "react")
+                );
+                match text("clientMessageId") {
+                    Some(cmid) if appends => AnswerKey::Append(cmid),
+                    _ => return,
+                }
+            }
+            Some(_) => match text("requestId") {
+                Some(request) => AnswerKey::Request(request),
+                None => return,
+            },
+        };
+        if self.awaiting.len() == AWAITING_KEPT {
+            self.awaiting.pop_front();
+        }
+        self.awaiting.push_back(Awaiting {
+            answered_as,
+            refused,
+        });
+    }
+
+    /// Matches a frame the server sent to the oldest frame it answers; `Err` when it
+    /// accepts one the documents refuse.
+    pub fn answered(&mut self, answer: &Value) -> Result<(), String> {
+        let accepted = match answer.get("type").and_then(Value::as_str) {
+            Some("message.ack" | "ok" | "heartbeat.ack") => true,
+            Some("error") => false,
+            _ => return Ok(()),
+        };
+        let text = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_owned);
+        let key = match (text("requestId"), text("clientMessageId")) {
+            (Some(request), _) => AnswerKey::Request(request),
+            (None, Some(cmid)) => AnswerKey::Append(cmid),
+            (None, None) => return Ok(()),
+        };
+        let Some(i) = self.awaiting.iter().position(|a| a.answered_as == key) else {
+            return Ok(());
+        };
+        let sent = self.awaiting.remove(i).expect("index is in range");
+        match (accepted, sent.refused) {
+            (true, Some(reason)) => Err(format!(
+                "the server accepted a frame docs/asyncapi.yaml refuses ({reason}); its answer: {answer}"
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -392,6 +488,41 @@ mod tests {
                 .is_err()
         );
         assert!(check_client_frame(&json!({"action": "dance"})).is_err());
+    }
+
+    #[test]
+    fn an_accepted_frame_must_be_one_the_documents_allow() {
+        let read = |request: Value, up_to: i64| json!({"action": "read", "requestId": request, "conversationId": "c_1", "upToSeq": up_to});
+        let ok = |request: &str| json!({"type": "ok", "requestId": request});
+        let error = |request: Value, cmid: Value| {
+            json!({"type": "error", "requestId": request, "clientMessageId": cmid,
+                   "code": "INVALID_MESSAGE", "message": "no", "retryAfterMs": null})
+        };
+        let mut v = Verdicts::default();
+        // Refused by the documents and by the server: fine.
+        v.sent(&read(json!("r1"), -1));
+        v.answered(&error(json!("r1"), Value::Null)).unwrap();
+        // Refused by the documents, accepted by the server: the suite fails.
+        v.sent(&read(json!("r2"), -1));
+        assert!(v.answered(&ok("r2")).unwrap_err().contains("accepted"));
+        // A requestId used again: each answer goes to the oldest frame waiting.
+        v.sent(&read(json!("r3"), 1));
+        v.sent(&read(json!("r3"), -1));
+        v.answered(&ok("r3")).unwrap();
+        assert!(v.answered(&ok("r3")).is_err());
+        // An append without a requestId is answered by its clientMessageId.
+        let send = json!({"action": "send", "conversationId": "c_1", "clientMessageId": "m1",
+                          "content": {"type": "text", "text": ""}});
+        v.sent(&send);
+        let ack = json!({"type": "message.ack", "requestId": null, "clientMessageId": "m1"});
+        assert!(
+            v.answered(&ack).is_err(),
+            "empty text is refused by the documents"
+        );
+        // A requestId the server cannot echo is not kept: its answer carries null.
+        v.sent(&read(json!(12), 1));
+        v.answered(&error(Value::Null, Value::Null)).unwrap();
+        assert!(v.awaiting.is_empty(), "{:?}", v.awaiting);
     }
 
     #[test]

@@ -29,21 +29,9 @@ pub struct WsClient {
     next_request: u64,
     /// Behind API Gateway (a deployment): its own error frames are allowed.
     deployed: bool,
-    /// Frames sent that the protocol documents refuse, with why, until the server's
-    /// verdict on them arrives: it must be an `error` (see [`schema`]).
-    refused: VecDeque<Refused>,
+    /// The frames sent that await the server's verdict (see [`schema::Verdicts`]).
+    verdicts: schema::Verdicts,
 }
-
-/// A frame sent that docs/asyncapi.yaml says is invalid.
-#[derive(Debug)]
-struct Refused {
-    request_id: Option<String>,
-    client_message_id: Option<String>,
-    reason: String,
-}
-
-/// How many refused frames are remembered (a suite sends a handful at a time).
-const REFUSED_KEPT: usize = 256;
 
 impl std::fmt::Debug for WsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,7 +59,7 @@ impl WsClient {
             seen_entries: deployed.then(std::collections::HashSet::new),
             next_request: 0,
             deployed,
-            refused: VecDeque::new(),
+            verdicts: schema::Verdicts::default(),
         }
     }
 
@@ -109,7 +97,7 @@ impl WsClient {
     pub async fn try_send_text(&mut self, text: impl Into<String>) -> Result<(), String> {
         let text: String = text.into();
         if let Ok(frame) = serde_json::from_str::<Value>(&text) {
-            self.note_sent(&frame);
+            self.verdicts.sent(&frame);
         }
         self.stream
             .send(Message::text(text))
@@ -132,51 +120,6 @@ impl WsClient {
     /// Sends `value`, reporting a broken connection instead of panicking.
     pub async fn try_send_json(&mut self, value: &Value) -> Result<(), String> {
         self.try_send_text(value.to_string()).await
-    }
-
-    /// Remembers a frame the protocol documents refuse, to hold the server to it.
-    fn note_sent(&mut self, frame: &Value) {
-        let Err(reason) = schema::check_client_frame(frame) else {
-            return;
-        };
-        let id = |name: &str| frame.get(name).and_then(Value::as_str).map(str::to_owned);
-        if self.refused.len() == REFUSED_KEPT {
-            self.refused.pop_front();
-        }
-        self.refused.push_back(Refused {
-            request_id: id("requestId"),
-            client_message_id: id("clientMessageId"),
-            reason,
-        });
-    }
-
-    /// Fails the test when `answer` accepts a frame the documents refuse; forgets a
-    /// refused frame once its error comes.
-    fn note_verdict(&mut self, answer: &Value) {
-        let accepted = match frame_type(answer) {
-            "message.ack" | "ok" | "heartbeat.ack" => true,
-            "error" => false,
-            _ => return,
-        };
-        let id = |name: &str| answer.get(name).and_then(Value::as_str);
-        let answers = |r: &Refused| match id("requestId") {
-            Some(request) => r.request_id.as_deref() == Some(request),
-            None => {
-                r.request_id.is_none()
-                    && id("clientMessageId").is_some()
-                    && r.client_message_id.as_deref() == id("clientMessageId")
-            }
-        };
-        let Some(i) = self.refused.iter().position(answers) else {
-            return;
-        };
-        let refused = self.refused.remove(i).expect("index is in range");
-        if accepted {
-            panic!(
-                "[{}] the server accepted a frame docs/asyncapi.yaml refuses ({}); its answer: {answer}",
-                self.label, refused.reason
-            );
-        }
     }
 
     /// Reads the next JSON frame from the socket (not the buffer) before `deadline`.
@@ -203,7 +146,9 @@ impl WsClient {
             if let Err(e) = schema::check_server_frame(&value, self.deployed) {
                 panic!("[{}] {e}", self.label);
             }
-            self.note_verdict(&value);
+            if let Err(e) = self.verdicts.answered(&value) {
+                panic!("[{}] {e}", self.label);
+            }
             if self.ignored.iter().any(|t| t == frame_type(&value)) {
                 continue;
             }
@@ -227,6 +172,13 @@ impl WsClient {
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
                 Err(_) | Ok(None) | Ok(Some(Err(_))) => return None,
                 Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    if let Ok(frame) = serde_json::from_str::<Value>(text.as_str())
+                        && let Err(e) = schema::check_server_frame(&frame, self.deployed)
+                    {
+                        panic!("[{}] {e}", self.label);
+                    }
+                }
                 Ok(Some(Ok(_))) => continue,
             }
         }
@@ -238,6 +190,9 @@ impl WsClient {
             Frame,
             coding::{Data, OpCode},
         };
+        if let Ok(sent) = serde_json::from_slice::<Value>(&bytes) {
+            self.verdicts.sent(&sent);
+        }
         let frame = Frame::message(bytes, OpCode::Data(Data::Text), true);
         self.stream
             .send(Message::Frame(frame))
