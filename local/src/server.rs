@@ -109,6 +109,8 @@ pub async fn run(
         .route("/app/{*path}", get(crate::web::asset))
         .route("/dev/login", post(crate::web::dev_login))
         .route(blobs::ROUTE, put(blobs::upload).get(blobs::download))
+        // A method a route does not have is 404, as under /v1 (not axum's empty 405).
+        .method_not_allowed_fallback(no_such_route)
         .fallback(http_api)
         .with_state(app.clone());
     listener::serve(listener, router, app.listen, shutdown).await;
@@ -606,6 +608,10 @@ async fn metrics(
 }
 
 /// Everything else: the HTTP API, through the shared handler.
+async fn no_such_route() -> Response {
+    error_response(&ChatError::NotFound("no such route"))
+}
+
 async fn http_api(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     // A body of a declared length is waited for only from a caller with a valid token

@@ -163,6 +163,17 @@ async fn a_method_a_route_does_not_have_is_404_after_authentication() {
         .call(Method::POST, "/dev/push-outbox", None)
         .await;
     assert_http_error(&response, 404, "NOT_FOUND");
+    // The local server's own routes (the web app, its sign-in, the attachment URLs) too.
+    let blob = format!("/v1/blobs/a_{}", "0".repeat(32));
+    for (method, path) in [
+        (Method::DELETE, "/"),
+        (Method::POST, "/app/app.js"),
+        (Method::GET, "/dev/login"),
+        (Method::POST, blob.as_str()),
+    ] {
+        let response = server.http_anon().call(method.clone(), path, None).await;
+        assert_http_error(&response, 404, "NOT_FOUND");
+    }
     // Nothing was changed by them.
     assert_eq!(alice.conversation(&id).await["lastSeq"], 0);
 }
