@@ -23,63 +23,34 @@ use crate::server::{App, error_response, from_loopback};
 /// How long a development sign-in lasts.
 const DEV_TOKEN_TTL_SECS: i64 = 12 * 3600;
 
+/// The content type of the app's scripts and the SDK's modules.
+const JS: &str = "text/javascript; charset=utf-8";
+
 /// The app's files: (path under `/app/`, content type, bytes).
 const FILES: &[(&str, &str, &str)] = &[
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/app.js"),
-    ),
+    ("app.js", JS, include_str!("../web/app.js")),
     (
         "app.css",
         "text/css; charset=utf-8",
         include_str!("../web/app.css"),
     ),
-    (
-        "sdk/index.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/sdk/index.js"),
-    ),
-    (
-        "sdk/client.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/sdk/client.js"),
-    ),
+    ("sdk/index.js", JS, include_str!("../web/sdk/index.js")),
+    ("sdk/client.js", JS, include_str!("../web/sdk/client.js")),
     (
         "sdk/conversation.js",
-        "text/javascript; charset=utf-8",
+        JS,
         include_str!("../web/sdk/conversation.js"),
     ),
-    (
-        "sdk/events.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/sdk/events.js"),
-    ),
-    (
-        "sdk/options.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/sdk/options.js"),
-    ),
-    (
-        "sdk/outbox.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/sdk/outbox.js"),
-    ),
+    ("sdk/events.js", JS, include_str!("../web/sdk/events.js")),
+    ("sdk/options.js", JS, include_str!("../web/sdk/options.js")),
+    ("sdk/outbox.js", JS, include_str!("../web/sdk/outbox.js")),
     (
         "sdk/protocol.js",
-        "text/javascript; charset=utf-8",
+        JS,
         include_str!("../web/sdk/protocol.js"),
     ),
-    (
-        "sdk/storage.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/sdk/storage.js"),
-    ),
-    (
-        "sdk/wire.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/sdk/wire.js"),
-    ),
+    ("sdk/storage.js", JS, include_str!("../web/sdk/storage.js")),
+    ("sdk/wire.js", JS, include_str!("../web/sdk/wire.js")),
 ];
 
 const INDEX: &str = include_str!("../web/index.html");

@@ -37,15 +37,8 @@ impl Http {
         path: &str,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let (status, answer) = self.execute(request).await;
-        self.checked(&method, path, body, status, &answer);
-        (status, answer)
+        let response = self.call_full(method, path, body).await;
+        (response.status, response.body)
     }
 
     /// Like [`Self::call`], reporting a server that cannot be reached (or that dies before
@@ -56,34 +49,11 @@ impl Http {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let (status, answer) = self.try_execute(request).await.map_err(|e| e.to_string())?;
-        self.checked(&method, path, body, status, &answer);
-        Ok((status, answer))
-    }
-
-    async fn execute(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
-        self.try_execute(request)
-            .await
-            .expect("the HTTP request reaches the server and its body is readable")
-    }
-
-    async fn try_execute(
-        &self,
-        mut request: reqwest::RequestBuilder,
-    ) -> Result<(u16, Value), reqwest::Error> {
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await?;
-        Ok((status, body_value(&bytes)))
+        let request = self.json_request(&method, path, body);
+        let response = self.exchange(&method, path, body, request).await;
+        response
+            .map(|r| (r.status, r.body))
+            .map_err(|e| e.to_string())
     }
 
     /// `method path` with an optional JSON body, keeping the response headers.
@@ -93,29 +63,56 @@ impl Http {
         path: &str,
         body: Option<&Value>,
     ) -> HttpResponse {
-        let mut request = self
+        let request = self.json_request(&method, path, body);
+        self.exchange(&method, path, body, request)
+            .await
+            .expect("the HTTP request reaches the server and its body is readable")
+    }
+
+    /// `method path` with the token, if any.
+    fn request(&self, method: &reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self
             .client
             .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(body);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+    }
+
+    /// [`Self::request`] with an optional JSON body.
+    fn json_request(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.request(method, path);
+        match body {
+            Some(body) => request.json(body),
+            None => request,
         }
-        let response = request
-            .send()
-            .await
-            .expect("the HTTP request reaches the server");
+    }
+
+    /// Sends `request` (`method path` carrying `body`, when JSON) and holds the exchange
+    /// to the protocol documents.
+    async fn exchange(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        request: reqwest::RequestBuilder,
+    ) -> Result<HttpResponse, reqwest::Error> {
+        let response = request.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("the body is readable");
-        let answer = body_value(&bytes);
-        self.checked(&method, path, body, status, &answer);
-        HttpResponse {
+        let answer = body_value(&response.bytes().await?);
+        self.checked(method, path, body, status, &answer);
+        Ok(HttpResponse {
             status,
             headers,
             body: answer,
-        }
+        })
     }
 
     /// Holds an exchange to docs/openapi.yaml (see [`schema`]), failing the test otherwise.
@@ -171,13 +168,14 @@ impl Http {
         let body = body.into();
         let sent = serde_json::from_slice::<Value>(&body).ok();
         let request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base))
+            .request(&method, path)
             .header("Content-Type", content_type)
             .body(body);
-        let (status, answer) = self.execute(request).await;
-        self.checked(&method, path, sent.as_ref(), status, &answer);
-        (status, answer)
+        let response = self
+            .exchange(&method, path, sent.as_ref(), request)
+            .await
+            .expect("the HTTP request reaches the server and its body is readable");
+        (response.status, response.body)
     }
 
     /// Creates (or finds) the direct conversation with `other`; answers the conversation.

@@ -123,6 +123,10 @@ enum AnswerKey {
     Append(String),
 }
 
+/// The longest `requestId` (and append `clientMessageId`) an answer repeats; the
+/// server answers a longer one with `null` (docs/protocol.md section 2).
+const ECHOED_ID_MAX_CHARS: usize = 64;
+
 /// How many unanswered frames are remembered (frames whose answer never comes, such as
 /// those sent into a dying socket, are forgotten oldest first).
 const AWAITING_KEPT: usize = 4096;
@@ -137,7 +141,7 @@ impl Verdicts {
             frame
                 .get(name)
                 .and_then(Value::as_str)
-                .filter(|s| s.chars().count() <= 64)
+                .filter(|s| s.chars().count() <= ECHOED_ID_MAX_CHARS)
                 .map(str::to_owned)
         };
         let answered_as = match frame.get("requestId") {
@@ -299,13 +303,15 @@ impl Protocol {
                 let key = message_key(reference);
                 let message = &messages[&key];
                 let name = message["name"].as_str().expect("every message has a name");
-                let validator = compile(&message["payload"], &format!("{op_name}: {name}"));
                 let frames = if from_client {
                     &mut client_frames
                 } else {
                     &mut server_frames
                 };
-                frames.insert(name.to_owned(), validator);
+                // `error` answers four operations: compiled once.
+                frames
+                    .entry(name.to_owned())
+                    .or_insert_with(|| compile(&message["payload"], &format!("{op_name}: {name}")));
             }
         }
 
